@@ -1,0 +1,277 @@
+"""The ClickHouse sink: Kafka topics to ClickHouse tables in batches, committing only what is stored.
+
+It is its own consumer group (``<app id>-sink``) with manual commits:
+
+1. messages are turned into rows (:mod:`sinks.rows`) and gathered per table until ``batch_rows`` rows
+   or ``flush_seconds`` since the batch opened;
+2. each table's batch is inserted with a deduplication token made of its offset ranges; a failed insert
+   is retried with the same rows and token (exponential back-off), and no more is fetched meanwhile,
+   so memory stays bounded while ClickHouse is away;
+3. only then are the offsets committed.
+
+A crash between insert and commit would replay the batch with other boundaries, so on assignment the
+sink also asks ClickHouse for the highest offset it holds per partition (``sink_offsets``) and seeks
+past it. A message that cannot be read as a row goes to the dead-letter topic, never into a table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from sinks.clickhouse import ClickHouseStore, batch_token
+from sinks.rows import TableSpec
+from streams import metrics
+from streams.deadletters import dead_letter_headers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TableBatch:
+    spec: TableSpec
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    # partition -> [first offset, last offset] of the rows in this batch
+    ranges: dict[int, list[int]] = field(default_factory=dict)
+
+    def add(self, partition: int, offset: int, row: tuple[Any, ...]) -> None:
+        self.rows.append(row)
+        span = self.ranges.get(partition)
+        if span is None:
+            self.ranges[partition] = [offset, offset]
+        else:
+            span[1] = offset
+
+    def token(self) -> str:
+        return batch_token(self.spec.table, [(p, first, last) for p, (first, last) in self.ranges.items()])
+
+
+class Batcher:
+    """Pure batching state: rows per table, offsets to commit, and when a flush is due.
+
+    >>> from sinks.rows import EVENTS
+    >>> batcher = Batcher({"forewarn-events": EVENTS}, batch_rows=2, flush_seconds=1.0)
+    >>> batcher.add("forewarn-events", 0, 5, ("row",), now=10.0)
+    >>> batcher.due(now=10.5), batcher.due(now=11.0)
+    (False, True)
+    >>> batcher.add("forewarn-events", 0, 6, ("row",), now=10.6)
+    >>> batcher.due(now=10.6), batcher.commit_offsets()
+    (True, {('forewarn-events', 0): 7})
+    """
+
+    def __init__(self, specs: dict[str, TableSpec], batch_rows: int, flush_seconds: float) -> None:
+        self.specs = specs
+        self.batch_rows = batch_rows
+        self.flush_seconds = flush_seconds
+        self.tables: dict[str, TableBatch] = {}
+        self.consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset taken
+        self.opened_at: float | None = None
+
+    def add(self, topic: str, partition: int, offset: int, row: tuple[Any, ...] | None, now: float) -> None:
+        """Take one message; ``row`` None means it produced no row (skipped or dead-lettered)."""
+        if self.opened_at is None:
+            self.opened_at = now
+        self.consumed[(topic, partition)] = offset
+        if row is not None:
+            spec = self.specs[topic]
+            self.tables.setdefault(spec.table, TableBatch(spec)).add(partition, offset, row)
+
+    def rows(self) -> int:
+        return max((len(batch.rows) for batch in self.tables.values()), default=0)
+
+    def due(self, now: float) -> bool:
+        if self.opened_at is None:
+            return False
+        return self.rows() >= self.batch_rows or now - self.opened_at >= self.flush_seconds
+
+    def wait_seconds(self, now: float) -> float:
+        """How long the next fetch may wait before a flush falls due."""
+        if self.opened_at is None:
+            return self.flush_seconds
+        return max(0.0, self.opened_at + self.flush_seconds - now)
+
+    def commit_offsets(self) -> dict[tuple[str, int], int]:
+        return {key: offset + 1 for key, offset in self.consumed.items()}
+
+    def clear(self) -> None:
+        self.tables.clear()
+        self.consumed.clear()
+        self.opened_at = None
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, sink: ClickHouseSink) -> None:
+        self.sink = sink
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # Store and commit what was taken before another member gets these partitions.
+        await self.sink.flush()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.sink.resume_after_stored(assigned)
+
+
+class ClickHouseSink:
+    def __init__(
+        self,
+        store: ClickHouseStore,
+        specs: dict[str, TableSpec],
+        *,
+        bootstrap_servers: Sequence[str],
+        group_id: str,
+        dead_letter_topic: str,
+        batch_rows: int = 5000,
+        flush_seconds: float = 1.0,
+        max_retry_seconds: float = 30.0,
+        security: dict[str, Any] | None = None,
+    ) -> None:
+        self.store = store
+        self.specs = specs
+        self.batcher = Batcher(specs, batch_rows, flush_seconds)
+        self.bootstrap_servers = list(bootstrap_servers)
+        self.group_id = group_id
+        self.dead_letter_topic = dead_letter_topic
+        self.max_retry_seconds = max_retry_seconds
+        self.security = security or {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._stopping = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        # Kafka partition -> offsets up to which ClickHouse already holds the rows (after a crash).
+        self._stored_through: dict[TopicPartition, int] = {}
+        self._last_offset: dict[TopicPartition, int] = {}  # for the lag gauge
+
+    async def run(self) -> None:
+        """Consume, batch, insert and commit until :meth:`stop`."""
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap_servers, acks="all", **self.security
+        )
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.batcher.batch_rows,
+            **self.security,
+        )
+        self.consumer.subscribe(list(self.specs), listener=_Rebalance(self))
+        await self.producer.start()
+        await self.consumer.start()
+        try:
+            while not self._stopping.is_set():
+                wait = self.batcher.wait_seconds(time.monotonic())
+                batches = await self.consumer.getmany(timeout_ms=int(wait * 1000) + 1)
+                for tp, messages in batches.items():
+                    await self._take(tp, messages)
+                self._report_lag()
+                if self.batcher.due(time.monotonic()):
+                    await self.flush()
+            await self.flush()
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def _take(self, tp: TopicPartition, messages: list[Any]) -> None:
+        spec = self.specs[tp.topic]
+        stored_through = self._stored_through.get(tp, -1)
+        now = time.monotonic()
+        for message in messages:
+            row = None
+            if message.offset > stored_through:
+                try:
+                    row = spec.to_row(message.value, message.headers, message.partition, message.offset)
+                except (ValueError, KeyError, TypeError) as error:
+                    await self._dead_letter(message, f"unreadable_{spec.table}", repr(error)[:300])
+            self.batcher.add(tp.topic, tp.partition, message.offset, row, now)
+        if messages:
+            self._last_offset[tp] = messages[-1].offset
+
+    async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        assert self.producer is not None
+        headers = dead_letter_headers(
+            message.topic, message.partition, message.offset, reason, detail, time.time()
+        )
+        await self.producer.send_and_wait(
+            self.dead_letter_topic, value=message.value, key=message.key, headers=headers
+        )
+        metrics.DEAD_LETTERS.labels(reason).inc()
+
+    async def flush(self) -> None:
+        """Insert every pending batch (retrying until it is stored or the sink stops), then commit."""
+        async with self._flush_lock:
+            if self.batcher.opened_at is None:
+                return
+            for batch in list(self.batcher.tables.values()):
+                if not await self._insert(batch):
+                    return  # stopping with ClickHouse away: nothing is committed, Kafka still has it
+            offsets = {TopicPartition(t, p): o for (t, p), o in self.batcher.commit_offsets().items()}
+            assert self.consumer is not None
+            assigned = self.consumer.assignment()
+            try:
+                await self.consumer.commit({tp: o for tp, o in offsets.items() if tp in assigned})
+            except KafkaError as error:
+                # The rows are stored; whoever consumes these partitions next seeks past them
+                # (resume_after_stored), so a lost commit costs a re-read, not a duplicate row.
+                log.warning("sink commit failed (%s); the next owner resumes from ClickHouse", error)
+            self.batcher.clear()
+
+    async def _insert(self, batch: TableBatch) -> bool:
+        table, token = batch.spec.table, batch.token()
+        delay = 0.1
+        while True:
+            try:
+                seconds = await asyncio.to_thread(
+                    self.store.insert, table, batch.spec.columns, batch.rows, token
+                )
+            except Exception as error:  # whatever the driver raises, the batch is kept and retried
+                metrics.SINK_INSERT_FAILURES.labels(table).inc()
+                log.warning("insert into %s failed (%s); retrying in %.1fs", table, error, delay)
+                if self._stopping.is_set():
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, self.max_retry_seconds)
+                continue
+            metrics.SINK_INSERT_SECONDS.labels(table).observe(seconds)
+            metrics.SINK_BATCH_ROWS.labels(table).observe(len(batch.rows))
+            metrics.SINK_ROWS.labels(table).inc(len(batch.rows))
+            return True
+
+    async def resume_after_stored(self, assigned: Any) -> None:
+        """Seek past rows ClickHouse already holds but whose offsets were never committed."""
+        assert self.consumer is not None
+        stored: dict[str, dict[int, int]] = {}
+        for tp in assigned:
+            table = self.specs[tp.topic].table
+            if table not in stored:
+                stored[table] = await asyncio.to_thread(self.store.stored_offsets, table)
+            through = stored[table].get(tp.partition)
+            if through is None:
+                continue
+            committed = await self.consumer.committed(tp)
+            if committed is None or committed <= through:
+                self._stored_through[tp] = through
+                self.consumer.seek(tp, through + 1)
+                log.info("sink: %s already stored through offset %d; resuming after it", tp, through)
+
+    def _report_lag(self) -> None:
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            last = self._last_offset.get(tp)
+            if highwater is None or last is None:
+                continue
+            metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                max(0, highwater - last - 1)
+            )

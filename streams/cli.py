@@ -1,0 +1,75 @@
+"""The ``forewarn`` command.
+
+    forewarn demo [--duration S]   the whole pipeline on this machine: embedded broker, chdb, traffic
+    forewarn worker                a worker (agents, timers, ClickHouse sink) against FOREWARN_* settings
+    forewarn topics                create the topics with their partition counts
+    forewarn schema                apply the ClickHouse schema migrations
+    forewarn config                print the settings table (Markdown)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from streams.config import Settings, settings_table
+
+
+def run_worker(settings: Settings, loglevel: str) -> None:
+    from faust.worker import Worker
+
+    from streams import metrics
+    from streams.app import create_app
+    from streams.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    metrics.serve(settings.metrics_port)
+    app = create_app(settings)
+    # The Worker handles SIGTERM/SIGINT: agents stop, the sink flushes and commits, offsets are committed.
+    Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="forewarn", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    worker = commands.add_parser("worker", help="run a worker")
+    worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    demo = commands.add_parser("demo", help="run the whole pipeline on the embedded default")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
+    demo.add_argument("--sessions-per-second", type=float, default=20.0, help="new web sessions per second")
+    demo.add_argument("--workdir", default="var/demo", help="where the demo keeps its data and logs")
+    demo.add_argument("--seed", type=int, default=7)
+    commands.add_parser("topics", help="create the topics")
+    commands.add_parser("schema", help="apply the ClickHouse schema")
+    commands.add_parser("config", help="print the settings table")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "config":
+        print(settings_table())
+        return 0
+    if args.command == "demo":
+        from streams.demo import run_demo
+
+        return run_demo(args.duration, args.sessions_per_second, args.workdir, args.seed)
+    settings = Settings.from_env()
+    if args.command == "worker":
+        run_worker(settings, args.loglevel)
+    elif args.command == "topics":
+        from streams.topics import ensure_topics
+
+        for topic, partitions in asyncio.run(ensure_topics(settings)).items():
+            print(f"{topic}: {partitions} partitions")
+    elif args.command == "schema":
+        from sinks.clickhouse import ClickHouseStore
+
+        store = ClickHouseStore(settings.clickhouse_dsn)
+        applied = store.apply_schema()
+        print(f"schema version {store.schema_version()} (applied now: {applied or 'none'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

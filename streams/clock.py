@@ -1,0 +1,38 @@
+"""Event-time clocks per partition, for timers that must fire when a user goes silent.
+
+A partition's clock is the latest event time seen on it (its watermark). While the partition is idle
+the clock moves on with the wall clock from there, so a lingering user is detected even when nothing
+more arrives, yet a consumer catching up on old data judges dwell by the data's own time.
+
+>>> clock = PartitionClocks()
+>>> clock.observe(0, event_time=1000.0, wall=50.0)
+>>> clock.observe(0, event_time=990.0, wall=51.0)  # late events do not move the clock back
+>>> clock.now(0, wall=51.0), clock.now(0, wall=61.0), clock.now(1, wall=61.0)
+(1001.0, 1011.0, None)
+"""
+
+from __future__ import annotations
+
+
+class PartitionClocks:
+    def __init__(self) -> None:
+        # partition -> (watermark, wall time when it was last advanced)
+        self._marks: dict[int, tuple[float, float]] = {}
+
+    def observe(self, partition: int, event_time: float, wall: float) -> None:
+        mark = self._marks.get(partition)
+        if mark is None or event_time > mark[0]:
+            self._marks[partition] = (event_time, wall)
+
+    def now(self, partition: int, wall: float) -> float | None:
+        """The partition's event-time clock, or None before it has seen any event."""
+        mark = self._marks.get(partition)
+        if mark is None:
+            return None
+        watermark, advanced_at = mark
+        return watermark + max(0.0, wall - advanced_at)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop partitions this worker no longer owns."""
+        for partition in partitions:
+            self._marks.pop(partition, None)

@@ -1,0 +1,36 @@
+"""Faust codecs: JSON on the wire through orjson.
+
+``orjson`` is registered as a Faust codec for the topics Forewarn writes (interventions, internal
+events) and ``user_state`` for the per-user table, whose values decode straight into
+:class:`~streams.state.UserState` so that a recovered table holds the same objects as a live one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from faust.serializers import codecs
+
+from streams.state import UserState
+
+
+class OrjsonCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
+
+
+class UserStateCodec(codecs.Codec):
+    def _dumps(self, obj: UserState) -> bytes:
+        return orjson.dumps(obj)  # orjson serializes dataclasses natively
+
+    def _loads(self, s: bytes) -> UserState:
+        return UserState.from_dict(orjson.loads(s))
+
+
+def register() -> None:
+    codecs.register("orjson", OrjsonCodec())
+    codecs.register("user_state", UserStateCodec())

@@ -1,0 +1,203 @@
+"""Settings, read from ``FOREWARN_*`` environment variables.
+
+Every setting has a documented default (the table in README.md is generated from :data:`SETTINGS_DOC`
+by ``forewarn config``), so a worker with no environment at all runs against a local broker and the
+embedded ClickHouse.
+
+>>> settings = Settings.from_env({"FOREWARN_PAYMENT_DWELL_SECONDS": "45", "FOREWARN_PARTITIONS": "4"})
+>>> settings.payment_dwell_seconds, settings.partitions, settings.topic_interventions
+(45.0, 4, 'interventions')
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+PREFIX = "FOREWARN_"
+
+# name -> (default, description). The order is the order of the README table.
+SETTINGS_DOC: dict[str, tuple[Any, str]] = {
+    "app_id": ("forewarn", "Faust application id: consumer group and internal topic prefix."),
+    "broker_url": ("kafka://127.0.0.1:9092", "Kafka bootstrap servers, `kafka://host:port[;host:port]`."),
+    "broker_security_protocol": ("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
+    "broker_sasl_mechanism": ("PLAIN", "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (with SASL_*)."),
+    "broker_sasl_username": ("", "SASL user name."),
+    "broker_sasl_password": ("", "SASL password (never logged)."),
+    "broker_ssl_cafile": ("", "CA bundle to verify the brokers (SSL, SASL_SSL); empty: system CAs."),
+    "broker_ssl_certfile": ("", "Client certificate for mutual TLS."),
+    "broker_ssl_keyfile": ("", "Client key for mutual TLS."),
+    "clickhouse_dsn": (
+        "chdb:///var/lib/forewarn/clickhouse",
+        "ClickHouse: `chdb:///path` (embedded, in-process) or `http(s)://user:pass@host:port/db`.",
+    ),
+    "topic_clickstream": ("clickstream", "Topic web producers write clickstream events to."),
+    "topic_logistics": ("logistics", "Topic logistics producers write shipment events to."),
+    "topic_interventions": ("interventions", "Topic the proactive interventions are emitted to."),
+    "topic_dead_letters": (
+        "dead_letters",
+        "Topic for rejected input: original bytes, reason in headers.",
+    ),
+    "topic_events": ("forewarn-events", "Internal topic of validated events, keyed by user."),
+    "topic_ticks": ("forewarn-ticks", "Internal topic of timer ticks, keyed by user."),
+    "partitions": (8, "Partitions of the topics Forewarn creates (the unit of parallelism)."),
+    "replication_factor": (1, "Replication factor of the topics Forewarn creates."),
+    "data_dir": ("/var/lib/forewarn/worker", "Worker data directory (table stores)."),
+    "store": ("memory://", "Faust table store: `memory://` (rebuilt from changelogs) or `rocksdb://`."),
+    "web_port": (6066, "Port of the worker's Faust web server."),
+    "metrics_port": (9108, "Port Prometheus scrapes `/metrics` on; 0 disables."),
+    "max_event_bytes": (65536, "Larger messages are dead-lettered as `oversized`."),
+    "max_future_skew_seconds": (86400.0, "Events further in the future are dead-lettered."),
+    "payment_dwell_seconds": (120.0, "Time on the payment page without paying before `payment_assist`."),
+    "eta_slip_seconds": (7200.0, "ETA slip past the promised ETA before `delay_notice`."),
+    "session_gap_seconds": (1800.0, "Inactivity that ends a session."),
+    "sweep_interval_seconds": (1.0, "How often the timer sweep looks for silent lingering users."),
+    "sink_batch_rows": (5000, "ClickHouse sink: rows per insert at most."),
+    "sink_flush_seconds": (1.0, "ClickHouse sink: longest wait before a partial batch is inserted."),
+    "sink_max_retry_seconds": (30.0, "ClickHouse sink: longest back-off between insert retries."),
+    "broker_rebalance_timeout": (60.0, "Consumer group rebalance timeout (seconds)."),
+    "broker_session_timeout": (60.0, "Consumer group session timeout (seconds)."),
+    "broker_heartbeat_interval": (3.0, "Consumer group heartbeat interval (seconds)."),
+    "standby_replicas": (1, "Faust standby replicas kept per table partition."),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    app_id: str
+    broker_url: str
+    broker_security_protocol: str
+    broker_sasl_mechanism: str
+    broker_sasl_username: str
+    broker_sasl_password: str
+    broker_ssl_cafile: str
+    broker_ssl_certfile: str
+    broker_ssl_keyfile: str
+    clickhouse_dsn: str
+    topic_clickstream: str
+    topic_logistics: str
+    topic_interventions: str
+    topic_dead_letters: str
+    topic_events: str
+    topic_ticks: str
+    partitions: int
+    replication_factor: int
+    data_dir: str
+    store: str
+    web_port: int
+    metrics_port: int
+    max_event_bytes: int
+    max_future_skew_seconds: float
+    payment_dwell_seconds: float
+    eta_slip_seconds: float
+    session_gap_seconds: float
+    sweep_interval_seconds: float
+    sink_batch_rows: int
+    sink_flush_seconds: float
+    sink_max_retry_seconds: float
+    broker_rebalance_timeout: float
+    broker_session_timeout: float
+    broker_heartbeat_interval: float
+    standby_replicas: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``FOREWARN_<NAME>`` variables, then keyword overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            default, _ = SETTINGS_DOC[spec.name]
+            raw = environ.get(PREFIX + spec.name.upper())
+            if raw is None:
+                values[spec.name] = default
+                continue
+            try:
+                values[spec.name] = type(default)(raw)
+            except ValueError:
+                raise ValueError(
+                    f"{PREFIX}{spec.name.upper()}={raw!r} is not a valid {type(default).__name__}"
+                ) from None
+        values.update(overrides)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        protocols = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
+        if self.broker_security_protocol not in protocols:
+            raise ValueError(f"{PREFIX}BROKER_SECURITY_PROTOCOL must be one of {sorted(protocols)}")
+        if self.partitions < 1:
+            raise ValueError(f"{PREFIX}PARTITIONS must be at least 1")
+        if not self.clickhouse_dsn.startswith(("chdb://", "http://", "https://")):
+            raise ValueError(f"{PREFIX}CLICKHOUSE_DSN must start with chdb://, http:// or https://")
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        values = {spec.name: getattr(self, spec.name) for spec in fields(self)}
+        values.update(overrides)
+        return Settings(**values)
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``kafka://a:9092;b:9092`` as the ``host:port`` list aiokafka takes."""
+        hosts = self.broker_url.split("://", 1)[-1]
+        return [host.strip() for host in hosts.replace(",", ";").split(";") if host.strip()]
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.broker_security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(cafile=self.broker_ssl_cafile or None)
+        if self.broker_ssl_certfile:
+            context.load_cert_chain(self.broker_ssl_certfile, self.broker_ssl_keyfile or None)
+        return context
+
+    def aiokafka_security(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka clients (the sink, the demo's producers)."""
+        options: dict[str, Any] = {"security_protocol": self.broker_security_protocol}
+        if self.broker_security_protocol.startswith("SASL"):
+            options.update(
+                sasl_mechanism=self.broker_sasl_mechanism,
+                sasl_plain_username=self.broker_sasl_username,
+                sasl_plain_password=self.broker_sasl_password,
+            )
+        context = self.ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        return options
+
+    def faust_credentials(self) -> Any:
+        """The same security settings as Faust ``broker_credentials``."""
+        import faust  # imported here so that pure modules importing config stay light
+
+        protocol = self.broker_security_protocol
+        if protocol == "PLAINTEXT":
+            return None
+        if protocol == "SSL":
+            return faust.SSLCredentials(self.ssl_context())
+        return faust.SASLCredentials(
+            username=self.broker_sasl_username,
+            password=self.broker_sasl_password,
+            mechanism=self.broker_sasl_mechanism,
+            ssl_context=self.ssl_context(),
+        )
+
+    def __repr__(self) -> str:  # never print the SASL password
+        shown = {
+            spec.name: (
+                "***"
+                if spec.name == "broker_sasl_password" and self.broker_sasl_password
+                else getattr(self, spec.name)
+            )
+            for spec in fields(self)
+        }
+        return f"Settings({shown})"
+
+
+def settings_table() -> str:
+    """The configuration table for README.md, in Markdown."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, (default, description) in SETTINGS_DOC.items():
+        lines.append(f"| `{PREFIX}{name.upper()}` | `{default}` | {description} |")
+    return "\n".join(lines)

@@ -1,0 +1,287 @@
+"""Event contracts (schema version 1) and their validation.
+
+Producers send one JSON object per Kafka message. Every event carries:
+
+* ``event_id``: a producer-chosen unique id (1-128 characters),
+* ``event_type``: one of the types below for the topic it is sent to,
+* ``event_time``: when it happened, as ISO 8601 with a time zone (``2026-11-24T10:00:00.250Z``)
+  or as integer epoch milliseconds; all processing uses this time, never arrival time,
+* ``user_id``: the customer the event belongs to,
+* ``schema``: optional, ``1`` when present.
+
+Type-specific fields are listed in :data:`CLICKSTREAM_FIELDS` and :data:`LOGISTICS_FIELDS`.
+Unknown fields are dropped: Forewarn keeps only what a trigger needs.
+
+:func:`parse_event` turns the raw bytes of one message into an :class:`Event`, or raises
+:class:`InvalidEvent` whose ``reason`` is one of :data:`DEAD_LETTER_REASONS` (a bounded set, so it
+can be a metric label) and whose ``detail`` says exactly what is wrong.
+
+>>> event = parse_event(
+...     b'{"event_id": "e1", "event_type": "payment_page_view", "event_time": 1764000000000,'
+...     b' "user_id": "u1", "session_id": "s1", "page": "/checkout/payment"}',
+...     source="clickstream",
+... )
+>>> event.event_type, event.event_time, event.attrs["page"]
+('payment_page_view', 1764000000.0, '/checkout/payment')
+>>> try:
+...     parse_event(b'{"event_id": "e2"}', source="clickstream")
+... except InvalidEvent as error:
+...     print(error.reason, "-", error.detail)
+missing_field - field 'event_type' is required
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+SCHEMA_VERSION = 1
+CLICKSTREAM = "clickstream"
+LOGISTICS = "logistics"
+SOURCES = (CLICKSTREAM, LOGISTICS)
+
+# Event times outside this window are rejected rather than allowed to poison per-user clocks.
+MIN_EVENT_TIME = datetime(2000, 1, 1).timestamp()
+DEFAULT_MAX_FUTURE_SKEW = 24 * 3600.0
+
+MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 1024
+
+DEAD_LETTER_REASONS = (
+    "oversized",
+    "malformed_json",
+    "not_an_object",
+    "unsupported_schema",
+    "missing_field",
+    "wrong_type",
+    "invalid_value",
+    "unknown_event_type",
+)
+
+
+class InvalidEvent(ValueError):
+    """A message that cannot be accepted; ``reason`` is one of :data:`DEAD_LETTER_REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class Event:
+    """A validated event. Times are float epoch seconds; ``attrs`` holds the type-specific fields."""
+
+    event_id: str
+    event_type: str
+    source: str
+    event_time: float
+    user_id: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The normalized JSON form used on Forewarn's internal topics (times in epoch ms)."""
+        return {
+            "schema": SCHEMA_VERSION,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "source": self.source,
+            "event_time": to_millis(self.event_time),
+            "user_id": self.user_id,
+            "attrs": {k: to_millis(v) if k in TIME_FIELDS else v for k, v in self.attrs.items()},
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> Event:
+        attrs = data["attrs"]
+        return cls(
+            event_id=data["event_id"],
+            event_type=data["event_type"],
+            source=data["source"],
+            event_time=data["event_time"] / 1000.0,
+            user_id=data["user_id"],
+            attrs={k: v / 1000.0 if k in TIME_FIELDS else v for k, v in attrs.items()},
+        )
+
+
+def to_millis(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+# --- field checkers: each returns the normalized value or raises InvalidEvent(wrong_type/invalid_value)
+
+
+def _identifier(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidEvent("wrong_type", f"field {name!r} must be a string, got {type(value).__name__}")
+    if not 0 < len(value) <= MAX_ID_LENGTH or not value.isprintable():
+        raise InvalidEvent("invalid_value", f"field {name!r} must be 1-{MAX_ID_LENGTH} printable characters")
+    return value
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidEvent("wrong_type", f"field {name!r} must be a string, got {type(value).__name__}")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise InvalidEvent("invalid_value", f"field {name!r} is longer than {MAX_TEXT_LENGTH} characters")
+    return value
+
+
+def _number(name: str, value: Any) -> float:
+    # bool is an int subclass in Python; true/false is not a number in this contract.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidEvent("wrong_type", f"field {name!r} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise InvalidEvent("invalid_value", f"field {name!r} must be finite")
+    return float(value)
+
+
+def _non_negative(name: str, value: Any) -> float:
+    number = _number(name, value)
+    if number < 0:
+        raise InvalidEvent("invalid_value", f"field {name!r} must not be negative")
+    return number
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidEvent("wrong_type", f"field {name!r} must be an integer, got {type(value).__name__}")
+    if not 0 < value <= 1_000_000:
+        raise InvalidEvent("invalid_value", f"field {name!r} must be between 1 and 1000000")
+    return value
+
+
+def parse_time(name: str, value: Any) -> float:
+    """ISO 8601 with a time zone, or integer epoch milliseconds, to float epoch seconds."""
+    if isinstance(value, bool):
+        raise InvalidEvent("wrong_type", f"field {name!r} must be ISO 8601 text or epoch milliseconds")
+    if isinstance(value, int):
+        seconds = value / 1000.0
+    elif isinstance(value, str):
+        if len(value) > 40:
+            raise InvalidEvent("invalid_value", f"field {name!r} is not an ISO 8601 time")
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidEvent("invalid_value", f"field {name!r} is not an ISO 8601 time") from None
+        if parsed.tzinfo is None:
+            raise InvalidEvent("invalid_value", f"field {name!r} must carry a time zone")
+        seconds = parsed.timestamp()
+    else:
+        raise InvalidEvent("wrong_type", f"field {name!r} must be ISO 8601 text or epoch milliseconds")
+    if seconds < MIN_EVENT_TIME or seconds > 4102444800.0:  # 2100-01-01
+        raise InvalidEvent("invalid_value", f"field {name!r} is outside 2000-01-01..2100-01-01")
+    return seconds
+
+
+Checker = Callable[[str, Any], Any]
+
+# Type-specific fields: name -> (checker, required).
+_PAGE = {"page": (_text, True), "category": (_text, False)}
+CLICKSTREAM_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "page_view": _PAGE,
+    "search": {"query": (_text, True)},
+    "add_to_cart": {
+        "sku": (_identifier, True),
+        "quantity": (_positive_int, False),
+        "price": (_non_negative, False),
+    },
+    "remove_from_cart": {"sku": (_identifier, True)},
+    "checkout_start": {"cart_value": (_non_negative, False)},
+    "payment_page_view": {"page": (_text, False), "cart_value": (_non_negative, False)},
+    "payment_completed": {"order_id": (_identifier, True), "amount": (_non_negative, False)},
+    "payment_failed": {"reason": (_text, False)},
+    "order_completed": {"order_id": (_identifier, True), "amount": (_non_negative, False)},
+    "support_contact": {
+        "reason": (_text, False),
+        "order_id": (_identifier, False),
+        "channel": (_text, False),
+    },
+}
+_SHIPMENT = {
+    "shipment_id": (_identifier, True),
+    "order_id": (_identifier, True),
+    "promised_eta": (parse_time, True),
+    "carrier": (_text, False),
+    "location": (_text, False),
+}
+LOGISTICS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "shipment_created": {**_SHIPMENT, "eta": (parse_time, False)},
+    "in_transit": {**_SHIPMENT, "eta": (parse_time, False)},
+    "eta_changed": {**_SHIPMENT, "eta": (parse_time, True)},
+    "delayed": {**_SHIPMENT, "eta": (parse_time, True), "detail": (_text, False)},
+    "exception": {
+        **_SHIPMENT,
+        "exception_code": (_identifier, True),
+        "detail": (_text, False),
+        "eta": (parse_time, False),
+    },
+    "delivered": {**_SHIPMENT},
+}
+FIELDS_BY_SOURCE = {CLICKSTREAM: CLICKSTREAM_FIELDS, LOGISTICS: LOGISTICS_FIELDS}
+# Common fields on every clickstream event besides the type-specific ones.
+_CLICKSTREAM_COMMON = {"session_id": (_identifier, False)}
+TIME_FIELDS = frozenset({"promised_eta", "eta"})
+
+
+def _require(data: Mapping[str, Any], name: str) -> Any:
+    if name not in data or data[name] is None:
+        raise InvalidEvent("missing_field", f"field {name!r} is required")
+    return data[name]
+
+
+def parse_event(
+    raw: bytes,
+    source: str,
+    *,
+    max_bytes: int = 65536,
+    now: float | None = None,
+    max_future_skew: float = DEFAULT_MAX_FUTURE_SKEW,
+) -> Event:
+    """Validate the raw bytes of one message from ``source`` (``clickstream`` or ``logistics``).
+
+    ``now`` (epoch seconds) bounds how far in the future ``event_time`` may be; ``None`` skips that check.
+    """
+    if raw is None:
+        raise InvalidEvent("malformed_json", "message has no value")
+    if len(raw) > max_bytes:
+        raise InvalidEvent("oversized", f"message is {len(raw)} bytes, the limit is {max_bytes}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidEvent("malformed_json", str(error)[:200]) from None
+    if not isinstance(data, dict):
+        raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(data).__name__}")
+    schema = data.get("schema", SCHEMA_VERSION)
+    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+        raise InvalidEvent("unsupported_schema", f"schema {schema!r} is not supported (expected 1)")
+
+    event_type = _require(data, "event_type")
+    if not isinstance(event_type, str):
+        raise InvalidEvent("wrong_type", "field 'event_type' must be a string")
+    known = FIELDS_BY_SOURCE[source]
+    spec = known.get(event_type)
+    if spec is None:
+        raise InvalidEvent("unknown_event_type", f"{event_type[:64]!r} is not a {source} event type")
+
+    event_id = _identifier("event_id", _require(data, "event_id"))
+    event_time = parse_time("event_time", _require(data, "event_time"))
+    if now is not None and event_time > now + max_future_skew:
+        raise InvalidEvent("invalid_value", "field 'event_time' is too far in the future")
+    user_id = _identifier("user_id", _require(data, "user_id"))
+
+    attrs: dict[str, Any] = {}
+    checks = {**_CLICKSTREAM_COMMON, **spec} if source == CLICKSTREAM else spec
+    for name, (check, required) in checks.items():
+        value = data.get(name)
+        if value is None:
+            if required:
+                raise InvalidEvent("missing_field", f"field {name!r} is required for {event_type}")
+            continue
+        attrs[name] = check(name, value)
+    return Event(event_id, event_type, source, event_time, user_id, attrs)

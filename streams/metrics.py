@@ -1,0 +1,53 @@
+"""Prometheus metrics: every metric Forewarn exports is defined here, once.
+
+Labels are bounded sets (topics, event types, dead-letter reasons, triggers, tables), never ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+EVENTS_IN = Counter(
+    "forewarn_events_total", "Valid events consumed, by source topic and event type.", ["topic", "event_type"]
+)
+DEAD_LETTERS = Counter(
+    "forewarn_dead_letters_total", "Messages rejected to the dead-letter topic.", ["reason"]
+)
+INTERVENTIONS = Counter("forewarn_interventions_total", "Interventions emitted, by trigger.", ["trigger"])
+INTERVENTION_LATENCY = Histogram(
+    "forewarn_intervention_latency_seconds",
+    "From the intervention's event time to its emission.",
+    ["trigger"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+EVENT_PROCESSING = Histogram(
+    "forewarn_event_processing_seconds",
+    "From an event's event time to the end of its processing by the per-user agent.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+TICKS_SENT = Counter("forewarn_timer_ticks_total", "Timer ticks the sweep sent to silent users.")
+SINK_BATCH_ROWS = Histogram(
+    "forewarn_sink_batch_rows",
+    "Rows per ClickHouse insert.",
+    ["table"],
+    buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 50000),
+)
+SINK_INSERT_SECONDS = Histogram(
+    "forewarn_sink_insert_seconds",
+    "Duration of successful ClickHouse inserts.",
+    ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SINK_INSERT_FAILURES = Counter("forewarn_sink_insert_failures_total", "Failed ClickHouse inserts.", ["table"])
+SINK_ROWS = Counter("forewarn_sink_rows_total", "Rows inserted into ClickHouse.", ["table"])
+CONSUMER_LAG = Gauge(
+    "forewarn_consumer_lag_messages",
+    "Messages between the consumer's position and the partition's high watermark.",
+    ["group", "topic", "partition"],
+)
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on ``port`` (0: do not serve)."""
+    if port:
+        start_http_server(port)

@@ -1,0 +1,185 @@
+"""Per-user state, kept in a changelog-backed Faust table, and how one event updates it.
+
+The state holds only what the triggers need: the current session, the page the user is on and since
+when (dwell), whether they are on the payment page, their open shipments, and which orders they have
+already contacted support about.
+
+>>> from streams.events import Event
+>>> state = UserState("u1")
+>>> apply_event(state, Event("e1", "payment_page_view", "clickstream", 100.0, "u1", {"page": "/pay"}))
+>>> state.current_page, state.payment_entered_at, state.payment_anchor_id
+('/pay', 100.0, 'e1')
+>>> apply_event(state, Event("e2", "payment_completed", "clickstream", 130.0, "u1", {"order_id": "o1"}))
+>>> state.payment_entered_at is None
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from streams.events import CLICKSTREAM, Event
+
+PAYMENT_PAGE = "/checkout/payment"
+# Bounds that keep one user's state small whatever the input does.
+MAX_OPEN_SHIPMENTS = 50
+MAX_REMEMBERED_ORDERS = 20
+
+
+@dataclass(slots=True)
+class Shipment:
+    shipment_id: str
+    order_id: str
+    promised_eta: float
+    eta: float
+    status: str
+    updated_at: float
+    exception_code: str | None = None
+    # The ETA the last delay notice told the user about, so a further slip can be told again.
+    notified_eta: float | None = None
+    exception_notified: bool = False
+
+
+@dataclass(slots=True)
+class UserState:
+    user_id: str
+    # Partition of the user in the internal events topic: the timer sweep sends ticks there.
+    partition: int = -1
+    last_event_time: float = 0.0
+    last_click_time: float = 0.0
+    events_seen: int = 0
+    session_id: str | None = None
+    session_start: float = 0.0
+    session_events: int = 0
+    current_page: str | None = None
+    page_entered_at: float = 0.0
+    cart_value: float | None = None
+    # Set while the user is on the payment page: since when, and the event that brought them there.
+    payment_entered_at: float | None = None
+    payment_anchor_id: str | None = None
+    payment_assist_sent: bool = False
+    open_shipments: dict[str, Shipment] = field(default_factory=dict)
+    # Delivered shipments (id -> time): late events about them must not reopen them.
+    closed_shipments: dict[str, float] = field(default_factory=dict)
+    # Orders the user contacted support about (order id -> time), for delay-notice evidence.
+    support_contacts: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UserState:
+        values = dict(data)
+        values["open_shipments"] = {
+            key: Shipment(**shipment) for key, shipment in values.get("open_shipments", {}).items()
+        }
+        return cls(**values)
+
+
+def _remember(mapping: dict[str, float], key: str, value: float, limit: int) -> None:
+    mapping.pop(key, None)
+    mapping[key] = value
+    while len(mapping) > limit:  # dicts keep insertion order: drop the oldest
+        del mapping[next(iter(mapping))]
+
+
+def apply_event(state: UserState, event: Event, session_gap: float = 1800.0) -> None:
+    """Update ``state`` with one validated event (event-time semantics; late events are tolerated).
+
+    A new session starts when the event's ``session_id`` changes or after ``session_gap`` seconds
+    without events.
+    """
+    time = event.event_time
+    state.events_seen += 1
+    if event.source == CLICKSTREAM:
+        _apply_clickstream(state, event, time, session_gap)
+    else:
+        _apply_logistics(state, event, time)
+    state.last_event_time = max(state.last_event_time, time)
+
+
+def _apply_clickstream(state: UserState, event: Event, time: float, session_gap: float) -> None:
+    attrs = event.attrs
+    late = time < state.page_entered_at  # an event older than the page the user is on now
+    session_id = attrs.get("session_id")
+    new_session = (session_id is not None and session_id != state.session_id) or (
+        state.session_events == 0 or time - state.last_click_time > session_gap
+    )
+    if new_session and not late:
+        state.session_id = session_id
+        state.session_start = time
+        state.session_events = 0
+        state.cart_value = None
+        _leave_payment_page(state)
+    state.session_events += 1
+    state.last_click_time = max(state.last_click_time, time)
+
+    kind = event.event_type
+    if kind == "support_contact" and "order_id" in attrs:
+        _remember(state.support_contacts, attrs["order_id"], time, MAX_REMEMBERED_ORDERS)
+    if late:
+        return
+    if kind == "add_to_cart" and "price" in attrs:
+        state.cart_value = (state.cart_value or 0.0) + attrs["price"] * attrs.get("quantity", 1)
+    elif kind in ("checkout_start", "payment_page_view") and "cart_value" in attrs:
+        state.cart_value = attrs["cart_value"]
+
+    if kind == "payment_page_view":
+        page = attrs.get("page", PAYMENT_PAGE)
+        if state.payment_entered_at is None:  # a reload keeps the dwell running
+            state.payment_entered_at = time
+            state.payment_anchor_id = event.event_id
+            state.payment_assist_sent = False
+        _enter_page(state, page, time)
+    elif kind == "page_view":
+        _leave_payment_page(state)
+        _enter_page(state, attrs["page"], time)
+    elif kind in ("payment_completed", "order_completed"):
+        _leave_payment_page(state)
+        state.cart_value = None
+
+
+def _enter_page(state: UserState, page: str, time: float) -> None:
+    if page != state.current_page:
+        state.current_page = page
+        state.page_entered_at = time
+
+
+def _leave_payment_page(state: UserState) -> None:
+    state.payment_entered_at = None
+    state.payment_anchor_id = None
+    state.payment_assist_sent = False
+
+
+def _apply_logistics(state: UserState, event: Event, time: float) -> None:
+    attrs = event.attrs
+    shipment_id = attrs["shipment_id"]
+    if shipment_id in state.closed_shipments:
+        return
+    if event.event_type == "delivered":
+        state.open_shipments.pop(shipment_id, None)
+        _remember(state.closed_shipments, shipment_id, time, MAX_OPEN_SHIPMENTS)
+        return
+    shipment = state.open_shipments.get(shipment_id)
+    if shipment is None:
+        shipment = Shipment(
+            shipment_id=shipment_id,
+            order_id=attrs["order_id"],
+            promised_eta=attrs["promised_eta"],
+            eta=attrs.get("eta", attrs["promised_eta"]),
+            status=event.event_type,
+            updated_at=time,
+        )
+        state.open_shipments[shipment_id] = shipment
+        while len(state.open_shipments) > MAX_OPEN_SHIPMENTS:
+            del state.open_shipments[next(iter(state.open_shipments))]
+    elif time < shipment.updated_at:
+        return  # an older update than the one applied: the newer ETA stands
+    shipment.promised_eta = attrs["promised_eta"]
+    if "eta" in attrs:
+        shipment.eta = attrs["eta"]
+    shipment.status = event.event_type
+    shipment.updated_at = time
+    if event.event_type == "exception":
+        shipment.exception_code = attrs["exception_code"]

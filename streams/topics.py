@@ -1,0 +1,51 @@
+"""Create the topics Forewarn uses, with their partition counts, before the worker joins.
+
+The internal events and ticks topics must have the same partition count as the per-user table
+(co-partitioning); a mismatch is reported in plain words rather than left to corrupt state.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from streams.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [
+        settings.topic_clickstream,
+        settings.topic_logistics,
+        settings.topic_events,
+        settings.topic_ticks,
+        settings.topic_interventions,
+        settings.topic_dead_letters,
+    ]
+
+
+async def ensure_topics(settings: Settings) -> dict[str, int]:
+    """Create missing topics; returns every topic's partition count. Raises on co-partitioning errors."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.aiokafka_security())
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in topic_names(settings) if name not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing]
+            )
+            log.info("created topics %s with %d partitions", missing, settings.partitions)
+        described = await admin.describe_topics(topic_names(settings))
+        counts = {topic["topic"]: len(topic["partitions"]) for topic in described}
+    finally:
+        await admin.close()
+    for name in (settings.topic_events, settings.topic_ticks):
+        if counts.get(name) != settings.partitions:
+            raise RuntimeError(
+                f"topic {name!r} has {counts.get(name)} partitions but FOREWARN_PARTITIONS is "
+                f"{settings.partitions}: the per-user table must be co-partitioned with it"
+            )
+    return counts
