@@ -105,6 +105,15 @@ class ClickHouseStore:
         )
         return {int(partition): int(offset) for partition, offset in result.result_rows}
 
+    def recent_ids(self, table: str, id_sql: str, partition: int, from_offset: int) -> list[str]:
+        """Ids of the rows stored from ``partition`` at or after ``from_offset``."""
+        result = self.client.query(
+            f"SELECT {id_sql} FROM {table}"
+            " WHERE kafka_partition = {partition:UInt16} AND kafka_offset >= {offset:UInt64}",
+            parameters={"partition": partition, "offset": max(0, from_offset)},
+        )
+        return [row[0] for row in result.result_rows]
+
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return self.client.query(sql, parameters=parameters or {}).result_rows
 

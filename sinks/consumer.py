@@ -12,6 +12,12 @@ It is its own consumer group (``<app id>-sink``) with manual commits:
 A crash between insert and commit would replay the batch with other boundaries, so on assignment the
 sink also asks ClickHouse for the highest offset it holds per partition (``sink_offsets``) and seeks
 past it. A message that cannot be read as a row goes to the dead-letter topic, never into a table.
+
+Upstream stages are at-least-once: a worker that stops or crashes re-processes what it had not
+committed, so the same event or intervention can reach a topic twice, at two offsets. The sink drops a
+row whose id it has stored within the last ``dedup_window`` messages of that partition (reloaded from
+ClickHouse when it gets the partition), so counts, and the materialized views built on inserts, stay
+exact. The ReplacingMergeTree engines are the backstop beyond that window.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +114,35 @@ class Batcher:
         self.opened_at = None
 
 
+class RecentIds:
+    """The last ``limit`` ids seen, for membership tests in O(1) with bounded memory.
+
+    >>> recent = RecentIds(limit=2)
+    >>> [recent.add(i) for i in ("a", "b", "a", "c")]
+    [True, True, False, True]
+    >>> "a" in recent, "b" in recent, "c" in recent
+    (False, True, True)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+
+    def __contains__(self, item: str) -> bool:
+        return item in self._ids
+
+    def add(self, item: str) -> bool:
+        """Remember ``item``; False if it was already there."""
+        if item in self._ids:
+            return False
+        self._ids.add(item)
+        self._order.append(item)
+        if len(self._order) > self.limit:
+            self._ids.discard(self._order.popleft())
+        return True
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, sink: ClickHouseSink) -> None:
         self.sink = sink
@@ -131,6 +167,7 @@ class ClickHouseSink:
         batch_rows: int = 5000,
         flush_seconds: float = 1.0,
         max_retry_seconds: float = 30.0,
+        dedup_window: int = 100_000,
         security: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
@@ -148,6 +185,8 @@ class ClickHouseSink:
         # Kafka partition -> offsets up to which ClickHouse already holds the rows (after a crash).
         self._stored_through: dict[TopicPartition, int] = {}
         self._last_offset: dict[TopicPartition, int] = {}  # for the lag gauge
+        self.dedup_window = dedup_window
+        self._recent: dict[TopicPartition, RecentIds] = {}
 
     async def run(self) -> None:
         """Consume, batch, insert and commit until :meth:`stop`."""
@@ -185,6 +224,7 @@ class ClickHouseSink:
     async def _take(self, tp: TopicPartition, messages: list[Any]) -> None:
         spec = self.specs[tp.topic]
         stored_through = self._stored_through.get(tp, -1)
+        recent = self._recent.setdefault(tp, RecentIds(self.dedup_window))
         now = time.monotonic()
         for message in messages:
             row = None
@@ -193,6 +233,9 @@ class ClickHouseSink:
                     row = spec.to_row(message.value, message.headers, message.partition, message.offset)
                 except (ValueError, KeyError, TypeError) as error:
                     await self._dead_letter(message, f"unreadable_{spec.table}", repr(error)[:300])
+                if row is not None and not recent.add(spec.row_id(row)):
+                    metrics.SINK_DUPLICATES.labels(spec.table).inc()
+                    row = None
             self.batcher.add(tp.topic, tp.partition, message.offset, row, now)
         if messages:
             self._last_offset[tp] = messages[-1].offset
@@ -249,16 +292,22 @@ class ClickHouseSink:
             return True
 
     async def resume_after_stored(self, assigned: Any) -> None:
-        """Seek past rows ClickHouse already holds but whose offsets were never committed."""
+        """Seek past rows ClickHouse already holds but whose offsets were never committed, and reload
+        the ids stored lately from each partition for de-duplication."""
         assert self.consumer is not None
         stored: dict[str, dict[int, int]] = {}
         for tp in assigned:
-            table = self.specs[tp.topic].table
-            if table not in stored:
-                stored[table] = await asyncio.to_thread(self.store.stored_offsets, table)
-            through = stored[table].get(tp.partition)
+            spec = self.specs[tp.topic]
+            if spec.table not in stored:
+                stored[spec.table] = await asyncio.to_thread(self.store.stored_offsets, spec.table)
+            through = stored[spec.table].get(tp.partition)
+            recent = self._recent[tp] = RecentIds(self.dedup_window)
             if through is None:
                 continue
+            for row_id in await asyncio.to_thread(
+                self.store.recent_ids, spec.table, spec.id_sql, tp.partition, through - self.dedup_window + 1
+            ):
+                recent.add(row_id)
             committed = await self.consumer.committed(tp)
             if committed is None or committed <= through:
                 self._stored_through[tp] = through

@@ -87,6 +87,14 @@ class TableSpec:
     table: str
     columns: tuple[str, ...]
     to_row: Callable[[bytes, Headers, int, int], tuple[Any, ...]]
+    # The row's natural id: a row position, and the same as a ClickHouse expression over the table.
+    id_index: int | tuple[int, ...]
+    id_sql: str
+
+    def row_id(self, row: tuple[Any, ...]) -> str:
+        if isinstance(self.id_index, int):
+            return str(row[self.id_index])
+        return ":".join(str(row[index]) for index in self.id_index)
 
 
 EVENTS = TableSpec(
@@ -106,6 +114,8 @@ EVENTS = TableSpec(
         "kafka_offset",
     ),
     event_row,
+    id_index=0,
+    id_sql="event_id",
 )
 INTERVENTIONS = TableSpec(
     "interventions",
@@ -124,6 +134,8 @@ INTERVENTIONS = TableSpec(
         "kafka_offset",
     ),
     intervention_row,
+    id_index=0,
+    id_sql="toString(intervention_id)",
 )
 DEAD_LETTERS = TableSpec(
     "dead_letters",
@@ -140,4 +152,6 @@ DEAD_LETTERS = TableSpec(
         "kafka_offset",
     ),
     dead_letter_row,
+    id_index=(0, 1, 2),
+    id_sql="concat(source_topic, ':', toString(source_partition), ':', toString(source_offset))",
 )

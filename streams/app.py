@@ -73,6 +73,7 @@ class SinkService(mode.Service):
             batch_rows=settings.sink_batch_rows,
             flush_seconds=settings.sink_flush_seconds,
             max_retry_seconds=settings.sink_max_retry_seconds,
+            dedup_window=settings.sink_dedup_window,
             security=settings.aiokafka_security(),
         )
         self.add_future(self.sink.run())
@@ -117,11 +118,14 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     ticks_topic = app.topic(settings.topic_ticks, partitions=settings.partitions)
     interventions_topic = app.topic(settings.topic_interventions)
     dead_letter_topic = app.topic(settings.topic_dead_letters, value_serializer="raw")
-    users = app.Table(
-        "users",
-        partitions=settings.partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="user_state"),
-    )
+    # Built as app.Table does, but with the serializers set before the table is added: Faust derives a
+    # table's serializers from key_type/value_type (ignoring a Schema) and makes the changelog topic when
+    # the table is added. Values recovered from the changelog then decode into UserState objects, the same
+    # as live writes.
+    users = app.conf.Table(app, name="users", partitions=settings.partitions, beacon=app.tables.beacon)
+    users.key_serializer = "json"
+    users.value_serializer = "user_state"
+    app.tables.add(users)
     clocks = PartitionClocks()
     ticked: dict[str, float] = {}  # user -> wall time of the last tick sent, not yet answered
 
@@ -185,6 +189,12 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:
         """Tick users whose payment dwell fell due while they sent nothing more."""
+        try:
+            await sweep_once()
+        except Exception:  # an exception in a Faust timer crashes the app; the next sweep retries
+            log.exception("timer sweep failed")
+
+    async def sweep_once() -> None:
         wall = time.time()
         active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
         due: list[tuple[str, int, float]] = []

@@ -1,10 +1,10 @@
 """The ``forewarn`` command.
 
-    forewarn demo [--duration S]   the whole pipeline on this machine: embedded broker, chdb, traffic
-    forewarn worker                a worker (agents, timers, ClickHouse sink) against FOREWARN_* settings
-    forewarn topics                create the topics with their partition counts
-    forewarn schema                apply the ClickHouse schema migrations
-    forewarn config                print the settings table (Markdown)
+forewarn demo [--duration S]   the whole pipeline on this machine: embedded broker, chdb, traffic
+forewarn worker                a worker (agents, timers, ClickHouse sink) against FOREWARN_* settings
+forewarn topics                create the topics with their partition counts
+forewarn schema                apply the ClickHouse schema migrations
+forewarn config                print the settings table (Markdown)
 """
 
 from __future__ import annotations

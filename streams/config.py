@@ -58,6 +58,7 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "sink_batch_rows": (5000, "ClickHouse sink: rows per insert at most."),
     "sink_flush_seconds": (1.0, "ClickHouse sink: longest wait before a partial batch is inserted."),
     "sink_max_retry_seconds": (30.0, "ClickHouse sink: longest back-off between insert retries."),
+    "sink_dedup_window": (100000, "ClickHouse sink: recent ids remembered per partition to drop duplicates."),
     "broker_rebalance_timeout": (60.0, "Consumer group rebalance timeout (seconds)."),
     "broker_session_timeout": (60.0, "Consumer group session timeout (seconds)."),
     "broker_heartbeat_interval": (3.0, "Consumer group heartbeat interval (seconds)."),
@@ -98,6 +99,7 @@ class Settings:
     sink_batch_rows: int
     sink_flush_seconds: float
     sink_max_retry_seconds: float
+    sink_dedup_window: int
     broker_rebalance_timeout: float
     broker_session_timeout: float
     broker_heartbeat_interval: float

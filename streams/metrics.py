@@ -39,6 +39,11 @@ SINK_INSERT_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SINK_INSERT_FAILURES = Counter("forewarn_sink_insert_failures_total", "Failed ClickHouse inserts.", ["table"])
+SINK_DUPLICATES = Counter(
+    "forewarn_sink_duplicates_total",
+    "Rows dropped by the sink because their id was already stored (upstream re-processing).",
+    ["table"],
+)
 SINK_ROWS = Counter("forewarn_sink_rows_total", "Rows inserted into ClickHouse.", ["table"])
 CONSUMER_LAG = Gauge(
     "forewarn_consumer_lag_messages",
