@@ -66,6 +66,7 @@ def start_broker(
         stdout=output,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        start_new_session=True,  # Ctrl-C in a terminal reaches its owner, which stops it by PID
     )
     broker = EmbeddedBroker(process, port)
     deadline = time.monotonic() + timeout

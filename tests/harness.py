@@ -84,7 +84,9 @@ class Worker:
             return response.read().decode()
 
 
-def worker_env(bootstrap: str, workdir: Path, clickhouse_dsn: str | None = None, **extra: str) -> dict[str, str]:
+def worker_env(
+    bootstrap: str, workdir: Path, clickhouse_dsn: str | None = None, **extra: str
+) -> dict[str, str]:
     return {
         "FOREWARN_BROKER_URL": f"kafka://{bootstrap}",
         "FOREWARN_CLICKHOUSE_DSN": clickhouse_dsn or f"chdb://{workdir / 'clickhouse'}",
@@ -115,12 +117,14 @@ async def produce(bootstrap: str, messages: Iterable[Message]) -> int:
     return len(futures)
 
 
-async def consume_all(bootstrap: str, topic: str, *, until: int | None = None, timeout: float = 30.0,
-                      settle: float = 2.0) -> list[Any]:
+async def consume_all(
+    bootstrap: str, topic: str, *, until: int | None = None, timeout: float = 30.0, settle: float = 2.0
+) -> list[Any]:
     """Every message on ``topic`` from the start: until ``until`` messages, then ``settle`` seconds
     more to catch any extra (duplicates), or until ``timeout``."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     messages: list[Any] = []
     deadline = time.monotonic() + timeout

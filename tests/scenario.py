@@ -40,30 +40,76 @@ def build(users: int, start_ms: int | None = None, tag: str = "a") -> Scenario:
         kind = index % 4
         eid = f"{tag}-{index}"
         if kind in (0, 1):
-            scenario.add("clickstream", event_id=f"{eid}-view", event_type="page_view", event_time=now,
-                         user_id=user, session_id=f"{eid}-s", page="/p/phone")
-            anchor = scenario.add("clickstream", event_id=f"{eid}-pay-page", event_type="payment_page_view",
-                                  event_time=now + 100, user_id=user, session_id=f"{eid}-s")
+            scenario.add(
+                "clickstream",
+                event_id=f"{eid}-view",
+                event_type="page_view",
+                event_time=now,
+                user_id=user,
+                session_id=f"{eid}-s",
+                page="/p/phone",
+            )
+            anchor = scenario.add(
+                "clickstream",
+                event_id=f"{eid}-pay-page",
+                event_type="payment_page_view",
+                event_time=now + 100,
+                user_id=user,
+                session_id=f"{eid}-s",
+            )
             if kind == 0:
-                scenario.add("clickstream", event_id=f"{eid}-paid", event_type="payment_completed",
-                             event_time=now + 600, user_id=user, session_id=f"{eid}-s", order_id=f"{eid}-o")
+                scenario.add(
+                    "clickstream",
+                    event_id=f"{eid}-paid",
+                    event_type="payment_completed",
+                    event_time=now + 600,
+                    user_id=user,
+                    session_id=f"{eid}-s",
+                    order_id=f"{eid}-o",
+                )
             else:
                 scenario.expected[intervention_id(PAYMENT_ASSIST, user, anchor)] = (PAYMENT_ASSIST, user)
         else:
-            shipment = {"shipment_id": f"{eid}-sh", "order_id": f"{eid}-o", "user_id": user,
-                        "promised_eta": now + 24 * HOUR_MS}
-            scenario.add("logistics", event_id=f"{eid}-created", event_type="shipment_created",
-                         event_time=now, **shipment)
+            shipment = {
+                "shipment_id": f"{eid}-sh",
+                "order_id": f"{eid}-o",
+                "user_id": user,
+                "promised_eta": now + 24 * HOUR_MS,
+            }
+            scenario.add(
+                "logistics",
+                event_id=f"{eid}-created",
+                event_type="shipment_created",
+                event_time=now,
+                **shipment,
+            )
             if kind == 2:
-                delayed = scenario.add("logistics", event_id=f"{eid}-delayed", event_type="delayed",
-                                       event_time=now + 50, eta=now + 27 * HOUR_MS, **shipment)
+                delayed = scenario.add(
+                    "logistics",
+                    event_id=f"{eid}-delayed",
+                    event_type="delayed",
+                    event_time=now + 50,
+                    eta=now + 27 * HOUR_MS,
+                    **shipment,
+                )
                 anchor = f"{eid}-sh\x1f{delayed}"
                 scenario.expected[intervention_id(DELAY_NOTICE, user, anchor)] = (DELAY_NOTICE, user)
             else:
-                scenario.add("logistics", event_id=f"{eid}-transit", event_type="in_transit",
-                             event_time=now + 50, eta=now + 24 * HOUR_MS, **shipment)
-                scenario.add("logistics", event_id=f"{eid}-delivered", event_type="delivered",
-                             event_time=now + 90, **shipment)
+                scenario.add(
+                    "logistics",
+                    event_id=f"{eid}-transit",
+                    event_type="in_transit",
+                    event_time=now + 50,
+                    eta=now + 24 * HOUR_MS,
+                    **shipment,
+                )
+                scenario.add(
+                    "logistics",
+                    event_id=f"{eid}-delivered",
+                    event_type="delivered",
+                    event_time=now + 90,
+                    **shipment,
+                )
     return scenario
 
 
@@ -71,13 +117,35 @@ def add_broken_messages(scenario: Scenario, now_ms: int) -> None:
     """One of each kind of bad input the contract rejects."""
     scenario.add_broken("clickstream", b'{"event_id": "x1", "event_type": ', "malformed_json")
     scenario.add_broken("clickstream", b'["not", "an", "object"]', "not_an_object")
-    scenario.add_broken("logistics", orjson.dumps({"event_id": "x3", "event_type": "delayed",
-                        "event_time": now_ms, "user_id": "u"}), "missing_field")
-    scenario.add_broken("clickstream", orjson.dumps({"event_id": "x4", "event_type": "search",
-                        "event_time": now_ms, "user_id": 42, "query": "q"}), "wrong_type")
-    scenario.add_broken("clickstream", orjson.dumps({"event_id": "x5", "event_type": "teleport",
-                        "event_time": now_ms, "user_id": "u"}), "unknown_event_type")
+    scenario.add_broken(
+        "logistics",
+        orjson.dumps({"event_id": "x3", "event_type": "delayed", "event_time": now_ms, "user_id": "u"}),
+        "missing_field",
+    )
+    scenario.add_broken(
+        "clickstream",
+        orjson.dumps(
+            {"event_id": "x4", "event_type": "search", "event_time": now_ms, "user_id": 42, "query": "q"}
+        ),
+        "wrong_type",
+    )
+    scenario.add_broken(
+        "clickstream",
+        orjson.dumps({"event_id": "x5", "event_type": "teleport", "event_time": now_ms, "user_id": "u"}),
+        "unknown_event_type",
+    )
     scenario.add_broken("logistics", b'{"pad": "' + b"x" * 70_000 + b'"}', "oversized")
-    scenario.add_broken("clickstream", orjson.dumps({"event_id": "x7", "event_type": "page_view",
-                        "event_time": "yesterday", "user_id": "u", "page": "/"}), "invalid_value")
+    scenario.add_broken(
+        "clickstream",
+        orjson.dumps(
+            {
+                "event_id": "x7",
+                "event_type": "page_view",
+                "event_time": "yesterday",
+                "user_id": "u",
+                "page": "/",
+            }
+        ),
+        "invalid_value",
+    )
     scenario.add_broken("clickstream", orjson.dumps({"schema": 9, "event_id": "x8"}), "unsupported_schema")

@@ -49,8 +49,10 @@ def test_interventions_and_rows_end_to_end(broker, tmp_path: Path, clickhouse_ds
     now_ms = int(time.time() * 1000)
     scenario = build(users=40, start_ms=now_ms)
     add_broken_messages(scenario, now_ms)
-    worker = Worker(worker_env(broker.bootstrap, tmp_path, clickhouse_dsn, FOREWARN_PAYMENT_DWELL_SECONDS="2"),
-                    tmp_path / "worker.log").start()
+    worker = Worker(
+        worker_env(broker.bootstrap, tmp_path, clickhouse_dsn, FOREWARN_PAYMENT_DWELL_SECONDS="2"),
+        tmp_path / "worker.log",
+    ).start()
     try:
         asyncio.run(produce(broker.bootstrap, scenario.messages))
         emitted = asyncio.run(consume_all(broker.bootstrap, "interventions", until=len(scenario.expected)))
@@ -82,8 +84,12 @@ def test_interventions_and_rows_end_to_end(broker, tmp_path: Path, clickhouse_ds
     assert dict(dead) == Counter(scenario.broken.values())
     # The per-minute aggregates are kept by ClickHouse's materialized views.
     assert rows(clickhouse_dsn, "SELECT sum(events) FROM events_per_minute") == [(scenario.valid,)]
-    assert dict(rows(clickhouse_dsn, "SELECT trigger, sum(interventions) FROM interventions_per_minute"
-                     " GROUP BY trigger")) == {"payment_assist": 10, "delay_notice": 10}
+    assert dict(
+        rows(
+            clickhouse_dsn,
+            "SELECT trigger, sum(interventions) FROM interventions_per_minute GROUP BY trigger",
+        )
+    ) == {"payment_assist": 10, "delay_notice": 10}
     assert rows(clickhouse_dsn, "SELECT sum(dead_letters) FROM dead_letters_per_minute") == [(8,)]
 
 
@@ -100,8 +106,9 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
         if index % 3 == 0 and broken:
             mixed.append(broken.pop())
     mixed.extend(broken)
-    worker = Worker(worker_env(broker.bootstrap, tmp_path, FOREWARN_PAYMENT_DWELL_SECONDS="2"),
-                    tmp_path / "worker.log").start()
+    worker = Worker(
+        worker_env(broker.bootstrap, tmp_path, FOREWARN_PAYMENT_DWELL_SECONDS="2"), tmp_path / "worker.log"
+    ).start()
     try:
         asyncio.run(produce(broker.bootstrap, mixed))
         dead = asyncio.run(consume_all(broker.bootstrap, "dead_letters", until=len(scenario.broken)))
@@ -162,5 +169,7 @@ def test_restart_recovers_state_without_duplicates(broker, tmp_path: Path) -> No
     valid = first.valid + second.valid + silent.valid
     dsn = env["FOREWARN_CLICKHOUSE_DSN"]
     assert rows(dsn, "SELECT count(), uniqExact(event_id) FROM events") == [(valid, valid)]
-    assert rows(dsn, "SELECT count(), uniqExact(intervention_id) FROM interventions") == [(len(expected),) * 2]
+    assert rows(dsn, "SELECT count(), uniqExact(intervention_id) FROM interventions") == [
+        (len(expected),) * 2
+    ]
     assert rows(dsn, "SELECT sum(events) FROM events_per_minute") == [(valid,)]

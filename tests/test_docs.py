@@ -1,0 +1,24 @@
+"""The README documents what the code does: its tables must not drift from the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from streams.config import settings_table
+from streams.events import CLICKSTREAM_FIELDS, DEAD_LETTER_REASONS, LOGISTICS_FIELDS
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_settings_table_matches_the_code() -> None:
+    documented = re.search(r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->", README, re.S)
+    assert documented is not None
+    assert documented.group(1) == settings_table(), "run `forewarn config` and paste it into README.md"
+
+
+def test_every_event_type_and_dead_letter_reason_is_documented() -> None:
+    for event_type in [*CLICKSTREAM_FIELDS, *LOGISTICS_FIELDS]:
+        assert f"| `{event_type}` |" in README, event_type
+    for reason in DEAD_LETTER_REASONS:
+        assert f"`{reason}`" in README, reason
