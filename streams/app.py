@@ -22,6 +22,7 @@ everything its processing sent (interventions, dead letters, changelog entries) 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -47,12 +48,15 @@ TICK_RESEND_SECONDS = 5.0
 
 
 class SinkService(mode.Service):
-    """Runs the ClickHouse sink inside the worker, and lets it flush and commit on shutdown."""
+    """Runs the ClickHouse sink inside the worker; on shutdown it lets the sink store and commit what
+    it holds and leave its group before the worker goes."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.sink: ClickHouseSink | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._crash_task: asyncio.Future[None] | None = None
 
     async def on_start(self) -> None:
         settings = self.settings
@@ -75,12 +79,31 @@ class SinkService(mode.Service):
             max_retry_seconds=settings.sink_max_retry_seconds,
             dedup_window=settings.sink_dedup_window,
             security=settings.aiokafka_security(),
+            group_timeouts={
+                "session_timeout_ms": int(settings.broker_session_timeout * 1000),
+                "heartbeat_interval_ms": int(settings.broker_heartbeat_interval * 1000),
+                "rebalance_timeout_ms": int(settings.broker_rebalance_timeout * 1000),
+            },
         )
-        self.add_future(self.sink.run())
+        # A task of our own, not a mode future: those are cancelled on stop, before the sink could
+        # flush, commit and leave its group.
+        self._task = asyncio.ensure_future(self.sink.run())
+        self._task.add_done_callback(self._on_sink_done)
+
+    def _on_sink_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ClickHouse sink stopped", exc_info=task.exception())
+            # Fail loudly (the worker exits and is restarted), never silently stop storing.
+            self._crash_task = asyncio.ensure_future(self.crash(task.exception()))
 
     async def on_stop(self) -> None:
-        if self.sink is not None:
+        if self.sink is not None and self._task is not None:
             await self.sink.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.settings.sink_max_retry_seconds + 10)
+            except TimeoutError:
+                log.warning("the ClickHouse sink did not stop in time; uncommitted rows will be re-read")
+                self._task.cancel()
 
 
 def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
@@ -210,6 +233,8 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 now = state.last_event_time
             if now >= deadline and wall - ticked.get(user_id, 0.0) > TICK_RESEND_SECONDS:
                 due.append((user_id, state.partition, now))
+        for user_id in [user for user, sent in ticked.items() if wall - sent > 60 * TICK_RESEND_SECONDS]:
+            del ticked[user_id]  # answered elsewhere (its partition moved): forget it
         for user_id, partition, now in due:
             ticked[user_id] = wall
             await ticks_topic.send(

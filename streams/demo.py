@@ -206,7 +206,7 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
                 start_new_session=True,
             )
         _wait_for(log, "[^Worker]: Ready", worker, 60)
-        _wait_for(log, f"for group {settings.app_id}-sink", worker, 60)
+        _wait_for(log, "ClickHouse sink assigned", worker, 60)
         print(
             f"worker ready (pid {worker.pid}, log {log}, metrics http://127.0.0.1:{metrics_port}/metrics);"
             f" payment dwell threshold {DEMO_DWELL_SECONDS}s; streaming {duration:.0f}s of traffic"

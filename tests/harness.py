@@ -47,10 +47,9 @@ class Worker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        app_id = self.env.get("FOREWARN_APP_ID", "forewarn")
         # Ready when the Faust worker is up and the sink has its partitions.
         self.wait_for_log("[^Worker]: Ready", timeout)
-        self.wait_for_log(f"for group {app_id}-sink", timeout)
+        self.wait_for_log("ClickHouse sink assigned", timeout)
         return self
 
     def log_text(self) -> str:
