@@ -46,7 +46,10 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "partitions": (8, "Partitions of the topics Forewarn creates (the unit of parallelism)."),
     "replication_factor": (1, "Replication factor of the topics Forewarn creates."),
     "data_dir": ("/var/lib/forewarn/worker", "Worker data directory (table stores)."),
-    "store": ("memory://", "Faust table store: `memory://` (rebuilt from changelogs at start) or `rocksdb://`."),
+    "store": (
+        "memory://",
+        "Faust table store: `memory://` (rebuilt from changelogs at start) or `rocksdb://`.",
+    ),
     "web_port": (6066, "Port of the worker's Faust web server."),
     "metrics_port": (9108, "Port Prometheus scrapes `/metrics` on; 0 disables."),
     "max_event_bytes": (65536, "Larger messages are dead-lettered as `oversized`."),
