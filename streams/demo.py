@@ -89,8 +89,8 @@ def _progress(tally: _Tally, elapsed: float, duration: float, generator: Traffic
         f"[{elapsed:5.0f}s/{duration:.0f}s] events sent {tally.sent:7d}"
         f" ({tally.sent / max(elapsed, 1):6.0f}/s)"
         f" | interventions: {interventions} | dead letters {sum(tally.dead_letters.values())}"
-        f" | generated: {truth.lingering_payments} lingering payments,"
-        f" {truth.delayed_shipments + truth.exception_shipments} delayed/exception shipments"
+        f" | scripted so far: {truth.lingering_payments} lingering payments,"
+        f" {truth.delayed_shipments + truth.exception_shipments} late shipments"
     )
 
 
@@ -212,7 +212,13 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
             f" payment dwell threshold {DEMO_DWELL_SECONDS}s; streaming {duration:.0f}s of traffic"
         )
         generator = TrafficGenerator(
-            TrafficProfile(sessions_per_second=sessions_per_second, malformed_share=0.005), seed=seed
+            # Logistics steps a few seconds apart, so that a one-minute demo shows delays too.
+            TrafficProfile(
+                sessions_per_second=sessions_per_second,
+                shipment_step_seconds=(1.0, 4.0),
+                malformed_share=0.005,
+            ),
+            seed=seed,
         )
         tally = asyncio.run(_stream(broker.bootstrap, settings, generator, duration))
     finally:
