@@ -1,0 +1,86 @@
+"""Settings from the environment, and the small pure helpers around them."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+from streams.clock import PartitionClocks
+from streams.config import SETTINGS_DOC, Settings, settings_table
+
+
+def test_defaults_without_environment() -> None:
+    settings = Settings.from_env({})
+    assert settings.broker_url == "kafka://127.0.0.1:9092" and settings.partitions == 8
+    assert settings.clickhouse_dsn.startswith("chdb://") and settings.payment_dwell_seconds == 120.0
+    assert settings.faust_credentials() is None and settings.aiokafka_security() == {
+        "security_protocol": "PLAINTEXT"
+    }
+
+
+def test_environment_overrides_with_types() -> None:
+    settings = Settings.from_env(
+        {"FOREWARN_PARTITIONS": "3", "FOREWARN_ETA_SLIP_SECONDS": "60", "FOREWARN_TOPIC_CLICKSTREAM": "web"}
+    )
+    assert (settings.partitions, settings.eta_slip_seconds, settings.topic_clickstream) == (3, 60.0, "web")
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"FOREWARN_PARTITIONS": "many"}, "FOREWARN_PARTITIONS='many' is not a valid int"),
+        ({"FOREWARN_PARTITIONS": "0"}, "FOREWARN_PARTITIONS must be at least 1"),
+        ({"FOREWARN_BROKER_SECURITY_PROTOCOL": "TLS"}, "FOREWARN_BROKER_SECURITY_PROTOCOL must be one of"),
+        ({"FOREWARN_CLICKHOUSE_DSN": "clickhouse://x"}, "FOREWARN_CLICKHOUSE_DSN must start with"),
+    ],
+)
+def test_invalid_settings_name_the_variable(environment: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        Settings.from_env(environment)
+
+
+@pytest.mark.parametrize("url", ["kafka://a:1;b:2", "kafka://a:1,b:2", "a:1;b:2"])
+def test_bootstrap_servers(url: str) -> None:
+    assert Settings.from_env({"FOREWARN_BROKER_URL": url}).bootstrap_servers == ["a:1", "b:2"]
+
+
+def test_sasl_settings_reach_both_clients_and_the_password_is_not_shown() -> None:
+    settings = Settings.from_env(
+        {
+            "FOREWARN_BROKER_SECURITY_PROTOCOL": "SASL_SSL",
+            "FOREWARN_BROKER_SASL_MECHANISM": "SCRAM-SHA-512",
+            "FOREWARN_BROKER_SASL_USERNAME": "svc",
+            "FOREWARN_BROKER_SASL_PASSWORD": "s3cret",
+        }
+    )
+    options = settings.aiokafka_security()
+    assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("svc", "s3cret")
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    credentials = settings.faust_credentials()
+    assert (credentials.username, credentials.mechanism.value, credentials.protocol.value) == (
+        "svc",
+        "SCRAM-SHA-512",
+        "SASL_SSL",
+    )
+    assert "s3cret" not in repr(settings) and "s3cret" not in repr(credentials)
+
+
+def test_the_settings_table_lists_every_setting() -> None:
+    table = settings_table()
+    for name in SETTINGS_DOC:
+        assert f"`FOREWARN_{name.upper()}`" in table
+
+
+def test_partition_clocks_follow_events_then_the_wall_clock() -> None:
+    clocks = PartitionClocks()
+    assert clocks.now(0, wall=5.0) is None
+    clocks.observe(0, event_time=1000.0, wall=10.0)
+    clocks.observe(0, event_time=900.0, wall=12.0)  # late: no effect
+    assert clocks.now(0, wall=10.0) == 1000.0 and clocks.now(0, wall=14.5) == 1004.5
+    clocks.observe(0, event_time=1002.0, wall=15.0)  # behind the idle-advanced clock, ahead of the mark
+    assert clocks.now(0, wall=15.0) == 1002.0
+    clocks.observe(1, event_time=50.0, wall=15.0)
+    clocks.forget({0})
+    assert clocks.now(0, wall=20.0) is None and clocks.now(1, wall=20.0) == 55.0

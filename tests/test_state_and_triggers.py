@@ -1,0 +1,253 @@
+"""Per-user state updates and both triggers, on hand-computed examples."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from streams.events import CLICKSTREAM, LOGISTICS, Event
+from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id, iso_time
+from streams.state import MAX_OPEN_SHIPMENTS, MAX_REMEMBERED_ORDERS, UserState, apply_event
+from streams.triggers import TriggerRules, check_payment_dwell, process_event
+
+RULES = TriggerRules(dwell_seconds=120.0, slip_seconds=7200.0, session_gap=1800.0)
+H = 3600.0
+PROMISED = 1_000_000.0
+
+
+def click(event_id: str, event_type: str, time: float, **attrs: object) -> Event:
+    return Event(event_id, event_type, CLICKSTREAM, time, "u1", dict(attrs))
+
+
+def ship(event_id: str, event_type: str, time: float, **attrs: object) -> Event:
+    base = {"shipment_id": "sh1", "order_id": "o1", "promised_eta": PROMISED}
+    return Event(event_id, event_type, LOGISTICS, time, "u1", {**base, **attrs})
+
+
+def run(state: UserState, *events: Event) -> list:
+    fired = []
+    for event in events:
+        fired += process_event(state, event, RULES)
+    return fired
+
+
+# --- state
+
+
+def test_session_page_and_dwell_start() -> None:
+    state = UserState("u1")
+    apply_event(state, click("e1", "page_view", 100.0, page="/", session_id="s1"))
+    apply_event(state, click("e2", "page_view", 130.0, page="/p/1", session_id="s1"))
+    apply_event(state, click("e3", "search", 150.0, query="x", session_id="s1"))
+    assert (state.session_id, state.session_start, state.session_events) == ("s1", 100.0, 3)
+    assert (state.current_page, state.page_entered_at, state.last_event_time, state.events_seen) == (
+        "/p/1",
+        130.0,
+        150.0,
+        3,
+    )
+
+
+def test_new_session_on_new_id_and_after_the_gap() -> None:
+    state = UserState("u1")
+    apply_event(state, click("e1", "page_view", 100.0, page="/", session_id="s1"))
+    apply_event(state, click("e2", "page_view", 200.0, page="/", session_id="s2"))
+    assert (state.session_id, state.session_start, state.session_events) == ("s2", 200.0, 1)
+    apply_event(state, click("e3", "page_view", 200.0 + 1800.0, page="/a"), session_gap=1800.0)
+    assert state.session_start == 200.0  # exactly the gap: same session
+    apply_event(state, click("e4", "page_view", 2000.0 + 1800.5, page="/b"), session_gap=1800.0)
+    assert (state.session_start, state.session_events) == (3800.5, 1)
+
+
+def test_payment_page_visit_lifecycle() -> None:
+    state = UserState("u1")
+    apply_event(state, click("p1", "payment_page_view", 100.0, cart_value=50.0))
+    apply_event(state, click("p2", "payment_page_view", 160.0))  # a reload keeps the dwell running
+    assert (state.payment_entered_at, state.payment_anchor_id, state.current_page, state.cart_value) == (
+        100.0,
+        "p1",
+        "/checkout/payment",
+        50.0,
+    )
+    apply_event(state, click("v1", "page_view", 170.0, page="/help"))  # leaving ends the visit
+    assert (state.payment_entered_at, state.payment_anchor_id, state.current_page) == (None, None, "/help")
+    apply_event(state, click("p3", "payment_page_view", 180.0))
+    apply_event(state, click("c1", "order_completed", 190.0, order_id="o1"))
+    assert state.payment_entered_at is None and state.cart_value is None
+
+
+def test_cart_value_from_items_and_from_checkout() -> None:
+    state = UserState("u1")
+    apply_event(state, click("a1", "add_to_cart", 10.0, sku="s", price=12.5, quantity=2))
+    apply_event(state, click("a2", "add_to_cart", 11.0, sku="t", price=5.0))
+    assert state.cart_value == 30.0
+    apply_event(state, click("c1", "checkout_start", 12.0, cart_value=28.0))
+    assert state.cart_value == 28.0
+
+
+def test_late_clickstream_event_does_not_move_the_page_back() -> None:
+    state = UserState("u1")
+    apply_event(state, click("e2", "page_view", 200.0, page="/new", session_id="s1"))
+    apply_event(state, click("e1", "page_view", 150.0, page="/old", session_id="s1"))
+    assert (state.current_page, state.page_entered_at, state.last_event_time, state.session_events) == (
+        "/new",
+        200.0,
+        200.0,
+        2,
+    )
+
+
+def test_shipment_lifecycle_and_late_updates() -> None:
+    state = UserState("u1")
+    apply_event(state, ship("l1", "shipment_created", 10.0))
+    apply_event(state, ship("l3", "eta_changed", 30.0, eta=PROMISED + H))
+    apply_event(state, ship("l2", "in_transit", 20.0, eta=PROMISED))  # older than what we hold: ignored
+    shipment = state.open_shipments["sh1"]
+    assert (shipment.eta, shipment.status, shipment.updated_at) == (PROMISED + H, "eta_changed", 30.0)
+    apply_event(state, ship("l4", "exception", 40.0, exception_code="damaged"))
+    assert (shipment.status, shipment.exception_code) == ("exception", "damaged")
+    apply_event(state, ship("l5", "delivered", 50.0))
+    assert state.open_shipments == {} and state.closed_shipments == {"sh1": 50.0}
+    apply_event(state, ship("l6", "delayed", 60.0, eta=PROMISED + 9 * H))  # about a delivered shipment
+    assert state.open_shipments == {}
+
+
+def test_state_is_bounded() -> None:
+    state = UserState("u1")
+    for index in range(MAX_OPEN_SHIPMENTS + 5):
+        apply_event(state, ship(f"l{index}", "shipment_created", float(index), shipment_id=f"sh{index}"))
+        apply_event(state, click(f"c{index}", "support_contact", float(index), order_id=f"o{index}"))
+    assert len(state.open_shipments) == MAX_OPEN_SHIPMENTS and "sh0" not in state.open_shipments
+    assert (
+        len(state.support_contacts) == MAX_REMEMBERED_ORDERS
+        and f"o{MAX_OPEN_SHIPMENTS + 4}" in state.support_contacts
+    )
+
+
+def test_state_round_trips_through_json_as_the_table_codec_does() -> None:
+    state = UserState("u1", partition=3)
+    apply_event(state, click("p1", "payment_page_view", 100.0, session_id="s"))
+    apply_event(state, ship("l1", "delayed", 110.0, eta=PROMISED + 3 * H))
+    apply_event(state, click("c1", "support_contact", 120.0, order_id="o1"))
+    assert UserState.from_dict(orjson.loads(orjson.dumps(state))) == state
+    assert UserState.from_dict(state.to_dict()) == state
+
+
+# --- payment dwell
+
+
+def test_dwell_fires_exactly_at_the_threshold_once_per_visit() -> None:
+    state = UserState("u1")
+    apply_event(state, click("p1", "payment_page_view", 100.0))
+    assert check_payment_dwell(state, 219.999, RULES) == []
+    [fired] = check_payment_dwell(state, 220.0, RULES)
+    assert (fired.trigger, fired.event_time, fired.source_event_id, fired.intervention_id) == (
+        PAYMENT_ASSIST,
+        220.0,
+        "p1",
+        intervention_id(PAYMENT_ASSIST, "u1", "p1"),
+    )
+    assert fired.evidence["entered_payment_page_at"] == iso_time(100.0)
+    assert check_payment_dwell(state, 500.0, RULES) == []
+    # Leave and come back: a new visit, a new anchor, a new id.
+    run(state, click("v1", "page_view", 600.0, page="/"), click("p2", "payment_page_view", 610.0))
+    [again] = check_payment_dwell(state, 730.0, RULES)
+    assert again.intervention_id == intervention_id(PAYMENT_ASSIST, "u1", "p2") != fired.intervention_id
+
+
+def test_dwell_due_before_a_later_event_fires_at_its_own_time() -> None:
+    state = UserState("u1")
+    fired = run(
+        state, click("p1", "payment_page_view", 100.0), click("c1", "payment_completed", 300.0, order_id="o")
+    )
+    assert [(i.trigger, i.event_time) for i in fired] == [(PAYMENT_ASSIST, 220.0)]
+
+
+def test_paying_in_time_fires_nothing() -> None:
+    state = UserState("u1")
+    fired = run(
+        state, click("p1", "payment_page_view", 100.0), click("c1", "payment_completed", 219.0, order_id="o")
+    )
+    assert fired == [] and check_payment_dwell(state, 10_000.0, RULES) == []
+
+
+def test_replaying_events_does_not_fire_twice() -> None:
+    state = UserState("u1")
+    events = [click("p1", "payment_page_view", 100.0), click("s1", "search", 400.0, query="help")]
+    assert len(run(state, *events)) == 1
+    assert run(state, *events) == []
+
+
+# --- shipment delay
+
+
+def test_slip_exactly_at_the_threshold_does_not_fire_above_it_does() -> None:
+    state = UserState("u1")
+    assert (
+        run(
+            state, ship("l1", "shipment_created", 10.0), ship("l2", "eta_changed", 20.0, eta=PROMISED + 2 * H)
+        )
+        == []
+    )
+    [notice] = run(state, ship("l3", "eta_changed", 30.0, eta=PROMISED + 2 * H + 1))
+    assert (notice.trigger, notice.action, notice.event_time, notice.source_event_id) == (
+        DELAY_NOTICE,
+        "notify_delay",
+        30.0,
+        "l3",
+    )
+    assert notice.intervention_id == intervention_id(DELAY_NOTICE, "u1", "sh1\x1fl3")
+    assert notice.evidence["slip_seconds"] == 7201.0 and notice.evidence["eta"] == iso_time(
+        PROMISED + 2 * H + 1
+    )
+
+
+def test_a_further_slip_is_told_again_only_past_the_threshold() -> None:
+    state = UserState("u1")
+    assert len(run(state, ship("l1", "delayed", 10.0, eta=PROMISED + 3 * H))) == 1
+    assert run(state, ship("l2", "delayed", 20.0, eta=PROMISED + 4.5 * H)) == []  # 1.5 h more
+    [again] = run(state, ship("l3", "delayed", 30.0, eta=PROMISED + 5 * H))  # 2 h past the ETA told
+    assert again.reason == "ETA slipped 5.0h past the promised ETA"
+
+
+def test_exception_fires_once_and_delivered_never() -> None:
+    state = UserState("u1")
+    [notice] = run(state, ship("l1", "exception", 10.0, exception_code="customs_hold"))
+    assert notice.reason == "shipment exception customs_hold" and notice.evidence["status"] == "exception"
+    assert run(state, ship("l2", "exception", 20.0, exception_code="customs_hold")) == []
+    assert run(state, ship("l3", "delivered", 30.0), ship("l4", "delayed", 40.0, eta=PROMISED + 9 * H)) == []
+
+
+def test_evidence_says_whether_the_customer_had_already_asked() -> None:
+    asked, silent = UserState("u1"), UserState("u1")
+    run(asked, click("c1", "support_contact", 5.0, order_id="o1", reason="delivery"))
+    [told_late] = run(asked, ship("l1", "delayed", 10.0, eta=PROMISED + 3 * H))
+    [told_first] = run(silent, ship("l1", "delayed", 10.0, eta=PROMISED + 3 * H))
+    assert told_late.evidence["support_contacted_before"] is True
+    assert told_first.evidence["support_contacted_before"] is False
+
+
+def test_interventions_wire_format() -> None:
+    state = UserState("u1")
+    [notice] = run(state, ship("l1", "delayed", 1_764_000_000.5, eta=PROMISED + 3 * H))
+    wire = notice.to_wire(decided_at=1_764_000_001.0)
+    assert wire == {
+        "schema": 1,
+        "intervention_id": intervention_id(DELAY_NOTICE, "u1", "sh1\x1fl1"),
+        "trigger": "delay_notice",
+        "action": "notify_delay",
+        "channel": "chat",
+        "user_id": "u1",
+        "event_time": "2025-11-24T16:00:00.500Z",
+        "decided_at": "2025-11-24T16:00:01.000Z",
+        "reason": "ETA slipped 3.0h past the promised ETA",
+        "source_event_id": "l1",
+        "evidence": notice.evidence,
+    }
+
+
+@pytest.mark.parametrize("trigger", [PAYMENT_ASSIST, DELAY_NOTICE])
+def test_intervention_ids_differ_by_every_part(trigger: str) -> None:
+    base = intervention_id(trigger, "u1", "a")
+    assert base != intervention_id(trigger, "u2", "a") != intervention_id(trigger, "u1", "b")
+    assert intervention_id("u1\x1fa", "", "") != intervention_id("u1", "a", "")  # no ambiguous joins
