@@ -170,7 +170,7 @@ class ClickHouseSink:
         max_retry_seconds: float = 30.0,
         dedup_window: int = 100_000,
         security: dict[str, Any] | None = None,
-        group_timeouts: dict[str, int] | None = None,
+        consumer_options: dict[str, int] | None = None,
     ) -> None:
         self.store = store
         self.specs = specs
@@ -180,7 +180,7 @@ class ClickHouseSink:
         self.dead_letter_topic = dead_letter_topic
         self.max_retry_seconds = max_retry_seconds
         self.security = security or {}
-        self.group_timeouts = group_timeouts or {}
+        self.consumer_options = consumer_options or {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
@@ -202,7 +202,7 @@ class ClickHouseSink:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.batcher.batch_rows,
-            **self.group_timeouts,
+            **self.consumer_options,
             **self.security,
         )
         self.consumer.subscribe(list(self.specs), listener=_Rebalance(self))

@@ -13,7 +13,9 @@ Data flow::
 * ``track_users`` owns the per-user table (changelog-backed): it applies each event
   (:func:`streams.triggers.process_event`) and emits what the triggers return.
 * ``sweep`` is a timer: users lingering on the payment page who send nothing more get a tick on their
-  own partition, so the dwell trigger fires in ``track_users``, the only writer of user state.
+  own partition, so the dwell trigger fires in ``track_users``, the only writer of user state. It looks
+  only at users with a pending dwell (:class:`streams.triggers.PendingDwells`, kept by ``track_users``
+  and rebuilt from the table after each rebalance), never at the whole table.
 * The ClickHouse sink runs as a service of the same worker, with its own consumer group.
 
 Faust flushes the producer before committing offsets, so an input offset is committed only after
@@ -39,12 +41,10 @@ from streams.config import Settings
 from streams.deadletters import dead_letter_headers
 from streams.events import CLICKSTREAM, LOGISTICS, Event, InvalidEvent, parse_event, to_millis
 from streams.state import UserState
-from streams.triggers import TriggerRules, check_payment_dwell, payment_dwell_deadline, process_event
+from streams.transport import use_fetch_max_wait
+from streams.triggers import PendingDwells, TriggerRules, check_payment_dwell, process_event
 
 log = logging.getLogger(__name__)
-
-# A tick not yet answered is not sent again for this long.
-TICK_RESEND_SECONDS = 5.0
 
 
 class SinkService(mode.Service):
@@ -79,7 +79,8 @@ class SinkService(mode.Service):
             max_retry_seconds=settings.sink_max_retry_seconds,
             dedup_window=settings.sink_dedup_window,
             security=settings.aiokafka_security(),
-            group_timeouts={
+            consumer_options={
+                "fetch_max_wait_ms": settings.fetch_max_wait_ms,
                 "session_timeout_ms": int(settings.broker_session_timeout * 1000),
                 "heartbeat_interval_ms": int(settings.broker_heartbeat_interval * 1000),
                 "rebalance_timeout_ms": int(settings.broker_rebalance_timeout * 1000),
@@ -126,6 +127,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         key_serializer="raw",
         value_serializer="orjson",
     )
+    use_fetch_max_wait(app, settings.fetch_max_wait_ms)
     rules = TriggerRules(
         dwell_seconds=settings.payment_dwell_seconds,
         slip_seconds=settings.eta_slip_seconds,
@@ -150,7 +152,12 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     users.value_serializer = "user_state"
     app.tables.add(users)
     clocks = PartitionClocks()
-    ticked: dict[str, float] = {}  # user -> wall time of the last tick sent, not yet answered
+    pending_dwells = PendingDwells(rules)  # what the sweep looks at, instead of every user
+
+    @users.on_recover
+    async def index_recovered_users() -> None:
+        """After each rebalance the table holds other users: index their pending dwells again."""
+        pending_dwells.rebuild(users.values())
 
     async def dead_letter(message: Any, reason: str, detail: str, wall: float) -> None:
         headers = dead_letter_headers(message.topic, message.partition, message.offset, reason, detail, wall)
@@ -187,7 +194,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 state = users.get(user_id) or UserState(user_id)
                 state.partition = message.partition
                 if message.topic == settings.topic_ticks:
-                    ticked.pop(user_id, None)
+                    pending_dwells.answered(user_id)
                     interventions = check_payment_dwell(state, value["now"] / 1000.0, rules)
                     if not interventions:
                         continue
@@ -196,6 +203,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                     clocks.observe(message.partition, parsed.event_time, wall)
                     interventions = process_event(state, parsed, rules)
                 users[user_id] = state
+                pending_dwells.track(state)
             except Exception as error:  # a bug must not stop the agent; the message is kept for replay
                 log.exception("processing %s:%s@%s failed", message.topic, message.partition, message.offset)
                 await dead_letter(message, "processing_error", repr(error)[:300], wall)
@@ -220,23 +228,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     async def sweep_once() -> None:
         wall = time.time()
         active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
-        due: list[tuple[str, int, float]] = []
-        for user_id, state in users.items():
-            if state.partition not in active:
-                continue  # a standby copy: its active owner sweeps it
-            deadline = payment_dwell_deadline(state, rules)
-            if deadline is None:
-                continue
-            now = clocks.now(state.partition, wall)
-            if now is None:  # no event on this partition since start: resume from the table's time
-                clocks.observe(state.partition, state.last_event_time, wall)
-                now = state.last_event_time
-            if now >= deadline and wall - ticked.get(user_id, 0.0) > TICK_RESEND_SECONDS:
-                due.append((user_id, state.partition, now))
-        for user_id in [user for user, sent in ticked.items() if wall - sent > 60 * TICK_RESEND_SECONDS]:
-            del ticked[user_id]  # answered elsewhere (its partition moved): forget it
-        for user_id, partition, now in due:
-            ticked[user_id] = wall
+        for user_id, partition, now in pending_dwells.due(clocks, active, wall):
             await ticks_topic.send(
                 key=user_id.encode(), value={"user_id": user_id, "now": to_millis(now)}, partition=partition
             )

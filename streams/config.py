@@ -65,6 +65,11 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "broker_rebalance_timeout": (60.0, "Consumer group rebalance timeout (seconds)."),
     "broker_session_timeout": (60.0, "Consumer group session timeout (seconds)."),
     "broker_heartbeat_interval": (3.0, "Consumer group heartbeat interval (seconds)."),
+    "broker_fetch_max_wait": (
+        0.5,
+        "Longest a fetch waits for data (seconds). Kafka answers as soon as data arrives; the embedded"
+        " broker holds fetches, so embedded runs use 0.02.",
+    ),
     "standby_replicas": (1, "Faust standby replicas kept per table partition."),
 }
 
@@ -106,6 +111,7 @@ class Settings:
     broker_rebalance_timeout: float
     broker_session_timeout: float
     broker_heartbeat_interval: float
+    broker_fetch_max_wait: float
     standby_replicas: int
 
     @classmethod
@@ -143,6 +149,10 @@ class Settings:
         values = {spec.name: getattr(self, spec.name) for spec in fields(self)}
         values.update(overrides)
         return Settings(**values)
+
+    @property
+    def fetch_max_wait_ms(self) -> int:
+        return max(1, round(self.broker_fetch_max_wait * 1000))
 
     @property
     def bootstrap_servers(self) -> list[str]:

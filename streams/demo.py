@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import logging
 import shutil
 import signal
-import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import free_port, start_broker
+from streams.broker import start_broker
 from streams.config import Settings
-from streams.traffic import TrafficGenerator, TrafficProfile
+from streams.interventions import PAYMENT_ASSIST, TRIGGERS
+from streams.traffic import Outgoing, TrafficGenerator, TrafficProfile
+from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess
 
 MARKER = ".forewarn-demo"
 DEMO_DWELL_SECONDS = 30
@@ -39,23 +40,29 @@ def _prepare(workdir: Path) -> None:
     (workdir / MARKER).touch()
 
 
-def _wait_for(log: Path, text: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            tail = log.read_text(errors="replace")[-3000:]
-            raise SystemExit(f"the worker did not start (see {log}):\n{tail}")
-        time.sleep(0.2)
-
-
 class _Tally:
-    """What the demo has seen go by, for the progress line."""
+    """What the demo has seen go by, and what the traffic's ground truth says is due by now."""
 
-    def __init__(self) -> None:
+    def __init__(self, dwell_seconds: float) -> None:
+        self.dwell_seconds = dwell_seconds
         self.sent = 0
         self.interventions: Counter[str] = Counter()
         self.dead_letters: Counter[str] = Counter()
         self.examples: dict[str, dict] = {}
+        self.due: Counter[str] = Counter()
+        # (event time it falls due, trigger); messages come in event-time order, so this stays sorted.
+        self._waiting: deque[tuple[float, str]] = deque()
+
+    def sent_message(self, outgoing: Outgoing) -> None:
+        self.sent += 1
+        if outgoing.expects == PAYMENT_ASSIST:
+            self._waiting.append((outgoing.event_time + self.dwell_seconds, PAYMENT_ASSIST))
+        elif outgoing.expects is not None:
+            self.due[outgoing.expects] += 1
+
+    def advance(self, now: float) -> None:
+        while self._waiting and self._waiting[0][0] <= now:
+            self.due[self._waiting.popleft()[1]] += 1
 
 
 async def _watch(bootstrap: str, settings: Settings, tally: _Tally, stop: asyncio.Event) -> None:
@@ -82,20 +89,20 @@ async def _watch(bootstrap: str, settings: Settings, tally: _Tally, stop: asynci
         await consumer.stop()
 
 
-def _progress(tally: _Tally, elapsed: float, duration: float, generator: TrafficGenerator) -> str:
-    interventions = ", ".join(f"{k} {v}" for k, v in sorted(tally.interventions.items())) or "none yet"
-    truth = generator.stats
+def _progress(tally: _Tally, elapsed: float, duration: float) -> str:
+    interventions = ", ".join(
+        f"{trigger} {tally.interventions[trigger]}/{tally.due[trigger]}" for trigger in TRIGGERS
+    )
     return (
         f"[{elapsed:5.0f}s/{duration:.0f}s] events sent {tally.sent:7d}"
-        f" ({tally.sent / max(elapsed, 1):6.0f}/s)"
-        f" | interventions: {interventions} | dead letters {sum(tally.dead_letters.values())}"
-        f" | scripted so far: {truth.lingering_payments} lingering payments,"
-        f" {truth.delayed_shipments + truth.exception_shipments} late shipments"
+        f" ({tally.sent / max(elapsed, 1):5.0f}/s)"
+        f" | interventions emitted/due: {interventions}"
+        f" | dead letters {sum(tally.dead_letters.values())}"
     )
 
 
 async def _stream(bootstrap: str, settings: Settings, generator: TrafficGenerator, duration: float) -> _Tally:
-    tally = _Tally()
+    tally = _Tally(settings.payment_dwell_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -109,12 +116,14 @@ async def _stream(bootstrap: str, settings: Settings, generator: TrafficGenerato
     interactive = sys.stdout.isatty()
     try:
         while not stop.is_set() and time.time() - started < duration:
-            for outgoing in generator.due(time.time()):
+            now = time.time()
+            for outgoing in generator.due(now):
                 await producer.send(topics[outgoing.topic], value=outgoing.value, key=outgoing.key)
-                tally.sent += 1
-            elapsed = time.time() - started
+                tally.sent_message(outgoing)
+            tally.advance(now)
+            elapsed = now - started
             if interactive or elapsed - last_report >= 5:
-                line = _progress(tally, elapsed, duration, generator)
+                line = _progress(tally, elapsed, duration)
                 print("\r" + line if interactive else line, end="" if interactive else "\n", flush=True)
                 last_report = elapsed
             with contextlib.suppress(TimeoutError):
@@ -128,7 +137,8 @@ async def _stream(bootstrap: str, settings: Settings, generator: TrafficGenerato
         await watcher
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
-    print(("\n" if interactive else "") + _progress(tally, time.time() - started, duration, generator))
+    tally.advance(time.time())
+    print(("\n" if interactive else "") + _progress(tally, time.time() - started, duration))
     return tally
 
 
@@ -173,42 +183,28 @@ def _summary(dsn: str, tally: _Tally) -> str:
 
 
 def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: int) -> int:
+    # The worker logs to its own file; the demo's own Kafka clients need not narrate their group joins.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     root = Path(workdir).resolve()
     _prepare(root)
     broker = start_broker(log_path=root / "broker.log")
-    worker: subprocess.Popen[bytes] | None = None
-    metrics_port = free_port()
     dsn = f"chdb://{root / 'clickhouse'}"
     env = {
-        **os.environ,
         "FOREWARN_BROKER_URL": broker.url,
         "FOREWARN_CLICKHOUSE_DSN": dsn,
         "FOREWARN_DATA_DIR": str(root / "worker"),
         "FOREWARN_PARTITIONS": "4",
         "FOREWARN_PAYMENT_DWELL_SECONDS": str(DEMO_DWELL_SECONDS),
-        "FOREWARN_METRICS_PORT": str(metrics_port),
-        "FOREWARN_WEB_PORT": str(free_port()),
-        "FOREWARN_BROKER_REBALANCE_TIMEOUT": "3",
-        "FOREWARN_BROKER_SESSION_TIMEOUT": "6",
-        "FOREWARN_BROKER_HEARTBEAT_INTERVAL": "1",
+        **EMBEDDED_BROKER_ENV,
     }
     settings = Settings.from_env(env)
-    log = root / "worker.log"
+    worker = WorkerProcess(env, root / "worker.log")
     try:
         print(f"Forewarn demo: embedded Kafka (Tansu) on {broker.bootstrap}, ClickHouse (chdb) in {dsn}")
-        with open(log, "ab") as output:
-            # Its own session, so Ctrl-C reaches only the demo, which then stops the worker in order.
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "worker"],
-                env=env,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        _wait_for(log, "[^Worker]: Ready", worker, 60)
-        _wait_for(log, "ClickHouse sink assigned", worker, 60)
+        worker.start(timeout=60)
         print(
-            f"worker ready (pid {worker.pid}, log {log}, metrics http://127.0.0.1:{metrics_port}/metrics);"
+            f"worker ready (pid {worker.pid}, log {worker.log_path},"
+            f" metrics http://127.0.0.1:{worker.metrics_port}/metrics);"
             f" payment dwell threshold {DEMO_DWELL_SECONDS}s; streaming {duration:.0f}s of traffic"
         )
         generator = TrafficGenerator(
@@ -221,15 +217,12 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
             seed=seed,
         )
         tally = asyncio.run(_stream(broker.bootstrap, settings, generator, duration))
+    except (RuntimeError, TimeoutError) as error:  # the worker did not start: say why, stop the rest
+        raise SystemExit(str(error)) from None
     finally:
-        if worker is not None and worker.poll() is None:
+        if worker.running():
             print("stopping the worker (it flushes the ClickHouse sink and commits) ...")
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+        worker.stop()
         broker.stop()
     print(_summary(dsn, tally))
     return 0

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from streams.events import CLICKSTREAM, LOGISTICS
-from streams.interventions import iso_time
+from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, iso_time
 
 CATEGORIES = ("phones", "laptops", "headphones", "watches", "cameras", "tablets", "speakers")
 QUERIES = (
@@ -54,6 +54,9 @@ class Outgoing:
     key: bytes  # user id (clickstream) or shipment id (logistics)
     value: bytes  # the JSON event
     event_time: float
+    # Ground truth: the intervention this message leads to. "payment_assist" on the payment page view
+    # of a visit that lingers (due one dwell threshold later), "delay_notice" on a delay or exception.
+    expects: str | None = None
 
 
 @dataclass
@@ -123,12 +126,11 @@ class TrafficGenerator:
         self._sequence += 1
         return f"{self.seed}-{self._sequence}"
 
-    def _push(self, topic: str, key: str, time: float, event: dict) -> None:
+    def _push(self, topic: str, key: str, time: float, event: dict, expects: str | None = None) -> None:
         self._sequence += 1
         value = orjson.dumps(event)
-        heapq.heappush(
-            self._heap, _Scheduled(time, self._sequence, Outgoing(topic, key.encode(), value, time))
-        )
+        outgoing = Outgoing(topic, key.encode(), value, time, expects)
+        heapq.heappush(self._heap, _Scheduled(time, self._sequence, outgoing))
         self.stats.events += 1
         if self.profile.malformed_share and self.random.random() < self.profile.malformed_share:
             self._sequence += 1
@@ -136,7 +138,15 @@ class TrafficGenerator:
             heapq.heappush(self._heap, _Scheduled(time, self._sequence, broken))
             self.stats.malformed += 1
 
-    def _click(self, time: float, user: str, session: str | None, event_type: str, **fields: object) -> None:
+    def _click(
+        self,
+        time: float,
+        user: str,
+        session: str | None,
+        event_type: str,
+        expects: str | None = None,
+        **fields: object,
+    ) -> None:
         event = {
             "event_id": self._id(),
             "event_type": event_type,
@@ -146,7 +156,7 @@ class TrafficGenerator:
         }
         if session is not None:
             event["session_id"] = session
-        self._push(CLICKSTREAM, user, time, event)
+        self._push(CLICKSTREAM, user, time, event, expects)
 
     def _between(self, bounds: tuple[float, float]) -> float:
         return self.random.uniform(*bounds)
@@ -197,8 +207,16 @@ class TrafficGenerator:
         self.stats.payment_sessions += 1
         self._click(time, user, session, "checkout_start", cart_value=cart)
         time += self._between(profile.think_seconds)
-        self._click(time, user, session, "payment_page_view", page="/checkout/payment", cart_value=cart)
         lingers = self.random.random() < profile.payment_linger_share
+        self._click(
+            time,
+            user,
+            session,
+            "payment_page_view",
+            expects=PAYMENT_ASSIST if lingers else None,
+            page="/checkout/payment",
+            cart_value=cart,
+        )
         if lingers:
             self.stats.lingering_payments += 1
             time += self._between(profile.linger_seconds)
@@ -226,7 +244,7 @@ class TrafficGenerator:
             "carrier": "fastpost",
         }
 
-        def send(at: float, event_type: str, **fields: object) -> None:
+        def send(at: float, event_type: str, expects: str | None = None, **fields: object) -> None:
             event = {
                 "event_id": self._id(),
                 "event_type": event_type,
@@ -234,7 +252,7 @@ class TrafficGenerator:
                 **base,
                 **fields,
             }
-            self._push(LOGISTICS, shipment, at, event)
+            self._push(LOGISTICS, shipment, at, event, expects)
 
         time += self._between(profile.shipment_step_seconds)
         send(time, "shipment_created", eta=iso_time(promised))
@@ -247,6 +265,7 @@ class TrafficGenerator:
             send(
                 time,
                 "delayed",
+                expects=DELAY_NOTICE,
                 eta=iso_time(promised + self._between(profile.delay_hours) * HOUR),
                 detail="carrier backlog",
             )
@@ -254,7 +273,7 @@ class TrafficGenerator:
             late = True
         elif draw < profile.shipment_delay_share + profile.shipment_exception_share:
             time += self._between(profile.shipment_step_seconds)
-            send(time, "exception", exception_code=self.random.choice(EXCEPTIONS))
+            send(time, "exception", expects=DELAY_NOTICE, exception_code=self.random.choice(EXCEPTIONS))
             self.stats.exception_shipments += 1
             late = True
         if late and self.random.random() < profile.complaint_share:

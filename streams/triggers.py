@@ -24,8 +24,11 @@ replaying an event or a timer tick never fires the same intervention twice.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from streams.clock import PartitionClocks
 from streams.events import LOGISTICS, Event
 from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id, iso_time
 from streams.state import Shipment, UserState, apply_event
@@ -43,6 +46,85 @@ def payment_dwell_deadline(state: UserState, rules: TriggerRules) -> float | Non
     if state.payment_entered_at is None or state.payment_assist_sent:
         return None
     return state.payment_entered_at + rules.dwell_seconds
+
+
+# A tick not yet answered is not sent again for this long (wall seconds).
+TICK_RESEND_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class _PendingDwell:
+    partition: int
+    deadline: float  # event time at which the dwell falls due
+    last_event_time: float  # the user's, for a partition whose clock has not seen an event yet
+
+
+class PendingDwells:
+    """The users whose payment dwell has yet to fire, so that the timer sweep looks at those few rather
+    than at the whole per-user table.
+
+    :meth:`track` after every change of a user's state keeps it current; :meth:`rebuild` after a
+    rebalance makes it again from the table it now holds. :meth:`due` says which users to tick: on an
+    active partition, past their deadline by that partition's clock, and not ticked within
+    :data:`TICK_RESEND_SECONDS` (the tick may still be on its way); :meth:`answered` when a tick arrived.
+
+    >>> from streams.clock import PartitionClocks
+    >>> from streams.events import Event
+    >>> rules = TriggerRules(dwell_seconds=60.0)
+    >>> state = UserState("u1", partition=2)
+    >>> apply_event(state, Event("e1", "payment_page_view", "clickstream", 1000.0, "u1", {}))
+    >>> pending, clocks = PendingDwells(rules), PartitionClocks()
+    >>> pending.track(state)
+    >>> clocks.observe(2, event_time=1000.0, wall=0.0)
+    >>> pending.due(clocks, active={2}, wall=30.0)
+    []
+    >>> pending.due(clocks, active={2}, wall=61.0)
+    [('u1', 2, 1061.0)]
+    >>> pending.due(clocks, active={2}, wall=62.0)  # ticked a second ago
+    []
+    >>> _ = check_payment_dwell(state, now=1061.0, rules=rules); pending.track(state); len(pending)
+    0
+    """
+
+    def __init__(self, rules: TriggerRules) -> None:
+        self.rules = rules
+        self._pending: dict[str, _PendingDwell] = {}
+        self._ticked: dict[str, float] = {}  # user -> wall time of the last tick sent, not yet answered
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def track(self, state: UserState) -> None:
+        deadline = payment_dwell_deadline(state, self.rules)
+        if deadline is None:
+            self._pending.pop(state.user_id, None)
+            self._ticked.pop(state.user_id, None)
+        else:
+            self._pending[state.user_id] = _PendingDwell(state.partition, deadline, state.last_event_time)
+
+    def rebuild(self, states: Iterable[UserState]) -> None:
+        self._pending.clear()
+        self._ticked.clear()
+        for state in states:
+            self.track(state)
+
+    def answered(self, user_id: str) -> None:
+        self._ticked.pop(user_id, None)
+
+    def due(self, clocks: PartitionClocks, active: set[int], wall: float) -> list[tuple[str, int, float]]:
+        """(user, partition, event-time now) of every user to tick now; marks them ticked."""
+        due = []
+        for user_id, pending in self._pending.items():
+            if pending.partition not in active:
+                continue  # a standby copy, or a partition that moved: its active owner sweeps it
+            now = clocks.now(pending.partition, wall)
+            if now is None:  # no event on this partition since start: resume from the user's time
+                clocks.observe(pending.partition, pending.last_event_time, wall)
+                now = pending.last_event_time
+            if now >= pending.deadline and wall - self._ticked.get(user_id, -math.inf) > TICK_RESEND_SECONDS:
+                due.append((user_id, pending.partition, now))
+                self._ticked[user_id] = wall
+        return due
 
 
 def check_payment_dwell(state: UserState, now: float, rules: TriggerRules) -> list[Intervention]:

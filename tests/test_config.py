@@ -84,3 +84,14 @@ def test_partition_clocks_follow_events_then_the_wall_clock() -> None:
     clocks.observe(1, event_time=50.0, wall=15.0)
     clocks.forget({0})
     assert clocks.now(0, wall=20.0) is None and clocks.now(1, wall=20.0) == 55.0
+
+
+async def test_the_fetch_wait_reaches_the_consumer_faust_builds(tmp_path) -> None:
+    from streams.app import create_app
+
+    settings = Settings.from_env(
+        {"FOREWARN_BROKER_FETCH_MAX_WAIT": "0.07", "FOREWARN_CLICKHOUSE_DSN": f"chdb://{tmp_path}"}
+    )
+    app = create_app(settings, with_sink=False)
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    assert consumer._fetch_max_wait_ms == 70 == settings.fetch_max_wait_ms

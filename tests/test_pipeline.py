@@ -13,10 +13,11 @@ import clickhouse_connect
 import orjson
 import pytest
 from clickhouse_server import start_clickhouse_server
-from harness import Worker, consume_all, produce, worker_env
+from harness import consume_all, produce, worker_env
 from scenario import add_broken_messages, build
 
 from streams.deadletters import read_dead_letter_headers
+from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def test_interventions_and_rows_end_to_end(broker, tmp_path: Path, clickhouse_ds
     now_ms = int(time.time() * 1000)
     scenario = build(users=40, start_ms=now_ms)
     add_broken_messages(scenario, now_ms)
-    worker = Worker(
+    worker = WorkerProcess(
         worker_env(broker.bootstrap, tmp_path, clickhouse_dsn, FOREWARN_PAYMENT_DWELL_SECONDS="2"),
         tmp_path / "worker.log",
     ).start()
@@ -106,7 +107,7 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
         if index % 3 == 0 and broken:
             mixed.append(broken.pop())
     mixed.extend(broken)
-    worker = Worker(
+    worker = WorkerProcess(
         worker_env(broker.bootstrap, tmp_path, FOREWARN_PAYMENT_DWELL_SECONDS="2"), tmp_path / "worker.log"
     ).start()
     try:
@@ -144,7 +145,7 @@ def test_restart_recovers_state_without_duplicates(broker, tmp_path: Path) -> No
     silent = build(users=8, start_ms=now_ms, tag="r3")
     silent_lingerers = {i for i, (t, _) in silent.expected.items() if t == "payment_assist"}
 
-    worker = Worker(env, log).start()
+    worker = WorkerProcess(env, log).start()
     try:
         asyncio.run(produce(broker.bootstrap, silent.messages + first.messages))
         # Stop while the first half is still being processed.
@@ -155,7 +156,7 @@ def test_restart_recovers_state_without_duplicates(broker, tmp_path: Path) -> No
     assert not silent_lingerers & set(interventions_by_id(before)), "stopped before their dwell fell due"
 
     asyncio.run(produce(broker.bootstrap, second.messages))
-    worker = Worker(env, log).start()
+    worker = WorkerProcess(env, log).start()
     expected = {**first.expected, **second.expected, **silent.expected}
     try:
         emitted = asyncio.run(consume_all(broker.bootstrap, "interventions", until=len(expected), timeout=60))

@@ -5,10 +5,17 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from streams.clock import PartitionClocks
 from streams.events import CLICKSTREAM, LOGISTICS, Event
 from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id, iso_time
 from streams.state import MAX_OPEN_SHIPMENTS, MAX_REMEMBERED_ORDERS, UserState, apply_event
-from streams.triggers import TriggerRules, check_payment_dwell, process_event
+from streams.triggers import (
+    TICK_RESEND_SECONDS,
+    PendingDwells,
+    TriggerRules,
+    check_payment_dwell,
+    process_event,
+)
 
 RULES = TriggerRules(dwell_seconds=120.0, slip_seconds=7200.0, session_gap=1800.0)
 H = 3600.0
@@ -169,6 +176,56 @@ def test_paying_in_time_fires_nothing() -> None:
         state, click("p1", "payment_page_view", 100.0), click("c1", "payment_completed", 219.0, order_id="o")
     )
     assert fired == [] and check_payment_dwell(state, 10_000.0, RULES) == []
+
+
+def on_payment_page(user: str, partition: int, entered: float) -> UserState:
+    state = UserState(user, partition=partition)
+    apply_event(state, Event(f"{user}-p", "payment_page_view", CLICKSTREAM, entered, user, {}))
+    return state
+
+
+def test_sweep_ticks_only_due_users_of_active_partitions_and_not_again_while_a_tick_is_on_its_way() -> None:
+    pending, clocks = PendingDwells(RULES), PartitionClocks()
+    due_soon = on_payment_page("a", 0, 100.0)
+    later = on_payment_page("b", 0, 150.0)
+    standby = on_payment_page("c", 1, 100.0)
+    for state in (due_soon, later, standby):
+        pending.track(state)
+    clocks.observe(0, 200.0, wall=0.0)
+    clocks.observe(1, 200.0, wall=0.0)
+    assert pending.due(clocks, active={0}, wall=19.999) == []
+    assert pending.due(clocks, active={0}, wall=20.0) == [("a", 0, 220.0)]  # exactly at the threshold
+    assert pending.due(clocks, active={0}, wall=20.0 + TICK_RESEND_SECONDS) == []  # "a" still on its way
+    # A tick lost (its partition moved and back): sent again once the resend interval has passed.
+    assert pending.due(clocks, active={0}, wall=20.1 + TICK_RESEND_SECONDS) == [("a", 0, 225.1)]
+    pending.answered("a")
+    assert [user for user, _, _ in pending.due(clocks, active={0, 1}, wall=70.0)] == ["a", "b", "c"]
+
+
+def test_sweep_forgets_users_whose_dwell_fired_or_who_left() -> None:
+    pending = PendingDwells(RULES)
+    fired, left = on_payment_page("a", 0, 100.0), on_payment_page("b", 0, 100.0)
+    pending.track(fired)
+    pending.track(left)
+    assert len(pending) == 2
+    check_payment_dwell(fired, 220.0, RULES)
+    apply_event(left, Event("b-v", "page_view", CLICKSTREAM, 130.0, "b", {"page": "/"}))
+    pending.track(fired)
+    pending.track(left)
+    assert len(pending) == 0
+
+
+def test_sweep_index_is_rebuilt_from_the_table_after_a_rebalance() -> None:
+    """A partition whose clock has seen no event since the worker started resumes from the user's own
+    last event time, then moves on with the wall clock."""
+    pending, clocks = PendingDwells(RULES), PartitionClocks()
+    pending.track(on_payment_page("gone", 0, 100.0))
+    recovered = [on_payment_page("a", 3, 100.0), UserState("idle", partition=3)]
+    recovered[0].last_event_time = 150.0
+    pending.rebuild(recovered)
+    assert len(pending) == 1
+    assert pending.due(clocks, active={0, 3}, wall=1000.0) == []  # clock starts at 150.0 now
+    assert pending.due(clocks, active={0, 3}, wall=1070.0) == [("a", 3, 220.0)]
 
 
 def test_replaying_events_does_not_fire_twice() -> None:

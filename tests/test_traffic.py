@@ -45,23 +45,34 @@ def test_ground_truth_matches_what_the_triggers_decide() -> None:
     rules = TriggerRules(dwell_seconds=30.0)  # the demo's threshold, below the profile's linger time
     states: dict[str, UserState] = {}
     fired: Counter[str] = Counter()
+    fired_by: set[tuple[str, str]] = set()  # (trigger, source event id)
+    marked: set[tuple[str, str]] = set()  # what the messages say they lead to
     invalid = 0
     for message in messages:
         try:
             event = parse_event(message.value, message.topic)
         except InvalidEvent:
             invalid += 1
+            assert message.expects is None
             continue
+        if message.expects:
+            marked.add((message.expects, event.event_id))
         state = states.setdefault(event.user_id, UserState(event.user_id))
-        fired.update(i.trigger for i in process_event(state, event, rules))
+        for intervention in process_event(state, event, rules):
+            fired[intervention.trigger] += 1
+            fired_by.add((intervention.trigger, intervention.source_event_id))
     for state in states.values():  # the timer sweep, long after the end
-        fired.update(i.trigger for i in check_payment_dwell(state, START + 1e7, rules))
+        for intervention in check_payment_dwell(state, START + 1e7, rules):
+            fired[intervention.trigger] += 1
+            fired_by.add((intervention.trigger, intervention.source_event_id))
 
     stats = generator.stats
     assert stats.lingering_payments > 100 and stats.delayed_shipments > 100 and stats.malformed > 100
     assert fired["payment_assist"] == stats.lingering_payments
     assert fired["delay_notice"] == stats.delayed_shipments + stats.exception_shipments
     assert invalid == stats.malformed
+    # Each message marked with what it leads to is the source of exactly that intervention.
+    assert marked == fired_by and len(marked) == sum(fired.values())
     assert len(messages) == stats.events + stats.malformed
 
 

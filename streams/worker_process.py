@@ -1,0 +1,107 @@
+"""A ``forewarn worker`` run as a child process, for the demo, the tests and the benchmarks.
+
+The child gets its own web and metrics ports and its own session (so Ctrl-C in a terminal reaches only
+its owner, which stops it in order), logs to a file, and is stopped by PID: SIGTERM lets it flush the
+ClickHouse sink and commit; SIGKILL follows if it does not exit in time.
+
+Settings for the embedded broker (:data:`EMBEDDED_BROKER_ENV`): joining a consumer group there waits for
+the whole rebalance timeout, so short group timeouts make a worker ready in about 4 s instead of a
+minute; and it holds fetches for a share of their longest wait, so a short one keeps latency low
+(see :mod:`streams.transport`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.broker import free_port
+
+EMBEDDED_BROKER_ENV = {
+    "FOREWARN_BROKER_REBALANCE_TIMEOUT": "3",
+    "FOREWARN_BROKER_SESSION_TIMEOUT": "6",
+    "FOREWARN_BROKER_HEARTBEAT_INTERVAL": "1",
+    "FOREWARN_BROKER_FETCH_MAX_WAIT": "0.02",
+}
+# Log lines that say the worker is ready: Faust is up, and the sink has its partitions.
+READY_LINES = ("[^Worker]: Ready", "ClickHouse sink assigned")
+
+
+@dataclass
+class WorkerProcess:
+    """A ``forewarn worker`` child process with ``env`` (``FOREWARN_*`` settings) and its log file."""
+
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    metrics_port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)
+    _log_offset: int = 0
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        """Start the worker and wait until it is ready; raises with the log's tail if it is not."""
+        env = {
+            **os.environ,
+            **self.env,
+            "FOREWARN_METRICS_PORT": str(self.metrics_port),
+            "FOREWARN_WEB_PORT": str(self.web_port),
+        }
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "info"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        for line in READY_LINES:
+            self.wait_for_log(line, timeout)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        """What the worker logged since this start."""
+        return self.log_path.read_bytes()[self._log_offset :].decode("utf-8", "replace")
+
+    def wait_for_log(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if not self.running():
+                code = None if self.process is None else self.process.returncode
+                raise RuntimeError(f"worker exited ({code}); see {self.log_path}:\n{self.log_text()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker log never showed {text!r}:\n{self.log_text()[-4000:]}")
+            time.sleep(0.1)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
+        """Stop by PID with ``sig`` (SIGTERM: flush and commit first), SIGKILL after ``timeout``.
+        Returns the exit code; idempotent."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+    def metrics(self) -> str:
+        """The worker's Prometheus exposition text."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
