@@ -272,6 +272,7 @@ def run(args: argparse.Namespace) -> str:
         "FOREWARN_PAYMENT_DWELL_SECONDS": str(DWELL_SECONDS),
         "FOREWARN_SWEEP_INTERVAL_SECONDS": str(SWEEP_SECONDS),
         **EMBEDDED_BROKER_ENV,
+        "FOREWARN_BROKER_FETCH_MAX_WAIT": str(args.fetch_max_wait),
     }
     settings = Settings.from_env(env)
     topics = {"clickstream": settings.topic_clickstream, "logistics": settings.topic_logistics}
@@ -341,7 +342,8 @@ def run(args: argparse.Namespace) -> str:
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} cores,"
         f" Python {platform.python_version()}, one worker, {PARTITIONS} partitions,"
         " embedded Tansu broker and chdb:"
-        f" `python benchmarks/pipeline.py --events {args.events} --rate {args.rate:.0f}`",
+        f" `python benchmarks/pipeline.py --events {args.events} --rate {args.rate:.0f}"
+        f" --fetch-max-wait {args.fetch_max_wait:g}`",
         "",
         "| what | events | seconds | events/s | vs. (a) |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -394,6 +396,12 @@ def main() -> int:
     parser.add_argument("--warmup-seconds", type=float, default=30.0, help="live traffic before measuring")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="live traffic measured")
     parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for the pipeline")
+    parser.add_argument(
+        "--fetch-max-wait",
+        type=float,
+        default=float(EMBEDDED_BROKER_ENV["FOREWARN_BROKER_FETCH_MAX_WAIT"]),
+        help="the worker's FOREWARN_BROKER_FETCH_MAX_WAIT",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--write-readme", action="store_true", help="put the figures into README.md")
     args = parser.parse_args()

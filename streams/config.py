@@ -68,7 +68,7 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "broker_fetch_max_wait": (
         0.5,
         "Longest a fetch waits for data (seconds). Kafka answers as soon as data arrives; the embedded"
-        " broker holds fetches, so embedded runs use 0.02.",
+        " broker holds fetches, so embedded runs use 0.1.",
     ),
     "standby_replicas": (1, "Faust standby replicas kept per table partition."),
 }

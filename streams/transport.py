@@ -3,8 +3,10 @@
 Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no setting to change it. Apache
 Kafka answers a fetch as soon as data arrives, so there the value only paces an idle consumer; the
 embedded Tansu broker holds every fetch for a share of that wait however much data flows, which adds
-about 0.4 s at the median to each hop (measured on the benchmark's consumer: 394 ms at 1500 ms,
-16 ms at 50 ms). ``FOREWARN_BROKER_FETCH_MAX_WAIT`` chooses it.
+about 0.4 s at the median to each hop (a bare consumer at 1000 messages/s: 394 ms at 1500 ms, 16 ms
+at 50 ms). ``FOREWARN_BROKER_FETCH_MAX_WAIT`` chooses it; the embedded runs use 0.1 s, the best
+latency the benchmark found (much shorter waits fetch so little at a time that the worker's per-fetch
+costs grow).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ EMBEDDED_BROKER_ENV = {
     "FOREWARN_BROKER_REBALANCE_TIMEOUT": "3",
     "FOREWARN_BROKER_SESSION_TIMEOUT": "6",
     "FOREWARN_BROKER_HEARTBEAT_INTERVAL": "1",
-    "FOREWARN_BROKER_FETCH_MAX_WAIT": "0.02",
+    "FOREWARN_BROKER_FETCH_MAX_WAIT": "0.1",
 }
 # Log lines that say the worker is ready: Faust is up, and the sink has its partitions.
 READY_LINES = ("[^Worker]: Ready", "ClickHouse sink assigned")
