@@ -47,7 +47,7 @@ from streams.events import InvalidEvent, parse_event  # noqa: E402
 from streams.interventions import TRIGGERS  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 from streams.traffic import Outgoing, TrafficGenerator, TrafficProfile  # noqa: E402
-from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess  # noqa: E402
+from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy  # noqa: E402
 
 PARTITIONS = 4
 DWELL_SECONDS = 5.0  # the live phase's payment dwell threshold; its lingering visits last longer
@@ -264,18 +264,21 @@ def percentile(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> str:
     workdir = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))
     broker = start_broker(log_path=workdir / "broker.log")
+    # Every candidate is sent, so that what arrives can be checked against the traffic's ground truth.
+    policy_file = workdir / "policy.toml"
+    policy_file.write_text(send_everything_policy(f"{DWELL_SECONDS:g}s"))
     env = {
         "FOREWARN_BROKER_URL": broker.url,
         "FOREWARN_CLICKHOUSE_DSN": f"chdb://{workdir / 'clickhouse'}",
         "FOREWARN_DATA_DIR": str(workdir / "worker"),
         "FOREWARN_PARTITIONS": str(PARTITIONS),
-        "FOREWARN_PAYMENT_DWELL_SECONDS": str(DWELL_SECONDS),
+        "FOREWARN_POLICY_FILE": str(policy_file),
         "FOREWARN_SWEEP_INTERVAL_SECONDS": str(SWEEP_SECONDS),
         **EMBEDDED_BROKER_ENV,
         "FOREWARN_BROKER_FETCH_MAX_WAIT": str(args.fetch_max_wait),
     }
     settings = Settings.from_env(env)
-    topics = {"clickstream": settings.topic_clickstream, "logistics": settings.topic_logistics}
+    topics = settings.source_topics
     worker = WorkerProcess(env, workdir / "worker.log")
     try:
         asyncio.run(ensure_topics(settings))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import orjson
 
@@ -60,6 +61,51 @@ def intervention_row(value: bytes, headers: Headers, partition: int, offset: int
         data["reason"],
         data["source_event_id"],
         orjson.dumps(data["evidence"]).decode(),
+        partition,
+        offset,
+    )
+
+
+DECISION_KINDS = frozenset({"emitted", "suppressed", "deferred"})
+
+
+def decision_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """A contact-policy decision (the ``decisions`` topic, schema 1).
+
+    The intervention id is normalized to the canonical lower-case form, so that the row id the sink
+    remembers equals ``toString(intervention_id)`` read back from ClickHouse.
+
+    >>> value = orjson.dumps({"intervention_id": "0B8A6128-0B8A-5EE9-BFAB-18E8F49F0582",
+    ...     "decision": "suppressed", "reason": "holdout", "detail": "", "trigger": "delay_notice",
+    ...     "action": "notify_delay", "channel": "chat", "priority": 80, "experiment": "q4",
+    ...     "arm": "holdout", "offer": None, "user_id": "u1", "event_time": "2026-11-24T03:49:32.102Z",
+    ...     "decided_at": "2026-11-24T03:49:33.260Z", "source_event_id": "l2", "order_id": "o1"})
+    >>> row = decision_row(value, [], 0, 7)
+    >>> DECISIONS.row_id(row), row[10], row[12]
+    ('0b8a6128-0b8a-5ee9-bfab-18e8f49f0582:suppressed', '', 1795492172102)
+    """
+    data = orjson.loads(value)
+    decision = data["decision"]
+    if decision not in DECISION_KINDS:
+        raise ValueError(f"unknown decision {decision!r}")
+    offer = data.get("offer")
+    return (
+        str(UUID(data["intervention_id"])),
+        decision,
+        data["reason"],
+        data.get("detail", ""),
+        data["trigger"],
+        data["action"],
+        data["channel"],
+        int(data["priority"]),
+        data.get("experiment", ""),
+        data.get("arm", ""),
+        "" if offer is None else orjson.dumps(offer).decode(),
+        data["user_id"],
+        _millis(data["event_time"]),
+        _millis(data["decided_at"]),
+        data.get("source_event_id", ""),
+        data.get("order_id", ""),
         partition,
         offset,
     )
@@ -154,4 +200,31 @@ DEAD_LETTERS = TableSpec(
     dead_letter_row,
     id_index=(0, 1, 2),
     id_sql="concat(source_topic, ':', toString(source_partition), ':', toString(source_offset))",
+)
+DECISIONS = TableSpec(
+    "decisions",
+    (
+        "intervention_id",
+        "decision",
+        "reason",
+        "detail",
+        "trigger",
+        "action",
+        "channel",
+        "priority",
+        "experiment",
+        "arm",
+        "offer",
+        "user_id",
+        "event_time",
+        "decided_at",
+        "source_event_id",
+        "order_id",
+        "kafka_partition",
+        "kafka_offset",
+    ),
+    decision_row,
+    # A deferred intervention has a second, final decision later: the id is the pair.
+    id_index=(0, 1),
+    id_sql="concat(toString(intervention_id), ':', decision)",
 )

@@ -14,7 +14,7 @@ Data flow::
   (:func:`streams.triggers.process_event`) and emits what the triggers return.
 * ``sweep`` is a timer: users lingering on the payment page who send nothing more get a tick on their
   own partition, so the dwell trigger fires in ``track_users``, the only writer of user state. It looks
-  only at users with a pending dwell (:class:`streams.triggers.PendingDwells`, kept by ``track_users``
+  only at users with a pending timer (:class:`streams.triggers.PendingTimers`, kept by ``track_users``
   and rebuilt from the table after each rebalance), never at the whole table.
 * The ClickHouse sink runs as a service of the same worker, with its own consumer group.
 
@@ -34,15 +34,23 @@ import mode
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
-from sinks.rows import DEAD_LETTERS, EVENTS, INTERVENTIONS
+from sinks.rows import DEAD_LETTERS, DECISIONS, EVENTS, INTERVENTIONS
 from streams import codec, metrics
 from streams.clock import PartitionClocks
 from streams.config import Settings
+from streams.contact import EMITTED, decide, release_deferred
 from streams.deadletters import dead_letter_headers
-from streams.events import CLICKSTREAM, LOGISTICS, Event, InvalidEvent, parse_event, to_millis
+from streams.events import (
+    OUTCOMES,
+    Event,
+    InvalidEvent,
+    parse_event,
+    to_millis,
+)
+from streams.policy import load_policy
 from streams.state import UserState
 from streams.transport import use_fetch_max_wait
-from streams.triggers import PendingDwells, TriggerRules, check_payment_dwell, process_event
+from streams.triggers import PendingTimers, check_timers, process_event
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +78,7 @@ class SinkService(mode.Service):
                 settings.topic_events: EVENTS,
                 settings.topic_interventions: INTERVENTIONS,
                 settings.topic_dead_letters: DEAD_LETTERS,
+                settings.topic_decisions: DECISIONS,
             },
             bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.app_id}-sink",
@@ -108,6 +117,8 @@ class SinkService(mode.Service):
 
 
 def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
+    """The worker's app. Raises PolicyError (naming file, trigger and field) for an invalid policy."""
+    policy = load_policy(settings.policy_file)
     codec.register()
     app = faust.App(
         settings.app_id,
@@ -128,20 +139,14 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         value_serializer="orjson",
     )
     use_fetch_max_wait(app, settings.fetch_max_wait_ms)
-    rules = TriggerRules(
-        dwell_seconds=settings.payment_dwell_seconds,
-        slip_seconds=settings.eta_slip_seconds,
-        session_gap=settings.session_gap_seconds,
-    )
-    source_of = {settings.topic_clickstream: CLICKSTREAM, settings.topic_logistics: LOGISTICS}
+    source_of = {topic: source for source, topic in settings.source_topics.items()}
 
-    raw_input = app.topic(
-        settings.topic_clickstream, settings.topic_logistics, key_serializer="raw", value_serializer="raw"
-    )
+    raw_input = app.topic(*source_of, key_serializer="raw", value_serializer="raw")
     user_input = app.topic(settings.topic_events, settings.topic_ticks, value_serializer="orjson")
     events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
     ticks_topic = app.topic(settings.topic_ticks, partitions=settings.partitions)
     interventions_topic = app.topic(settings.topic_interventions)
+    decisions_topic = app.topic(settings.topic_decisions)
     dead_letter_topic = app.topic(settings.topic_dead_letters, value_serializer="raw")
     # Built as app.Table does, but with the serializers set before the table is added: Faust derives a
     # table's serializers from key_type/value_type (ignoring a Schema) and makes the changelog topic when
@@ -152,12 +157,12 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     users.value_serializer = "user_state"
     app.tables.add(users)
     clocks = PartitionClocks()
-    pending_dwells = PendingDwells(rules)  # what the sweep looks at, instead of every user
+    pending_timers = PendingTimers(policy)  # what the sweep looks at, instead of every user
 
     @users.on_recover
     async def index_recovered_users() -> None:
-        """After each rebalance the table holds other users: index their pending dwells again."""
-        pending_dwells.rebuild(users.values())
+        """After each rebalance the table holds other users: index their pending timers again."""
+        pending_timers.rebuild(users.values())
 
     async def dead_letter(message: Any, reason: str, detail: str, wall: float) -> None:
         headers = dead_letter_headers(message.topic, message.partition, message.offset, reason, detail, wall)
@@ -181,6 +186,8 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 await dead_letter(message, error.reason, error.detail, wall)
                 continue
             metrics.EVENTS_IN.labels(message.topic, parsed.event_type).inc()
+            if parsed.source == OUTCOMES:
+                metrics.OUTCOMES.labels(parsed.event_type).inc()
             await events_topic.send(key=parsed.user_id.encode(), value=parsed.to_wire())
 
     @app.agent(user_input)
@@ -194,22 +201,33 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 state = users.get(user_id) or UserState(user_id)
                 state.partition = message.partition
                 if message.topic == settings.topic_ticks:
-                    pending_dwells.answered(user_id)
-                    interventions = check_payment_dwell(state, value["now"] / 1000.0, rules)
-                    if not interventions:
+                    pending_timers.answered(user_id)
+                    now = value["now"] / 1000.0
+                    candidates = release_deferred(state, now) + check_timers(state, now, policy)
+                    if not candidates:
                         continue
                 else:
                     parsed = Event.from_wire(value)
                     clocks.observe(message.partition, parsed.event_time, wall)
-                    interventions = process_event(state, parsed, rules)
+                    now = max(parsed.event_time, state.last_event_time)
+                    candidates = release_deferred(state, now) + process_event(
+                        state, parsed, policy, settings.session_gap_seconds
+                    )
+                decisions = decide(candidates, state, policy, now)
                 users[user_id] = state
-                pending_dwells.track(state)
+                pending_timers.track(state)
             except Exception as error:  # a bug must not stop the agent; the message is kept for replay
                 log.exception("processing %s:%s@%s failed", message.topic, message.partition, message.offset)
                 await dead_letter(message, "processing_error", repr(error)[:300], wall)
                 continue
-            for intervention in interventions:
-                await interventions_topic.send(key=user_id.encode(), value=intervention.to_wire(wall))
+            key = user_id.encode()
+            for decision in decisions:
+                intervention = decision.intervention
+                await decisions_topic.send(key=key, value=decision.to_wire(wall))
+                metrics.DECISIONS.labels(intervention.trigger, decision.decision, decision.reason).inc()
+                if decision.decision != EMITTED:
+                    continue
+                await interventions_topic.send(key=key, value=intervention.to_wire(wall))
                 metrics.INTERVENTIONS.labels(intervention.trigger).inc()
                 metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
                     max(0.0, time.time() - intervention.event_time)
@@ -228,7 +246,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     async def sweep_once() -> None:
         wall = time.time()
         active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
-        for user_id, partition, now in pending_dwells.due(clocks, active, wall):
+        for user_id, partition, now in pending_timers.due(clocks, active, wall):
             await ticks_topic.send(
                 key=user_id.encode(), value={"user_id": user_id, "now": to_millis(now)}, partition=partition
             )

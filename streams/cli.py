@@ -5,6 +5,7 @@ forewarn worker                a worker (agents, timers, ClickHouse sink) agains
 forewarn topics                create the topics with their partition counts
 forewarn schema                apply the ClickHouse schema migrations
 forewarn config                print the settings table (Markdown)
+forewarn report                print the value metrics of interventions: each arm against the holdout
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("topics", help="create the topics")
     commands.add_parser("schema", help="apply the ClickHouse schema")
     commands.add_parser("config", help="print the settings table")
+    commands.add_parser("report", help="print the value metrics of interventions (arms against holdout)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -68,6 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         store = ClickHouseStore(settings.clickhouse_dsn)
         applied = store.apply_schema()
         print(f"schema version {store.schema_version()} (applied now: {applied or 'none'})")
+    elif args.command == "report":
+        from sinks.clickhouse import ClickHouseStore
+        from sinks.report import format_report, value_report
+
+        store = ClickHouseStore(settings.clickhouse_dsn)
+        try:
+            store.apply_schema()  # idempotent: the views may be newer than the worker that wrote the data
+            print(format_report(value_report(store)))
+        finally:
+            store.close()
     return 0
 
 

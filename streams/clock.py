@@ -4,11 +4,18 @@ A partition's clock is the latest event time seen on it (its watermark). While t
 the clock moves on with the wall clock from there, so a lingering user is detected even when nothing
 more arrives, yet a consumer catching up on old data judges dwell by the data's own time.
 
+The clock never runs ahead of the wall clock: an event stamped in the future (a producer whose clock
+is fast; the contract accepts up to ``FOREWARN_MAX_FUTURE_SKEW_SECONDS``) would otherwise fire the
+timers of every user on its partition early.
+
 >>> clock = PartitionClocks()
->>> clock.observe(0, event_time=1000.0, wall=50.0)
->>> clock.observe(0, event_time=990.0, wall=51.0)  # late events do not move the clock back
+>>> clock.observe(0, event_time=40.0, wall=50.0)
+>>> clock.observe(0, event_time=35.0, wall=51.0)  # late events do not move the clock back
 >>> clock.now(0, wall=51.0), clock.now(0, wall=61.0), clock.now(1, wall=61.0)
-(1001.0, 1011.0, None)
+(41.0, 51.0, None)
+>>> clock.observe(0, event_time=500.0, wall=62.0)  # from the future: held at the wall clock
+>>> clock.now(0, wall=62.0), clock.now(0, wall=63.0)
+(62.0, 63.0)
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ class PartitionClocks:
         self._marks: dict[int, tuple[float, float]] = {}
 
     def observe(self, partition: int, event_time: float, wall: float) -> None:
+        event_time = min(event_time, wall)
         mark = self._marks.get(partition)
         if mark is None or event_time > mark[0]:
             self._marks[partition] = (event_time, wall)

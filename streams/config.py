@@ -4,9 +4,9 @@ Every setting has a documented default (the table in README.md is generated from
 by ``forewarn config``), so a worker with no environment at all runs against a local broker and the
 embedded ClickHouse.
 
->>> settings = Settings.from_env({"FOREWARN_PAYMENT_DWELL_SECONDS": "45", "FOREWARN_PARTITIONS": "4"})
->>> settings.payment_dwell_seconds, settings.partitions, settings.topic_interventions
-(45.0, 4, 'interventions')
+>>> settings = Settings.from_env({"FOREWARN_SESSION_GAP_SECONDS": "900", "FOREWARN_PARTITIONS": "4"})
+>>> settings.session_gap_seconds, settings.partitions, settings.topic_interventions
+(900.0, 4, 'interventions')
 """
 
 from __future__ import annotations
@@ -36,7 +36,19 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     ),
     "topic_clickstream": ("clickstream", "Topic web producers write clickstream events to."),
     "topic_logistics": ("logistics", "Topic logistics producers write shipment events to."),
+    "topic_preferences": (
+        "preferences",
+        "Topic of users' contact preferences: opt-out, channels, time zone.",
+    ),
+    "topic_outcomes": (
+        "intervention_outcomes",
+        "Topic the notifier reports outcomes on (delivered, opened, accepted, converted, ...).",
+    ),
     "topic_interventions": ("interventions", "Topic the proactive interventions are emitted to."),
+    "topic_decisions": (
+        "decisions",
+        "Topic of every contact-policy decision: emitted, deferred or suppressed, with the reason.",
+    ),
     "topic_dead_letters": (
         "dead_letters",
         "Topic for rejected input: original bytes, reason in headers.",
@@ -54,8 +66,10 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "metrics_port": (9108, "Port Prometheus scrapes `/metrics` on; 0 disables."),
     "max_event_bytes": (65536, "Larger messages are dead-lettered as `oversized`."),
     "max_future_skew_seconds": (86400.0, "Events further in the future are dead-lettered."),
-    "payment_dwell_seconds": (120.0, "Time on the payment page without paying before `payment_assist`."),
-    "eta_slip_seconds": (7200.0, "ETA slip past the promised ETA before `delay_notice`."),
+    "policy_file": (
+        "",
+        "Policy file (TOML) merged over the packaged default: triggers, contact rules, experiments.",
+    ),
     "session_gap_seconds": (1800.0, "Inactivity that ends a session."),
     "sweep_interval_seconds": (1.0, "How often the timer sweep looks for silent lingering users."),
     "sink_batch_rows": (5000, "ClickHouse sink: rows per insert at most."),
@@ -88,7 +102,10 @@ class Settings:
     clickhouse_dsn: str
     topic_clickstream: str
     topic_logistics: str
+    topic_preferences: str
+    topic_outcomes: str
     topic_interventions: str
+    topic_decisions: str
     topic_dead_letters: str
     topic_events: str
     topic_ticks: str
@@ -100,8 +117,7 @@ class Settings:
     metrics_port: int
     max_event_bytes: int
     max_future_skew_seconds: float
-    payment_dwell_seconds: float
-    eta_slip_seconds: float
+    policy_file: str
     session_gap_seconds: float
     sweep_interval_seconds: float
     sink_batch_rows: int
@@ -149,6 +165,16 @@ class Settings:
         values = {spec.name: getattr(self, spec.name) for spec in fields(self)}
         values.update(overrides)
         return Settings(**values)
+
+    @property
+    def source_topics(self) -> dict[str, str]:
+        """Each input source (an event's ``source``) and the topic its producers write to."""
+        return {
+            "clickstream": self.topic_clickstream,
+            "logistics": self.topic_logistics,
+            "preferences": self.topic_preferences,
+            "outcomes": self.topic_outcomes,
+        }
 
     @property
     def fetch_max_wait_ms(self) -> int:

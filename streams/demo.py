@@ -1,8 +1,13 @@
 """``forewarn demo``: the whole pipeline on one machine with nothing else installed.
 
-It starts the embedded Tansu broker and a ``forewarn worker`` (ClickHouse embedded through chdb),
-streams synthetic web and logistics traffic into the broker, shows progress, and at the end reads a
-summary back from ClickHouse. Ctrl-C or the end of ``--duration`` stops everything it started, by PID.
+It starts the embedded Tansu broker and a ``forewarn worker`` (ClickHouse embedded through chdb) under
+the default policy (a shorter payment dwell, so that a minute shows it), streams synthetic web,
+logistics and preference traffic into the broker, runs the example notifier (:mod:`streams.notifier`)
+that reports outcomes back, shows progress against the traffic's ground truth, and at the end reads a
+summary and the value metrics back from ClickHouse. The traffic has a planted effect: users outside
+the holdout arm complain and give up less (:class:`streams.traffic.TrafficProfile`), so the value
+report has a true uplift to find. Ctrl-C or the end of ``--duration`` stops everything it started, by
+PID.
 """
 
 from __future__ import annotations
@@ -22,12 +27,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.broker import start_broker
 from streams.config import Settings
+from streams.contact import EMITTED
+from streams.experiments import assign_arm
 from streams.interventions import PAYMENT_ASSIST, TRIGGERS
+from streams.notifier import run_notifier
+from streams.policy import HOLDOUT, Policy, load_policy
 from streams.traffic import Outgoing, TrafficGenerator, TrafficProfile
 from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess
 
 MARKER = ".forewarn-demo"
-DEMO_DWELL_SECONDS = 30
+DEMO_POLICY = """# The demo's policy: the packaged default, with a payment dwell a one-minute demo can show.
+[triggers.payment_assist]
+dwell = "30s"
+"""
 
 
 def _prepare(workdir: Path) -> None:
@@ -46,10 +58,12 @@ class _Tally:
     def __init__(self, dwell_seconds: float) -> None:
         self.dwell_seconds = dwell_seconds
         self.sent = 0
-        self.interventions: Counter[str] = Counter()
-        self.dead_letters: Counter[str] = Counter()
-        self.examples: dict[str, dict] = {}
         self.due: Counter[str] = Counter()
+        # trigger -> intervention id -> its latest decision ("sent", "deferred" or the reason held back)
+        self.decided: dict[str, dict[str, str]] = {trigger: {} for trigger in TRIGGERS}
+        self.dead_letters: Counter[str] = Counter()
+        self.outcomes = 0
+        self.examples: dict[str, dict] = {}
         # (event time it falls due, trigger); messages come in event-time order, so this stays sorted.
         self._waiting: deque[tuple[float, str]] = deque()
 
@@ -64,23 +78,32 @@ class _Tally:
         while self._waiting and self._waiting[0][0] <= now:
             self.due[self._waiting.popleft()[1]] += 1
 
+    def decision(self, decision: dict) -> None:
+        label = "sent" if decision["decision"] == EMITTED else decision["reason"]
+        if decision["decision"] == "deferred":
+            label = "deferred"
+        self.decided.setdefault(decision["trigger"], {})[decision["intervention_id"]] = label
+
 
 async def _watch(bootstrap: str, settings: Settings, tally: _Tally, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(
+        settings.topic_decisions,
         settings.topic_interventions,
         settings.topic_dead_letters,
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )
     await consumer.start()
     try:
         while not stop.is_set():
             for tp, messages in (await consumer.getmany(timeout_ms=300)).items():
                 for message in messages:
-                    if tp.topic == settings.topic_interventions:
+                    if tp.topic == settings.topic_decisions:
+                        tally.decision(orjson.loads(message.value))
+                    elif tp.topic == settings.topic_interventions:
                         intervention = orjson.loads(message.value)
-                        tally.interventions[intervention["trigger"]] += 1
                         tally.examples.setdefault(intervention["trigger"], intervention)
                     else:
                         reason = dict(message.headers).get("forewarn.dlq.reason", b"?").decode()
@@ -90,27 +113,31 @@ async def _watch(bootstrap: str, settings: Settings, tally: _Tally, stop: asynci
 
 
 def _progress(tally: _Tally, elapsed: float, duration: float) -> str:
-    interventions = ", ".join(
-        f"{trigger} {tally.interventions[trigger]}/{tally.due[trigger]}" for trigger in TRIGGERS
-    )
+    parts = []
+    for trigger in TRIGGERS:
+        labels = Counter(tally.decided[trigger].values())
+        shown = ", ".join(f"{count} {label}" for label, count in labels.most_common())
+        parts.append(f"{trigger} {len(tally.decided[trigger])}/{tally.due[trigger]} decided ({shown or '-'})")
     return (
-        f"[{elapsed:5.0f}s/{duration:.0f}s] events sent {tally.sent:7d}"
-        f" ({tally.sent / max(elapsed, 1):5.0f}/s)"
-        f" | interventions emitted/due: {interventions}"
-        f" | dead letters {sum(tally.dead_letters.values())}"
+        f"[{elapsed:4.0f}s/{duration:.0f}s] events {tally.sent:6d} ({tally.sent / max(elapsed, 1):4.0f}/s)"
+        f" | {' | '.join(parts)} | dead letters {sum(tally.dead_letters.values())}"
     )
 
 
-async def _stream(bootstrap: str, settings: Settings, generator: TrafficGenerator, duration: float) -> _Tally:
-    tally = _Tally(settings.payment_dwell_seconds)
+async def _stream(
+    bootstrap: str, settings: Settings, policy: Policy, generator: TrafficGenerator, duration: float
+) -> _Tally:
+    dwell = policy.for_signal("payment_dwell")
+    tally = _Tally(dwell.params["dwell"] if dwell else float("inf"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     watcher = asyncio.create_task(_watch(bootstrap, settings, tally, stop))
+    notifier = asyncio.create_task(run_notifier(bootstrap, settings, stop))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
     await producer.start()
-    topics = {"clickstream": settings.topic_clickstream, "logistics": settings.topic_logistics}
+    topics = settings.source_topics
     started = time.time()
     last_report = 0.0
     interactive = sys.stdout.isatty()
@@ -129,12 +156,13 @@ async def _stream(bootstrap: str, settings: Settings, generator: TrafficGenerato
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.1)
         await producer.flush()
-        if not stop.is_set():  # let the last events through the pipeline before stopping it
-            await asyncio.sleep(3)
+        if not stop.is_set():  # let the last events, and their outcomes, through before stopping
+            await asyncio.sleep(4)
     finally:
         stop.set()
         await producer.stop()
         await watcher
+        tally.outcomes = sum((await notifier).values())
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
     tally.advance(time.time())
@@ -144,6 +172,7 @@ async def _stream(bootstrap: str, settings: Settings, generator: TrafficGenerato
 
 def _summary(dsn: str, tally: _Tally) -> str:
     from sinks.clickhouse import ClickHouseStore
+    from sinks.report import format_report, value_report
 
     store = ClickHouseStore(dsn)
     try:
@@ -156,10 +185,18 @@ def _summary(dsn: str, tally: _Tally) -> str:
             " - toUnixTimestamp64Milli(event_time)))"
             " FROM interventions FINAL GROUP BY trigger ORDER BY trigger"
         )
+        decisions = store.query(
+            "SELECT trigger, decision, reason, count() FROM decisions FINAL"
+            " GROUP BY ALL ORDER BY trigger, decision, count() DESC"
+        )
+        outcomes = store.query(
+            "SELECT outcome, count() FROM intervention_outcomes FINAL GROUP BY 1 ORDER BY 2 DESC"
+        )
         dead = store.query("SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY 2 DESC")
         minutes = store.query(
             "SELECT minute, sum(events) FROM events_per_minute GROUP BY minute ORDER BY minute"
         )
+        value = format_report(value_report(store))
     finally:
         store.close()
     lines = [f"\nRead back from ClickHouse ({dsn}):", f"  events stored: {stored}"]
@@ -168,17 +205,27 @@ def _summary(dsn: str, tally: _Tally) -> str:
         "  events per minute (materialized view): "
         + ", ".join(f"{minute:%H:%M} {count}" for minute, count in minutes)
     )
-    lines.append("  interventions by trigger:")
+    lines.append("  interventions sent, by trigger:")
     lines += [
         f"    {trigger:16s} {count:6d}   mean event-time-to-decision {lag} ms"
         for trigger, count, lag in triggers
     ] or ["    none"]
+    lines.append("  contact-policy decisions:")
+    lines += [
+        f"    {trigger:16s} {decision:10s} {reason or '-':18s} {count}"
+        for trigger, decision, reason, count in decisions
+    ] or ["    none"]
+    lines.append(f"  outcomes reported by the example notifier ({tally.outcomes} sent):")
+    lines += [f"    {outcome:20s} {count}" for outcome, count in outcomes] or ["    none"]
     lines.append("  dead letters by reason:")
     lines += [f"    {reason:20s} {count}" for reason, count in dead] or ["    none"]
     for trigger, example in sorted(tally.examples.items()):
+        offer, evidence = (orjson.dumps(example[key]).decode() for key in ("offer", "evidence"))
         lines.append(
-            f"  example {trigger}: {example['reason']}; evidence {orjson.dumps(example['evidence']).decode()}"
+            f"  example {trigger}: {example['reason']}; channel {example['channel']}, offer {offer};"
+            f" evidence {evidence}"
         )
+    lines += ["", "Value metrics (forewarn report), treatment against holdout:", value]
     return "\n".join(lines)
 
 
@@ -187,6 +234,9 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     root = Path(workdir).resolve()
     _prepare(root)
+    policy_file = root / "policy.toml"
+    policy_file.write_text(DEMO_POLICY)
+    policy = load_policy(str(policy_file))
     broker = start_broker(log_path=root / "broker.log")
     dsn = f"chdb://{root / 'clickhouse'}"
     env = {
@@ -194,18 +244,20 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
         "FOREWARN_CLICKHOUSE_DSN": dsn,
         "FOREWARN_DATA_DIR": str(root / "worker"),
         "FOREWARN_PARTITIONS": "4",
-        "FOREWARN_PAYMENT_DWELL_SECONDS": str(DEMO_DWELL_SECONDS),
+        "FOREWARN_POLICY_FILE": str(policy_file),
         **EMBEDDED_BROKER_ENV,
     }
     settings = Settings.from_env(env)
+    experiment = policy.experiment_of(PAYMENT_ASSIST)
     worker = WorkerProcess(env, root / "worker.log")
     try:
         print(f"Forewarn demo: embedded Kafka (Tansu) on {broker.bootstrap}, ClickHouse (chdb) in {dsn}")
         worker.start(timeout=60)
         print(
             f"worker ready (pid {worker.pid}, log {worker.log_path},"
-            f" metrics http://127.0.0.1:{worker.metrics_port}/metrics);"
-            f" payment dwell threshold {DEMO_DWELL_SECONDS}s; streaming {duration:.0f}s of traffic"
+            f" metrics http://127.0.0.1:{worker.metrics_port}/metrics); policy: default with {policy_file};"
+            f" streaming {duration:.0f}s of traffic; 'x/y decided': decisions made / interventions the"
+            " traffic's ground truth makes due"
         )
         generator = TrafficGenerator(
             # Logistics steps a few seconds apart, so that a one-minute demo shows delays too.
@@ -213,10 +265,14 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
                 sessions_per_second=sessions_per_second,
                 shipment_step_seconds=(1.0, 4.0),
                 malformed_share=0.005,
+                preferences_share=0.5,
+                treated=None
+                if experiment is None
+                else (lambda user: assign_arm(user, experiment) != HOLDOUT),
             ),
             seed=seed,
         )
-        tally = asyncio.run(_stream(broker.bootstrap, settings, generator, duration))
+        tally = asyncio.run(_stream(broker.bootstrap, settings, policy, generator, duration))
     except (RuntimeError, TimeoutError) as error:  # the worker did not start: say why, stop the rest
         raise SystemExit(str(error)) from None
     finally:

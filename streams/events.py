@@ -33,6 +33,8 @@ missing_field - field 'event_type' is required
 from __future__ import annotations
 
 import math
+import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,16 +42,21 @@ from typing import Any
 
 import orjson
 
+from streams.policy import check_timezone
+
 SCHEMA_VERSION = 1
 CLICKSTREAM = "clickstream"
 LOGISTICS = "logistics"
-SOURCES = (CLICKSTREAM, LOGISTICS)
+PREFERENCES = "preferences"
+OUTCOMES = "outcomes"
+SOURCES = (CLICKSTREAM, LOGISTICS, PREFERENCES, OUTCOMES)
 
 # Event times outside this window are rejected rather than allowed to poison per-user clocks.
 MIN_EVENT_TIME = datetime(2000, 1, 1).timestamp()
 DEFAULT_MAX_FUTURE_SKEW = 24 * 3600.0
 
 MAX_ID_LENGTH = 128
+CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_TEXT_LENGTH = 1024
 
 DEAD_LETTER_REASONS = (
@@ -156,6 +163,39 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def _boolean(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidEvent("wrong_type", f"field {name!r} must be true or false, got {type(value).__name__}")
+    return value
+
+
+def _channel_switches(name: str, value: Any) -> dict[str, bool]:
+    """``{"chat": true, "email": false}``: which channels the user accepts."""
+    if not isinstance(value, dict):
+        raise InvalidEvent("wrong_type", f"field {name!r} must be an object of channel: true/false")
+    if len(value) > 16:
+        raise InvalidEvent("invalid_value", f"field {name!r} lists more than 16 channels")
+    for channel, allowed in value.items():
+        if not CHANNEL_NAME.match(channel) or not isinstance(allowed, bool):
+            raise InvalidEvent("invalid_value", f"field {name!r} must map channel names to true/false")
+    return dict(value)
+
+
+def _timezone(name: str, value: Any) -> str:
+    text = _text(name, value)
+    if len(text) > 64 or not check_timezone(text):
+        raise InvalidEvent("invalid_value", f"field {name!r} is not an IANA time zone")
+    return text
+
+
+def _uuid(name: str, value: Any) -> str:
+    text = _text(name, value)
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise InvalidEvent("invalid_value", f"field {name!r} is not a UUID") from None
+
+
 def parse_time(name: str, value: Any) -> float:
     """ISO 8601 with a time zone, or integer epoch milliseconds, to float epoch seconds."""
     if isinstance(value, bool):
@@ -194,9 +234,17 @@ CLICKSTREAM_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "remove_from_cart": {"sku": (_identifier, True)},
     "checkout_start": {"cart_value": (_non_negative, False)},
     "payment_page_view": {"page": (_text, False), "cart_value": (_non_negative, False)},
-    "payment_completed": {"order_id": (_identifier, True), "amount": (_non_negative, False)},
+    "payment_completed": {
+        "order_id": (_identifier, True),
+        "amount": (_non_negative, False),
+        "coupon_code": (_identifier, False),
+    },
     "payment_failed": {"reason": (_text, False)},
-    "order_completed": {"order_id": (_identifier, True), "amount": (_non_negative, False)},
+    "order_completed": {
+        "order_id": (_identifier, True),
+        "amount": (_non_negative, False),
+        "coupon_code": (_identifier, False),
+    },
     "support_contact": {
         "reason": (_text, False),
         "order_id": (_identifier, False),
@@ -223,7 +271,32 @@ LOGISTICS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     },
     "delivered": {**_SHIPMENT},
 }
-FIELDS_BY_SOURCE = {CLICKSTREAM: CLICKSTREAM_FIELDS, LOGISTICS: LOGISTICS_FIELDS}
+PREFERENCES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    # Fields left out keep their earlier value; the latest event (by event time) wins.
+    "preferences_updated": {
+        "opt_out": (_boolean, False),
+        "channels": (_channel_switches, False),
+        "timezone": (_timezone, False),
+    },
+}
+_OUTCOME = {"intervention_id": (_uuid, True), "channel": (_text, False)}
+# What the notifier reports back about an intervention.
+OUTCOMES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "delivered": _OUTCOME,
+    "opened": _OUTCOME,
+    "clicked": _OUTCOME,
+    "accepted": _OUTCOME,
+    "converted": {**_OUTCOME, "revenue": (_non_negative, False)},
+    "dismissed": _OUTCOME,
+    "escalated": _OUTCOME,  # handed to a human agent
+    "resolved": _OUTCOME,  # closed by the automated agent
+}
+FIELDS_BY_SOURCE = {
+    CLICKSTREAM: CLICKSTREAM_FIELDS,
+    LOGISTICS: LOGISTICS_FIELDS,
+    PREFERENCES: PREFERENCES_FIELDS,
+    OUTCOMES: OUTCOMES_FIELDS,
+}
 # Common fields on every clickstream event besides the type-specific ones.
 _CLICKSTREAM_COMMON = {"session_id": (_identifier, False)}
 TIME_FIELDS = frozenset({"promised_eta", "eta"})

@@ -47,7 +47,13 @@ class Intervention:
     reason: str
     source_event_id: str
     evidence: dict[str, Any] = field(default_factory=dict)
-    channel: str = "chat"
+    # Set by the trigger from its policy: the message template, and an offer such as a discount.
+    template: str = ""
+    offer: dict[str, Any] | None = None
+    # Set by the contact policy when it decides.
+    channel: str = ""
+    experiment: str = ""
+    arm: str = ""
 
     def to_wire(self, decided_at: float) -> dict[str, Any]:
         """The documented JSON contract of the ``interventions`` topic (schema 1)."""
@@ -57,6 +63,10 @@ class Intervention:
             "trigger": self.trigger,
             "action": self.action,
             "channel": self.channel,
+            "template": self.template,
+            "offer": self.offer,
+            "experiment": self.experiment,
+            "arm": self.arm,
             "user_id": self.user_id,
             "event_time": iso_time(self.event_time),
             "decided_at": iso_time(decided_at),
@@ -64,3 +74,8 @@ class Intervention:
             "source_event_id": self.source_event_id,
             "evidence": self.evidence,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Intervention:
+        """From the dataclass's own fields (as a deferred intervention is kept in the user's state)."""
+        return cls(**data)

@@ -25,6 +25,14 @@ EVENT_PROCESSING = Histogram(
     "From an event's event time to the end of its processing by the per-user agent.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+DECISIONS = Counter(
+    "forewarn_decisions_total",
+    "Contact-policy decisions, by trigger, decision (emitted, deferred, suppressed) and reason.",
+    ["trigger", "decision", "reason"],
+)
+OUTCOMES = Counter(
+    "forewarn_outcomes_total", "Intervention outcomes reported by the notifier, by outcome.", ["outcome"]
+)
 TICKS_SENT = Counter("forewarn_timer_ticks_total", "Timer ticks the sweep sent to silent users.")
 SINK_BATCH_ROWS = Histogram(
     "forewarn_sink_batch_rows",

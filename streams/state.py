@@ -1,8 +1,10 @@
 """Per-user state, kept in a changelog-backed Faust table, and how one event updates it.
 
-The state holds only what the triggers need: the current session, the page the user is on and since
-when (dwell), whether they are on the payment page, their open shipments, and which orders they have
-already contacted support about.
+The state holds only what the triggers and the contact policy need: the current session, the page the
+user is on and since when (dwell), whether they are on the payment page, their open shipments, which
+orders they have contacted support about; their contact preferences, when and how they were last
+contacted, interventions deferred by quiet hours, and the little history the offer rule reads (coupon
+orders, discount offers accepted, payment pages left without paying).
 
 >>> from streams.events import Event
 >>> state = UserState("u1")
@@ -19,12 +21,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streams.events import CLICKSTREAM, Event
+from streams.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, Event
+from streams.interventions import Intervention
 
 PAYMENT_PAGE = "/checkout/payment"
 # Bounds that keep one user's state small whatever the input does.
 MAX_OPEN_SHIPMENTS = 50
 MAX_REMEMBERED_ORDERS = 20
+MAX_CONTACTS_PER_CHANNEL = 50  # above any sensible frequency cap
+MAX_REMEMBERED_OFFERS = 20
+MAX_ABANDONED_PAYMENTS = 10
+MAX_DEFERRED = 20
 
 
 @dataclass(slots=True)
@@ -39,6 +46,27 @@ class Shipment:
     # The ETA the last delay notice told the user about, so a further slip can be told again.
     notified_eta: float | None = None
     exception_notified: bool = False
+
+
+@dataclass(slots=True)
+class Preferences:
+    """What the user told the ``preferences`` topic; the latest event (by event time) wins."""
+
+    opt_out: bool = False
+    channels: dict[str, bool] = field(default_factory=dict)  # a channel not listed is allowed
+    timezone: str | None = None
+    updated_at: float = 0.0
+
+    def allows(self, channel: str) -> bool:
+        return not self.opt_out and self.channels.get(channel, True)
+
+
+@dataclass(slots=True)
+class Deferred:
+    """An intervention held back by quiet hours, decided again at ``release_at`` (event time)."""
+
+    release_at: float
+    intervention: Intervention
 
 
 @dataclass(slots=True)
@@ -64,6 +92,17 @@ class UserState:
     closed_shipments: dict[str, float] = field(default_factory=dict)
     # Orders the user contacted support about (order id -> time), for delay-notice evidence.
     support_contacts: dict[str, float] = field(default_factory=dict)
+    preferences: Preferences = field(default_factory=Preferences)
+    # Contact history for caps and cooldowns (event times): per channel, and per trigger the latest.
+    contacts: dict[str, list[float]] = field(default_factory=dict)
+    last_contact_by_trigger: dict[str, float] = field(default_factory=dict)
+    deferred: list[Deferred] = field(default_factory=list)
+    # History for offers: orders placed with a coupon, discount offers emitted (intervention id ->
+    # offer kind) and accepted, payment-page visits left without paying (times).
+    coupon_orders: int = 0
+    offers_sent: dict[str, str] = field(default_factory=dict)
+    accepted_discounts: int = 0
+    abandoned_payments: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,10 +113,16 @@ class UserState:
         values["open_shipments"] = {
             key: Shipment(**shipment) for key, shipment in values.get("open_shipments", {}).items()
         }
+        if "preferences" in values:
+            values["preferences"] = Preferences(**values["preferences"])
+        values["deferred"] = [
+            Deferred(item["release_at"], Intervention.from_dict(item["intervention"]))
+            for item in values.get("deferred", [])
+        ]
         return cls(**values)
 
 
-def _remember(mapping: dict[str, float], key: str, value: float, limit: int) -> None:
+def _remember(mapping: dict[str, Any], key: str, value: Any, limit: int) -> None:
     mapping.pop(key, None)
     mapping[key] = value
     while len(mapping) > limit:  # dicts keep insertion order: drop the oldest
@@ -94,8 +139,12 @@ def apply_event(state: UserState, event: Event, session_gap: float = 1800.0) -> 
     state.events_seen += 1
     if event.source == CLICKSTREAM:
         _apply_clickstream(state, event, time, session_gap)
-    else:
+    elif event.source == LOGISTICS:
         _apply_logistics(state, event, time)
+    elif event.source == PREFERENCES:
+        _apply_preferences(state.preferences, event.attrs, time)
+    elif event.source == OUTCOMES:
+        _apply_outcome(state, event)
     state.last_event_time = max(state.last_event_time, time)
 
 
@@ -111,7 +160,7 @@ def _apply_clickstream(state: UserState, event: Event, time: float, session_gap:
         state.session_start = time
         state.session_events = 0
         state.cart_value = None
-        _leave_payment_page(state)
+        _leave_payment_page(state, abandoned_at=time)
     state.session_events += 1
     state.last_click_time = max(state.last_click_time, time)
 
@@ -125,6 +174,8 @@ def _apply_clickstream(state: UserState, event: Event, time: float, session_gap:
     elif kind in ("checkout_start", "payment_page_view") and "cart_value" in attrs:
         state.cart_value = attrs["cart_value"]
 
+    if kind == "order_completed" and "coupon_code" in attrs:
+        state.coupon_orders += 1
     if kind == "payment_page_view":
         page = attrs.get("page", PAYMENT_PAGE)
         if state.payment_entered_at is None:  # a reload keeps the dwell running
@@ -133,11 +184,44 @@ def _apply_clickstream(state: UserState, event: Event, time: float, session_gap:
             state.payment_assist_sent = False
         _enter_page(state, page, time)
     elif kind == "page_view":
-        _leave_payment_page(state)
+        _leave_payment_page(state, abandoned_at=time)
         _enter_page(state, attrs["page"], time)
     elif kind in ("payment_completed", "order_completed"):
         _leave_payment_page(state)
         state.cart_value = None
+
+
+def _remember_time(times: list[float], time: float, limit: int) -> None:
+    times.append(time)
+    times.sort()  # late events land in their place
+    del times[:-limit]
+
+
+def record_contact(state: UserState, intervention: Intervention, time: float) -> None:
+    """An intervention was emitted at ``time`` (event time): for caps, cooldowns and offer history."""
+    _remember_time(state.contacts.setdefault(intervention.channel, []), time, MAX_CONTACTS_PER_CHANNEL)
+    state.last_contact_by_trigger[intervention.trigger] = time
+    if intervention.offer is not None:
+        _remember(
+            state.offers_sent, intervention.intervention_id, intervention.offer["kind"], MAX_REMEMBERED_OFFERS
+        )
+
+
+def _apply_preferences(preferences: Preferences, attrs: dict[str, Any], time: float) -> None:
+    if time < preferences.updated_at:
+        return  # an older change than the one applied: the latest wins
+    preferences.updated_at = time
+    if "opt_out" in attrs:
+        preferences.opt_out = attrs["opt_out"]
+    if "channels" in attrs:
+        preferences.channels.update(attrs["channels"])
+    if "timezone" in attrs:
+        preferences.timezone = attrs["timezone"]
+
+
+def _apply_outcome(state: UserState, event: Event) -> None:
+    if event.event_type == "accepted" and state.offers_sent.get(event.attrs["intervention_id"]) == "discount":
+        state.accepted_discounts += 1
 
 
 def _enter_page(state: UserState, page: str, time: float) -> None:
@@ -146,7 +230,10 @@ def _enter_page(state: UserState, page: str, time: float) -> None:
         state.page_entered_at = time
 
 
-def _leave_payment_page(state: UserState) -> None:
+def _leave_payment_page(state: UserState, abandoned_at: float | None = None) -> None:
+    """Off the payment page; ``abandoned_at``: left without paying (browsed on, or a new session)."""
+    if abandoned_at is not None and state.payment_entered_at is not None:
+        _remember_time(state.abandoned_payments, abandoned_at, MAX_ABANDONED_PAYMENTS)
     state.payment_entered_at = None
     state.payment_anchor_id = None
     state.payment_assist_sent = False

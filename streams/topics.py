@@ -19,9 +19,12 @@ def topic_names(settings: Settings) -> list[str]:
     return [
         settings.topic_clickstream,
         settings.topic_logistics,
+        settings.topic_preferences,
+        settings.topic_outcomes,
         settings.topic_events,
         settings.topic_ticks,
         settings.topic_interventions,
+        settings.topic_decisions,
         settings.topic_dead_letters,
     ]
 

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
 
-from streams.events import CLICKSTREAM, LOGISTICS
+from streams.events import CLICKSTREAM, LOGISTICS, PREFERENCES
 from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, iso_time
 
 CATEGORIES = ("phones", "laptops", "headphones", "watches", "cameras", "tablets", "speakers")
@@ -45,6 +46,16 @@ QUERIES = (
     "refund policy",
 )
 EXCEPTIONS = ("address_not_found", "damaged", "customs_hold", "recipient_absent")
+TIMEZONES = (
+    "UTC",
+    "Europe/London",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+)
 HOUR = 3600.0
 
 
@@ -75,7 +86,18 @@ class TrafficProfile:
     shipment_exception_share: float = 0.05
     delay_hours: tuple[float, float] = (3.0, 30.0)  # above the default 2 h slip threshold
     complaint_share: float = 0.3  # of late shipments, customers who contact support about it
+    give_up_share: float = 0.5  # of lingering payment visits, the ones that end without paying
     malformed_share: float = 0.0  # extra broken messages, per valid one
+    # Users who visit the preference centre before their first session: they give a time zone, and
+    # some of them opt out of proactive contact or turn e-mail off.
+    preferences_share: float = 0.0
+    opt_out_share: float = 0.05  # of those
+    no_email_share: float = 0.2  # of those
+    # A planted effect for measuring uplift: users for whom ``treated`` is true (not in a holdout) are
+    # helped by Forewarn's interventions: they complain and give up less, by these factors.
+    treated: Callable[[str], bool] | None = None
+    treated_complaint_factor: float = 0.4
+    treated_give_up_factor: float = 0.5
 
 
 @dataclass
@@ -88,6 +110,7 @@ class TrafficStats:
     delayed_shipments: int = 0
     exception_shipments: int = 0
     malformed: int = 0
+    preferences: int = 0
 
 
 @dataclass(order=True)
@@ -107,6 +130,7 @@ class TrafficGenerator:
         self._sequence = 0
         self._next_session = start
         self._busy_until: dict[str, float] = {}  # user -> end of their current session
+        self._seen: set[str] = set()  # users who have had a session
 
     def due(self, now: float) -> list[Outgoing]:
         """Start the sessions due by ``now`` and return every message whose event time has come."""
@@ -172,6 +196,10 @@ class TrafficGenerator:
         profile = self.profile
         self.stats.sessions += 1
         user = self._free_user(time)
+        if user not in self._seen:
+            self._seen.add(user)
+            if self.random.random() < profile.preferences_share:
+                self._preferences(time - 1.0, user)
         session = f"s{self._id()}"
         for _ in range(self.random.randint(*profile.browse_steps)):
             category = self.random.choice(CATEGORIES)
@@ -220,7 +248,8 @@ class TrafficGenerator:
         if lingers:
             self.stats.lingering_payments += 1
             time += self._between(profile.linger_seconds)
-            if self.random.random() < 0.5:  # gives up and browses on
+            if self.random.random() < profile.give_up_share * self._effect(user, "give_up"):
+                # gives up and browses on
                 self._click(time, user, session, "page_view", page="/", category="home")
                 return time
         else:
@@ -276,7 +305,7 @@ class TrafficGenerator:
             send(time, "exception", expects=DELAY_NOTICE, exception_code=self.random.choice(EXCEPTIONS))
             self.stats.exception_shipments += 1
             late = True
-        if late and self.random.random() < profile.complaint_share:
+        if late and self.random.random() < profile.complaint_share * self._effect(user, "complaint"):
             contact_at = time + self._between(profile.shipment_step_seconds)
             # Outside any web session, so it does not end the one the user may be in.
             self._click(
@@ -284,6 +313,32 @@ class TrafficGenerator:
             )
         time += 2 * self._between(profile.shipment_step_seconds)
         send(time, "delivered")
+
+    def _preferences(self, time: float, user: str) -> None:
+        profile = self.profile
+        fields: dict[str, object] = {"timezone": self.random.choice(TIMEZONES)}
+        if self.random.random() < profile.opt_out_share:
+            fields["opt_out"] = True
+        if self.random.random() < profile.no_email_share:
+            fields["channels"] = {"email": False}
+        event = {
+            "event_id": self._id(),
+            "event_type": "preferences_updated",
+            "event_time": round(time * 1000),
+            "user_id": user,
+            **fields,
+        }
+        self._push(PREFERENCES, user, time, event)
+        self.stats.preferences += 1
+
+    def _effect(self, user: str, behaviour: str) -> float:
+        """How much of ``behaviour`` (complaint, give_up) a treated user keeps; 1 for the others."""
+        profile = self.profile
+        if profile.treated is None or not profile.treated(user):
+            return 1.0
+        return (
+            profile.treated_complaint_factor if behaviour == "complaint" else profile.treated_give_up_factor
+        )
 
     def _broken(self, event: dict) -> bytes:
         """One of the ways input goes wrong, derived from a valid event."""

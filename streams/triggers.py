@@ -1,24 +1,30 @@
 """The triggers: when a user's state calls for a proactive intervention.
 
-Both are pure functions of the state and the time, and both mark what they fired in the state, so
-replaying an event or a timer tick never fires the same intervention twice.
+Each signal is a pure function of the state and the time; its thresholds, the trigger's name, action,
+template and offer come from the policy (:mod:`streams.policy`). Each marks what it fired in the
+state, so replaying an event or a timer tick never fires the same intervention twice. What fires is a
+candidate: the contact policy (:mod:`streams.contact`) decides whether and how it is sent.
 
-* ``payment_assist``: the user has been on the payment page for ``dwell_seconds`` (event time) without
-  paying or leaving. Checked before each of the user's events is applied, and by the timer sweep's
-  ticks when the user sends nothing more. Its event time is the moment the threshold was crossed.
-* ``delay_notice``: a shipment's ETA is more than ``slip_seconds`` past its promised ETA, or it hit an
-  exception. A further slip of ``slip_seconds`` past the ETA already told is told again.
+* ``payment_dwell`` (default trigger ``payment_assist``): the user has been on the payment page for
+  ``dwell`` (event time) without paying or leaving. Checked before each of the user's events is
+  applied, and by the timer sweep's ticks when the user sends nothing more. Its event time is the
+  moment the threshold was crossed. Its offer (a discount) is included only where
+  :func:`offer_for` finds the user's history says coupons work for them.
+* ``shipment_delay`` (default trigger ``delay_notice``): a shipment's ETA is more than ``slip`` past its
+  promised ETA, or it hit an exception. A further slip of ``slip`` past the ETA already told is told
+  again.
 
 >>> from streams.events import Event
+>>> from streams.policy import load_policy
 >>> from streams.state import UserState, apply_event
->>> rules = TriggerRules(dwell_seconds=60.0, slip_seconds=3600.0)
+>>> policy = load_policy(text='[triggers.payment_assist]\\ndwell = "60s"\\n')
 >>> state = UserState("u1")
 >>> apply_event(state, Event("e1", "payment_page_view", "clickstream", 1000.0, "u1", {}))
->>> check_payment_dwell(state, now=1030.0, rules=rules)
+>>> check_payment_dwell(state, now=1030.0, policy=policy)
 []
->>> [i.trigger for i in check_payment_dwell(state, now=1075.0, rules=rules)]
-['payment_assist']
->>> check_payment_dwell(state, now=1200.0, rules=rules)  # already sent for this visit
+>>> [(i.trigger, i.offer) for i in check_payment_dwell(state, now=1075.0, policy=policy)]
+[('payment_assist', None)]
+>>> check_payment_dwell(state, now=1200.0, policy=policy)  # already sent for this visit
 []
 """
 
@@ -27,25 +33,34 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from streams.clock import PartitionClocks
 from streams.events import LOGISTICS, Event
-from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id, iso_time
+from streams.interventions import Intervention, intervention_id, iso_time
+from streams.policy import Offer, Policy, TriggerPolicy
 from streams.state import Shipment, UserState, apply_event
 
-
-@dataclass(frozen=True, slots=True)
-class TriggerRules:
-    dwell_seconds: float = 120.0
-    slip_seconds: float = 7200.0
-    session_gap: float = 1800.0
+# Payment-page visits left unpaid within this long count towards price sensitivity.
+PRICE_SENSITIVITY_WINDOW = 90 * 86400.0
 
 
-def payment_dwell_deadline(state: UserState, rules: TriggerRules) -> float | None:
+def payment_dwell_deadline(state: UserState, policy: Policy) -> float | None:
     """When the pending payment-dwell intervention falls due, or None if none is pending."""
-    if state.payment_entered_at is None or state.payment_assist_sent:
+    trigger = policy.for_signal("payment_dwell")
+    if trigger is None or state.payment_entered_at is None or state.payment_assist_sent:
         return None
-    return state.payment_entered_at + rules.dwell_seconds
+    return state.payment_entered_at + trigger.params["dwell"]
+
+
+def next_deadline(state: UserState, policy: Policy) -> float | None:
+    """The earliest event time at which a timer of this user falls due: a payment dwell, or the end
+    of the quiet hours that deferred an intervention. None: nothing pending."""
+    deadlines = [deferred.release_at for deferred in state.deferred]
+    dwell = payment_dwell_deadline(state, policy)
+    if dwell is not None:
+        deadlines.append(dwell)
+    return min(deadlines, default=None)
 
 
 # A tick not yet answered is not sent again for this long (wall seconds).
@@ -53,54 +68,54 @@ TICK_RESEND_SECONDS = 5.0
 
 
 @dataclass(slots=True)
-class _PendingDwell:
+class _Pending:
     partition: int
-    deadline: float  # event time at which the dwell falls due
+    deadline: float  # event time at which the earliest timer falls due
     last_event_time: float  # the user's, for a partition whose clock has not seen an event yet
 
 
-class PendingDwells:
-    """The users whose payment dwell has yet to fire, so that the timer sweep looks at those few rather
-    than at the whole per-user table.
+class PendingTimers:
+    """The users with a timer pending (:func:`next_deadline`), so that the timer sweep looks at those
+    few rather than at the whole per-user table.
 
     :meth:`track` after every change of a user's state keeps it current; :meth:`rebuild` after a
     rebalance makes it again from the table it now holds. :meth:`due` says which users to tick: on an
     active partition, past their deadline by that partition's clock, and not ticked within
     :data:`TICK_RESEND_SECONDS` (the tick may still be on its way); :meth:`answered` when a tick arrived.
 
-    >>> from streams.clock import PartitionClocks
     >>> from streams.events import Event
-    >>> rules = TriggerRules(dwell_seconds=60.0)
+    >>> from streams.policy import load_policy
+    >>> policy = load_policy(text='[triggers.payment_assist]\\ndwell = "60s"\\n')
     >>> state = UserState("u1", partition=2)
     >>> apply_event(state, Event("e1", "payment_page_view", "clickstream", 1000.0, "u1", {}))
-    >>> pending, clocks = PendingDwells(rules), PartitionClocks()
+    >>> pending, clocks = PendingTimers(policy), PartitionClocks()
     >>> pending.track(state)
-    >>> clocks.observe(2, event_time=1000.0, wall=0.0)
-    >>> pending.due(clocks, active={2}, wall=30.0)
+    >>> clocks.observe(2, event_time=1000.0, wall=5000.0)
+    >>> pending.due(clocks, active={2}, wall=5030.0)
     []
-    >>> pending.due(clocks, active={2}, wall=61.0)
+    >>> pending.due(clocks, active={2}, wall=5061.0)
     [('u1', 2, 1061.0)]
-    >>> pending.due(clocks, active={2}, wall=62.0)  # ticked a second ago
+    >>> pending.due(clocks, active={2}, wall=5062.0)  # ticked a second ago
     []
-    >>> _ = check_payment_dwell(state, now=1061.0, rules=rules); pending.track(state); len(pending)
+    >>> _ = check_payment_dwell(state, now=1061.0, policy=policy); pending.track(state); len(pending)
     0
     """
 
-    def __init__(self, rules: TriggerRules) -> None:
-        self.rules = rules
-        self._pending: dict[str, _PendingDwell] = {}
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._pending: dict[str, _Pending] = {}
         self._ticked: dict[str, float] = {}  # user -> wall time of the last tick sent, not yet answered
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def track(self, state: UserState) -> None:
-        deadline = payment_dwell_deadline(state, self.rules)
+        deadline = next_deadline(state, self.policy)
         if deadline is None:
             self._pending.pop(state.user_id, None)
             self._ticked.pop(state.user_id, None)
         else:
-            self._pending[state.user_id] = _PendingDwell(state.partition, deadline, state.last_event_time)
+            self._pending[state.user_id] = _Pending(state.partition, deadline, state.last_event_time)
 
     def rebuild(self, states: Iterable[UserState]) -> None:
         self._pending.clear()
@@ -127,58 +142,115 @@ class PendingDwells:
         return due
 
 
-def check_payment_dwell(state: UserState, now: float, rules: TriggerRules) -> list[Intervention]:
-    deadline = payment_dwell_deadline(state, rules)
+def offer_for(state: UserState, offer: Offer | None, now: float) -> tuple[dict[str, Any] | None, str]:
+    """The offer to include for this user, and why (or why not).
+
+    ``coupon_user_or_price_sensitive``: a coupon on one of their orders, or a discount offer of ours
+    they accepted (coupon user); or at least ``min_abandoned_payments`` payment-page visits left unpaid
+    in the last 90 days (price sensitive). Users who buy anyway keep the margin.
+
+    >>> from streams.policy import Offer
+    >>> rule = Offer("discount", 10.0, "coupon_user_or_price_sensitive", min_abandoned_payments=2)
+    >>> offer_for(UserState("u1"), rule, now=0.0)
+    (None, 'no coupon use or price sensitivity in the history')
+    >>> offer_for(UserState("u1", coupon_orders=1), rule, now=0.0)
+    ({'kind': 'discount', 'percent': 10.0}, 'coupon user')
+    """
+    if offer is None:
+        return None, ""
+    terms = {"kind": offer.kind, "percent": offer.percent}
+    if offer.eligible == "always":
+        return terms, "offered to everyone"
+    if state.coupon_orders or state.accepted_discounts:
+        return terms, "coupon user"
+    recent = [t for t in state.abandoned_payments if now - PRICE_SENSITIVITY_WINDOW <= t <= now]
+    if len(recent) >= offer.min_abandoned_payments:
+        return terms, "price sensitive"
+    return None, "no coupon use or price sensitivity in the history"
+
+
+def _candidate(
+    trigger: TriggerPolicy,
+    state: UserState,
+    anchor: str,
+    event_time: float,
+    reason: str,
+    source_event_id: str,
+    evidence: dict[str, Any],
+    offer: dict[str, Any] | None = None,
+) -> Intervention:
+    return Intervention(
+        intervention_id=intervention_id(trigger.name, state.user_id, anchor),
+        trigger=trigger.name,
+        action=trigger.action,
+        user_id=state.user_id,
+        event_time=event_time,
+        reason=reason,
+        source_event_id=source_event_id,
+        evidence=evidence,
+        template=trigger.template,
+        offer=offer,
+    )
+
+
+def check_payment_dwell(state: UserState, now: float, policy: Policy) -> list[Intervention]:
+    deadline = payment_dwell_deadline(state, policy)
     if deadline is None or now < deadline:
         return []
+    trigger = policy.for_signal("payment_dwell")
+    assert trigger is not None and state.payment_entered_at is not None
+    assert state.payment_anchor_id is not None
     state.payment_assist_sent = True
-    assert state.payment_entered_at is not None and state.payment_anchor_id is not None
+    offer, offer_reason = offer_for(state, trigger.offer, deadline)
     evidence = {
         "page": state.current_page,
         "entered_payment_page_at": iso_time(state.payment_entered_at),
-        "threshold_seconds": rules.dwell_seconds,
+        "threshold_seconds": trigger.params["dwell"],
         "cart_value": state.cart_value,
         "session_id": state.session_id,
         "session_events": state.session_events,
+        "offer_reason": offer_reason,
     }
+    reason = f"on the payment page for {trigger.params['dwell']:g}s without completing payment"
     return [
-        Intervention(
-            intervention_id=intervention_id(PAYMENT_ASSIST, state.user_id, state.payment_anchor_id),
-            trigger=PAYMENT_ASSIST,
-            action="offer_payment_help",
-            user_id=state.user_id,
-            event_time=deadline,
-            reason=f"on the payment page for {rules.dwell_seconds:g}s without completing payment",
-            source_event_id=state.payment_anchor_id,
-            evidence=evidence,
+        _candidate(
+            trigger,
+            state,
+            state.payment_anchor_id,
+            deadline,
+            reason,
+            state.payment_anchor_id,
+            evidence,
+            offer,
         )
     ]
 
 
-def check_shipment(state: UserState, event: Event, rules: TriggerRules) -> list[Intervention]:
+def check_shipment(state: UserState, event: Event, policy: Policy) -> list[Intervention]:
     """After a logistics event was applied: a delay notice if its shipment now calls for one."""
+    trigger = policy.for_signal("shipment_delay")
     shipment = state.open_shipments.get(event.attrs["shipment_id"])
-    if shipment is None or shipment.updated_at != event.event_time:
-        return []  # delivered, closed, or the event was older than what the state already holds
+    if trigger is None or shipment is None or shipment.updated_at != event.event_time:
+        return []  # no such trigger, delivered, closed, or older than what the state already holds
+    threshold = trigger.params["slip"]
     slip = shipment.eta - shipment.promised_eta
     if shipment.status == "exception" and not shipment.exception_notified:
         shipment.exception_notified = True
         shipment.notified_eta = shipment.eta
         reason = f"shipment exception {shipment.exception_code}"
-    elif slip > rules.slip_seconds and (
-        shipment.notified_eta is None or shipment.eta - shipment.notified_eta >= rules.slip_seconds
+    elif slip > threshold and (
+        shipment.notified_eta is None or shipment.eta - shipment.notified_eta >= threshold
     ):
         shipment.notified_eta = shipment.eta
         reason = f"ETA slipped {slip / 3600:.1f}h past the promised ETA"
     else:
         return []
-    return [_delay_notice(state, shipment, event, reason, rules)]
+    return [_delay_notice(trigger, state, shipment, event, reason)]
 
 
 def _delay_notice(
-    state: UserState, shipment: Shipment, event: Event, reason: str, rules: TriggerRules
+    trigger: TriggerPolicy, state: UserState, shipment: Shipment, event: Event, reason: str
 ) -> Intervention:
-    slip = shipment.eta - shipment.promised_eta
     contacted_at = state.support_contacts.get(shipment.order_id)
     evidence = {
         "shipment_id": shipment.shipment_id,
@@ -186,31 +258,28 @@ def _delay_notice(
         "status": shipment.status,
         "promised_eta": iso_time(shipment.promised_eta),
         "eta": iso_time(shipment.eta),
-        "slip_seconds": round(slip, 3),
-        "threshold_seconds": rules.slip_seconds,
+        "slip_seconds": round(shipment.eta - shipment.promised_eta, 3),
+        "threshold_seconds": trigger.params["slip"],
         "exception_code": shipment.exception_code,
         "carrier": event.attrs.get("carrier"),
         # Whether the customer had already asked about this order: the notice was meant to come first.
         "support_contacted_before": contacted_at is not None and contacted_at <= event.event_time,
     }
-    return Intervention(
-        intervention_id=intervention_id(
-            DELAY_NOTICE, state.user_id, f"{shipment.shipment_id}\x1f{event.event_id}"
-        ),
-        trigger=DELAY_NOTICE,
-        action="notify_delay",
-        user_id=state.user_id,
-        event_time=event.event_time,
-        reason=reason,
-        source_event_id=event.event_id,
-        evidence=evidence,
-    )
+    anchor = f"{shipment.shipment_id}\x1f{event.event_id}"
+    return _candidate(trigger, state, anchor, event.event_time, reason, event.event_id, evidence)
 
 
-def process_event(state: UserState, event: Event, rules: TriggerRules) -> list[Intervention]:
-    """One event of the user: dwell that fell due before it, then the event, then what it triggers."""
-    interventions = check_payment_dwell(state, now=max(event.event_time, state.last_event_time), rules=rules)
-    apply_event(state, event, rules.session_gap)
+def check_timers(state: UserState, now: float, policy: Policy) -> list[Intervention]:
+    """The timer-driven triggers due at ``now`` (event time), for a user who may have gone silent."""
+    return check_payment_dwell(state, now, policy)
+
+
+def process_event(
+    state: UserState, event: Event, policy: Policy, session_gap: float = 1800.0
+) -> list[Intervention]:
+    """One event of the user: timers that fell due before it, then the event, then what it triggers."""
+    interventions = check_timers(state, max(event.event_time, state.last_event_time), policy)
+    apply_event(state, event, session_gap)
     if event.source == LOGISTICS:
-        interventions += check_shipment(state, event, rules)
+        interventions += check_shipment(state, event, policy)
     return interventions

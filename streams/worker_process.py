@@ -29,6 +29,33 @@ EMBEDDED_BROKER_ENV = {
     "FOREWARN_BROKER_HEARTBEAT_INTERVAL": "1",
     "FOREWARN_BROKER_FETCH_MAX_WAIT": "0.1",
 }
+
+
+def send_everything_policy(dwell: str) -> str:
+    """A policy override (TOML) under which every candidate intervention is emitted: no experiment, no
+    quiet hours, caps no scripted user reaches. For runs that check interventions against the traffic's
+    ground truth (tests, benchmarks); ``dwell`` is the payment dwell, e.g. ``"5s"``."""
+    return f"""experiments = []
+
+[contact]
+quiet_hours = []
+
+[[contact.caps]]
+channel = "chat"
+max = 1000000
+window = "1h"
+
+[[contact.caps]]
+channel = "email"
+max = 1000000
+window = "1h"
+
+[triggers.payment_assist]
+dwell = "{dwell}"
+cooldown = "0s"
+"""
+
+
 # Log lines that say the worker is ready: Faust is up, and the sink has its partitions.
 READY_LINES = ("[^Worker]: Ready", "ClickHouse sink assigned")
 

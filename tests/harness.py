@@ -13,12 +13,21 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.worker_process import EMBEDDED_BROKER_ENV
+from streams.worker_process import EMBEDDED_BROKER_ENV, send_everything_policy
 
 
 def worker_env(
-    bootstrap: str, workdir: Path, clickhouse_dsn: str | None = None, **extra: str
+    bootstrap: str,
+    workdir: Path,
+    clickhouse_dsn: str | None = None,
+    *,
+    dwell: str = "2s",
+    policy: str | None = None,
+    **extra: str,
 ) -> dict[str, str]:
+    """A worker's settings; ``policy`` (TOML) replaces the send-everything policy override."""
+    policy_file = workdir / "policy.toml"
+    policy_file.write_text(send_everything_policy(dwell) if policy is None else policy)
     return {
         "FOREWARN_BROKER_URL": f"kafka://{bootstrap}",
         "FOREWARN_CLICKHOUSE_DSN": clickhouse_dsn or f"chdb://{workdir / 'clickhouse'}",
@@ -26,6 +35,7 @@ def worker_env(
         "FOREWARN_PARTITIONS": "4",
         "FOREWARN_SINK_FLUSH_SECONDS": "0.5",
         "FOREWARN_SWEEP_INTERVAL_SECONDS": "0.5",
+        "FOREWARN_POLICY_FILE": str(policy_file),
         **EMBEDDED_BROKER_ENV,
         **extra,
     }

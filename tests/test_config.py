@@ -13,7 +13,7 @@ from streams.config import SETTINGS_DOC, Settings, settings_table
 def test_defaults_without_environment() -> None:
     settings = Settings.from_env({})
     assert settings.broker_url == "kafka://127.0.0.1:9092" and settings.partitions == 8
-    assert settings.clickhouse_dsn.startswith("chdb://") and settings.payment_dwell_seconds == 120.0
+    assert settings.clickhouse_dsn.startswith("chdb://") and settings.policy_file == ""
     assert settings.faust_credentials() is None and settings.aiokafka_security() == {
         "security_protocol": "PLAINTEXT"
     }
@@ -21,9 +21,13 @@ def test_defaults_without_environment() -> None:
 
 def test_environment_overrides_with_types() -> None:
     settings = Settings.from_env(
-        {"FOREWARN_PARTITIONS": "3", "FOREWARN_ETA_SLIP_SECONDS": "60", "FOREWARN_TOPIC_CLICKSTREAM": "web"}
+        {
+            "FOREWARN_PARTITIONS": "3",
+            "FOREWARN_SESSION_GAP_SECONDS": "60",
+            "FOREWARN_TOPIC_CLICKSTREAM": "web",
+        }
     )
-    assert (settings.partitions, settings.eta_slip_seconds, settings.topic_clickstream) == (3, 60.0, "web")
+    assert (settings.partitions, settings.session_gap_seconds, settings.topic_clickstream) == (3, 60.0, "web")
 
 
 @pytest.mark.parametrize(
@@ -74,16 +78,24 @@ def test_the_settings_table_lists_every_setting() -> None:
 
 
 def test_partition_clocks_follow_events_then_the_wall_clock() -> None:
+    """Old data replayed at wall time 10_000: the clock is the data's own time, moved on while idle."""
     clocks = PartitionClocks()
-    assert clocks.now(0, wall=5.0) is None
-    clocks.observe(0, event_time=1000.0, wall=10.0)
-    clocks.observe(0, event_time=900.0, wall=12.0)  # late: no effect
-    assert clocks.now(0, wall=10.0) == 1000.0 and clocks.now(0, wall=14.5) == 1004.5
-    clocks.observe(0, event_time=1002.0, wall=15.0)  # behind the idle-advanced clock, ahead of the mark
-    assert clocks.now(0, wall=15.0) == 1002.0
-    clocks.observe(1, event_time=50.0, wall=15.0)
+    assert clocks.now(0, wall=10_000.0) is None
+    clocks.observe(0, event_time=1000.0, wall=10_000.0)
+    clocks.observe(0, event_time=900.0, wall=10_002.0)  # late: no effect
+    assert clocks.now(0, wall=10_000.0) == 1000.0 and clocks.now(0, wall=10_004.5) == 1004.5
+    clocks.observe(0, event_time=1002.0, wall=10_005.0)  # behind the idle-advanced clock, ahead of the mark
+    assert clocks.now(0, wall=10_005.0) == 1002.0
+    clocks.observe(1, event_time=50.0, wall=10_005.0)
     clocks.forget({0})
-    assert clocks.now(0, wall=20.0) is None and clocks.now(1, wall=20.0) == 55.0
+    assert clocks.now(0, wall=10_010.0) is None and clocks.now(1, wall=10_010.0) == 55.0
+
+
+def test_an_event_from_the_future_does_not_run_the_clock_ahead_of_the_wall_clock() -> None:
+    clocks = PartitionClocks()
+    clocks.observe(0, event_time=100.0, wall=100.0)
+    clocks.observe(0, event_time=100.0 + 3600, wall=101.0)  # a producer's clock an hour fast
+    assert clocks.now(0, wall=101.0) == 101.0 and clocks.now(0, wall=130.0) == 130.0
 
 
 async def test_the_fetch_wait_reaches_the_consumer_faust_builds(tmp_path) -> None:

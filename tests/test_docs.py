@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 from streams.config import settings_table
-from streams.events import CLICKSTREAM_FIELDS, DEAD_LETTER_REASONS, LOGISTICS_FIELDS
+from streams.contact import SUPPRESSION_REASONS
+from streams.events import DEAD_LETTER_REASONS, FIELDS_BY_SOURCE
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -18,7 +19,8 @@ def test_settings_table_matches_the_code() -> None:
 
 
 def test_every_event_type_and_dead_letter_reason_is_documented() -> None:
-    for event_type in [*CLICKSTREAM_FIELDS, *LOGISTICS_FIELDS]:
-        assert f"| `{event_type}` |" in README, event_type
-    for reason in DEAD_LETTER_REASONS:
+    for fields in FIELDS_BY_SOURCE.values():
+        for event_type in fields:
+            assert f"| `{event_type}` |" in README, event_type
+    for reason in [*DEAD_LETTER_REASONS, *SUPPRESSION_REASONS]:
         assert f"`{reason}`" in README, reason

@@ -51,7 +51,7 @@ def test_interventions_and_rows_end_to_end(broker, tmp_path: Path, clickhouse_ds
     scenario = build(users=40, start_ms=now_ms)
     add_broken_messages(scenario, now_ms)
     worker = WorkerProcess(
-        worker_env(broker.bootstrap, tmp_path, clickhouse_dsn, FOREWARN_PAYMENT_DWELL_SECONDS="2"),
+        worker_env(broker.bootstrap, tmp_path, clickhouse_dsn, dwell="2s"),
         tmp_path / "worker.log",
     ).start()
     try:
@@ -108,7 +108,7 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
             mixed.append(broken.pop())
     mixed.extend(broken)
     worker = WorkerProcess(
-        worker_env(broker.bootstrap, tmp_path, FOREWARN_PAYMENT_DWELL_SECONDS="2"), tmp_path / "worker.log"
+        worker_env(broker.bootstrap, tmp_path, dwell="2s"), tmp_path / "worker.log"
     ).start()
     try:
         asyncio.run(produce(broker.bootstrap, mixed))
@@ -135,7 +135,7 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
 def test_restart_recovers_state_without_duplicates(broker, tmp_path: Path) -> None:
     """Stop the worker mid-stream and start it again: table state comes back from the changelog, no
     intervention is emitted twice and no row is stored twice."""
-    env = worker_env(broker.bootstrap, tmp_path, FOREWARN_PAYMENT_DWELL_SECONDS="6")
+    env = worker_env(broker.bootstrap, tmp_path, dwell="6s")
     log = tmp_path / "worker.log"
     now_ms = int(time.time() * 1000)
     first = build(users=400, start_ms=now_ms, tag="r1")

@@ -6,18 +6,16 @@ import orjson
 import pytest
 
 from streams.clock import PartitionClocks
+from streams.contact import decide
 from streams.events import CLICKSTREAM, LOGISTICS, Event
+from streams.experiments import assign_arm
 from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id, iso_time
+from streams.policy import load_policy
 from streams.state import MAX_OPEN_SHIPMENTS, MAX_REMEMBERED_ORDERS, UserState, apply_event
-from streams.triggers import (
-    TICK_RESEND_SECONDS,
-    PendingDwells,
-    TriggerRules,
-    check_payment_dwell,
-    process_event,
-)
+from streams.triggers import TICK_RESEND_SECONDS, PendingTimers, check_payment_dwell, process_event
 
-RULES = TriggerRules(dwell_seconds=120.0, slip_seconds=7200.0, session_gap=1800.0)
+# The packaged default policy: payment dwell 120 s, ETA slip 2 h.
+RULES = load_policy()
 H = 3600.0
 PROMISED = 1_000_000.0
 
@@ -185,25 +183,28 @@ def on_payment_page(user: str, partition: int, entered: float) -> UserState:
 
 
 def test_sweep_ticks_only_due_users_of_active_partitions_and_not_again_while_a_tick_is_on_its_way() -> None:
-    pending, clocks = PendingDwells(RULES), PartitionClocks()
+    pending, clocks = PendingTimers(RULES), PartitionClocks()
+    W = 10_000.0  # wall time: the events replayed are older
     due_soon = on_payment_page("a", 0, 100.0)
     later = on_payment_page("b", 0, 150.0)
     standby = on_payment_page("c", 1, 100.0)
     for state in (due_soon, later, standby):
         pending.track(state)
-    clocks.observe(0, 200.0, wall=0.0)
-    clocks.observe(1, 200.0, wall=0.0)
-    assert pending.due(clocks, active={0}, wall=19.999) == []
-    assert pending.due(clocks, active={0}, wall=20.0) == [("a", 0, 220.0)]  # exactly at the threshold
-    assert pending.due(clocks, active={0}, wall=20.0 + TICK_RESEND_SECONDS) == []  # "a" still on its way
+    clocks.observe(0, 200.0, wall=W + 0.0)
+    clocks.observe(1, 200.0, wall=W + 0.0)
+    assert pending.due(clocks, active={0}, wall=W + 19.999) == []
+    assert pending.due(clocks, active={0}, wall=W + 20.0) == [("a", 0, 220.0)]  # exactly at the threshold
+    assert pending.due(clocks, active={0}, wall=W + 20.0 + TICK_RESEND_SECONDS) == []  # "a" still on its way
     # A tick lost (its partition moved and back): sent again once the resend interval has passed.
-    assert pending.due(clocks, active={0}, wall=20.1 + TICK_RESEND_SECONDS) == [("a", 0, 225.1)]
+    assert pending.due(clocks, active={0}, wall=W + 20.1 + TICK_RESEND_SECONDS) == [
+        ("a", 0, pytest.approx(225.1))
+    ]
     pending.answered("a")
-    assert [user for user, _, _ in pending.due(clocks, active={0, 1}, wall=70.0)] == ["a", "b", "c"]
+    assert [user for user, _, _ in pending.due(clocks, active={0, 1}, wall=W + 70.0)] == ["a", "b", "c"]
 
 
 def test_sweep_forgets_users_whose_dwell_fired_or_who_left() -> None:
-    pending = PendingDwells(RULES)
+    pending = PendingTimers(RULES)
     fired, left = on_payment_page("a", 0, 100.0), on_payment_page("b", 0, 100.0)
     pending.track(fired)
     pending.track(left)
@@ -218,7 +219,7 @@ def test_sweep_forgets_users_whose_dwell_fired_or_who_left() -> None:
 def test_sweep_index_is_rebuilt_from_the_table_after_a_rebalance() -> None:
     """A partition whose clock has seen no event since the worker started resumes from the user's own
     last event time, then moves on with the wall clock."""
-    pending, clocks = PendingDwells(RULES), PartitionClocks()
+    pending, clocks = PendingTimers(RULES), PartitionClocks()
     pending.track(on_payment_page("gone", 0, 100.0))
     recovered = [on_payment_page("a", 3, 100.0), UserState("idle", partition=3)]
     recovered[0].last_event_time = 150.0
@@ -284,22 +285,39 @@ def test_evidence_says_whether_the_customer_had_already_asked() -> None:
     assert told_first.evidence["support_contacted_before"] is False
 
 
-def test_interventions_wire_format() -> None:
+def test_intervention_and_decision_wire_formats() -> None:
     state = UserState("u1")
     [notice] = run(state, ship("l1", "delayed", 1_764_000_000.5, eta=PROMISED + 3 * H))
-    wire = notice.to_wire(decided_at=1_764_000_001.0)
-    assert wire == {
+    [decision] = decide([notice], state, RULES, now=1_764_000_000.5)  # 16:00 UTC: no quiet hours
+    arm = assign_arm("u1", RULES.experiments[0])
+    common = {
         "schema": 1,
         "intervention_id": intervention_id(DELAY_NOTICE, "u1", "sh1\x1fl1"),
         "trigger": "delay_notice",
         "action": "notify_delay",
         "channel": "chat",
+        "experiment": "proactive_2026q4",
+        "arm": arm,
+        "offer": None,
         "user_id": "u1",
         "event_time": "2025-11-24T16:00:00.500Z",
         "decided_at": "2025-11-24T16:00:01.000Z",
-        "reason": "ETA slipped 3.0h past the promised ETA",
         "source_event_id": "l1",
+    }
+    assert notice.to_wire(decided_at=1_764_000_001.0) == {
+        **common,
+        "template": "delay_notice_v1",
+        "reason": "ETA slipped 3.0h past the promised ETA",
         "evidence": notice.evidence,
+    }
+    emitted = arm != "holdout"
+    assert decision.to_wire(decided_at=1_764_000_001.0) == {
+        **common,
+        "decision": "emitted" if emitted else "suppressed",
+        "reason": "" if emitted else "holdout",
+        "detail": "" if emitted else "holdout arm of experiment proactive_2026q4",
+        "priority": 90,
+        "order_id": "o1",
     }
 
 

@@ -6,9 +6,10 @@ import itertools
 from collections import Counter
 
 from streams.events import InvalidEvent, parse_event
+from streams.policy import load_policy
 from streams.state import UserState
 from streams.traffic import TrafficGenerator, TrafficProfile
-from streams.triggers import TriggerRules, check_payment_dwell, process_event
+from streams.triggers import check_payment_dwell, process_event
 
 START = 1_764_000_000.0
 
@@ -42,7 +43,8 @@ def test_ground_truth_matches_what_the_triggers_decide() -> None:
     profile = TrafficProfile(sessions_per_second=20, malformed_share=0.02)
     generator = TrafficGenerator(profile, seed=11, start=START)
     messages = drain(generator, 600)
-    rules = TriggerRules(dwell_seconds=30.0)  # the demo's threshold, below the profile's linger time
+    # The demo's threshold, below the profile's linger time.
+    rules = load_policy(text='[triggers.payment_assist]\ndwell = "30s"\n')
     states: dict[str, UserState] = {}
     fired: Counter[str] = Counter()
     fired_by: set[tuple[str, str]] = set()  # (trigger, source event id)
@@ -85,3 +87,37 @@ def test_shares_follow_the_profile() -> None:
     late = stats.delayed_shipments / stats.orders
     assert abs(late - 0.2) < 0.03
     assert stats.malformed == 0
+
+
+def test_the_planted_effect_lowers_complaints_and_give_ups_of_treated_users_only() -> None:
+    def treated(user: str) -> bool:
+        return user < "u02500"  # half of the population
+
+    profile = TrafficProfile(sessions_per_second=20, treated=treated)
+    messages = drain(TrafficGenerator(profile, seed=4, start=START), 1200)
+    late: Counter[bool] = Counter()
+    complained: Counter[bool] = Counter()
+    for message in messages:
+        event = parse_event(message.value, message.topic)
+        group = treated(event.user_id)
+        if event.event_type in ("delayed", "exception"):
+            late[group] += 1
+        elif event.event_type == "support_contact":
+            complained[group] += 1
+    assert min(late.values()) > 500
+    assert abs(complained[True] / late[True] - 0.3 * 0.4) < 0.04
+    assert abs(complained[False] / late[False] - 0.3) < 0.05
+
+
+def test_preferences_come_before_a_users_first_session_and_are_valid() -> None:
+    profile = TrafficProfile(sessions_per_second=20, preferences_share=1.0)
+    generator = TrafficGenerator(profile, seed=8, start=START)
+    events = [parse_event(m.value, m.topic) for m in drain(generator, 600)]
+    first_event = {}
+    for event in events:
+        first_event.setdefault(event.user_id, event)
+    assert {e.event_type for e in first_event.values()} == {"preferences_updated"}
+    preferences = [e for e in events if e.event_type == "preferences_updated"]
+    assert len(preferences) == len(first_event) == generator.stats.preferences
+    assert 0.02 < sum(e.attrs.get("opt_out", False) for e in preferences) / len(preferences) < 0.08
+    assert 0.15 < sum("channels" in e.attrs for e in preferences) / len(preferences) < 0.25
