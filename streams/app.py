@@ -203,9 +203,8 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 if message.topic == settings.topic_ticks:
                     pending_timers.answered(user_id)
                     now = value["now"] / 1000.0
+                    # Saved and filed again even when nothing fired: the user's timers may have moved.
                     candidates = release_deferred(state, now) + check_timers(state, now, policy)
-                    if not candidates:
-                        continue
                 else:
                     parsed = Event.from_wire(value)
                     clocks.observe(message.partition, parsed.event_time, wall)

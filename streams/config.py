@@ -40,6 +40,10 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "preferences",
         "Topic of users' contact preferences: opt-out, channels, time zone.",
     ),
+    "topic_subscriptions": (
+        "subscriptions",
+        "Topic the billing system writes subscription snapshots to: plan, status, renewal date.",
+    ),
     "topic_outcomes": (
         "intervention_outcomes",
         "Topic the notifier reports outcomes on (delivered, opened, accepted, converted, ...).",
@@ -104,6 +108,7 @@ class Settings:
     topic_logistics: str
     topic_preferences: str
     topic_outcomes: str
+    topic_subscriptions: str
     topic_interventions: str
     topic_decisions: str
     topic_dead_letters: str
@@ -174,6 +179,7 @@ class Settings:
             "logistics": self.topic_logistics,
             "preferences": self.topic_preferences,
             "outcomes": self.topic_outcomes,
+            "subscriptions": self.topic_subscriptions,
         }
 
     @property

@@ -266,6 +266,7 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
                 shipment_step_seconds=(1.0, 4.0),
                 malformed_share=0.005,
                 preferences_share=0.5,
+                subscription_share=0.2,
                 treated=None
                 if experiment is None
                 else (lambda user: assign_arm(user, experiment) != HOLDOUT),

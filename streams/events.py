@@ -9,7 +9,8 @@ Producers send one JSON object per Kafka message. Every event carries:
 * ``user_id``: the customer the event belongs to,
 * ``schema``: optional, ``1`` when present.
 
-Type-specific fields are listed in :data:`CLICKSTREAM_FIELDS` and :data:`LOGISTICS_FIELDS`.
+Type-specific fields are listed per source (the topic's kind) in :data:`FIELDS_BY_SOURCE`: clickstream,
+logistics, preferences, intervention outcomes and subscriptions.
 Unknown fields are dropped: Forewarn keeps only what a trigger needs.
 
 :func:`parse_event` turns the raw bytes of one message into an :class:`Event`, or raises
@@ -49,7 +50,9 @@ CLICKSTREAM = "clickstream"
 LOGISTICS = "logistics"
 PREFERENCES = "preferences"
 OUTCOMES = "outcomes"
-SOURCES = (CLICKSTREAM, LOGISTICS, PREFERENCES, OUTCOMES)
+SUBSCRIPTIONS = "subscriptions"
+SOURCES = (CLICKSTREAM, LOGISTICS, PREFERENCES, OUTCOMES, SUBSCRIPTIONS)
+SUBSCRIPTION_STATUSES = ("active", "past_due", "cancelled")
 
 # Event times outside this window are rejected rather than allowed to poison per-user clocks.
 MIN_EVENT_TIME = datetime(2000, 1, 1).timestamp()
@@ -196,6 +199,15 @@ def _uuid(name: str, value: Any) -> str:
         raise InvalidEvent("invalid_value", f"field {name!r} is not a UUID") from None
 
 
+def _subscription_status(name: str, value: Any) -> str:
+    text = _text(name, value)
+    if text not in SUBSCRIPTION_STATUSES:
+        raise InvalidEvent(
+            "invalid_value", f"field {name!r} must be one of {', '.join(SUBSCRIPTION_STATUSES)}"
+        )
+    return text
+
+
 def parse_time(name: str, value: Any) -> float:
     """ISO 8601 with a time zone, or integer epoch milliseconds, to float epoch seconds."""
     if isinstance(value, bool):
@@ -291,15 +303,25 @@ OUTCOMES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "escalated": _OUTCOME,  # handed to a human agent
     "resolved": _OUTCOME,  # closed by the automated agent
 }
+# The subscription as it now stands (a snapshot, latest event time wins), from the billing system.
+SUBSCRIPTIONS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "subscription_updated": {
+        "subscription_id": (_identifier, True),
+        "plan": (_identifier, True),
+        "status": (_subscription_status, True),
+        "renews_at": (parse_time, True),
+    },
+}
 FIELDS_BY_SOURCE = {
     CLICKSTREAM: CLICKSTREAM_FIELDS,
     LOGISTICS: LOGISTICS_FIELDS,
     PREFERENCES: PREFERENCES_FIELDS,
     OUTCOMES: OUTCOMES_FIELDS,
+    SUBSCRIPTIONS: SUBSCRIPTIONS_FIELDS,
 }
 # Common fields on every clickstream event besides the type-specific ones.
 _CLICKSTREAM_COMMON = {"session_id": (_identifier, False)}
-TIME_FIELDS = frozenset({"promised_eta", "eta"})
+TIME_FIELDS = frozenset({"promised_eta", "eta", "renews_at"})
 
 
 def _require(data: Mapping[str, Any], name: str) -> Any:

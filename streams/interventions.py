@@ -22,9 +22,11 @@ INTERVENTION_SCHEMA = 1
 # Fixed namespace: changing it changes every id, so it is part of the interventions contract.
 INTERVENTION_NAMESPACE = uuid.UUID("6f1d3c2e-5b0a-4f7e-9a51-0c4e8d2b7a19")
 
+# The default policy's triggers (streams/policy.toml); the synthetic traffic's ground truth names them.
 PAYMENT_ASSIST = "payment_assist"
 DELAY_NOTICE = "delay_notice"
-TRIGGERS = (PAYMENT_ASSIST, DELAY_NOTICE)
+RENEWAL_REMINDER = "renewal_reminder"
+TRIGGERS = (PAYMENT_ASSIST, DELAY_NOTICE, RENEWAL_REMINDER)
 
 
 def intervention_id(trigger: str, user_id: str, anchor: str) -> str:

@@ -26,13 +26,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DEFAULT_POLICY = "policy.toml"  # beside this module
 
-# Signals the code computes, and the parameters each takes: name -> (kind, required).
-SIGNALS: dict[str, dict[str, tuple[str, bool]]] = {
-    "payment_dwell": {"dwell": ("duration", True)},
-    "shipment_delay": {"slip": ("duration", True)},
+REQUIRED = None
+# Signals the code computes, and the parameters each takes: name -> (kind, default or REQUIRED).
+SIGNALS: dict[str, dict[str, tuple[str, Any]]] = {
+    "payment_dwell": {"dwell": ("duration", REQUIRED)},
+    "shipment_delay": {"slip": ("duration", REQUIRED)},
+    "renewal_due": {"within": ("duration", REQUIRED)},
+    "activity_decline": {
+        "ratio": ("fraction", REQUIRED),
+        "short": ("duration", "7d"),
+        "baseline": ("duration", "28d"),
+        "min_visits": ("number", 4),
+    },
 }
 # Signals a single trigger at most may use: their state keeps one "already sent" mark.
-SINGLE_USE_SIGNALS = frozenset({"payment_dwell", "shipment_delay"})
+SINGLE_USE_SIGNALS = frozenset({"payment_dwell", "shipment_delay", "renewal_due"})
 QUIET_HOURS_MODES = ("defer", "suppress", "ignore")
 OFFER_ELIGIBILITY = ("always", "coupon_user_or_price_sensitive")
 HOLDOUT = "holdout"
@@ -111,6 +119,9 @@ class Policy:
     def for_signal(self, signal: str) -> TriggerPolicy | None:
         """The trigger using a single-use signal, or None when no enabled trigger does."""
         return next((t for t in self.triggers.values() if t.signal == signal), None)
+
+    def all_for_signal(self, signal: str) -> list[TriggerPolicy]:
+        return [t for t in self.triggers.values() if t.signal == signal]
 
     def experiment_of(self, trigger: str) -> Experiment | None:
         return next((e for e in self.experiments if trigger in e.triggers), None)
@@ -361,11 +372,16 @@ def _trigger(name: str, check: _Checker) -> TriggerPolicy | None:
     params_spec = SIGNALS[signal]
     check.known(_COMMON_FIELDS | set(params_spec))
     params = {}
-    for param, (kind, required) in params_spec.items():
+    for param, (kind, default) in params_spec.items():
+        given = ... if default is REQUIRED else default
         if kind == "duration":
-            params[param] = check.duration(param) if required or param in check.table else 0.0
+            params[param] = check.duration(param, given)
+        elif kind == "fraction":
+            params[param] = check.number(param, given, low=0.0, high=1.0)
         else:
-            params[param] = check.number(param, low=0.0, high=1.0)
+            params[param] = check.number(param, given)
+    if signal == "activity_decline" and params["short"] >= params["baseline"]:
+        check.fail("short", "must be shorter than 'baseline'")
     offer = None
     if "offer" in check.table:
         offer_check = _Checker(check.source, f"trigger {name!r} offer", check.table["offer"])

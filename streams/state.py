@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streams.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, Event
+from streams.activity import Activity
+from streams.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, SUBSCRIPTIONS, Event
 from streams.interventions import Intervention
 
 PAYMENT_PAGE = "/checkout/payment"
@@ -32,6 +33,7 @@ MAX_CONTACTS_PER_CHANNEL = 50  # above any sensible frequency cap
 MAX_REMEMBERED_OFFERS = 20
 MAX_ABANDONED_PAYMENTS = 10
 MAX_DEFERRED = 20
+MAX_SUBSCRIPTIONS = 10
 
 
 @dataclass(slots=True)
@@ -59,6 +61,16 @@ class Preferences:
 
     def allows(self, channel: str) -> bool:
         return not self.opt_out and self.channels.get(channel, True)
+
+
+@dataclass(slots=True)
+class Subscription:
+    plan: str
+    status: str
+    renews_at: float
+    updated_at: float
+    event_id: str  # of the snapshot applied
+    reminded_for: float | None = None  # the renewal date a reminder was sent for (or missed)
 
 
 @dataclass(slots=True)
@@ -103,6 +115,12 @@ class UserState:
     offers_sent: dict[str, str] = field(default_factory=dict)
     accepted_discounts: int = 0
     abandoned_payments: list[float] = field(default_factory=list)
+    # Lifecycle: subscriptions by id, visits decayed over a week and four weeks, and the decline
+    # triggers that fired since activity last recovered.
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)
+    activity: Activity = field(default_factory=Activity)
+    decline_fired: list[str] = field(default_factory=list)
+    last_visit_event_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +133,11 @@ class UserState:
         }
         if "preferences" in values:
             values["preferences"] = Preferences(**values["preferences"])
+        values["subscriptions"] = {
+            key: Subscription(**item) for key, item in values.get("subscriptions", {}).items()
+        }
+        if "activity" in values:
+            values["activity"] = Activity(**values["activity"])
         values["deferred"] = [
             Deferred(item["release_at"], Intervention.from_dict(item["intervention"]))
             for item in values.get("deferred", [])
@@ -145,6 +168,8 @@ def apply_event(state: UserState, event: Event, session_gap: float = 1800.0) -> 
         _apply_preferences(state.preferences, event.attrs, time)
     elif event.source == OUTCOMES:
         _apply_outcome(state, event)
+    elif event.source == SUBSCRIPTIONS:
+        _apply_subscription(state, event, time)
     state.last_event_time = max(state.last_event_time, time)
 
 
@@ -155,7 +180,10 @@ def _apply_clickstream(state: UserState, event: Event, time: float, session_gap:
     new_session = (session_id is not None and session_id != state.session_id) or (
         state.session_events == 0 or time - state.last_click_time > session_gap
     )
-    if new_session and not late:
+    if new_session and not late:  # a late event of an earlier session is not a new visit
+        state.activity.learn_one(time)
+        state.last_visit_event_id = event.event_id
+        state.decline_fired.clear()  # back: a later decline is a new episode
         state.session_id = session_id
         state.session_start = time
         state.session_events = 0
@@ -217,6 +245,18 @@ def _apply_preferences(preferences: Preferences, attrs: dict[str, Any], time: fl
         preferences.channels.update(attrs["channels"])
     if "timezone" in attrs:
         preferences.timezone = attrs["timezone"]
+
+
+def _apply_subscription(state: UserState, event: Event, time: float) -> None:
+    attrs = event.attrs
+    current = state.subscriptions.get(attrs["subscription_id"])
+    if current is not None and time < current.updated_at:
+        return  # an older snapshot than the one applied: the latest wins
+    reminded = current.reminded_for if current is not None else None
+    subscription = Subscription(
+        attrs["plan"], attrs["status"], attrs["renews_at"], time, event.event_id, reminded
+    )
+    _remember(state.subscriptions, attrs["subscription_id"], subscription, MAX_SUBSCRIPTIONS)
 
 
 def _apply_outcome(state: UserState, event: Event) -> None:

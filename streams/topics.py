@@ -21,6 +21,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_logistics,
         settings.topic_preferences,
         settings.topic_outcomes,
+        settings.topic_subscriptions,
         settings.topic_events,
         settings.topic_ticks,
         settings.topic_interventions,

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from streams.events import CLICKSTREAM, LOGISTICS, PREFERENCES
-from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, iso_time
+from streams.events import CLICKSTREAM, LOGISTICS, PREFERENCES, SUBSCRIPTIONS
+from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, RENEWAL_REMINDER, iso_time
 
 CATEGORIES = ("phones", "laptops", "headphones", "watches", "cameras", "tablets", "speakers")
 QUERIES = (
@@ -57,6 +57,8 @@ TIMEZONES = (
     "Australia/Sydney",
 )
 HOUR = 3600.0
+DAY = 24 * HOUR
+RENEWAL_NOTICE_DAYS = 7  # the default policy's renewal_reminder `within`
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,9 @@ class TrafficProfile:
     preferences_share: float = 0.0
     opt_out_share: float = 0.05  # of those
     no_email_share: float = 0.2  # of those
+    # Users whose subscription snapshot the billing system sends before their first session, renewing
+    # 0-30 days later; those renewing within RENEWAL_NOTICE_DAYS are due a reminder at once.
+    subscription_share: float = 0.0
     # A planted effect for measuring uplift: users for whom ``treated`` is true (not in a holdout) are
     # helped by Forewarn's interventions: they complain and give up less, by these factors.
     treated: Callable[[str], bool] | None = None
@@ -111,6 +116,7 @@ class TrafficStats:
     exception_shipments: int = 0
     malformed: int = 0
     preferences: int = 0
+    subscriptions: int = 0
 
 
 @dataclass(order=True)
@@ -200,6 +206,8 @@ class TrafficGenerator:
             self._seen.add(user)
             if self.random.random() < profile.preferences_share:
                 self._preferences(time - 1.0, user)
+            if self.random.random() < profile.subscription_share:
+                self._subscription(time - 1.0, user)
         session = f"s{self._id()}"
         for _ in range(self.random.randint(*profile.browse_steps)):
             category = self.random.choice(CATEGORIES)
@@ -330,6 +338,22 @@ class TrafficGenerator:
         }
         self._push(PREFERENCES, user, time, event)
         self.stats.preferences += 1
+
+    def _subscription(self, time: float, user: str) -> None:
+        renews_at = time + self.random.uniform(0.0, 30.0) * DAY
+        event = {
+            "event_id": self._id(),
+            "event_type": "subscription_updated",
+            "event_time": round(time * 1000),
+            "user_id": user,
+            "subscription_id": f"sub-{user}",
+            "plan": self.random.choice(("basic", "pro")),
+            "status": "active",
+            "renews_at": iso_time(renews_at),
+        }
+        due = renews_at - time <= RENEWAL_NOTICE_DAYS * DAY
+        self._push(SUBSCRIPTIONS, user, time, event, RENEWAL_REMINDER if due else None)
+        self.stats.subscriptions += 1
 
     def _effect(self, user: str, behaviour: str) -> float:
         """How much of ``behaviour`` (complaint, give_up) a treated user keeps; 1 for the others."""

@@ -30,16 +30,17 @@ candidate: the contact policy (:mod:`streams.contact`) decides whether and how i
 
 from __future__ import annotations
 
-import math
+import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from streams.activity import DAY
 from streams.clock import PartitionClocks
-from streams.events import LOGISTICS, Event
+from streams.events import LOGISTICS, SUBSCRIPTIONS, Event, to_millis
 from streams.interventions import Intervention, intervention_id, iso_time
 from streams.policy import Offer, Policy, TriggerPolicy
-from streams.state import Shipment, UserState, apply_event
+from streams.state import Shipment, Subscription, UserState, apply_event
 
 # Payment-page visits left unpaid within this long count towards price sensitivity.
 PRICE_SENSITIVITY_WINDOW = 90 * 86400.0
@@ -53,17 +54,41 @@ def payment_dwell_deadline(state: UserState, policy: Policy) -> float | None:
     return state.payment_entered_at + trigger.params["dwell"]
 
 
+def renewal_deadline(subscription: Subscription, trigger: TriggerPolicy) -> float | None:
+    """When the renewal reminder falls due, or None: not active, or already reminded (or missed)."""
+    if subscription.status != "active" or subscription.reminded_for == subscription.renews_at:
+        return None
+    return subscription.renews_at - trigger.params["within"]
+
+
+def decline_deadline(state: UserState, trigger: TriggerPolicy) -> float | None:
+    """When the user's activity falls below the trigger's share of their baseline, if it has not yet
+    fired since their last visit."""
+    if trigger.name in state.decline_fired:
+        return None
+    params = trigger.params
+    return state.activity.decline_at(
+        params["ratio"], params["short"], params["baseline"], params["min_visits"]
+    )
+
+
 def next_deadline(state: UserState, policy: Policy) -> float | None:
-    """The earliest event time at which a timer of this user falls due: a payment dwell, or the end
-    of the quiet hours that deferred an intervention. None: nothing pending."""
+    """The earliest event time at which a timer of this user falls due: a payment dwell, a renewal
+    reminder, an activity decline, or the end of the quiet hours that deferred an intervention.
+    None: nothing pending."""
     deadlines = [deferred.release_at for deferred in state.deferred]
-    dwell = payment_dwell_deadline(state, policy)
-    if dwell is not None:
-        deadlines.append(dwell)
-    return min(deadlines, default=None)
+    deadlines.append(payment_dwell_deadline(state, policy))
+    renewal = policy.for_signal("renewal_due")
+    if renewal is not None:
+        deadlines += [
+            renewal_deadline(subscription, renewal) for subscription in state.subscriptions.values()
+        ]
+    deadlines += [decline_deadline(state, trigger) for trigger in policy.all_for_signal("activity_decline")]
+    return min((deadline for deadline in deadlines if deadline is not None), default=None)
 
 
-# A tick not yet answered is not sent again for this long (wall seconds).
+# A tick not yet answered is sent again after this long (wall seconds): it may have been lost with a
+# partition that moved.
 TICK_RESEND_SECONDS = 5.0
 
 
@@ -71,17 +96,17 @@ TICK_RESEND_SECONDS = 5.0
 class _Pending:
     partition: int
     deadline: float  # event time at which the earliest timer falls due
-    last_event_time: float  # the user's, for a partition whose clock has not seen an event yet
 
 
 class PendingTimers:
-    """The users with a timer pending (:func:`next_deadline`), so that the timer sweep looks at those
-    few rather than at the whole per-user table.
+    """The users with a timer pending (:func:`next_deadline`), in a heap per partition by deadline, so
+    that the timer sweep takes only the users due rather than looking at every user.
 
     :meth:`track` after every change of a user's state keeps it current; :meth:`rebuild` after a
     rebalance makes it again from the table it now holds. :meth:`due` says which users to tick: on an
-    active partition, past their deadline by that partition's clock, and not ticked within
-    :data:`TICK_RESEND_SECONDS` (the tick may still be on its way); :meth:`answered` when a tick arrived.
+    active partition, past their deadline by that partition's clock (a partition whose clock has seen
+    no event since the worker started starts from the latest event time of its users); a tick not
+    answered (:meth:`answered`) within :data:`TICK_RESEND_SECONDS` is sent again.
 
     >>> from streams.events import Event
     >>> from streams.policy import load_policy
@@ -97,48 +122,72 @@ class PendingTimers:
     [('u1', 2, 1061.0)]
     >>> pending.due(clocks, active={2}, wall=5062.0)  # ticked a second ago
     []
-    >>> _ = check_payment_dwell(state, now=1061.0, policy=policy); pending.track(state); len(pending)
+    >>> pending.answered("u1"); _ = check_payment_dwell(state, now=1061.0, policy=policy)
+    >>> pending.track(state); len(pending)
     0
     """
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self._pending: dict[str, _Pending] = {}
-        self._ticked: dict[str, float] = {}  # user -> wall time of the last tick sent, not yet answered
+        self._heaps: dict[int, list[tuple[float, str]]] = {}  # partition -> (deadline, user); stale ok
+        self._latest: dict[int, float] = {}  # partition -> latest event time of a user tracked there
+        self._ticked: dict[str, float] = {}  # user -> wall time of the tick sent, not yet answered
 
     def __len__(self) -> int:
         return len(self._pending)
 
     def track(self, state: UserState) -> None:
+        user, partition = state.user_id, state.partition
+        self._latest[partition] = max(self._latest.get(partition, 0.0), state.last_event_time)
         deadline = next_deadline(state, self.policy)
         if deadline is None:
-            self._pending.pop(state.user_id, None)
-            self._ticked.pop(state.user_id, None)
-        else:
-            self._pending[state.user_id] = _Pending(state.partition, deadline, state.last_event_time)
+            self._pending.pop(user, None)
+            self._ticked.pop(user, None)
+            return
+        current = self._pending.get(user)
+        if current is not None and (current.partition, current.deadline) == (partition, deadline):
+            return  # already in its heap (or ticked, and resent until answered)
+        self._pending[user] = _Pending(partition, deadline)
+        heapq.heappush(self._heaps.setdefault(partition, []), (deadline, user))
 
     def rebuild(self, states: Iterable[UserState]) -> None:
-        self._pending.clear()
-        self._ticked.clear()
+        for table in (self._pending, self._heaps, self._latest, self._ticked):
+            table.clear()
         for state in states:
             self.track(state)
 
     def answered(self, user_id: str) -> None:
+        """A tick arrived: the user's state is decided now; the next :meth:`track` files it again."""
         self._ticked.pop(user_id, None)
+        self._pending.pop(user_id, None)
 
     def due(self, clocks: PartitionClocks, active: set[int], wall: float) -> list[tuple[str, int, float]]:
         """(user, partition, event-time now) of every user to tick now; marks them ticked."""
         due = []
-        for user_id, pending in self._pending.items():
-            if pending.partition not in active:
-                continue  # a standby copy, or a partition that moved: its active owner sweeps it
-            now = clocks.now(pending.partition, wall)
-            if now is None:  # no event on this partition since start: resume from the user's time
-                clocks.observe(pending.partition, pending.last_event_time, wall)
-                now = pending.last_event_time
-            if now >= pending.deadline and wall - self._ticked.get(user_id, -math.inf) > TICK_RESEND_SECONDS:
-                due.append((user_id, pending.partition, now))
-                self._ticked[user_id] = wall
+        for partition in active:
+            heap = self._heaps.get(partition)
+            if not heap:
+                continue
+            now = clocks.now(partition, wall)
+            if now is None:  # no event on this partition since start: resume from its users' time
+                clocks.observe(partition, self._latest.get(partition, 0.0), wall)
+                now = clocks.now(partition, wall)
+                assert now is not None
+            while heap and heap[0][0] <= now:
+                deadline, user = heapq.heappop(heap)
+                pending = self._pending.get(user)
+                if pending is None or (pending.partition, pending.deadline) != (partition, deadline):
+                    continue  # stale: the user's timer moved, or went
+                due.append((user, partition, now))
+                self._ticked[user] = wall
+        for user, sent in list(self._ticked.items()):
+            pending = self._pending.get(user)
+            if pending is None:
+                del self._ticked[user]
+            elif wall - sent > TICK_RESEND_SECONDS and pending.partition in active:
+                due.append((user, pending.partition, clocks.now(pending.partition, wall) or pending.deadline))
+                self._ticked[user] = wall
         return due
 
 
@@ -269,9 +318,68 @@ def _delay_notice(
     return _candidate(trigger, state, anchor, event.event_time, reason, event.event_id, evidence)
 
 
+def check_renewals(state: UserState, now: float, policy: Policy) -> list[Intervention]:
+    """Renewal reminders due at ``now``: within ``within`` of an active subscription's renewal date.
+    A renewal date already passed is marked missed rather than reminded late."""
+    trigger = policy.for_signal("renewal_due")
+    if trigger is None:
+        return []
+    fired = []
+    for subscription_id, subscription in state.subscriptions.items():
+        deadline = renewal_deadline(subscription, trigger)
+        if deadline is None or now < deadline:
+            continue
+        subscription.reminded_for = subscription.renews_at
+        if now >= subscription.renews_at:
+            continue
+        at = max(deadline, subscription.updated_at)
+        days = (subscription.renews_at - at) / DAY
+        evidence = {
+            "subscription_id": subscription_id,
+            "plan": subscription.plan,
+            "renews_at": iso_time(subscription.renews_at),
+            "within_seconds": trigger.params["within"],
+        }
+        reason = f"subscription {subscription.plan} renews in {days:.1f} days"
+        anchor = f"{subscription_id}\x1f{to_millis(subscription.renews_at)}"
+        fired.append(_candidate(trigger, state, anchor, at, reason, subscription.event_id, evidence))
+    return fired
+
+
+def check_declines(state: UserState, now: float, policy: Policy) -> list[Intervention]:
+    """Activity-decline triggers due at ``now``: the user's visits over ``short`` fell below ``ratio``
+    of their own ``baseline`` rate; once per trigger until they visit again."""
+    fired = []
+    for trigger in policy.all_for_signal("activity_decline"):
+        when = decline_deadline(state, trigger)
+        if when is None or now < when:
+            continue
+        state.decline_fired.append(trigger.name)
+        params = trigger.params
+        short, baseline = state.activity.rates(when, params["short"], params["baseline"])
+        evidence = {
+            "last_visit": iso_time(state.activity.at),
+            "visits_per_day_short": round(short * DAY, 4),
+            "visits_per_day_baseline": round(baseline * DAY, 4),
+            "ratio": params["ratio"],
+            "short_seconds": params["short"],
+            "baseline_seconds": params["baseline"],
+        }
+        reason = f"visits fell below {params['ratio']:g} of the user's own baseline"
+        anchor = f"{to_millis(state.activity.at)}"  # one decline per last visit
+        fired.append(
+            _candidate(trigger, state, anchor, when, reason, state.last_visit_event_id or "", evidence)
+        )
+    return fired
+
+
 def check_timers(state: UserState, now: float, policy: Policy) -> list[Intervention]:
     """The timer-driven triggers due at ``now`` (event time), for a user who may have gone silent."""
-    return check_payment_dwell(state, now, policy)
+    return (
+        check_payment_dwell(state, now, policy)
+        + check_renewals(state, now, policy)
+        + check_declines(state, now, policy)
+    )
 
 
 def process_event(
@@ -282,4 +390,6 @@ def process_event(
     apply_event(state, event, session_gap)
     if event.source == LOGISTICS:
         interventions += check_shipment(state, event, policy)
+    elif event.source == SUBSCRIPTIONS:  # a renewal already within its reminder window
+        interventions += check_renewals(state, event.event_time, policy)
     return interventions

@@ -12,7 +12,20 @@ from streams.policy import PolicyError, load_policy
 
 def test_the_default_policy_holds_both_triggers_and_the_contact_rules() -> None:
     policy = load_policy()
-    assert set(policy.triggers) == {"payment_assist", "delay_notice"}
+    assert set(policy.triggers) == {
+        "payment_assist",
+        "delay_notice",
+        "renewal_reminder",
+        "feature_tip",
+        "reengagement",
+    }
+    assert policy.triggers["renewal_reminder"].params == {"within": 7 * 86400.0}
+    assert policy.triggers["feature_tip"].params == {
+        "ratio": 0.5,
+        "short": 7 * 86400.0,
+        "baseline": 28 * 86400.0,
+        "min_visits": 4.0,
+    }
     dwell, delay = policy.triggers["payment_assist"], policy.triggers["delay_notice"]
     assert (dwell.params, dwell.cooldown, dwell.quiet_hours) == ({"dwell": 120.0}, 3600.0, "ignore")
     assert dwell.offer is not None and dwell.offer.eligible == "coupon_user_or_price_sensitive"
@@ -33,13 +46,15 @@ def test_an_operator_file_changes_only_what_it_says(tmp_path: Path) -> None:
         "[triggers.payment_assist]\nenabled = false\n"
     )
     policy = load_policy(str(path))
-    assert set(policy.triggers) == {"delay_notice"}
+    assert "payment_assist" not in policy.triggers
     delay = policy.triggers["delay_notice"]
     assert (delay.params["slip"], delay.channels, delay.priority) == (1800.0, ("email",), 90)
     assert policy.contact.timezone == "Europe/Berlin" and policy.contact.quiet_hours == (75600, 28800)
     assert policy.for_signal("payment_dwell") is None
     # The default experiment keeps the triggers still enabled.
-    assert [e.triggers for e in policy.experiments] == [("delay_notice",)]
+    assert [e.triggers for e in policy.experiments] == [
+        ("delay_notice", "renewal_reminder", "feature_tip", "reengagement")
+    ]
 
 
 def test_a_new_trigger_may_be_defined_on_a_signal_no_trigger_uses() -> None:

@@ -179,3 +179,75 @@ def test_suppression_reasons_deferral_and_outcome_joins(broker, tmp_path: Path) 
     assert joined == sorted(
         (iid, kind, "emitted", "treatment") for iid in reported for kind in ("accepted", "delivered")
     )
+
+
+def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path) -> None:
+    """A renewal reminder falls due seconds after start by the timer alone; a user who visited every
+    other day until 40 days ago has declined past both thresholds, found when their next event (not a
+    visit) arrives: the higher-priority reengagement is sent, the feature tip superseded."""
+    now_ms = int(time.time() * 1000)
+    day_ms = 86_400_000
+    renews_at = now_ms + 7 * day_ms + 4000
+    messages = [
+        (
+            "subscriptions",
+            b"lc-renewer",
+            event_bytes(
+                event_id="lc-sub",
+                event_type="subscription_updated",
+                event_time=now_ms,
+                user_id="lc-renewer",
+                subscription_id="sub-1",
+                plan="pro",
+                status="active",
+                renews_at=renews_at,
+            ),
+        )
+    ]
+    visits = [now_ms - 80 * day_ms + index * 2 * day_ms for index in range(21)]  # the last 40 days ago
+    for at in visits:
+        messages.append(
+            (
+                "clickstream",
+                b"lc-lapsed",
+                event_bytes(
+                    event_id=f"lc-visit-{at}",
+                    event_type="page_view",
+                    event_time=at,
+                    user_id="lc-lapsed",
+                    session_id=f"lc-s-{at}",
+                    page="/",
+                ),
+            )
+        )
+    messages.append(preferences("lc-lapsed", now_ms, timezone="Europe/Berlin"))
+    env = worker_env(broker.bootstrap, tmp_path)
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        asyncio.run(produce(broker.bootstrap, messages[:-1]))
+        time.sleep(1.0)  # the visits first: the preference event must come after them
+        asyncio.run(produce(broker.bootstrap, messages[-1:]))
+        decided = asyncio.run(consume_all(broker.bootstrap, "decisions", until=3, timeout=30))
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+
+    found = {(d["trigger"], d["user_id"]): d for d in (orjson.loads(m.value) for m in decided)}
+    assert set(found) == {
+        ("renewal_reminder", "lc-renewer"),
+        ("reengagement", "lc-lapsed"),
+        ("feature_tip", "lc-lapsed"),
+    }
+    reminder = found[("renewal_reminder", "lc-renewer")]
+    assert reminder["decision"] == "emitted" and reminder["channel"] == "email"
+    assert reminder["intervention_id"] == intervention_id(
+        "renewal_reminder", "lc-renewer", f"sub-1\x1f{renews_at}"
+    )
+    deadline = datetime.fromtimestamp((renews_at - 7 * day_ms) / 1000, UTC)
+    assert reminder["event_time"] == deadline.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert (
+        found[("reengagement", "lc-lapsed")]["decision"],
+        found[("feature_tip", "lc-lapsed")]["reason"],
+    ) == (
+        "emitted",
+        "superseded",
+    )

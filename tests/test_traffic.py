@@ -40,7 +40,7 @@ def test_messages_come_in_event_time_order_and_not_before_their_time() -> None:
 
 
 def test_ground_truth_matches_what_the_triggers_decide() -> None:
-    profile = TrafficProfile(sessions_per_second=20, malformed_share=0.02)
+    profile = TrafficProfile(sessions_per_second=20, malformed_share=0.02, subscription_share=0.2)
     generator = TrafficGenerator(profile, seed=11, start=START)
     messages = drain(generator, 600)
     # The demo's threshold, below the profile's linger time.
@@ -72,6 +72,7 @@ def test_ground_truth_matches_what_the_triggers_decide() -> None:
     assert stats.lingering_payments > 100 and stats.delayed_shipments > 100 and stats.malformed > 100
     assert fired["payment_assist"] == stats.lingering_payments
     assert fired["delay_notice"] == stats.delayed_shipments + stats.exception_shipments
+    assert 0 < fired["renewal_reminder"] < stats.subscriptions
     assert invalid == stats.malformed
     # Each message marked with what it leads to is the source of exactly that intervention.
     assert marked == fired_by and len(marked) == sum(fired.values())
