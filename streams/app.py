@@ -236,7 +236,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
 
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:
-        """Tick users whose payment dwell fell due while they sent nothing more."""
+        """Tick users whose timers (dwell, renewal, decline, quiet-hours end) fell due while silent."""
         try:
             await sweep_once()
         except Exception:  # an exception in a Faust timer crashes the app; the next sweep retries
