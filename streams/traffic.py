@@ -205,9 +205,9 @@ class TrafficGenerator:
         if user not in self._seen:
             self._seen.add(user)
             if self.random.random() < profile.preferences_share:
-                self._preferences(time - 1.0, user)
+                self._preferences(time, user)
             if self.random.random() < profile.subscription_share:
-                self._subscription(time - 1.0, user)
+                self._subscription(time, user)
         session = f"s{self._id()}"
         for _ in range(self.random.randint(*profile.browse_steps)):
             category = self.random.choice(CATEGORIES)
