@@ -25,6 +25,7 @@ everything its processing sent (interventions, dead letters, changelog entries) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -38,19 +39,19 @@ from sinks.rows import DEAD_LETTERS, DECISIONS, EVENTS, INTERVENTIONS
 from streams import codec, metrics
 from streams.clock import PartitionClocks
 from streams.config import Settings
-from streams.contact import EMITTED, decide, release_deferred
+from streams.contact import EMITTED
 from streams.deadletters import dead_letter_headers
 from streams.events import (
     OUTCOMES,
-    Event,
     InvalidEvent,
     parse_event,
     to_millis,
 )
 from streams.policy import load_policy
+from streams.rounds import StateSnapshot, run_round
 from streams.state import UserState
 from streams.transport import use_fetch_max_wait
-from streams.triggers import PendingTimers, check_timers, process_event
+from streams.triggers import PendingTimers
 
 log = logging.getLogger(__name__)
 
@@ -195,32 +196,35 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         async for event in stream.events():
             message = event.message
             wall = time.time()
+            tick = message.topic == settings.topic_ticks
+            user_id, snapshot = None, StateSnapshot(None)
             try:
                 value = event.value
                 user_id = value["user_id"]
-                state = users.get(user_id) or UserState(user_id)
+                stored = users.get(user_id)
+                snapshot = StateSnapshot(stored)
+                state = stored or UserState(user_id)
                 state.partition = message.partition
-                if message.topic == settings.topic_ticks:
+                if tick:
                     pending_timers.answered(user_id)
-                    now = value["now"] / 1000.0
-                    # Saved and filed again even when nothing fired: the user's timers may have moved.
-                    candidates = release_deferred(state, now) + check_timers(state, now, policy)
                 else:
-                    parsed = Event.from_wire(value)
-                    clocks.observe(message.partition, parsed.event_time, wall)
-                    now = max(parsed.event_time, state.last_event_time)
-                    candidates = release_deferred(state, now) + process_event(
-                        state, parsed, policy, settings.session_gap_seconds
-                    )
-                decisions = decide(candidates, state, policy, now)
+                    clocks.observe(message.partition, value["event_time"] / 1000.0, wall)
+                # A tick is saved and filed again even when nothing fired: the user's timers may have moved.
+                done = run_round(
+                    state, value, tick=tick, policy=policy, session_gap=settings.session_gap_seconds
+                )
                 users[user_id] = state
                 pending_timers.track(state)
             except Exception as error:  # a bug must not stop the agent; the message is kept for replay
                 log.exception("processing %s:%s@%s failed", message.topic, message.partition, message.offset)
+                before = snapshot.restore()
+                if before is not None:  # undo the half-applied round: the table and its changelog agree
+                    with contextlib.suppress(Exception):
+                        users[user_id] = before
                 await dead_letter(message, "processing_error", repr(error)[:300], wall)
                 continue
             key = user_id.encode()
-            for decision in decisions:
+            for decision in done.decisions:
                 intervention = decision.intervention
                 await decisions_topic.send(key=key, value=decision.to_wire(wall))
                 metrics.DECISIONS.labels(intervention.trigger, decision.decision, decision.reason).inc()
@@ -231,8 +235,8 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
                     max(0.0, time.time() - intervention.event_time)
                 )
-            if message.topic == settings.topic_events:
-                metrics.EVENT_PROCESSING.observe(max(0.0, time.time() - parsed.event_time))
+            if done.event is not None:
+                metrics.EVENT_PROCESSING.observe(max(0.0, time.time() - done.event.event_time))
 
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:

@@ -1,0 +1,75 @@
+"""One round of a user: a message (an event, or a timer tick) updates their state and yields the
+contact-policy decisions, as one pure function the agent calls (``track_users`` in
+:mod:`streams.app`).
+
+* An event: interventions deferred until before its time are released, the event is applied and its
+  triggers (and the timers that fell due before it) fire; everything is decided at the event's time
+  (never earlier than the user's latest event).
+* A tick (the timer sweep's, carrying the partition's event-time ``now``): the deferred interventions
+  and the timers due by then.
+
+A round that raises leaves the state half-updated; :class:`StateSnapshot` lets the agent put back the
+state as it was, so that the table in memory and its changelog never disagree.
+
+>>> from streams.policy import load_policy
+>>> policy = load_policy(text='experiments = []\\n[triggers.payment_assist]\\ndwell = "60s"\\n')
+>>> state = UserState("u1")
+>>> page = {"schema": 1, "event_id": "e1", "event_type": "payment_page_view", "source": "clickstream",
+...         "event_time": 43_200_000, "user_id": "u1", "attrs": {}}
+>>> run_round(state, page, tick=False, policy=policy).decisions
+[]
+>>> [(d.intervention.trigger, d.decision) for d in run_round(
+...     state, {"user_id": "u1", "now": 43_261_000}, tick=True, policy=policy).decisions]
+[('payment_assist', 'emitted')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from streams.contact import Decision, decide, release_deferred
+from streams.events import Event
+from streams.policy import Policy
+from streams.state import UserState
+from streams.triggers import check_timers, process_event
+
+
+@dataclass(slots=True)
+class Round:
+    decisions: list[Decision]
+    event: Event | None  # the event applied; None for a tick
+
+
+def run_round(
+    state: UserState, value: dict[str, Any], *, tick: bool, policy: Policy, session_gap: float = 1800.0
+) -> Round:
+    """Apply one message (the wire form of an event, or a tick ``{"user_id", "now"}`` in epoch ms)."""
+    if tick:
+        now = value["now"] / 1000.0
+        candidates = release_deferred(state, now) + check_timers(state, now, policy)
+        return Round(decide(candidates, state, policy, now), None)
+    event = Event.from_wire(value)
+    now = max(event.event_time, state.last_event_time)
+    candidates = release_deferred(state, now) + process_event(state, event, policy, session_gap)
+    return Round(decide(candidates, state, policy, now), event)
+
+
+class StateSnapshot:
+    """The serialized form of a state before a round, to put back if the round fails.
+
+    >>> state = UserState("u1", events_seen=3)
+    >>> snapshot = StateSnapshot(state)
+    >>> state.events_seen = 99; state.contacts["chat"] = [1.0]
+    >>> restored = snapshot.restore()
+    >>> restored.events_seen, restored.contacts, StateSnapshot(None).restore()
+    (3, {}, None)
+    """
+
+    def __init__(self, state: UserState | None) -> None:
+        self._bytes = None if state is None else orjson.dumps(state)
+
+    def restore(self) -> UserState | None:
+        return None if self._bytes is None else UserState.from_dict(orjson.loads(self._bytes))

@@ -1,0 +1,85 @@
+"""One round of a user, as the agent runs it: events and ticks in, decisions out; a failed round undone."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams import rounds
+from streams.events import CLICKSTREAM, Event
+from streams.policy import load_policy
+from streams.rounds import StateSnapshot, run_round
+from streams.state import UserState
+
+NOON = 1_764_072_000.0  # 2025-11-25T12:00:00Z
+POLICY = load_policy(text='experiments = []\n[triggers.payment_assist]\ndwell = "60s"\n')
+
+
+def wire(event_id: str, event_type: str, at: float, **attrs: object) -> dict:
+    return Event(event_id, event_type, CLICKSTREAM, at, "u1", {"session_id": "s1", **attrs}).to_wire()
+
+
+def tick(at: float) -> dict:
+    return {"user_id": "u1", "now": round(at * 1000)}
+
+
+def test_an_event_round_fires_what_fell_due_before_it_and_decides_at_its_time() -> None:
+    state = UserState("u1")
+    first = run_round(state, wire("p", "payment_page_view", NOON), tick=False, policy=POLICY)
+    assert first.decisions == [] and first.event is not None and first.event.event_id == "p"
+    later = run_round(state, wire("v", "page_view", NOON + 90, page="/"), tick=False, policy=POLICY)
+    [decision] = later.decisions
+    assert (decision.intervention.trigger, decision.intervention.event_time, decision.decision) == (
+        "payment_assist",
+        NOON + 60,
+        "emitted",
+    )
+    assert state.last_contact_by_trigger == {"payment_assist": NOON + 90}  # decided at the event's time
+
+
+def test_a_tick_round_fires_timers_and_releases_deferred_interventions() -> None:
+    state = UserState("u1")
+    run_round(state, wire("p", "payment_page_view", NOON), tick=False, policy=POLICY)
+    assert run_round(state, tick(NOON + 59), tick=True, policy=POLICY).decisions == []
+    done = run_round(state, tick(NOON + 61), tick=True, policy=POLICY)
+    assert done.event is None and [d.intervention.trigger for d in done.decisions] == ["payment_assist"]
+    night = 1_764_108_000.0  # 22:00 UTC: quiet hours, a delay notice is deferred to 08:00
+    delayed = Event(
+        "l1",
+        "delayed",
+        "logistics",
+        night,
+        "u1",
+        {"shipment_id": "sh", "order_id": "o", "promised_eta": night, "eta": night + 86400},
+    )
+    [deferred] = run_round(state, delayed.to_wire(), tick=False, policy=POLICY).decisions
+    assert deferred.decision == "deferred" and deferred.release_at == night + 10 * 3600
+    [released] = run_round(state, tick(night + 10 * 3600), tick=True, policy=POLICY).decisions
+    assert (released.intervention.intervention_id, released.decision) == (
+        deferred.intervention.intervention_id,
+        "emitted",
+    )
+
+
+def test_a_late_event_is_decided_at_the_users_latest_time() -> None:
+    state = UserState("u1")
+    run_round(state, wire("a", "page_view", NOON, page="/"), tick=False, policy=POLICY)
+    run_round(state, wire("p", "payment_page_view", NOON + 10), tick=False, policy=POLICY)
+    late = run_round(state, wire("old", "search", NOON - 100, query="q"), tick=False, policy=POLICY)
+    assert late.decisions == [] and state.last_event_time == NOON + 10
+
+
+def test_a_failed_round_is_undone_from_its_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = UserState("u1")
+    run_round(state, wire("p", "payment_page_view", NOON), tick=False, policy=POLICY)
+    before = state.to_dict()
+    snapshot = StateSnapshot(state)
+
+    def broken(*args: object) -> list:
+        raise RuntimeError("a bug in the contact policy")
+
+    monkeypatch.setattr(rounds, "decide", broken)
+    with pytest.raises(RuntimeError):
+        run_round(state, wire("v", "page_view", NOON + 90, page="/"), tick=False, policy=POLICY)
+    assert state.to_dict() != before  # the round had started to change the state
+    restored = snapshot.restore()
+    assert restored is not None and restored.to_dict() == before
