@@ -20,6 +20,7 @@ from uuid import UUID
 
 import orjson
 
+from streams.contact import DECISION_KINDS
 from streams.deadletters import read_dead_letter_headers
 
 Headers = Sequence[tuple[str, bytes]]
@@ -64,9 +65,6 @@ def intervention_row(value: bytes, headers: Headers, partition: int, offset: int
         partition,
         offset,
     )
-
-
-DECISION_KINDS = frozenset({"emitted", "suppressed", "deferred"})
 
 
 def decision_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:

@@ -50,7 +50,7 @@ from streams.policy import HOLDOUT, Policy
 from streams.state import MAX_DEFERRED, Deferred, UserState, record_contact
 
 EMITTED, SUPPRESSED, DEFERRED = "emitted", "suppressed", "deferred"
-DECISIONS = (EMITTED, SUPPRESSED, DEFERRED)
+DECISION_KINDS = (EMITTED, SUPPRESSED, DEFERRED)
 SUPPRESSION_REASONS = (
     "disabled",
     "opted_out",
@@ -66,7 +66,7 @@ SUPPRESSION_REASONS = (
 @dataclass(slots=True)
 class Decision:
     intervention: Intervention
-    decision: str  # one of DECISIONS
+    decision: str  # one of DECISION_KINDS
     reason: str = ""  # one of SUPPRESSION_REASONS when suppressed, "quiet_hours" when deferred
     detail: str = ""
     priority: int = 0
