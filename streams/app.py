@@ -10,8 +10,9 @@ Data flow::
 
 * ``ingest`` validates raw messages (:func:`streams.events.parse_event`), re-keys valid ones by user,
   and dead-letters the rest with their original bytes and reason.
-* ``track_users`` owns the per-user table (changelog-backed): it applies each event
-  (:func:`streams.triggers.process_event`) and emits what the triggers return.
+* ``track_users`` owns the per-user table (changelog-backed): for each message it runs one round
+  (:func:`streams.rounds.run_round`: state, triggers, contact policy) and emits the decisions and the
+  interventions sent.
 * ``sweep`` is a timer: users lingering on the payment page who send nothing more get a tick on their
   own partition, so the dwell trigger fires in ``track_users``, the only writer of user state. It looks
   only at users with a pending timer (:class:`streams.triggers.PendingTimers`, kept by ``track_users``
@@ -41,12 +42,7 @@ from streams.clock import PartitionClocks
 from streams.config import Settings
 from streams.contact import EMITTED
 from streams.deadletters import dead_letter_headers
-from streams.events import (
-    OUTCOMES,
-    InvalidEvent,
-    parse_event,
-    to_millis,
-)
+from streams.events import OUTCOMES, InvalidEvent, parse_event, to_millis
 from streams.policy import load_policy
 from streams.rounds import StateSnapshot, run_round
 from streams.state import UserState

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from streams.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, SUBSCRIPTIONS
+
 PREFIX = "FOREWARN_"
 
 # name -> (default, description). The order is the order of the README table.
@@ -175,11 +177,11 @@ class Settings:
     def source_topics(self) -> dict[str, str]:
         """Each input source (an event's ``source``) and the topic its producers write to."""
         return {
-            "clickstream": self.topic_clickstream,
-            "logistics": self.topic_logistics,
-            "preferences": self.topic_preferences,
-            "outcomes": self.topic_outcomes,
-            "subscriptions": self.topic_subscriptions,
+            CLICKSTREAM: self.topic_clickstream,
+            LOGISTICS: self.topic_logistics,
+            PREFERENCES: self.topic_preferences,
+            OUTCOMES: self.topic_outcomes,
+            SUBSCRIPTIONS: self.topic_subscriptions,
         }
 
     @property

@@ -34,7 +34,6 @@ missing_field - field 'event_type' is required
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from streams.policy import check_timezone
+from streams.policy import IDENTIFIER, check_timezone
 
 SCHEMA_VERSION = 1
 CLICKSTREAM = "clickstream"
@@ -59,7 +58,6 @@ MIN_EVENT_TIME = datetime(2000, 1, 1).timestamp()
 DEFAULT_MAX_FUTURE_SKEW = 24 * 3600.0
 
 MAX_ID_LENGTH = 128
-CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_TEXT_LENGTH = 1024
 
 DEAD_LETTER_REASONS = (
@@ -179,7 +177,7 @@ def _channel_switches(name: str, value: Any) -> dict[str, bool]:
     if len(value) > 16:
         raise InvalidEvent("invalid_value", f"field {name!r} lists more than 16 channels")
     for channel, allowed in value.items():
-        if not CHANNEL_NAME.match(channel) or not isinstance(allowed, bool):
+        if not IDENTIFIER.match(channel) or not isinstance(allowed, bool):
             raise InvalidEvent("invalid_value", f"field {name!r} must map channel names to true/false")
     return dict(value)
 

@@ -87,7 +87,10 @@ async def run_notifier(
     await producer.start()
     try:
         while not stop.is_set():
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
+            batches = await consumer.getmany(timeout_ms=200)
+            if not batches:
+                continue
+            for messages in batches.values():
                 for message in messages:
                     intervention = orjson.loads(message.value)
                     for event in simulate_outcomes(intervention, rng, rates, now=time.time()):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -59,7 +60,8 @@ _COMMON_FIELDS = {
 _OFFER_FIELDS = {"kind", "percent", "eligible", "min_abandoned_payments"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Names in the policy and in events that refer to it (triggers, channels, arms, experiments).
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class PolicyError(ValueError):
@@ -116,12 +118,21 @@ class Policy:
     contact: ContactRules = field(default_factory=ContactRules)
     experiments: tuple[Experiment, ...] = ()
 
+    @cached_property
+    def _by_signal(self) -> dict[str, list[TriggerPolicy]]:
+        # Looked up on every event; the policy does not change after it is loaded.
+        by_signal: dict[str, list[TriggerPolicy]] = {}
+        for trigger in self.triggers.values():
+            by_signal.setdefault(trigger.signal, []).append(trigger)
+        return by_signal
+
     def for_signal(self, signal: str) -> TriggerPolicy | None:
         """The trigger using a single-use signal, or None when no enabled trigger does."""
-        return next((t for t in self.triggers.values() if t.signal == signal), None)
+        found = self._by_signal.get(signal)
+        return found[0] if found else None
 
     def all_for_signal(self, signal: str) -> list[TriggerPolicy]:
-        return [t for t in self.triggers.values() if t.signal == signal]
+        return self._by_signal.get(signal, [])
 
     def experiment_of(self, trigger: str) -> Experiment | None:
         return next((e for e in self.experiments if trigger in e.triggers), None)
@@ -208,7 +219,7 @@ class _Checker:
 
     def identifier(self, name: str, default: Any = ...) -> str:
         value = self.text(name, default)
-        if not _IDENTIFIER.match(value):
+        if not IDENTIFIER.match(value):
             self.fail(name, f"must be lower-case letters, digits and _, got {value!r}")
         return value
 
@@ -246,7 +257,7 @@ class _Checker:
         if not isinstance(values, list) or not values:
             self.fail(name, f"must be a non-empty list, got {values!r}")
         for value in values:
-            if not isinstance(value, str) or not _IDENTIFIER.match(value):
+            if not isinstance(value, str) or not IDENTIFIER.match(value):
                 self.fail(name, f"must hold lower-case names, got {value!r}")
         if len(set(values)) != len(values):
             self.fail(name, f"lists a name twice: {values!r}")
@@ -297,7 +308,7 @@ def build_policy(data: dict[str, Any], source: str) -> Policy:
     triggers: dict[str, TriggerPolicy] = {}
     disabled: set[str] = set()
     for name, table in triggers_table.table.items():
-        if not _IDENTIFIER.match(name):
+        if not IDENTIFIER.match(name):
             triggers_table.fail(None, f"has a trigger named {name!r}: use lower-case letters, digits and _")
         trigger = _trigger(name, _Checker(source, f"trigger {name!r}", table))
         if trigger is None:
@@ -417,7 +428,7 @@ def _experiment(check: _Checker, triggers: dict[str, TriggerPolicy], disabled: s
     arms_table = _Checker(check.source, f"experiment {name!r} arms", check.value("arms"))
     arms = []
     for arm in arms_table.table:
-        if not _IDENTIFIER.match(arm):
+        if not IDENTIFIER.match(arm):
             arms_table.fail(arm, "is not a valid arm name")
         arms.append((arm, arms_table.number(arm, low=0.0, high=1.0)))
     if len(arms) < 2 or abs(sum(share for _, share in arms) - 1.0) > 1e-9:

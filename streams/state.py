@@ -60,7 +60,8 @@ class Preferences:
     updated_at: float = 0.0
 
     def allows(self, channel: str) -> bool:
-        return not self.opt_out and self.channels.get(channel, True)
+        """Whether the user accepts ``channel`` (opt-out is a rule of its own)."""
+        return self.channels.get(channel, True)
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ from streams.policy import Offer, Policy, TriggerPolicy
 from streams.state import Shipment, Subscription, UserState, apply_event
 
 # Payment-page visits left unpaid within this long count towards price sensitivity.
-PRICE_SENSITIVITY_WINDOW = 90 * 86400.0
+PRICE_SENSITIVITY_WINDOW = 90 * DAY
 
 
 def payment_dwell_deadline(state: UserState, policy: Policy) -> float | None:
@@ -186,7 +186,8 @@ class PendingTimers:
             if pending is None:
                 del self._ticked[user]
             elif wall - sent > TICK_RESEND_SECONDS and pending.partition in active:
-                due.append((user, pending.partition, clocks.now(pending.partition, wall) or pending.deadline))
+                now = clocks.now(pending.partition, wall)
+                due.append((user, pending.partition, pending.deadline if now is None else now))
                 self._ticked[user] = wall
         return due
 
