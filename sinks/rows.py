@@ -109,6 +109,28 @@ def decision_row(value: bytes, headers: Headers, partition: int, offset: int) ->
     )
 
 
+def score_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """A user's published scores (the ``user_scores`` topic, schema 1)."""
+    data = orjson.loads(value)
+    intent = data["intent"]
+    return (
+        data["user_id"],
+        _millis(data["scored_at"]),
+        float(intent["purchase"]),
+        float(intent["need_help"]),
+        float(intent["browse"]),
+        float(intent["leave"]),
+        max(intent, key=intent.__getitem__),
+        float(data["churn"]),
+        int(data["health"]),
+        data["satisfaction"],
+        int(data["intent_examples"]),
+        int(data["churn_examples"]),
+        partition,
+        offset,
+    )
+
+
 def dead_letter_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
     info = read_dead_letter_headers(headers)
     payload = value or b""
@@ -225,4 +247,26 @@ DECISIONS = TableSpec(
     # A deferred intervention has a second, final decision later: the id is the pair.
     id_index=(0, 1),
     id_sql="concat(toString(intervention_id), ':', decision)",
+)
+SCORES = TableSpec(
+    "user_scores",
+    (
+        "user_id",
+        "scored_at",
+        "intent_purchase",
+        "intent_need_help",
+        "intent_browse",
+        "intent_leave",
+        "top_intent",
+        "churn",
+        "health",
+        "satisfaction",
+        "intent_examples",
+        "churn_examples",
+        "kafka_partition",
+        "kafka_offset",
+    ),
+    score_row,
+    id_index=(0, 1),
+    id_sql="concat(user_id, ':', toString(toUnixTimestamp64Milli(scored_at)))",
 )

@@ -34,9 +34,10 @@ from typing import Any
 import faust
 import mode
 
+from models.learners import PartitionModels
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
-from sinks.rows import DEAD_LETTERS, DECISIONS, EVENTS, INTERVENTIONS
+from sinks.rows import DEAD_LETTERS, DECISIONS, EVENTS, INTERVENTIONS, SCORES
 from streams import codec, metrics
 from streams.clock import PartitionClocks
 from streams.config import Settings
@@ -76,6 +77,7 @@ class SinkService(mode.Service):
                 settings.topic_interventions: INTERVENTIONS,
                 settings.topic_dead_letters: DEAD_LETTERS,
                 settings.topic_decisions: DECISIONS,
+                settings.topic_scores: SCORES,
             },
             bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.app_id}-sink",
@@ -144,6 +146,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     ticks_topic = app.topic(settings.topic_ticks, partitions=settings.partitions)
     interventions_topic = app.topic(settings.topic_interventions)
     decisions_topic = app.topic(settings.topic_decisions)
+    scores_topic = app.topic(settings.topic_scores)
     dead_letter_topic = app.topic(settings.topic_dead_letters, value_serializer="raw")
     # Built as app.Table does, but with the serializers set before the table is added: Faust derives a
     # table's serializers from key_type/value_type (ignoring a Schema) and makes the changelog topic when
@@ -153,6 +156,26 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     users.key_serializer = "json"
     users.value_serializer = "user_state"
     app.tables.add(users)
+    # The intent and churn models of each partition of the events topic, keyed by partition number, so
+    # a worker that takes over a partition takes over its models. Written every
+    # model_checkpoint_seconds, not on every event (a model is far larger than a user's state): a crash
+    # loses at most that much of their learning, never a prediction or a user's features.
+    partition_models = app.conf.Table(
+        app, name="models", partitions=settings.partitions, beacon=app.tables.beacon
+    )
+    partition_models.key_serializer = "json"
+    partition_models.value_serializer = "partition_models"
+    app.tables.add(partition_models)
+    checkpointed: dict[int, float] = {}  # partition -> wall time of its models' last checkpoint
+    # The live models of this worker's partitions. Not read from the table on each message: a RocksDB
+    # store hands out a fresh copy of the last checkpoint on every read.
+    live_models: dict[int, PartitionModels] = {}
+
+    @partition_models.on_recover
+    async def take_recovered_models() -> None:
+        """After a rebalance: the models of the partitions now held are those in the table."""
+        live_models.clear()
+
     clocks = PartitionClocks()
     pending_timers = PendingTimers(policy)  # what the sweep looks at, instead of every user
 
@@ -201,13 +224,19 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 snapshot = StateSnapshot(stored)
                 state = stored or UserState(user_id)
                 state.partition = message.partition
+                models = models_of(message.partition, wall)
                 if tick:
                     pending_timers.answered(user_id)
                 else:
                     clocks.observe(message.partition, value["event_time"] / 1000.0, wall)
                 # A tick is saved and filed again even when nothing fired: the user's timers may have moved.
                 done = run_round(
-                    state, value, tick=tick, policy=policy, session_gap=settings.session_gap_seconds
+                    state,
+                    value,
+                    tick=tick,
+                    policy=policy,
+                    models=models,
+                    session_gap=settings.session_gap_seconds,
                 )
                 users[user_id] = state
                 pending_timers.track(state)
@@ -231,8 +260,39 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
                     max(0.0, time.time() - intervention.event_time)
                 )
+            if done.model.publish and done.model.scores is not None:
+                await scores_topic.send(key=key, value=done.model.scores.to_wire(user_id))
+                metrics.SCORES_PUBLISHED.inc()
+            for learned in done.model.learned:
+                metrics.MODEL_EXAMPLES.labels(learned.model, learned.label).inc()
+                metrics.MODEL_LABEL_DELAY.labels(learned.model).observe(learned.delay)
+                if learned.drift:
+                    metrics.MODEL_DRIFTS.labels(learned.model).inc()
+            if wall - checkpointed.get(message.partition, 0.0) >= settings.model_checkpoint_seconds:
+                checkpoint_models(message.partition, models, wall)
             if done.event is not None:
                 metrics.EVENT_PROCESSING.observe(max(0.0, time.time() - done.event.event_time))
+
+    def models_of(partition: int, wall: float) -> PartitionModels:
+        """The partition's models: as recovered from their changelog, or new (and saved at once)."""
+        models = live_models.get(partition)
+        if models is None:
+            models = partition_models.get(str(partition))
+            if models is None:
+                models = PartitionModels()
+                checkpoint_models(partition, models, wall)
+            live_models[partition] = models
+        return models
+
+    def checkpoint_models(partition: int, models: PartitionModels, wall: float) -> None:
+        # Must run while the agent handles a message of this partition: Faust writes a table's
+        # changelog to the partition of the message being processed.
+        partition_models[str(partition)] = models
+        checkpointed[partition] = wall
+        metrics.MODEL_CHECKPOINTS.labels(str(partition)).inc()
+        for model in models.by_name().values():
+            for metric, value in model.quality().items():
+                metrics.MODEL_QUALITY.labels(model.name, metric, str(partition)).set(value)
 
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:

@@ -3,10 +3,16 @@
 ``orjson`` is registered as a Faust codec for the topics Forewarn writes (interventions, internal
 events) and ``user_state`` for the per-user table, whose values decode straight into
 :class:`~streams.state.UserState` so that a recovered table holds the same objects as a live one.
+
+``partition_models`` pickles a partition's River models (:class:`models.learners.PartitionModels`):
+pickle is River's own way to save a model. Unpickling runs code, so the ``models`` changelog topic is
+a trust boundary: only the workers' principal may write to it (Kafka ACLs), as for every internal
+topic of the app.
 """
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import orjson
@@ -31,6 +37,15 @@ class UserStateCodec(codecs.Codec):
         return UserState.from_dict(orjson.loads(s))
 
 
+class PartitionModelsCodec(codecs.Codec):
+    def _dumps(self, obj: Any) -> bytes:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _loads(self, s: bytes) -> Any:
+        return pickle.loads(s)
+
+
 def register() -> None:
     codecs.register("orjson", OrjsonCodec())
     codecs.register("user_state", UserStateCodec())
+    codecs.register("partition_models", PartitionModelsCodec())

@@ -59,6 +59,10 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "dead_letters",
         "Topic for rejected input: original bytes, reason in headers.",
     ),
+    "topic_scores": (
+        "user_scores",
+        "Topic of users' scores (intent distribution, churn probability, health) when they move.",
+    ),
     "topic_events": ("forewarn-events", "Internal topic of validated events, keyed by user."),
     "topic_ticks": ("forewarn-ticks", "Internal topic of timer ticks, keyed by user."),
     "partitions": (8, "Partitions of the topics Forewarn creates (the unit of parallelism)."),
@@ -78,6 +82,11 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     ),
     "session_gap_seconds": (1800.0, "Inactivity that ends a session."),
     "sweep_interval_seconds": (1.0, "How often the timer sweep looks for silent lingering users."),
+    "model_checkpoint_seconds": (
+        30.0,
+        "How often a partition's intent and churn models are written to their changelog; a crash loses"
+        " at most this much of their learning.",
+    ),
     "sink_batch_rows": (5000, "ClickHouse sink: rows per insert at most."),
     "sink_flush_seconds": (1.0, "ClickHouse sink: longest wait before a partial batch is inserted."),
     "sink_max_retry_seconds": (30.0, "ClickHouse sink: longest back-off between insert retries."),
@@ -114,6 +123,7 @@ class Settings:
     topic_interventions: str
     topic_decisions: str
     topic_dead_letters: str
+    topic_scores: str
     topic_events: str
     topic_ticks: str
     partitions: int
@@ -127,6 +137,7 @@ class Settings:
     policy_file: str
     session_gap_seconds: float
     sweep_interval_seconds: float
+    model_checkpoint_seconds: float
     sink_batch_rows: int
     sink_flush_seconds: float
     sink_max_retry_seconds: float

@@ -59,6 +59,7 @@ DEFAULT_MAX_FUTURE_SKEW = 24 * 3600.0
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 1024
+CSAT_MIN, CSAT_MAX = 1, 5  # the range of a feedback event's satisfaction score
 
 DEAD_LETTER_REASONS = (
     "oversized",
@@ -164,6 +165,14 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def _csat_score(name: str, value: Any) -> float:
+    """A satisfaction (CSAT) score: a number from 1 to 5."""
+    score = _number(name, value)
+    if not CSAT_MIN <= score <= CSAT_MAX:
+        raise InvalidEvent("invalid_value", f"field {name!r} must be between {CSAT_MIN} and {CSAT_MAX}")
+    return score
+
+
 def _boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InvalidEvent("wrong_type", f"field {name!r} must be true or false, got {type(value).__name__}")
@@ -259,6 +268,12 @@ CLICKSTREAM_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
         "reason": (_text, False),
         "order_id": (_identifier, False),
         "channel": (_text, False),
+    },
+    # A satisfaction score the user gave (after a delivery, a support contact, ...).
+    "feedback": {
+        "score": (_csat_score, True),
+        "comment": (_text, False),
+        "order_id": (_identifier, False),
     },
 }
 _SHIPMENT = {

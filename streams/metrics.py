@@ -59,6 +59,29 @@ CONSUMER_LAG = Gauge(
     ["group", "topic", "partition"],
 )
 
+MODEL_EXAMPLES = Counter(
+    "forewarn_model_examples_total", "Examples the models learned, by model and label.", ["model", "label"]
+)
+MODEL_LABEL_DELAY = Histogram(
+    "forewarn_model_label_delay_seconds",
+    "Event time from an example's features to its label, by model.",
+    ["model"],
+    buckets=(1, 10, 60, 300, 1800, 3600, 6 * 3600, 86400, 7 * 86400, 30 * 86400, 90 * 86400),
+)
+MODEL_QUALITY = Gauge(
+    "forewarn_model_quality",
+    "Progressive-validation quality over the last 5000 examples of a partition's model: roc_auc and"
+    " log_loss (churn), accuracy and macro_f1 (intent).",
+    ["model", "metric", "partition"],
+)
+MODEL_DRIFTS = Counter(
+    "forewarn_model_drifts_total", "Drifts ADWIN detected in a model's per-example loss.", ["model"]
+)
+MODEL_CHECKPOINTS = Counter(
+    "forewarn_model_checkpoints_total", "Partition models written to their changelog.", ["partition"]
+)
+SCORES_PUBLISHED = Counter("forewarn_scores_published_total", "User scores published.")
+
 
 def serve(port: int) -> None:
     """Expose /metrics on ``port`` (0: do not serve)."""

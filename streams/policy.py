@@ -39,6 +39,14 @@ SIGNALS: dict[str, dict[str, tuple[str, Any]]] = {
         "baseline": ("duration", "28d"),
         "min_visits": ("number", 4),
     },
+    # Model-driven signals (models.scoring): once the model has learned ``min_examples`` examples.
+    "churn_risk": {"threshold": ("fraction", REQUIRED), "min_examples": ("number", 500)},
+    "help_intent": {"threshold": ("fraction", REQUIRED), "min_examples": ("number", 500)},
+    "purchase_hesitation": {
+        "threshold": ("fraction", REQUIRED),
+        "hesitation": ("duration", "60s"),
+        "min_examples": ("number", 500),
+    },
 }
 # Signals a single trigger at most may use: their state keeps one "already sent" mark.
 SINGLE_USE_SIGNALS = frozenset({"payment_dwell", "shipment_delay", "renewal_due"})
@@ -106,6 +114,14 @@ class ContactRules:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelRules:
+    """``[models]``: how the intent and churn models' labels are decided and scores published."""
+
+    churn_horizon: float = 30 * 86400.0  # no activity for this long: churned
+    publish_delta: float = 0.05  # scores are published when a probability moves by this much
+
+
+@dataclass(frozen=True, slots=True)
 class Experiment:
     name: str
     triggers: tuple[str, ...]
@@ -117,6 +133,7 @@ class Policy:
     triggers: dict[str, TriggerPolicy]
     contact: ContactRules = field(default_factory=ContactRules)
     experiments: tuple[Experiment, ...] = ()
+    models: ModelRules = field(default_factory=ModelRules)
 
     @cached_property
     def _by_signal(self) -> dict[str, list[TriggerPolicy]]:
@@ -302,8 +319,9 @@ def check_timezone(name: str) -> bool:
 
 def build_policy(data: dict[str, Any], source: str) -> Policy:
     top = _Checker(source, "the policy", data)
-    top.known({"contact", "triggers", "experiments"})
+    top.known({"contact", "triggers", "experiments", "models"})
     contact = _contact(_Checker(source, "[contact]", top.value("contact", {})))
+    models = _models(_Checker(source, "[models]", top.value("models", {})))
     triggers_table = _Checker(source, "[triggers]", top.value("triggers"))
     triggers: dict[str, TriggerPolicy] = {}
     disabled: set[str] = set()
@@ -348,7 +366,16 @@ def build_policy(data: dict[str, Any], source: str) -> Policy:
                     f" {experiment.name!r}; a trigger may be in one experiment at a time"
                 )
             seen[trigger] = experiment.name
-    return Policy(triggers, contact, experiments)
+    return Policy(triggers, contact, experiments, models)
+
+
+def _models(check: _Checker) -> ModelRules:
+    check.known({"churn_horizon", "publish_delta"})
+    defaults = ModelRules()
+    horizon = check.duration("churn_horizon", defaults.churn_horizon)
+    if horizon <= 0:
+        check.fail("churn_horizon", "must be longer than 0s")
+    return ModelRules(horizon, check.number("publish_delta", defaults.publish_delta, low=0.0, high=1.0))
 
 
 def _contact(check: _Checker) -> ContactRules:

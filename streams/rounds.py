@@ -30,31 +30,46 @@ from typing import Any
 
 import orjson
 
+from models.learners import PartitionModels
+from models.scoring import ModelRound, observe
 from streams.contact import Decision, decide, release_deferred
 from streams.events import Event
 from streams.policy import Policy
 from streams.state import UserState
-from streams.triggers import check_timers, process_event
+from streams.triggers import check_predictions, check_timers, process_event
 
 
 @dataclass(slots=True)
 class Round:
     decisions: list[Decision]
     event: Event | None  # the event applied; None for a tick
+    model: ModelRound  # the user's scores, and the examples the models learned
 
 
 def run_round(
-    state: UserState, value: dict[str, Any], *, tick: bool, policy: Policy, session_gap: float = 1800.0
+    state: UserState,
+    value: dict[str, Any],
+    *,
+    tick: bool,
+    policy: Policy,
+    models: PartitionModels | None = None,
+    session_gap: float = 1800.0,
 ) -> Round:
-    """Apply one message (the wire form of an event, or a tick ``{"user_id", "now"}`` in epoch ms)."""
+    """Apply one message (the wire form of an event, or a tick ``{"user_id", "now"}`` in epoch ms).
+
+    ``models``: the intent and churn models of the user's partition, which learn and score here
+    (:func:`models.scoring.observe`); None: features only, no scores, no model-driven triggers."""
     if tick:
         now = value["now"] / 1000.0
         candidates = release_deferred(state, now) + check_timers(state, now, policy)
-        return Round(decide(candidates, state, policy, now), None)
+        model = observe(state, None, models, policy.models, now, session_gap)
+        return Round(decide(candidates, state, policy, now), None, model)
     event = Event.from_wire(value)
     now = max(event.event_time, state.last_event_time)
     candidates = release_deferred(state, now) + process_event(state, event, policy, session_gap)
-    return Round(decide(candidates, state, policy, now), event)
+    model = observe(state, event, models, policy.models, now, session_gap)
+    candidates += check_predictions(state, model.scores, now, policy)
+    return Round(decide(candidates, state, policy, now), event, model)
 
 
 class StateSnapshot:

@@ -21,6 +21,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from models.examples import PendingExamples
+from models.features import UserFeatures
+from models.health import Scores
 from streams.activity import Activity
 from streams.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, SUBSCRIPTIONS, Event
 from streams.interventions import Intervention
@@ -91,6 +94,7 @@ class UserState:
     last_click_time: float = 0.0
     events_seen: int = 0
     session_id: str | None = None
+    sessions: int = 0  # visits so far: a new number marks a new session
     session_start: float = 0.0
     session_events: int = 0
     current_page: str | None = None
@@ -122,6 +126,12 @@ class UserState:
     activity: Activity = field(default_factory=Activity)
     decline_fired: list[str] = field(default_factory=list)
     last_visit_event_id: str | None = None
+    # Prediction (models.scoring): features, examples waiting for their labels, the scores last
+    # published, and the model-driven triggers fired (trigger -> what it fired for: a visit, a session).
+    features: UserFeatures = field(default_factory=UserFeatures)
+    pending: PendingExamples = field(default_factory=PendingExamples)
+    scores: Scores | None = None
+    model_fired: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +149,12 @@ class UserState:
         }
         if "activity" in values:
             values["activity"] = Activity(**values["activity"])
+        if "features" in values:
+            values["features"] = UserFeatures.from_dict(values["features"])
+        if "pending" in values:
+            values["pending"] = PendingExamples.from_dict(values["pending"])
+        if values.get("scores") is not None:
+            values["scores"] = Scores(**values["scores"])
         values["deferred"] = [
             Deferred(item["release_at"], Intervention.from_dict(item["intervention"]))
             for item in values.get("deferred", [])
@@ -183,6 +199,7 @@ def _apply_clickstream(state: UserState, event: Event, time: float, session_gap:
     )
     if new_session and not late:  # a late event of an earlier session is not a new visit
         state.activity.learn_one(time)
+        state.sessions += 1
         state.last_visit_event_id = event.event_id
         state.decline_fired.clear()  # back: a later decline is a new episode
         state.session_id = session_id

@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from models.features import NEED_HELP, PURCHASE
+from models.health import Scores
 from streams.activity import DAY
 from streams.clock import PartitionClocks
 from streams.events import LOGISTICS, SUBSCRIPTIONS, Event, to_millis
@@ -84,6 +86,7 @@ def next_deadline(state: UserState, policy: Policy) -> float | None:
             renewal_deadline(subscription, renewal) for subscription in state.subscriptions.values()
         ]
     deadlines += [decline_deadline(state, trigger) for trigger in policy.all_for_signal("activity_decline")]
+    deadlines.append(state.pending.deadline(policy.models.churn_horizon))  # labels due by time alone
     return min((deadline for deadline in deadlines if deadline is not None), default=None)
 
 
@@ -96,6 +99,10 @@ TICK_RESEND_SECONDS = 5.0
 class _Pending:
     partition: int
     deadline: float  # event time at which the earliest timer falls due
+    # The deadline of the user's live entry in the heap, at or before ``deadline``: a deadline that
+    # moves later (the churn label's, on every click) is not pushed again but filed again when its
+    # entry comes up, so the heap holds about one entry per user rather than one per event.
+    queued: float
 
 
 class PendingTimers:
@@ -146,9 +153,10 @@ class PendingTimers:
             self._ticked.pop(user, None)
             return
         current = self._pending.get(user)
-        if current is not None and (current.partition, current.deadline) == (partition, deadline):
-            return  # already in its heap (or ticked, and resent until answered)
-        self._pending[user] = _Pending(partition, deadline)
+        if current is not None and current.partition == partition and current.queued <= deadline:
+            current.deadline = deadline  # its entry comes up first (or it was ticked, and is resent)
+            return
+        self._pending[user] = _Pending(partition, deadline, deadline)
         heapq.heappush(self._heaps.setdefault(partition, []), (deadline, user))
 
     def rebuild(self, states: Iterable[UserState]) -> None:
@@ -175,10 +183,14 @@ class PendingTimers:
                 now = clocks.now(partition, wall)
                 assert now is not None
             while heap and heap[0][0] <= now:
-                deadline, user = heapq.heappop(heap)
+                queued, user = heapq.heappop(heap)
                 pending = self._pending.get(user)
-                if pending is None or (pending.partition, pending.deadline) != (partition, deadline):
-                    continue  # stale: the user's timer moved, or went
+                if pending is None or (pending.partition, pending.queued) != (partition, queued):
+                    continue  # stale: the user's timer moved earlier, or went
+                if pending.deadline > now:  # moved later since it was queued: file it again
+                    pending.queued = pending.deadline
+                    heapq.heappush(heap, (pending.deadline, user))
+                    continue
                 due.append((user, partition, now))
                 self._ticked[user] = wall
         for user, sent in list(self._ticked.items()):
@@ -371,6 +383,65 @@ def check_declines(state: UserState, now: float, policy: Policy) -> list[Interve
         fired.append(
             _candidate(trigger, state, anchor, when, reason, state.last_visit_event_id or "", evidence)
         )
+    return fired
+
+
+def check_predictions(
+    state: UserState, scores: Scores | None, now: float, policy: Policy
+) -> list[Intervention]:
+    """Model-driven triggers after an event was scored (:func:`models.scoring.observe`), once the model
+    behind each has learned ``min_examples`` examples:
+
+    * ``churn_risk``: churn probability at least ``threshold``; once per visit;
+    * ``help_intent``: need-help intent at least ``threshold`` in a web session that has not yet
+      reached support; once per session;
+    * ``purchase_hesitation``: purchase intent at least ``threshold`` while items have sat in the cart
+      for ``hesitation`` without a checkout; once per session.
+    """
+    if scores is None:
+        return []
+    session = state.features.session
+    open_session = session.intent is None and state.session_id is not None
+    session_anchor = f"{state.session_id}\x1f{state.sessions}"
+    fired = []
+
+    def fire(trigger: TriggerPolicy, anchor: str, reason: str, evidence: dict[str, Any]) -> None:
+        if state.model_fired.get(trigger.name) == anchor:
+            return
+        state.model_fired[trigger.name] = anchor
+        evidence = {
+            **evidence,
+            "intent": scores.intent,
+            "churn": scores.churn,
+            "health": scores.health,
+            "threshold": trigger.params["threshold"],
+        }
+        source = state.last_visit_event_id or ""
+        fired.append(_candidate(trigger, state, anchor, now, reason, source, evidence))
+
+    for trigger in policy.all_for_signal("churn_risk"):
+        params = trigger.params
+        if scores.churn_examples >= params["min_examples"] and scores.churn >= params["threshold"]:
+            anchor = state.last_visit_event_id or ""
+            fire(trigger, anchor, f"churn risk {scores.churn:.2f}", {"examples": scores.churn_examples})
+    for trigger in policy.all_for_signal("help_intent"):
+        params, p = trigger.params, scores.intent.get(NEED_HELP, 0.0)
+        if open_session and scores.intent_examples >= params["min_examples"] and p >= params["threshold"]:
+            evidence = {"help_views": session.help_views, "searches": session.searches}
+            fire(trigger, session_anchor, f"need-help intent {p:.2f}", evidence)
+    for trigger in policy.all_for_signal("purchase_hesitation"):
+        params, p = trigger.params, scores.intent.get(PURCHASE, 0.0)
+        waiting = None if session.first_cart_at is None else now - session.first_cart_at
+        if (
+            open_session
+            and not session.checkout
+            and waiting is not None
+            and waiting >= params["hesitation"]
+            and scores.intent_examples >= params["min_examples"]
+            and p >= params["threshold"]
+        ):
+            evidence = {"cart_adds": session.cart_adds, "cart_waiting_seconds": round(waiting, 3)}
+            fire(trigger, session_anchor, f"purchase intent {p:.2f}, cart waiting {waiting:.0f}s", evidence)
     return fired
 
 

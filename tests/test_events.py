@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -19,7 +21,15 @@ from streams.events import (
 )
 
 T = 1_764_000_000_000  # 2025-11-24T16:00:00Z in epoch ms
-SAMPLE = {"page": "/p/1", "query": "q", "sku": "s1", "order_id": "o1", "exception_code": "damaged", "eta": T}
+SAMPLE = {
+    "page": "/p/1",
+    "query": "q",
+    "sku": "s1",
+    "order_id": "o1",
+    "exception_code": "damaged",
+    "eta": T,
+    "score": 4,
+}
 SHIPMENT = {"shipment_id": "sh1", "order_id": "o1", "promised_eta": T}
 
 
@@ -140,6 +150,41 @@ def test_rejections_name_the_reason_and_the_field(
     fields: dict, source: str, reason: str, detail: str
 ) -> None:
     assert rejected(event(**fields), source) == (reason, detail)
+
+
+def test_feedback_carries_a_satisfaction_score_from_1_to_5() -> None:
+    parsed = parse_event(
+        event(event_type="feedback", score=4, comment="fast delivery", order_id="o1"), CLICKSTREAM
+    )
+    assert parsed.event_type == "feedback"
+    assert parsed.attrs == {"score": 4.0, "comment": "fast delivery", "order_id": "o1"}
+    assert isinstance(parsed.attrs["score"], float)
+    for score in (1, 5, 2.5):
+        assert parse_event(event(event_type="feedback", score=score), CLICKSTREAM).attrs["score"] == score
+
+
+@pytest.mark.parametrize(
+    ("score", "reason", "detail"),
+    [
+        (0, "invalid_value", "field 'score' must be between 1 and 5"),
+        (6, "invalid_value", "field 'score' must be between 1 and 5"),
+        (0.99, "invalid_value", "field 'score' must be between 1 and 5"),
+        ("5", "wrong_type", "field 'score' must be a number, got str"),
+        (True, "wrong_type", "field 'score' must be a number, got bool"),
+        (None, "missing_field", "field 'score' is required for feedback"),
+    ],
+)
+def test_feedback_score_rejections(score: object, reason: str, detail: str) -> None:
+    assert rejected(event(event_type="feedback", score=score)) == (reason, detail)
+
+
+def test_feedback_score_must_be_finite() -> None:
+    check, required = CLICKSTREAM_FIELDS["feedback"]["score"]  # JSON itself cannot carry these
+    assert required
+    for value in (math.inf, -math.inf, math.nan):
+        with pytest.raises(InvalidEvent) as caught:
+            check("score", value)
+        assert caught.value.reason == "invalid_value"
 
 
 def test_common_fields() -> None:
@@ -275,6 +320,7 @@ field_names = st.sampled_from(
         "exception_code",
         "session_id",
         "cart_value",
+        "score",
     ]
 )
 event_types = st.sampled_from([*CLICKSTREAM_FIELDS, *LOGISTICS_FIELDS, "other"])

@@ -18,7 +18,13 @@ def test_the_default_policy_holds_both_triggers_and_the_contact_rules() -> None:
         "renewal_reminder",
         "feature_tip",
         "reengagement",
+        "retention_offer",
+        "proactive_help",
+        "recommendation",
     }
+    assert policy.triggers["proactive_help"].params == {"threshold": 0.6, "min_examples": 500.0}
+    assert policy.triggers["recommendation"].params["hesitation"] == 60.0
+    assert policy.models.churn_horizon == 30 * 86400.0
     assert policy.triggers["renewal_reminder"].params == {"within": 7 * 86400.0}
     assert policy.triggers["feature_tip"].params == {
         "ratio": 0.5,
@@ -53,7 +59,15 @@ def test_an_operator_file_changes_only_what_it_says(tmp_path: Path) -> None:
     assert policy.for_signal("payment_dwell") is None
     # The default experiment keeps the triggers still enabled.
     assert [e.triggers for e in policy.experiments] == [
-        ("delay_notice", "renewal_reminder", "feature_tip", "reengagement")
+        (
+            "delay_notice",
+            "renewal_reminder",
+            "feature_tip",
+            "reengagement",
+            "retention_offer",
+            "proactive_help",
+            "recommendation",
+        )
     ]
 
 

@@ -1,0 +1,215 @@
+"""Per-user features, updated by every event of the user.
+
+:class:`UserFeatures` lives in the user's state (:class:`streams.state.UserState`), so it moves and
+recovers with the user's partition through the table's changelog. It holds what the intent and churn
+models read beyond what the state already keeps (visits, offers, shipments):
+
+* interaction frequency: events decayed over a day (:class:`~models.stats.DecayedCount`);
+* session depth (events per session) and dwell (seconds between clicks) as running means and
+  variances of their logarithms (:class:`~models.stats.MeanVar`);
+* orders, support contacts and delivery problems (a delay or an exception) decayed over four weeks;
+* satisfaction: scores of ``feedback`` events (1-5, scaled to 0-1) as a level (an EWMA) and a trend
+  (a fast EWMA minus a slow one);
+* the current session (:class:`SessionFeatures`): what it viewed, searched and put in the cart, and
+  its trajectory: search terms, page categories and category transitions, hashed into
+  :data:`HASH_BUCKETS` buckets so the feature space stays fixed whatever users type.
+
+>>> from streams.events import Event
+>>> features = UserFeatures()
+>>> view = Event("e1", "page_view", "clickstream", 100.0, "u1", {"page": "/c/phones", "category": "phones"})
+>>> learn_event(features, view, session_number=1) is None  # the first session: none ended
+True
+>>> features.session.category_views, features.session.hashed == {bucket_of("c:phones"): 1.0}
+(1, True)
+>>> search = Event("e2", "search", "clickstream", 130.0, "u1", {"query": "Refund policy"})
+>>> _ = learn_event(features, search, session_number=1)
+>>> features.session.searches, features.session.events, features.dwell.n
+(1, 2, 1)
+>>> ended = learn_event(features, view, session_number=2)  # the next visit closes this one
+>>> ended.events, features.session.events, features.depth.n
+(2, 1, 1)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from dataclasses import dataclass, field
+
+from models.stats import DecayedCount, EWMean, MeanVar
+from streams.events import CLICKSTREAM, LOGISTICS, Event
+
+HOUR = 3600.0
+DAY = 24 * HOUR
+# Trajectory tokens (search terms, categories, transitions) are hashed into this many buckets.
+HASH_BUCKETS = 16
+MAX_QUERY_TOKENS = 8
+PURCHASE, NEED_HELP, BROWSE, LEAVE = "purchase", "need_help", "browse", "leave"
+INTENTS = (PURCHASE, NEED_HELP, BROWSE, LEAVE)
+# Events that tell a session's intent as they happen; a session ending without one was browsing, or
+# (with a cart or a checkout left behind) leaving.
+INTENT_OF_EVENT = {"order_completed": PURCHASE, "payment_completed": PURCHASE, "support_contact": NEED_HELP}
+HELP_CATEGORY = "help"
+_TOKEN = re.compile(r"\w+")
+
+
+def bucket_of(token: str) -> str:
+    """The hashed feature a trajectory token counts towards (stable across processes and runs).
+
+    >>> bucket_of("q:refund") == bucket_of("q:refund"), bucket_of("q:refund")
+    (True, 'h00')
+    """
+    return f"h{zlib.crc32(token.encode()) % HASH_BUCKETS:02d}"
+
+
+@dataclass(slots=True)
+class SessionFeatures:
+    """The current session. ``number`` is the user's session count (``UserState.sessions``)."""
+
+    number: int = 0
+    started_at: float = 0.0
+    last_at: float = 0.0
+    events: int = 0
+    product_views: int = 0
+    category_views: int = 0
+    help_views: int = 0
+    searches: int = 0
+    cart_adds: int = 0
+    cart_value: float = 0.0
+    first_cart_at: float | None = None
+    checkout: bool = False
+    payment_page: bool = False
+    payment_failures: int = 0
+    last_category: str | None = None
+    hashed: dict[str, float] = field(default_factory=dict)
+    # The intent the session showed (an order, a support contact), once it has.
+    intent: str | None = None
+
+    def ended_intent(self) -> str:
+        """The label of a session that ended: the intent it showed, else leave (a cart or a checkout
+        left behind) or browse."""
+        if self.intent is not None:
+            return self.intent
+        return LEAVE if self.cart_adds or self.checkout or self.payment_page else BROWSE
+
+
+def _decayed_day() -> DecayedCount:
+    return DecayedCount(DAY)
+
+
+def _decayed_month() -> DecayedCount:
+    return DecayedCount(28 * DAY)
+
+
+@dataclass(slots=True)
+class UserFeatures:
+    events: DecayedCount = field(default_factory=_decayed_day)
+    orders: DecayedCount = field(default_factory=_decayed_month)
+    support_contacts: DecayedCount = field(default_factory=_decayed_month)
+    delivery_problems: DecayedCount = field(default_factory=_decayed_month)
+    last_delivery_problem_at: float | None = None
+    depth: MeanVar = field(default_factory=MeanVar)  # log(1 + events per session)
+    dwell: MeanVar = field(default_factory=MeanVar)  # log(1 + seconds between clicks in a session)
+    satisfaction: EWMean = field(default_factory=lambda: EWMean(0.3))
+    satisfaction_fast: EWMean = field(default_factory=lambda: EWMean(0.5))
+    satisfaction_slow: EWMean = field(default_factory=lambda: EWMean(0.1))
+    session: SessionFeatures = field(default_factory=SessionFeatures)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UserFeatures:
+        return cls(
+            events=DecayedCount(**data["events"]),
+            orders=DecayedCount(**data["orders"]),
+            support_contacts=DecayedCount(**data["support_contacts"]),
+            delivery_problems=DecayedCount(**data["delivery_problems"]),
+            last_delivery_problem_at=data["last_delivery_problem_at"],
+            depth=MeanVar(**data["depth"]),
+            dwell=MeanVar(**data["dwell"]),
+            satisfaction=EWMean(**data["satisfaction"]),
+            satisfaction_fast=EWMean(**data["satisfaction_fast"]),
+            satisfaction_slow=EWMean(**data["satisfaction_slow"]),
+            session=SessionFeatures(**data["session"]),
+        )
+
+    def satisfaction_trend(self) -> float:
+        """Recent satisfaction minus the longer-run level (-1..1); 0 without feedback."""
+        return self.satisfaction_fast.mean - self.satisfaction_slow.mean
+
+
+def learn_event(features: UserFeatures, event: Event, session_number: int) -> SessionFeatures | None:
+    """Update ``features`` with one event; ``session_number`` is the user's session count after the
+    event was applied to their state (a new number: the event started a visit). Returns the session
+    that the event ended, if it did."""
+    time = event.event_time
+    if event.source == LOGISTICS:
+        if event.event_type in ("delayed", "exception"):
+            features.delivery_problems.update(time)
+            features.last_delivery_problem_at = max(features.last_delivery_problem_at or 0.0, time)
+        return None
+    if event.source != CLICKSTREAM:
+        return None
+    features.events.update(time)
+    ended = None
+    session = features.session
+    if session_number != session.number:
+        if session.events:
+            features.depth.update(math.log1p(session.events))
+            ended = session
+        session = features.session = SessionFeatures(number=session_number, started_at=time, last_at=time)
+    elif time > session.last_at:
+        features.dwell.update(math.log1p(time - session.last_at))
+    session.events += 1
+    session.last_at = max(session.last_at, time)
+    _learn_click(features, session, event)
+    return ended
+
+
+def _count(session: SessionFeatures, token: str) -> None:
+    bucket = bucket_of(token)
+    session.hashed[bucket] = session.hashed.get(bucket, 0.0) + 1.0
+
+
+def _learn_click(features: UserFeatures, session: SessionFeatures, event: Event) -> None:
+    kind, attrs, time = event.event_type, event.attrs, event.event_time
+    intent = INTENT_OF_EVENT.get(kind)
+    if intent is not None and session.intent is None:
+        session.intent = intent
+    if kind == "page_view":
+        category = attrs.get("category")
+        page = attrs["page"]
+        if category == HELP_CATEGORY or page.startswith("/help"):
+            session.help_views += 1
+            category = category or HELP_CATEGORY
+        elif page.startswith("/p/"):
+            session.product_views += 1
+        else:
+            session.category_views += 1
+        if category:
+            _count(session, f"c:{category}")
+            if session.last_category and session.last_category != category:
+                _count(session, f"t:{session.last_category}>{category}")
+            session.last_category = category
+    elif kind == "search":
+        session.searches += 1
+        for token in _TOKEN.findall(attrs["query"].lower())[:MAX_QUERY_TOKENS]:
+            _count(session, f"q:{token}")
+    elif kind == "add_to_cart":
+        session.cart_adds += 1
+        session.cart_value += attrs.get("price", 0.0) * attrs.get("quantity", 1)
+        if session.first_cart_at is None:
+            session.first_cart_at = time
+    elif kind == "checkout_start":
+        session.checkout = True
+    elif kind == "payment_page_view":
+        session.payment_page = True
+    elif kind == "payment_failed":
+        session.payment_failures += 1
+    elif kind == "order_completed":
+        features.orders.update(time)
+    elif kind == "support_contact":
+        features.support_contacts.update(time)
+    elif kind == "feedback":
+        score = (attrs["score"] - 1.0) / 4.0
+        for average in (features.satisfaction, features.satisfaction_fast, features.satisfaction_slow):
+            average.update(score)

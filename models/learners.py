@@ -1,0 +1,140 @@
+"""The intent and churn models: River pipelines that measure themselves as they learn.
+
+A :class:`MonitoredClassifier` wraps a River pipeline with progressive validation: the probabilities
+it is given at :meth:`~MonitoredClassifier.learn_one` are the ones it predicted for the example when
+the example was taken, before any label was known, and they update the model-health metrics before
+the model learns the example. Labels come late (:mod:`models.scoring`), so each example is predicted
+once when its features are taken and learned once when its label arrives, and never predicted again
+after it was learned. An ADWIN detector watches each example's loss for drift.
+
+:class:`PartitionModels` holds the two models of one stream partition: each partition learns from its
+own users and its models move with it (a changelog-backed table keyed by partition, checkpointed
+periodically; see :mod:`streams.app`).
+
+>>> models = PartitionModels()
+>>> x = {"searches": 1.0}
+>>> before = models.churn.predict_proba_one(x)
+>>> drifted = models.churn.learn_one(x, True, before)
+>>> models.churn.examples
+1
+>>> sorted(models.intent.predict_proba_one(x))  # every class, even before any was seen
+['browse', 'leave', 'need_help', 'purchase']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from river import compose, drift, linear_model, metrics, optim, preprocessing, utils
+
+from models.features import INTENTS
+
+QUALITY_WINDOW = 5000  # examples in the rolling quality metrics
+PROBABILITY_FLOOR = 1e-6  # log loss of a certain wrong prediction stays finite
+
+
+def churn_pipeline() -> compose.Pipeline:
+    # AdaGrad: the rare churned examples keep a usable step size (best in benchmarks/models.py).
+    return preprocessing.StandardScaler() | linear_model.LogisticRegression(optimizer=optim.AdaGrad(0.05))
+
+
+def intent_pipeline() -> compose.Pipeline:
+    return preprocessing.StandardScaler() | linear_model.SoftmaxRegression(optimizer=optim.SGD(0.02), l2=1e-4)
+
+
+@dataclass
+class MonitoredClassifier:
+    """A River pipeline with progressive-validation metrics, drift detection and counts.
+
+    ``classes``: the labels; a binary model has ``(False, True)`` and its probabilities are of True.
+    """
+
+    name: str
+    pipeline: compose.Pipeline
+    classes: tuple[Any, ...]
+    examples: int = 0
+    drifts: int = 0
+    # Quality over the last QUALITY_WINDOW examples, each scored by the prediction made before learning.
+    rolling: dict[str, Any] = field(default_factory=dict)
+    detector: drift.ADWIN = field(default_factory=drift.ADWIN)
+
+    def __post_init__(self) -> None:
+        if not self.rolling:
+            if self.binary:
+                self.rolling = {
+                    "roc_auc": metrics.RollingROCAUC(window_size=QUALITY_WINDOW),
+                    "log_loss": utils.Rolling(metrics.LogLoss, window_size=QUALITY_WINDOW),
+                }
+            else:
+                self.rolling = {
+                    "accuracy": utils.Rolling(metrics.Accuracy, window_size=QUALITY_WINDOW),
+                    "macro_f1": utils.Rolling(metrics.MacroF1, window_size=QUALITY_WINDOW),
+                }
+
+    @property
+    def binary(self) -> bool:
+        return self.classes == (False, True)
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]:
+        """A probability for every class (uniform before the model has learned anything)."""
+        proba = self.pipeline.predict_proba_one(x)
+        if self.binary:
+            p = float(proba.get(True, 0.5))
+            return {False: 1.0 - p, True: p}
+        full = {label: float(proba.get(label, 0.0)) for label in self.classes}
+        total = sum(full.values())
+        if total <= 0.0:
+            return dict.fromkeys(self.classes, 1.0 / len(self.classes))
+        return {label: p / total for label, p in full.items()}
+
+    def learn_one(self, x: dict[str, float], y: Any, predicted: dict[Any, float]) -> bool:
+        """Score ``predicted`` (made before any label was known) against ``y``, then learn (x, y).
+        Returns whether the loss stream drifted."""
+        if self.binary:
+            p = predicted.get(True, 0.5)
+            self.rolling["roc_auc"].update(y, p)
+            self.rolling["log_loss"].update(y, p)
+            loss = -math.log(max(PROBABILITY_FLOOR, p if y else 1.0 - p))
+        else:
+            guess = max(predicted, key=predicted.__getitem__)
+            for metric in self.rolling.values():
+                metric.update(y, guess)
+            loss = float(guess != y)
+        self.pipeline.learn_one(x, y)
+        self.examples += 1
+        self.detector.update(loss)
+        if self.detector.drift_detected:
+            self.drifts += 1
+            return True
+        return False
+
+    def quality(self) -> dict[str, float]:
+        """The rolling quality metrics (NaN until they can be computed)."""
+        values = {}
+        for name, metric in self.rolling.items():
+            try:
+                values[name] = float(metric.get())
+            except (ZeroDivisionError, ValueError):
+                values[name] = math.nan
+        return values
+
+
+def churn_model() -> MonitoredClassifier:
+    return MonitoredClassifier("churn", churn_pipeline(), (False, True))
+
+
+def intent_model() -> MonitoredClassifier:
+    return MonitoredClassifier("intent", intent_pipeline(), INTENTS)
+
+
+@dataclass
+class PartitionModels:
+    """The models of one stream partition."""
+
+    intent: MonitoredClassifier = field(default_factory=intent_model)
+    churn: MonitoredClassifier = field(default_factory=churn_model)
+
+    def by_name(self) -> dict[str, MonitoredClassifier]:
+        return {self.intent.name: self.intent, self.churn.name: self.churn}
