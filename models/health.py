@@ -48,6 +48,7 @@ class Scores:
     health: int
     satisfaction: float | None
     scored_at: float  # event time
+    event_id: str  # the event scored; "" for a timer tick (with scored_at, the score's identity)
     intent_examples: int  # how much the models behind these scores had learned
     churn_examples: int
 
@@ -65,6 +66,7 @@ class Scores:
             "schema": SCORES_SCHEMA,
             "user_id": user_id,
             "scored_at": iso_time(self.scored_at),
+            "event_id": self.event_id,
             "intent": self.intent,
             "churn": self.churn,
             "health": self.health,

@@ -135,6 +135,8 @@ class PartitionModels:
 
     intent: MonitoredClassifier = field(default_factory=intent_model)
     churn: MonitoredClassifier = field(default_factory=churn_model)
+    # Checkpoints written: of two copies of a partition's models, the one with more is the later.
+    checkpoints: int = 0
 
     def by_name(self) -> dict[str, MonitoredClassifier]:
         return {self.intent.name: self.intent, self.churn.name: self.churn}

@@ -215,6 +215,7 @@ def observe(
         health=health_score(churn, satisfaction),
         satisfaction=None if satisfaction is None else round(satisfaction, 4),
         scored_at=now,
+        event_id="" if event is None else event.event_id,
         intent_examples=models.intent.examples,
         churn_examples=models.churn.examples,
     )

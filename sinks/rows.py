@@ -116,6 +116,7 @@ def score_row(value: bytes, headers: Headers, partition: int, offset: int) -> tu
     return (
         data["user_id"],
         _millis(data["scored_at"]),
+        data["event_id"],
         float(intent["purchase"]),
         float(intent["need_help"]),
         float(intent["browse"]),
@@ -253,6 +254,7 @@ SCORES = TableSpec(
     (
         "user_id",
         "scored_at",
+        "event_id",
         "intent_purchase",
         "intent_need_help",
         "intent_browse",
@@ -267,6 +269,8 @@ SCORES = TableSpec(
         "kafka_offset",
     ),
     score_row,
-    id_index=(0, 1),
-    id_sql="concat(user_id, ':', toString(toUnixTimestamp64Milli(scored_at)))",
+    # Two scores of a user can share an event time (a late event, two events in one millisecond): the
+    # event scored tells them apart.
+    id_index=(0, 1, 2),
+    id_sql="concat(user_id, ':', toString(toUnixTimestamp64Milli(scored_at)), ':', event_id)",
 )

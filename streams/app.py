@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import faust
@@ -157,24 +158,76 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     users.value_serializer = "user_state"
     app.tables.add(users)
     # The intent and churn models of each partition of the events topic, keyed by partition number, so
-    # a worker that takes over a partition takes over its models. Written every
-    # model_checkpoint_seconds, not on every event (a model is far larger than a user's state): a crash
-    # loses at most that much of their learning, never a prediction or a user's features.
+    # a worker that takes over a partition takes over its models. They are written to the changelog
+    # every model_checkpoint_seconds, when their partition is revoked and at shutdown, not on every
+    # event (a model is far larger than a user's state): a crash loses at most one interval of their
+    # learning, never a prediction or a user's features.
     partition_models = app.conf.Table(
         app, name="models", partitions=settings.partitions, beacon=app.tables.beacon
     )
     partition_models.key_serializer = "json"
     partition_models.value_serializer = "partition_models"
     app.tables.add(partition_models)
-    checkpointed: dict[int, float] = {}  # partition -> wall time of its models' last checkpoint
-    # The live models of this worker's partitions. Not read from the table on each message: a RocksDB
-    # store hands out a fresh copy of the last checkpoint on every read.
+    # The live models of this worker's partitions (a RocksDB store would hand out a fresh copy of the
+    # last checkpoint on every read), those that learned since their last checkpoint, and those to
+    # compare with the table after a rebalance.
     live_models: dict[int, PartitionModels] = {}
+    learned_since_checkpoint: set[int] = set()
+    recovered_since: set[int] = set()
 
     @partition_models.on_recover
-    async def take_recovered_models() -> None:
-        """After a rebalance: the models of the partitions now held are those in the table."""
-        live_models.clear()
+    async def compare_after_recovery() -> None:
+        recovered_since.update(live_models)
+
+    def models_of(partition: int) -> PartitionModels:
+        """The partition's models: live, or as recovered from their changelog, or new. After a
+        rebalance the later of the live ones and the table's (another worker may have held the
+        partition and checkpointed since) is kept."""
+        models = live_models.get(partition)
+        if models is None or partition in recovered_since:
+            recovered_since.discard(partition)
+            stored = partition_models.get(str(partition))
+            if stored is not None and (models is None or stored.checkpoints > models.checkpoints):
+                models = stored
+                learned_since_checkpoint.discard(partition)
+            live_models[partition] = models = models or PartitionModels()
+        return models
+
+    def checkpoint_models(partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            models = live_models.get(partition)
+            if models is None or partition not in learned_since_checkpoint:
+                continue
+            # Straight to the changelog, at the partition's own number: a table cannot be written outside
+            # an agent (Faust takes the partition from the message being processed). No persisted-offset
+            # callback, so that a recovery of this partition always reads it.
+            models.checkpoints += 1
+            partition_models.changelog_topic.send_soon(
+                key=str(partition),
+                value=models,
+                partition=partition,
+                key_serializer="json",
+                value_serializer="partition_models",
+            )
+            learned_since_checkpoint.discard(partition)
+            metrics.MODEL_CHECKPOINTS.labels(str(partition)).inc()
+            for model in models.by_name().values():
+                for metric, value in model.quality().items():
+                    metrics.MODEL_QUALITY.labels(model.name, metric, str(partition)).set(value)
+
+    @app.timer(settings.model_checkpoint_seconds)
+    async def checkpoint_periodically() -> None:
+        checkpoint_models(list(live_models))
+
+    @app.on_partitions_revoked.connect
+    async def checkpoint_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+        """Before another worker recovers them: flushed here, ahead of the rebalance going on."""
+        checkpoint_models({tp.partition for tp in revoked if tp.topic == settings.topic_events})
+        await app.producer.flush()
+
+    @app.on_before_shutdown.connect
+    async def checkpoint_at_shutdown(sender: Any, **kwargs: Any) -> None:
+        checkpoint_models(list(live_models))  # the app flushes its producer next
 
     clocks = PartitionClocks()
     pending_timers = PendingTimers(policy)  # what the sweep looks at, instead of every user
@@ -224,7 +277,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 snapshot = StateSnapshot(stored)
                 state = stored or UserState(user_id)
                 state.partition = message.partition
-                models = models_of(message.partition, wall)
+                models = models_of(message.partition)
                 if tick:
                     pending_timers.answered(user_id)
                 else:
@@ -268,31 +321,10 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 metrics.MODEL_LABEL_DELAY.labels(learned.model).observe(learned.delay)
                 if learned.drift:
                     metrics.MODEL_DRIFTS.labels(learned.model).inc()
-            if wall - checkpointed.get(message.partition, 0.0) >= settings.model_checkpoint_seconds:
-                checkpoint_models(message.partition, models, wall)
+            if done.model.learned:
+                learned_since_checkpoint.add(message.partition)
             if done.event is not None:
                 metrics.EVENT_PROCESSING.observe(max(0.0, time.time() - done.event.event_time))
-
-    def models_of(partition: int, wall: float) -> PartitionModels:
-        """The partition's models: as recovered from their changelog, or new (and saved at once)."""
-        models = live_models.get(partition)
-        if models is None:
-            models = partition_models.get(str(partition))
-            if models is None:
-                models = PartitionModels()
-                checkpoint_models(partition, models, wall)
-            live_models[partition] = models
-        return models
-
-    def checkpoint_models(partition: int, models: PartitionModels, wall: float) -> None:
-        # Must run while the agent handles a message of this partition: Faust writes a table's
-        # changelog to the partition of the message being processed.
-        partition_models[str(partition)] = models
-        checkpointed[partition] = wall
-        metrics.MODEL_CHECKPOINTS.labels(str(partition)).inc()
-        for model in models.by_name().values():
-            for metric, value in model.quality().items():
-                metrics.MODEL_QUALITY.labels(model.name, metric, str(partition)).set(value)
 
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:

@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -170,7 +171,24 @@ async def _stream(
     return tally
 
 
-def _summary(dsn: str, tally: _Tally) -> str:
+def _scores_by_type(rows: list[tuple], user_type: Callable[[str], str | None]) -> list[str]:
+    """The latest scores, averaged per latent user type of the traffic (its ground truth)."""
+    grouped: dict[str, list[tuple]] = {}
+    for user, *scores in rows:
+        grouped.setdefault(user_type(user) or "unknown", []).append(tuple(scores))
+    lines = [
+        "    type          users  purchase  need_help  browse  leave   churn  health",
+    ]
+    for kind, members in sorted(grouped.items()):
+        means = [sum(values) / len(values) for values in zip(*members, strict=True)]
+        lines.append(
+            f"    {kind:12s} {len(members):6d}    {means[0]:.2f}      {means[1]:.2f}     {means[2]:.2f}"
+            f"    {means[3]:.2f}    {means[4]:.2f}   {means[5]:5.1f}"
+        )
+    return lines
+
+
+def _summary(dsn: str, tally: _Tally, user_type: Callable[[str], str | None]) -> str:
     from sinks.clickhouse import ClickHouseStore
     from sinks.report import format_report, value_report
 
@@ -196,6 +214,13 @@ def _summary(dsn: str, tally: _Tally) -> str:
         minutes = store.query(
             "SELECT minute, sum(events) FROM events_per_minute GROUP BY minute ORDER BY minute"
         )
+        scores = store.query(
+            "SELECT user_id, intent_purchase, intent_need_help, intent_browse, intent_leave, churn, health"
+            " FROM user_scores_latest FINAL"
+        )
+        scored = store.query(
+            "SELECT count(), max(intent_examples), max(churn_examples) FROM user_scores FINAL"
+        )[0]
         value = format_report(value_report(store))
     finally:
         store.close()
@@ -225,6 +250,13 @@ def _summary(dsn: str, tally: _Tally) -> str:
             f"  example {trigger}: {example['reason']}; channel {example['channel']}, offer {offer};"
             f" evidence {evidence}"
         )
+    lines.append(
+        f"  user scores: {scored[0]} published for {len(scores)} users; the models of a partition had"
+        f" learned up to {scored[1]} intent and {scored[2]} churn examples (churn labels need"
+        " the 30-day horizon, or a cancellation)"
+    )
+    lines.append("  latest scores by the traffic's latent user type (its ground truth), means:")
+    lines += _scores_by_type(scores, user_type) if scores else ["    none"]
     lines += ["", "Value metrics (forewarn report), treatment against holdout:", value]
     return "\n".join(lines)
 
@@ -281,5 +313,5 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
             print("stopping the worker (it flushes the ClickHouse sink and commits) ...")
         worker.stop()
         broker.stop()
-    print(_summary(dsn, tally))
+    print(_summary(dsn, tally, generator.user_type))
     return 0

@@ -338,7 +338,9 @@ class TrafficGenerator:
                 self._subscription(time, user)
         behaviour = self._behaviour(user)
         session = f"s{self._id()}"
-        for _ in range(self.random.randint(*behaviour.browse_steps)):
+        # A user drifting away browses less: their sessions get shorter as their engagement falls.
+        steps = max(1, round(self.random.randint(*behaviour.browse_steps) * self.engagement(user) ** 0.5))
+        for _ in range(steps):
             if self.random.random() < behaviour.help_share:
                 if self.random.random() < 0.3:
                     self._click(time, user, session, "search", query=self.random.choice(HELP_QUERIES))

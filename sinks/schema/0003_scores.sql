@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS user_scores
 (
     user_id          String,
     scored_at        DateTime64(3, 'UTC') COMMENT 'event time of what was scored',
+    event_id         String COMMENT 'the event scored; empty for a timer tick',
     intent_purchase  Float32,
     intent_need_help Float32,
     intent_browse    Float32,
@@ -26,9 +27,9 @@ CREATE TABLE IF NOT EXISTS user_scores
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(scored_at)
--- Read per user over time (a user's trajectory); the natural id (user_id, scored_at) closes the key so
--- that re-processed copies collapse.
-ORDER BY (user_id, scored_at)
+-- Read per user over time (a user's trajectory); the natural id (user_id, scored_at, event_id) closes
+-- the key so that re-processed copies collapse.
+ORDER BY (user_id, scored_at, event_id)
 SETTINGS non_replicated_deduplication_window = 10000;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS sink_offsets_user_scores_mv TO sink_offsets AS
