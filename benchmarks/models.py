@@ -48,6 +48,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score  #
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
+from benchmarks.readme import write_between  # noqa: E402
 from models import scoring  # noqa: E402
 from models.features import INTENTS  # noqa: E402
 from models.learners import PartitionModels  # noqa: E402
@@ -290,14 +291,6 @@ def report(args: argparse.Namespace, runs: list[PartitionRun], seconds: float) -
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> None:
-    readme = ROOT / "README.md"
-    start, end = README_MARKERS
-    content = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    readme.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", content), encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=20_000)
@@ -321,7 +314,7 @@ def main() -> int:
     text = report(args, runs, time.perf_counter() - started)
     print("\n" + text)
     if args.write_readme:
-        write_readme(text)
+        write_between(README_MARKERS, text)
         print("\nREADME.md updated")
     return 0
 

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from benchmarks.readme import write_between  # noqa: E402
 from streams.broker import start_broker  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.events import InvalidEvent, parse_event  # noqa: E402
@@ -385,14 +385,6 @@ def _is_broken(message: Outgoing) -> bool:
     return False
 
 
-def write_readme(report: str) -> None:
-    readme = ROOT / "README.md"
-    start, end = README_MARKERS
-    text = readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    readme.write_text(pattern.sub(lambda _: f"{start}\n{report}\n{end}", text), encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -412,7 +404,7 @@ def main() -> int:
     report = run(args)
     print("\n" + report)
     if args.write_readme:
-        write_readme(report)
+        write_between(README_MARKERS, report)
         print("\nREADME.md updated")
     return 0
 

@@ -38,10 +38,9 @@ import zlib
 from dataclasses import dataclass, field
 
 from models.stats import DecayedCount, EWMean, MeanVar
+from streams.activity import DAY
 from streams.events import CLICKSTREAM, LOGISTICS, Event
 
-HOUR = 3600.0
-DAY = 24 * HOUR
 # Trajectory tokens (search terms, categories, transitions) are hashed into this many buckets.
 HASH_BUCKETS = 16
 MAX_QUERY_TOKENS = 8

@@ -43,9 +43,8 @@ from models.health import Scores, health_score, satisfaction_of
 from models.learners import MonitoredClassifier, PartitionModels
 from streams.events import SUBSCRIPTIONS, Event
 from streams.policy import ModelRules
-from streams.state import UserState
+from streams.state import UserState, recent_abandoned_payments
 
-PRICE_SENSITIVITY_WINDOW = 90 * DAY
 HASHED = tuple(f"h{bucket:02d}" for bucket in range(HASH_BUCKETS))
 CHURNED = "churned"
 STAYED = "stayed"
@@ -102,9 +101,7 @@ def vector(state: UserState, now: float) -> dict[str, float]:
         "satisfaction_trend": features.satisfaction_trend(),
         "feedback_given": float(features.satisfaction.n > 0),
         "coupon_user": float(bool(state.coupon_orders or state.accepted_discounts)),
-        "abandoned_payments": float(
-            sum(1 for t in state.abandoned_payments if now - PRICE_SENSITIVITY_WINDOW <= t <= now)
-        ),
+        "abandoned_payments": float(recent_abandoned_payments(state, now)),
         "subscriber": float(any(s.status == "active" for s in state.subscriptions.values())),
         "cancelled": float(any(s.status == "cancelled" for s in state.subscriptions.values())),
         "s_events": math.log1p(session.events),

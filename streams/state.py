@@ -237,6 +237,15 @@ def _apply_clickstream(state: UserState, event: Event, time: float, session_gap:
         state.cart_value = None
 
 
+# Payment-page visits left unpaid within this long tell price sensitivity (offers, models).
+PRICE_SENSITIVITY_WINDOW = 90 * 86400.0
+
+
+def recent_abandoned_payments(state: UserState, now: float) -> int:
+    """Payment-page visits the user left unpaid within :data:`PRICE_SENSITIVITY_WINDOW` before ``now``."""
+    return sum(1 for t in state.abandoned_payments if now - PRICE_SENSITIVITY_WINDOW <= t <= now)
+
+
 def _remember_time(times: list[float], time: float, limit: int) -> None:
     times.append(time)
     times.sort()  # late events land in their place

@@ -42,10 +42,7 @@ from streams.clock import PartitionClocks
 from streams.events import LOGISTICS, SUBSCRIPTIONS, Event, to_millis
 from streams.interventions import Intervention, intervention_id, iso_time
 from streams.policy import Offer, Policy, TriggerPolicy
-from streams.state import Shipment, Subscription, UserState, apply_event
-
-# Payment-page visits left unpaid within this long count towards price sensitivity.
-PRICE_SENSITIVITY_WINDOW = 90 * DAY
+from streams.state import Shipment, Subscription, UserState, apply_event, recent_abandoned_payments
 
 
 def payment_dwell_deadline(state: UserState, policy: Policy) -> float | None:
@@ -225,8 +222,7 @@ def offer_for(state: UserState, offer: Offer | None, now: float) -> tuple[dict[s
         return terms, "offered to everyone"
     if state.coupon_orders or state.accepted_discounts:
         return terms, "coupon user"
-    recent = [t for t in state.abandoned_payments if now - PRICE_SENSITIVITY_WINDOW <= t <= now]
-    if len(recent) >= offer.min_abandoned_payments:
+    if recent_abandoned_payments(state, now) >= offer.min_abandoned_payments:
         return terms, "price sensitive"
     return None, "no coupon use or price sensitivity in the history"
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import clickhouse_connect
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -59,11 +60,10 @@ async def produce(bootstrap: str, messages: Iterable[Message]) -> int:
     return len(futures)
 
 
-async def consume_all(
-    bootstrap: str, topic: str, *, until: int | None = None, timeout: float = 30.0, settle: float = 2.0
+async def read_until(
+    bootstrap: str, topic: str, done: Callable[[list[Any]], bool], timeout: float = 60.0
 ) -> list[Any]:
-    """Every message on ``topic`` from the start: until ``until`` messages, then ``settle`` seconds
-    more to catch any extra (duplicates), or until ``timeout``."""
+    """Every message on ``topic`` from the start, as soon as ``done(messages)`` (or at ``timeout``)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
@@ -71,12 +71,35 @@ async def consume_all(
     messages: list[Any] = []
     deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=200)
-            for batch in batches.values():
+        while not done(messages) and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
                 messages.extend(batch)
-            if until is not None and len(messages) >= until:
-                deadline = min(deadline, time.monotonic() + settle)
     finally:
         await consumer.stop()
     return messages
+
+
+async def consume_all(
+    bootstrap: str, topic: str, *, until: int | None = None, timeout: float = 30.0, settle: float = 2.0
+) -> list[Any]:
+    """Every message on ``topic`` from the start: until ``until`` messages, then ``settle`` seconds
+    more to catch any extra (duplicates), or until ``timeout``."""
+    reached: list[float] = []  # when ``until`` messages were first there
+
+    def settled(messages: list[Any]) -> bool:
+        if until is None or len(messages) < until:
+            return False
+        reached[:1] = reached[:1] or [time.monotonic()]
+        return time.monotonic() - reached[0] >= settle
+
+    return await read_until(bootstrap, topic, settled, timeout)
+
+
+def rows(dsn: str, sql: str) -> list[tuple]:
+    """The rows of a query against the ClickHouse at ``dsn`` (after the worker writing it stopped, for
+    an embedded one)."""
+    client = clickhouse_connect.get_client(dsn=dsn)
+    try:
+        return client.query(sql).result_rows
+    finally:
+        client.close()

@@ -9,11 +9,10 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import clickhouse_connect
 import orjson
 import pytest
 from clickhouse_server import start_clickhouse_server
-from harness import consume_all, produce, worker_env
+from harness import consume_all, produce, rows, worker_env
 from scenario import add_broken_messages, build
 
 from streams.deadletters import read_dead_letter_headers
@@ -32,14 +31,6 @@ def clickhouse_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
         yield server.url
     finally:
         server.stop()
-
-
-def rows(dsn: str, sql: str) -> list[tuple]:
-    client = clickhouse_connect.get_client(dsn=dsn)
-    try:
-        return client.query(sql).result_rows
-    finally:
-        client.close()
 
 
 def interventions_by_id(messages: list) -> dict[str, dict]:

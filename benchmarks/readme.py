@@ -1,0 +1,16 @@
+"""Putting a benchmark's figures into README.md, between its markers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def write_between(markers: tuple[str, str], text: str, readme: Path = README) -> None:
+    """Replace what README.md holds between ``markers`` (start, end) with ``text``."""
+    start, end = markers
+    content = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    readme.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", content), encoding="utf-8")
