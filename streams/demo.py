@@ -252,8 +252,8 @@ def _summary(dsn: str, tally: _Tally, user_type: Callable[[str], str | None]) ->
         )
     lines.append(
         f"  user scores: {scored[0]} published for {len(scores)} users; the models of a partition had"
-        f" learned up to {scored[1]} intent and {scored[2]} churn examples (churn labels need"
-        " the 30-day horizon, or a cancellation)"
+        f" learned up to {scored[1]} intent and {scored[2]} churn examples (a churn label needs"
+        " the user back in a later visit, a cancellation, or the 30-day horizon)"
     )
     lines.append("  latest scores by the traffic's latent user type (its ground truth), means:")
     lines += _scores_by_type(scores, user_type) if scores else ["    none"]
