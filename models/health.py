@@ -52,9 +52,14 @@ class Scores:
     intent_examples: int  # how much the models behind these scores had learned
     churn_examples: int
 
-    def moved(self, before: Scores | None, delta: float) -> bool:
-        """Whether these scores differ enough from ``before`` (the last published) to publish."""
-        if before is None or before.satisfaction != self.satisfaction:
+    def moved(self, before: Scores | None, delta: float, interval: float = 0.0) -> bool:
+        """Whether to publish these scores: they differ enough from ``before`` (the last published),
+        at least ``interval`` (event time) after it."""
+        if before is None:
+            return True
+        if self.scored_at - before.scored_at < interval:
+            return False
+        if before.satisfaction != self.satisfaction:
             return True
         if abs(self.churn - before.churn) >= delta:
             return True

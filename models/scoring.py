@@ -216,7 +216,7 @@ def observe(
         intent_examples=models.intent.examples,
         churn_examples=models.churn.examples,
     )
-    publish = scores.moved(state.scores, rules.publish_delta)
+    publish = scores.moved(state.scores, rules.publish_delta, rules.publish_interval)
     if publish:
         state.scores = scores
     return ModelRound(scores, publish, learned)

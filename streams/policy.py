@@ -119,6 +119,7 @@ class ModelRules:
 
     churn_horizon: float = 30 * 86400.0  # no activity for this long: churned
     publish_delta: float = 0.05  # scores are published when a probability moves by this much
+    publish_interval: float = 300.0  # ... and at most once per this long (event time) per user
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,12 +371,16 @@ def build_policy(data: dict[str, Any], source: str) -> Policy:
 
 
 def _models(check: _Checker) -> ModelRules:
-    check.known({"churn_horizon", "publish_delta"})
+    check.known({"churn_horizon", "publish_delta", "publish_interval"})
     defaults = ModelRules()
     horizon = check.duration("churn_horizon", defaults.churn_horizon)
     if horizon <= 0:
         check.fail("churn_horizon", "must be longer than 0s")
-    return ModelRules(horizon, check.number("publish_delta", defaults.publish_delta, low=0.0, high=1.0))
+    return ModelRules(
+        horizon,
+        check.number("publish_delta", defaults.publish_delta, low=0.0, high=1.0),
+        check.duration("publish_interval", defaults.publish_interval),
+    )
 
 
 def _contact(check: _Checker) -> ContactRules:

@@ -26,7 +26,7 @@ from streams.worker_process import WorkerProcess, send_everything_policy
 pytestmark = pytest.mark.integration
 
 # No trigger in the way, and every scored event published (a probability always moves by >= 0).
-POLICY = send_everything_policy("2s") + "\n[models]\npublish_delta = 0.0\n"
+POLICY = send_everything_policy("2s") + '\n[models]\npublish_delta = 0.0\npublish_interval = "0s"\n'
 SCORE_FIELDS = {
     "schema",
     "user_id",

@@ -302,6 +302,9 @@ def test_scores_are_published_when_they_move() -> None:
     assert not _scores(churn=0.24).moved(before, 0.05)
     assert _scores(churn=0.26).moved(before, 0.05)
     assert _scores(satisfaction=0.4).moved(before, 0.05)
+    # At most once per interval of event time, however much they moved.
+    assert not _scores(churn=0.9, scored_at=299.0).moved(before, 0.05, interval=300.0)
+    assert _scores(churn=0.9, scored_at=300.0).moved(before, 0.05, interval=300.0)
     moved_intent = {PURCHASE: 0.2, NEED_HELP: 0.7, BROWSE: 0.05, LEAVE: 0.05}
     assert _scores(intent=moved_intent).moved(before, 0.05)
 
@@ -333,7 +336,7 @@ def test_model_triggers_fire_once_past_threshold_and_warm_up() -> None:
 
 def test_the_models_section_of_the_policy_is_checked() -> None:
     policy = load_policy(text='[models]\nchurn_horizon = "14d"\npublish_delta = 0.1\n')
-    assert policy.models == ModelRules(14 * DAY, 0.1)
+    assert policy.models == ModelRules(14 * DAY, 0.1, 300.0)
     with pytest.raises(PolicyError, match=r"\[models\]: field 'churn_horizon' must be a duration"):
         load_policy(text='[models]\nchurn_horizon = "soon"\n', name="ops.toml")
     with pytest.raises(PolicyError, match="field 'horizon' is not known"):
