@@ -26,6 +26,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.topic_ticks,
         settings.topic_interventions,
         settings.topic_decisions,
+        settings.topic_scores,
         settings.topic_dead_letters,
     ]
 
