@@ -26,7 +26,8 @@ from streams.deadletters import read_dead_letter_headers
 Headers = Sequence[tuple[str, bytes]]
 
 
-def _millis(iso: str) -> int:
+def iso_millis(iso: str) -> int:
+    """An ISO 8601 time of the contracts (as :func:`streams.interventions.iso_time` writes) to epoch ms."""
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
@@ -57,8 +58,8 @@ def intervention_row(value: bytes, headers: Headers, partition: int, offset: int
         data["action"],
         data["channel"],
         data["user_id"],
-        _millis(data["event_time"]),
-        _millis(data["decided_at"]),
+        iso_millis(data["event_time"]),
+        iso_millis(data["decided_at"]),
         data["reason"],
         data["source_event_id"],
         orjson.dumps(data["evidence"]).decode(),
@@ -100,8 +101,8 @@ def decision_row(value: bytes, headers: Headers, partition: int, offset: int) ->
         data.get("arm", ""),
         "" if offer is None else orjson.dumps(offer).decode(),
         data["user_id"],
-        _millis(data["event_time"]),
-        _millis(data["decided_at"]),
+        iso_millis(data["event_time"]),
+        iso_millis(data["decided_at"]),
         data.get("source_event_id", ""),
         data.get("order_id", ""),
         partition,
@@ -115,7 +116,7 @@ def score_row(value: bytes, headers: Headers, partition: int, offset: int) -> tu
     intent = data["intent"]
     return (
         data["user_id"],
-        _millis(data["scored_at"]),
+        iso_millis(data["scored_at"]),
         data["event_id"],
         float(intent["purchase"]),
         float(intent["need_help"]),

@@ -24,7 +24,7 @@ from typing import Any
 from models.examples import PendingExamples
 from models.features import UserFeatures
 from models.health import Scores
-from streams.activity import Activity
+from streams.activity import DAY, Activity
 from streams.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, SUBSCRIPTIONS, Event
 from streams.interventions import Intervention
 
@@ -238,7 +238,7 @@ def _apply_clickstream(state: UserState, event: Event, time: float, session_gap:
 
 
 # Payment-page visits left unpaid within this long tell price sensitivity (offers, models).
-PRICE_SENSITIVITY_WINDOW = 90 * 86400.0
+PRICE_SENSITIVITY_WINDOW = 90 * DAY
 
 
 def recent_abandoned_payments(state: UserState, now: float) -> int:

@@ -9,7 +9,6 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.examples import SNAPSHOT_AT
 from models.features import INTENTS
+from sinks.rows import iso_millis
 from streams.policy import load_policy
 from streams.worker_process import WorkerProcess, send_everything_policy
 
@@ -96,11 +96,6 @@ def partitions_of(bootstrap: str, users: set[str]) -> dict[str, int]:
     return {user: partition[user] for user in users}
 
 
-def millis(iso: str) -> int:
-    assert iso.endswith("Z"), iso
-    return round(datetime.fromisoformat(iso).timestamp() * 1000)
-
-
 def metric(text: str, name: str, **labels: str) -> float:
     """A sample of the worker's Prometheus text (0 when absent)."""
     for family in text_string_to_metric_families(text):
@@ -119,7 +114,7 @@ def wait_for_metric(worker: WorkerProcess, name: str, at_least: float, timeout: 
 
 def check_contract(score: dict) -> None:
     assert set(score) == SCORE_FIELDS, score
-    assert score["schema"] == 1
+    assert score["schema"] == 1 and score["scored_at"].endswith("Z"), score
     intent = score["intent"]
     assert set(intent) == set(INTENTS), score
     assert all(0.0 <= p <= 1.0 for p in intent.values()), score
@@ -192,7 +187,7 @@ def test_scores_are_published_and_stored_latest_per_user(broker, tmp_path: Path)
     assert set(by_user) == set(users)
     for user, published in by_user.items():
         # Scored at each event's time, in order; what the models learned only grows.
-        assert [millis(s["scored_at"]) for s in published] == event_times[user]
+        assert [iso_millis(s["scored_at"]) for s in published] == event_times[user]
         assert [s["event_id"] for s in published] == [
             orjson.loads(v)["event_id"] for _, _, v in sessions[user]
         ]
@@ -230,7 +225,7 @@ def test_scores_are_published_and_stored_latest_per_user(broker, tmp_path: Path)
         "SELECT user_id, count(), max(toUnixTimestamp64Milli(scored_at)) FROM user_scores GROUP BY user_id",
     )
     assert {user: (n, at) for user, n, at in history} == {
-        user: (len(published), millis(published[-1]["scored_at"])) for user, published in by_user.items()
+        user: (len(published), iso_millis(published[-1]["scored_at"])) for user, published in by_user.items()
     }
     latest = rows(
         dsn,
@@ -241,7 +236,7 @@ def test_scores_are_published_and_stored_latest_per_user(broker, tmp_path: Path)
     assert sorted(row[0] for row in latest) == sorted(users)  # exactly one row per user
     for user, at, purchase, need_help, browse, leave, top, churn, health, intent_n, churn_n in latest:
         last = by_user[user][-1]
-        assert at == millis(last["scored_at"]) == max(millis(s["scored_at"]) for s in by_user[user])
+        assert at == iso_millis(last["scored_at"]) == max(iso_millis(s["scored_at"]) for s in by_user[user])
         intent = last["intent"]
         assert [purchase, need_help, browse, leave] == pytest.approx(
             [intent["purchase"], intent["need_help"], intent["browse"], intent["leave"]], abs=1e-6
@@ -311,9 +306,10 @@ def test_a_restarted_worker_takes_over_the_models_from_their_changelog(broker, t
         third_times = {orjson.loads(value)["event_time"] for _, _, value in third_visit}
 
         def all_back(found: list[dict]) -> bool:
-            return {s["user_id"] for s in found if millis(s["scored_at"]) in third_times} >= set(users)
+            return {s["user_id"] for s in found if iso_millis(s["scored_at"]) in third_times} >= set(users)
 
-        after = [s for s in read_scores(broker.bootstrap, all_back) if millis(s["scored_at"]) in third_times]
+        scores = read_scores(broker.bootstrap, all_back)
+        after = [s for s in scores if iso_millis(s["scored_at"]) in third_times]
         metrics = worker.metrics()
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]

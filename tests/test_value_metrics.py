@@ -25,7 +25,7 @@ import pytest
 
 from sinks.clickhouse import ClickHouseStore, batch_token, migrations
 from sinks.report import HOLDOUT, compare_arms, format_report, value_report
-from sinks.rows import DECISIONS, EVENTS, decision_row, event_row
+from sinks.rows import DECISIONS, EVENTS, decision_row, event_row, iso_millis
 from streams.cli import main
 from streams.events import Event
 from streams.interventions import iso_time
@@ -282,10 +282,6 @@ def final_decisions(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(chosen.values())
 
 
-def millis(iso: str) -> int:
-    return round(datetime.fromisoformat(iso).timestamp() * 1000)
-
-
 def expected_values(data: Dataset) -> dict[str, dict[str, Any]]:
     """Per final decision, the flags of ``intervention_value``."""
     by_user: dict[str, list[Ev]] = defaultdict(list)
@@ -297,7 +293,7 @@ def expected_values(data: Dataset) -> dict[str, dict[str, Any]]:
     latest = max(event.ms for event in data.events)
     values = {}
     for decision in final_decisions(data.decisions):
-        t, order = millis(decision["event_time"]), decision["order_id"]
+        t, order = iso_millis(decision["event_time"]), decision["order_id"]
         seen = outcomes[decision["intervention_id"]] if decision["decision"] == "emitted" else set()
         week = [
             e for e in by_user[decision["user_id"]] if t < e.ms <= t + 7 * DAY and e.source == "clickstream"
