@@ -30,6 +30,7 @@ from typing import Any
 from river import compose, drift, linear_model, metrics, optim, preprocessing, utils
 
 from models.features import INTENTS
+from models.tagger import FeedbackTagger
 
 QUALITY_WINDOW = 5000  # examples in the rolling quality metrics
 PROBABILITY_FLOOR = 1e-6  # log loss of a certain wrong prediction stays finite
@@ -131,12 +132,20 @@ def intent_model() -> MonitoredClassifier:
 
 @dataclass
 class PartitionModels:
-    """The models of one stream partition."""
+    """The models of one stream partition: intent and churn learn from its users; the feedback tagger
+    learns every correction (each goes to every partition), so all partitions tag alike."""
 
     intent: MonitoredClassifier = field(default_factory=intent_model)
     churn: MonitoredClassifier = field(default_factory=churn_model)
+    tagger: FeedbackTagger = field(default_factory=FeedbackTagger)
     # Checkpoints written: of two copies of a partition's models, the one with more is the later.
     checkpoints: int = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A checkpoint written before the tagger existed gets a freshly seeded one."""
+        if "tagger" not in state:
+            state = {**state, "tagger": FeedbackTagger()}
+        self.__dict__.update(state)
 
     def by_name(self) -> dict[str, MonitoredClassifier]:
         return {self.intent.name: self.intent, self.churn.name: self.churn}

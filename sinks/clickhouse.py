@@ -9,6 +9,7 @@ is written to be re-runnable, so a start that died half-way through a file simpl
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -20,6 +21,10 @@ import clickhouse_connect
 
 SCHEMA_PACKAGE = "sinks.schema"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# In system.tables.engine_full the TTL clause comes after the sorting key and before the settings.
+_TTL_CLAUSE = re.compile(r"\bTTL (.+?)(?= SETTINGS |$)")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +121,56 @@ class ClickHouseStore:
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return self.client.query(sql, parameters=parameters or {}).result_rows
+
+    def tables(self) -> dict[str, str]:
+        """The tables of the current database (views included) and their engines."""
+        rows = self.query("SELECT name, engine FROM system.tables WHERE database = currentDatabase()")
+        return dict(rows)
+
+    def tables_with_column(self, column: str) -> list[str]:
+        """The MergeTree tables (where rows are stored, not views) having a column named ``column``."""
+        rows = self.query(
+            "SELECT c.table FROM system.columns AS c"
+            " INNER JOIN system.tables AS t ON t.database = c.database AND t.name = c.table"
+            " WHERE c.database = currentDatabase() AND c.name = {column:String}"
+            " AND t.engine LIKE '%MergeTree' ORDER BY c.table",
+            {"column": column},
+        )
+        return [row[0] for row in rows]
+
+    def delete_where(self, table: str, condition: str, parameters: dict[str, Any]) -> int:
+        """Delete the rows of ``table`` matching ``condition`` (bound with ``parameters``); returns how
+        many there were. A lightweight ``DELETE`` (rows vanish from reads at once); where a table refuses
+        it (projections), a mutation waited for on every replica (``mutations_sync = 2``)."""
+        found = int(self.query(f"SELECT count() FROM {table} WHERE {condition}", parameters)[0][0])
+        if not found:
+            return 0
+        try:
+            self.client.command(f"DELETE FROM {table} WHERE {condition}", parameters=parameters)
+        except Exception as error:  # the driver's error: the server refused this kind of delete
+            log.info("lightweight delete refused on %s (%s); deleting by mutation", table, str(error)[:200])
+            self.client.command(
+                f"ALTER TABLE {table} DELETE WHERE {condition}",
+                parameters=parameters,
+                settings={"mutations_sync": 2},
+            )
+        return found
+
+    def set_ttl(self, table: str, ttl: str) -> None:
+        """``ALTER TABLE table MODIFY TTL ttl``; rows already expired go at once (the TTL is applied to
+        the existing parts)."""
+        self.client.command(f"ALTER TABLE {table} MODIFY TTL {ttl}")
+
+    def table_ttl(self, table: str) -> str | None:
+        """The table's TTL clause as ClickHouse shows it (``toDateTime(t) + toIntervalDay(30)``), or None."""
+        rows = self.query(
+            "SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = {t:String}",
+            {"t": table},
+        )
+        if not rows:
+            raise ValueError(f"table {table!r} does not exist")
+        match = _TTL_CLAUSE.search(rows[0][0])
+        return match.group(1).strip() if match else None
 
     def close(self) -> None:
         self.client.close()

@@ -18,6 +18,13 @@ committed, so the same event or intervention can reach a topic twice, at two off
 row whose id it has stored within the last ``dedup_window`` messages of that partition (reloaded from
 ClickHouse when it gets the partition), so counts, and the materialized views built on inserts, stay
 exact. The ReplacingMergeTree engines are the backstop beyond that window.
+
+Privacy (:mod:`sinks.privacy`, :mod:`sinks.erasure`): a row of a table with a user column has its user
+id replaced by the keyed pseudonym before anything else is done with it (its id for de-duplication
+is computed after, matching the ids ClickHouse holds), so no raw user id reaches those tables. With
+``erasures_topic`` the sink also reads the erasures the workers carried out and deletes the user's rows
+from ClickHouse once no row produced before the erasure can still be on its way; the erasure's offset
+is committed only after the delete.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +42,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from sinks.clickhouse import ClickHouseStore, batch_token
+from sinks.erasure import (
+    ErasedUsers,
+    Erasure,
+    ErasureQueue,
+    PendingErasure,
+    erase_user,
+    erasure_tables,
+    record_erasure,
+    redact,
+)
+from sinks.privacy import UserTable, pseudonymize_row
 from sinks.rows import TableSpec
 from streams import metrics
 from streams.deadletters import dead_letter_headers
@@ -150,6 +168,11 @@ class _Rebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # Store and commit what was taken before another member gets these partitions.
         await self.sink.flush()
+        # Erasures not done are not committed: whoever gets their partition reads them again.
+        dropped = self.sink.erasures.drop(revoked)
+        if dropped:
+            log.info("sink: %d pending erasures left to the next owner of their partitions", dropped)
+        metrics.ERASURES_PENDING.set(len(self.sink.erasures))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.sink.resume_after_stored(assigned)
@@ -165,6 +188,8 @@ class ClickHouseSink:
         bootstrap_servers: Sequence[str],
         group_id: str,
         dead_letter_topic: str,
+        pseudonymize: Callable[[str], str],
+        erasures_topic: str | None = None,
         batch_rows: int = 5000,
         flush_seconds: float = 1.0,
         max_retry_seconds: float = 30.0,
@@ -190,6 +215,15 @@ class ClickHouseSink:
         self._last_offset: dict[TopicPartition, int] = {}  # for the lag gauge
         self.dedup_window = dedup_window
         self._recent: dict[TopicPartition, RecentIds] = {}
+        self.pseudonymize = pseudonymize
+        self.erasures_topic = erasures_topic
+        self.erasures = ErasureQueue()
+        self.erased = ErasedUsers()
+        # Kafka partition -> offset before which every message is stored (or deliberately skipped) in
+        # ClickHouse: by this sink's flushes, or by the group's commits (another member's flushes).
+        self._stored_to: dict[TopicPartition, int] = {}
+        self._next_progress_check = 0.0
+        self._erasure_tables: list[UserTable] | None = None
 
     async def run(self) -> None:
         """Consume, batch, insert and commit until :meth:`stop`."""
@@ -205,7 +239,8 @@ class ClickHouseSink:
             **self.consumer_options,
             **self.security,
         )
-        self.consumer.subscribe(list(self.specs), listener=_Rebalance(self))
+        topics = [*self.specs, *([self.erasures_topic] if self.erasures_topic else [])]
+        self.consumer.subscribe(topics, listener=_Rebalance(self))
         await self.producer.start()
         await self.consumer.start()
         try:
@@ -217,7 +252,9 @@ class ClickHouseSink:
                 self._report_lag()
                 if self.batcher.due(time.monotonic()):
                     await self.flush()
+                await self._erase_due()
             await self.flush()
+            await self._erase_due()
         finally:
             await self.consumer.stop()
             await self.producer.stop()
@@ -225,7 +262,20 @@ class ClickHouseSink:
     async def stop(self) -> None:
         self._stopping.set()
 
+    def stored_to(self) -> dict[TopicPartition, int]:
+        """Partition -> offset before which every message is stored in ClickHouse (or skipped on
+        purpose: a duplicate, a dead letter), as far as this sink knows."""
+        return dict(self._stored_to)
+
     async def _take(self, tp: TopicPartition, messages: list[Any]) -> None:
+        if tp.topic == self.erasures_topic:
+            await self._take_erasures(tp, messages)
+        else:
+            await self._take_rows(tp, messages)
+        if messages:
+            self._last_offset[tp] = messages[-1].offset
+
+    async def _take_rows(self, tp: TopicPartition, messages: list[Any]) -> None:
         spec = self.specs[tp.topic]
         stored_through = self._stored_through.get(tp, -1)
         recent = self._recent.setdefault(tp, RecentIds(self.dedup_window))
@@ -235,14 +285,131 @@ class ClickHouseSink:
             if message.offset > stored_through:
                 try:
                     row = spec.to_row(message.value, message.headers, message.partition, message.offset)
+                    if spec.user_index is not None:  # before the row id: ClickHouse holds pseudonyms
+                        row = pseudonymize_row(row, spec.user_index, self.pseudonymize)
                 except (ValueError, KeyError, TypeError) as error:
                     await self._dead_letter(message, f"unreadable_{spec.table}", repr(error)[:300])
+                if row is not None and self._erased_before(spec, row):
+                    metrics.ERASED_ROWS_DROPPED.labels(spec.table).inc()
+                    row = None
                 if row is not None and not recent.add(spec.row_id(row)):
                     metrics.SINK_DUPLICATES.labels(spec.table).inc()
                     row = None
             self.batcher.add(tp.topic, tp.partition, message.offset, row, now)
-        if messages:
-            self._last_offset[tp] = messages[-1].offset
+
+    def _erased_before(self, spec: TableSpec, row: tuple[Any, ...]) -> bool:
+        """A row of a user erased since, timed up to the erasure: not to be stored again."""
+        if spec.user_index is None or spec.time_index is None:
+            return False
+        at = row[spec.time_index]
+        return isinstance(at, int) and self.erased.drops(row[spec.user_index], at)
+
+    async def _take_erasures(self, tp: TopicPartition, messages: list[Any]) -> None:
+        """Queue the erasures read, each with the marks its delete waits for (taken after reading them,
+        so they cover every row produced before)."""
+        marks = await self._end_offsets() if messages else {}
+        for message in messages:
+            try:
+                erasure = Erasure.from_wire(message.value)
+            except ValueError as error:
+                # Kept for people to look at (it holds the user id, like any dead letter of the user).
+                await self._dead_letter(message, "unreadable_erasures", repr(error)[:300])
+                metrics.ERASURES.labels("unreadable").inc()
+                self.erasures.add(tp, message.offset, None, {})  # committed in its turn
+                continue
+            self.erased.add(self.pseudonymize(erasure.user_id), erasure.erased_at_ms)
+            self.erasures.add(tp, message.offset, erasure, marks)
+            log.info(
+                "erasure %s read; deleting once %d partitions are stored up to their end offsets",
+                redact(erasure.request_id, erasure.user_id),
+                sum(1 for mark in marks.values() if mark > 0),
+            )
+        metrics.ERASURES_PENDING.set(len(self.erasures))
+
+    async def _end_offsets(self) -> dict[TopicPartition, int]:
+        """The end offset of every partition of every topic stored, whoever in the group consumes it."""
+        assert self.consumer is not None
+        partitions = [
+            TopicPartition(topic, partition)
+            for topic in self.specs
+            for partition in sorted(self.consumer.partitions_for_topic(topic) or ())
+        ]
+        return dict(await self.consumer.end_offsets(partitions)) if partitions else {}
+
+    async def _erase_due(self) -> None:
+        """Carry out the erasures whose rows in flight are all stored; commit each one done."""
+        if not len(self.erasures):
+            return
+        assert self.consumer is not None
+        waiting = self.erasures.waiting()
+        if waiting:
+            # Rows before the marks taken but still in a batch: store them now, not at the next flush.
+            taken = self.batcher.commit_offsets()
+            if any(taken.get((tp.topic, tp.partition), -1) >= mark for tp, mark in waiting.items()):
+                await self.flush()
+            short = [tp for tp, mark in waiting.items() if self._stored_to.get(tp, -1) < mark]
+            now = time.monotonic()
+            if short and now >= self._next_progress_check:
+                # Partitions another member consumes, or ours not read since the last commit: the
+                # group's committed offset says how far they are stored.
+                self._next_progress_check = now + self.batcher.flush_seconds
+                for tp in short:
+                    try:
+                        committed = await self.consumer.committed(tp)
+                    except KafkaError as error:
+                        log.warning("sink: committed offset of %s unknown (%s); retrying later", tp, error)
+                        break
+                    if committed is not None:
+                        self._stored_to[tp] = max(self._stored_to.get(tp, 0), committed)
+        for pending in self.erasures.ready(self._stored_to):
+            if not await self._erase(pending):
+                break  # stopping with ClickHouse away: not committed, so read and done again later
+        metrics.ERASURES_PENDING.set(len(self.erasures))
+
+    async def _erase(self, pending: PendingErasure) -> bool:
+        erasure = pending.erasure
+        if erasure is not None:
+            request = redact(erasure.request_id, erasure.user_id)
+            deleted = await self._erase_with_retries(request, erasure, self.pseudonymize(erasure.user_id))
+            if deleted is None:
+                return False
+            for table, rows in deleted.items():
+                metrics.ERASURE_ROWS_DELETED.labels(table).inc(rows)
+            metrics.ERASURES.labels("done").inc()
+            log.info("erasure %s done in ClickHouse: %d rows deleted", request, sum(deleted.values()))
+        assert self.consumer is not None
+        if pending.source in self.consumer.assignment():
+            try:
+                await self.consumer.commit({pending.source: pending.offset + 1})
+            except KafkaError as error:
+                # Done but not committed: it is done again by whoever reads it next (idempotent).
+                log.warning("sink: commit of an erasure failed (%s); it will be done again", error)
+        return True
+
+    def _erase_in_clickhouse(self, erasure: Erasure, pseudonym: str) -> dict[str, int]:
+        if self._erasure_tables is None:
+            self._erasure_tables = erasure_tables(self.store, self.specs.values())
+        deleted = erase_user(self.store, self._erasure_tables, erasure, pseudonym)
+        record_erasure(self.store, erasure, deleted)
+        return deleted
+
+    async def _erase_with_retries(
+        self, request: str, erasure: Erasure, pseudonym: str
+    ) -> dict[str, int] | None:
+        """Delete and audit, retried until done (exponential back-off, nothing else is consumed
+        meanwhile, like an insert); None if the sink is stopping meanwhile."""
+        delay = 0.1
+        while True:
+            try:
+                return await asyncio.to_thread(self._erase_in_clickhouse, erasure, pseudonym)
+            except Exception as error:  # whatever the driver raises, the erasure is retried
+                metrics.ERASURES.labels("failed").inc()
+                log.warning("erasure %s failed (%s); retrying in %.1fs", request, error, delay)
+                if self._stopping.is_set():
+                    return None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, self.max_retry_seconds)
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         assert self.producer is not None
@@ -263,6 +430,8 @@ class ClickHouseSink:
                 if not await self._insert(batch):
                     return  # stopping with ClickHouse away: nothing is committed, Kafka still has it
             offsets = {TopicPartition(t, p): o for (t, p), o in self.batcher.commit_offsets().items()}
+            for tp, offset in offsets.items():
+                self._stored_to[tp] = max(self._stored_to.get(tp, 0), offset)
             assert self.consumer is not None
             assigned = self.consumer.assignment()
             try:
@@ -297,15 +466,29 @@ class ClickHouseSink:
 
     async def resume_after_stored(self, assigned: Any) -> None:
         """Seek past rows ClickHouse already holds but whose offsets were never committed, and reload
-        the ids stored lately from each partition for de-duplication."""
+        the ids stored lately from each partition for de-duplication.
+
+        The partitions are paused meanwhile: aiokafka may already fetch them while this callback runs,
+        and a row taken before the seek, or before its partition's ids are loaded, would be stored
+        twice. Ids remembered from an earlier assignment are kept (they were stored, or flushed when
+        the partition was revoked)."""
+        assert self.consumer is not None
+        partitions = [tp for tp in assigned if tp.topic in self.specs]  # not the erasures topic
+        self.consumer.pause(*partitions)
+        try:
+            await self._resume_after_stored(partitions)
+        finally:
+            self.consumer.resume(*partitions)
+
+    async def _resume_after_stored(self, partitions: list[TopicPartition]) -> None:
         assert self.consumer is not None
         stored: dict[str, dict[int, int]] = {}
-        for tp in assigned:
+        for tp in partitions:
             spec = self.specs[tp.topic]
             if spec.table not in stored:
                 stored[spec.table] = await asyncio.to_thread(self.store.stored_offsets, spec.table)
             through = stored[spec.table].get(tp.partition)
-            recent = self._recent[tp] = RecentIds(self.dedup_window)
+            recent = self._recent.setdefault(tp, RecentIds(self.dedup_window))
             if through is None:
                 continue
             for row_id in await asyncio.to_thread(
@@ -317,6 +500,11 @@ class ClickHouseSink:
                 self._stored_through[tp] = through
                 self.consumer.seek(tp, through + 1)
                 log.info("sink: %s already stored through offset %d; resuming after it", tp, through)
+                # Counted as taken, so the next flush commits past it even if nothing more arrives: an
+                # erasure waiting on the group's committed offsets must not wait for a new message.
+                self._stored_to[tp] = max(self._stored_to.get(tp, 0), through + 1)
+                if self.batcher.consumed.get((tp.topic, tp.partition), -1) < through:
+                    self.batcher.add(tp.topic, tp.partition, through, None, time.monotonic())
 
     def _report_lag(self) -> None:
         assert self.consumer is not None

@@ -158,6 +158,10 @@ class TableSpec:
     # The row's natural id: a row position, and the same as a ClickHouse expression over the table.
     id_index: int | tuple[int, ...]
     id_sql: str
+    # The user id and the row's time (epoch ms): user ids are pseudonymised before they are stored
+    # (sinks.privacy), and rows of an erased user from before the erasure are not stored again.
+    user_index: int | None = None
+    time_index: int | None = None
 
     def row_id(self, row: tuple[Any, ...]) -> str:
         if isinstance(self.id_index, int):
@@ -184,6 +188,8 @@ EVENTS = TableSpec(
     event_row,
     id_index=0,
     id_sql="event_id",
+    user_index=4,
+    time_index=3,
 )
 INTERVENTIONS = TableSpec(
     "interventions",
@@ -204,6 +210,8 @@ INTERVENTIONS = TableSpec(
     intervention_row,
     id_index=0,
     id_sql="toString(intervention_id)",
+    user_index=4,
+    time_index=5,
 )
 DEAD_LETTERS = TableSpec(
     "dead_letters",
@@ -249,6 +257,8 @@ DECISIONS = TableSpec(
     # A deferred intervention has a second, final decision later: the id is the pair.
     id_index=(0, 1),
     id_sql="concat(toString(intervention_id), ':', decision)",
+    user_index=11,
+    time_index=12,
 )
 SCORES = TableSpec(
     "user_scores",
@@ -274,4 +284,247 @@ SCORES = TableSpec(
     # event scored tells them apart.
     id_index=(0, 1, 2),
     id_sql="concat(user_id, ':', toString(toUnixTimestamp64Milli(scored_at)), ':', event_id)",
+    user_index=0,
+    time_index=1,
+)
+
+
+def ticket_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """A service ticket (the ``tickets`` topic, schema 1, :mod:`streams.service`)."""
+    data = orjson.loads(value)
+    device = data.get("device") or {}
+    point = data.get("service_point") or {}
+    return (
+        str(UUID(data["ticket_id"])),
+        data["request_id"],
+        data["user_id"],
+        iso_millis(data["created_at"]),
+        iso_millis(data["decided_at"]),
+        data["device_id"],
+        device.get("category", ""),
+        device.get("model", ""),
+        len(data.get("history", [])),
+        data["fault"],
+        float(data["latitude"]),
+        float(data["longitude"]),
+        data["dispatch"],
+        point.get("id", ""),
+        point.get("distance_km"),
+        data.get("manual_reason", ""),
+        value.decode(),
+        partition,
+        offset,
+    )
+
+
+def order_command_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """An order command (the ``order_commands`` topic, schema 1, :mod:`streams.orders`)."""
+    data = orjson.loads(value)
+    items = data["items"]
+    return (
+        str(UUID(data["command_id"])),
+        data["request_id"],
+        data["user_id"],
+        iso_millis(data["requested_at"]),
+        iso_millis(data["decided_at"]),
+        len(items),
+        sum(int(item["quantity"]) for item in items),
+        float(data["total"]),
+        int(len(data.get("stock_checked", [])) == len(items)),
+        value.decode(),
+        partition,
+        offset,
+    )
+
+
+def order_rejection_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """A refused order request (the ``order_rejections`` topic, schema 1)."""
+    data = orjson.loads(value)
+    return (
+        data["request_id"],
+        data["user_id"],
+        iso_millis(data["requested_at"]),
+        iso_millis(data["decided_at"]),
+        data["reason"],
+        orjson.dumps(data.get("problems", [])).decode(),
+        partition,
+        offset,
+    )
+
+
+def feedback_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """Tagged feedback (the ``feedback_tagged`` topic, schema 1, :mod:`models.tagger`)."""
+    data = orjson.loads(value)
+    tags = list(data["tags"])
+    score = data.get("score")
+    return (
+        data["feedback_id"],
+        data["user_id"],
+        data.get("product_id") or "",
+        iso_millis(data["event_time"]),
+        iso_millis(data["tagged_at"]),
+        data["language"],
+        tags,
+        tags[0] if tags else "",
+        float(data["confidence"]),
+        list(data["teams"]),
+        float(data["sentiment"]),
+        data["sentiment_label"],
+        None if score is None else float(score),
+        data["text"],
+        partition,
+        offset,
+    )
+
+
+def question_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """A support question as hot-issue detection counted it (the internal questions topic)."""
+    data = orjson.loads(value)
+    return (
+        data["question_id"],
+        data["user_id"],
+        data["product_id"],
+        data["category"],
+        data["topic"],
+        data["question"],
+        int(data["event_time"]),
+        partition,
+        offset,
+    )
+
+
+def hot_issue_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """A hot-issue alert (the ``hot_issues`` topic, schema 1, :mod:`models.surge`)."""
+    data = orjson.loads(value)
+    return (
+        str(UUID(data["alert_id"])),
+        data["product_id"],
+        data["category"],
+        data["topic"],
+        float(data["observed"]),
+        float(data["expected"]),
+        float(data["statistic"]),
+        int(bool(data["launch_prior_used"])),
+        iso_millis(data["detected_at"]),
+        iso_millis(data["decided_at"]),
+        value.decode(),
+        partition,
+        offset,
+    )
+
+
+def audit_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """One API call (the ``api_audit`` topic, schema 1, :mod:`streams.api`)."""
+    data = orjson.loads(value)
+    return (
+        str(UUID(data["audit_id"])),
+        iso_millis(data["at"]),
+        data["caller"],
+        data["method"],
+        data["route"],
+        data["user_id"],
+        data["scope"],
+        int(data["status"]),
+        data["result"],
+        data.get("detail", ""),
+        partition,
+        offset,
+    )
+
+
+def _spec(
+    table: str,
+    columns: str,
+    to_row: Callable[[bytes, Headers, int, int], tuple[Any, ...]],
+    *,
+    id_column: str | tuple[str, ...],
+    id_sql: str,
+    user_column: str | None,
+    time_column: str,
+) -> TableSpec:
+    """A spec whose row ends with kafka_partition and kafka_offset, with its id, user and time named
+    by column."""
+    names = (*columns.split(), "kafka_partition", "kafka_offset")
+    id_index = (
+        names.index(id_column)
+        if isinstance(id_column, str)
+        else tuple(names.index(name) for name in id_column)
+    )
+    return TableSpec(
+        table,
+        names,
+        to_row,
+        id_index=id_index,
+        id_sql=id_sql,
+        user_index=None if user_column is None else names.index(user_column),
+        time_index=names.index(time_column),
+    )
+
+
+TICKETS = _spec(
+    "tickets",
+    "ticket_id request_id user_id created_at decided_at device_id device_category device_model"
+    " prior_tickets fault latitude longitude dispatch service_point_id distance_km manual_reason ticket",
+    ticket_row,
+    id_column="ticket_id",
+    id_sql="toString(ticket_id)",
+    user_column="user_id",
+    time_column="created_at",
+)
+ORDER_COMMANDS = _spec(
+    "order_commands",
+    "command_id request_id user_id requested_at decided_at items units total stock_checked command",
+    order_command_row,
+    id_column="command_id",
+    id_sql="toString(command_id)",
+    user_column="user_id",
+    time_column="requested_at",
+)
+ORDER_REJECTIONS = _spec(
+    "order_rejections",
+    "request_id user_id requested_at decided_at reason problems",
+    order_rejection_row,
+    # Request ids are the customer's, unique per user: the pseudonym is part of the id.
+    id_column=("user_id", "request_id"),
+    id_sql="concat(user_id, ':', request_id)",
+    user_column="user_id",
+    time_column="requested_at",
+)
+FEEDBACK_TAGS = _spec(
+    "feedback_tags",
+    "feedback_id user_id product_id event_time tagged_at language tags top_tag confidence teams"
+    " sentiment sentiment_label csat text",
+    feedback_row,
+    id_column="feedback_id",
+    id_sql="feedback_id",
+    user_column="user_id",
+    time_column="event_time",
+)
+SUPPORT_QUESTIONS = _spec(
+    "support_questions",
+    "question_id user_id product_id category topic question event_time",
+    question_row,
+    id_column="question_id",
+    id_sql="question_id",
+    user_column="user_id",
+    time_column="event_time",
+)
+HOT_ISSUES = _spec(
+    "hot_issues",
+    "alert_id product_id category topic observed expected statistic launch_prior_used detected_at"
+    " decided_at alert",
+    hot_issue_row,
+    id_column="alert_id",
+    id_sql="toString(alert_id)",
+    user_column=None,
+    time_column="detected_at",
+)
+API_AUDIT = _spec(
+    "api_audit",
+    "audit_id at caller method route user_id scope status result detail",
+    audit_row,
+    id_column="audit_id",
+    id_sql="toString(audit_id)",
+    user_column="user_id",
+    time_column="at",
 )

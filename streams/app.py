@@ -34,20 +34,59 @@ from typing import Any
 
 import faust
 import mode
+import orjson
 
 from models.learners import PartitionModels
+from models.surge import CategoryIssues, HotIssue, ProductInfo, Question, SurgeRules, observe
+from models.tagger import parse_label
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
-from sinks.rows import DEAD_LETTERS, DECISIONS, EVENTS, INTERVENTIONS, SCORES
+from sinks.rows import (
+    API_AUDIT,
+    DEAD_LETTERS,
+    DECISIONS,
+    EVENTS,
+    FEEDBACK_TAGS,
+    HOT_ISSUES,
+    INTERVENTIONS,
+    ORDER_COMMANDS,
+    ORDER_REJECTIONS,
+    SCORES,
+    SUPPORT_QUESTIONS,
+    TICKETS,
+)
 from streams import codec, metrics
+from streams.api import register_api
+from streams.catalog import load_catalog
 from streams.clock import PartitionClocks
 from streams.config import Settings
 from streams.contact import EMITTED
 from streams.deadletters import dead_letter_headers
-from streams.events import OUTCOMES, InvalidEvent, parse_event, to_millis
+from streams.events import (
+    CRM,
+    ERASURE,
+    OUTCOMES,
+    PROCESS_SOURCES,
+    SUPPORT,
+    Event,
+    InvalidEvent,
+    parse_event,
+    to_millis,
+)
+from streams.orders import OrderCommand
 from streams.policy import load_policy
+from streams.processes import (
+    References,
+    crm_sync_record,
+    erasure_record,
+    question_record,
+    run_process,
+    tag_user_feedback,
+)
 from streams.rounds import StateSnapshot, run_round
+from streams.service import load_service_points
 from streams.state import UserState
+from streams.stock import StockReader
 from streams.transport import use_fetch_max_wait
 from streams.triggers import PendingTimers
 
@@ -66,6 +105,9 @@ class SinkService(mode.Service):
         self._crash_task: asyncio.Future[None] | None = None
 
     async def on_start(self) -> None:
+        from sinks.privacy import Pseudonymizer, load_key
+        from sinks.retention import apply_retention
+
         settings = self.settings
         store = ClickHouseStore(settings.clickhouse_dsn)
         applied = store.apply_schema()
@@ -79,10 +121,20 @@ class SinkService(mode.Service):
                 settings.topic_dead_letters: DEAD_LETTERS,
                 settings.topic_decisions: DECISIONS,
                 settings.topic_scores: SCORES,
+                settings.topic_tickets: TICKETS,
+                settings.topic_order_commands: ORDER_COMMANDS,
+                settings.topic_order_rejections: ORDER_REJECTIONS,
+                settings.topic_feedback_tagged: FEEDBACK_TAGS,
+                settings.topic_questions: SUPPORT_QUESTIONS,
+                settings.topic_hot_issues: HOT_ISSUES,
+                settings.topic_api_audit: API_AUDIT,
             },
             bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.app_id}-sink",
             dead_letter_topic=settings.topic_dead_letters,
+            # The same key in every worker: one user, one pseudonym (sinks.privacy).
+            pseudonymize=Pseudonymizer(load_key(settings)),
+            erasures_topic=settings.topic_erasures,
             batch_rows=settings.sink_batch_rows,
             flush_seconds=settings.sink_flush_seconds,
             max_retry_seconds=settings.sink_max_retry_seconds,
@@ -95,6 +147,8 @@ class SinkService(mode.Service):
                 "rebalance_timeout_ms": int(settings.broker_rebalance_timeout * 1000),
             },
         )
+        # TTLs from the settings, at every start (a changed setting takes effect now).
+        apply_retention(store, self.sink.specs.values(), settings)
         # A task of our own, not a mode future: those are cancelled on stop, before the sink could
         # flush, commit and leave its group.
         self._task = asyncio.ensure_future(self.sink.run())
@@ -119,6 +173,11 @@ class SinkService(mode.Service):
 def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     """The worker's app. Raises PolicyError (naming file, trigger and field) for an invalid policy."""
     policy = load_policy(settings.policy_file)
+    references = References(
+        load_catalog(settings.catalog_file),
+        load_service_points(settings.service_points_file),
+        settings.dispatch_max_km,
+    )
     codec.register()
     app = faust.App(
         settings.app_id,
@@ -142,12 +201,23 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     source_of = {topic: source for source, topic in settings.source_topics.items()}
 
     raw_input = app.topic(*source_of, key_serializer="raw", value_serializer="raw")
-    user_input = app.topic(settings.topic_events, settings.topic_ticks, value_serializer="orjson")
+    raw_labels = app.topic(settings.topic_feedback_labels, key_serializer="raw", value_serializer="raw")
+    user_input = app.topic(
+        settings.topic_events, settings.topic_ticks, settings.topic_labels, value_serializer="orjson"
+    )
     events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
     ticks_topic = app.topic(settings.topic_ticks, partitions=settings.partitions)
+    labels_topic = app.topic(settings.topic_labels, partitions=settings.partitions)
+    questions_topic = app.topic(settings.topic_questions, value_serializer="orjson")
     interventions_topic = app.topic(settings.topic_interventions)
     decisions_topic = app.topic(settings.topic_decisions)
     scores_topic = app.topic(settings.topic_scores)
+    tickets_topic = app.topic(settings.topic_tickets)
+    order_commands_topic = app.topic(settings.topic_order_commands)
+    order_rejections_topic = app.topic(settings.topic_order_rejections)
+    feedback_tagged_topic = app.topic(settings.topic_feedback_tagged)
+    crm_sync_topic = app.topic(settings.topic_crm_sync)
+    erasures_topic = app.topic(settings.topic_erasures)
     dead_letter_topic = app.topic(settings.topic_dead_letters, value_serializer="raw")
     # Built as app.Table does, but with the serializers set before the table is added: Faust derives a
     # table's serializers from key_type/value_type (ignoring a Schema) and makes the changelog topic when
@@ -229,6 +299,60 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     async def checkpoint_at_shutdown(sender: Any, **kwargs: Any) -> None:
         checkpoint_models(list(live_models))  # the app flushes its producer next
 
+    # Hot issues (models.surge): questions are keyed by product category, so every product of a
+    # category and every earlier launch (the launch prior) is on one partition. The counts are kept per
+    # product and the launch profiles per launched product, not per category: a category's whole state
+    # would be one changelog record of megabytes, rewritten on every question.
+    issue_counts = app.conf.Table(
+        app, name="issue-counts", partitions=settings.partitions, beacon=app.tables.beacon
+    )
+    launch_profiles = app.conf.Table(
+        app, name="launch-profiles", partitions=settings.partitions, beacon=app.tables.beacon
+    )
+    for table, codec_name in ((issue_counts, "product_issues"), (launch_profiles, "launch_profile")):
+        table.key_serializer = "json"
+        table.value_serializer = codec_name
+        app.tables.add(table)
+    hot_issues_topic = app.topic(settings.topic_hot_issues)
+    surge_rules = SurgeRules()
+
+    def observe_question(value: dict[str, Any]) -> list[HotIssue]:
+        category, product_id = value["category"], value["product_id"]
+        product = references.catalog.product(product_id) or ProductInfo(product_id, category, None)
+        launches = references.catalog.launches(category)
+        state = CategoryIssues()
+        counts = issue_counts.get(product_id)
+        if counts is not None:
+            state.products[product_id] = counts
+        for launch in launches:
+            profile = launch_profiles.get(launch.product_id)
+            if profile is not None:
+                state.profiles[launch.product_id] = profile
+        question = Question(
+            product_id, value["topic"], value["text"], value["event_time"] / 1000.0, value["question_id"]
+        )
+        alerts = observe(state, question, product, launches or None, surge_rules)
+        issue_counts[product_id] = state.products[product_id]
+        if product_id in state.profiles:  # a young product: its launch profile counted the question
+            launch_profiles[product_id] = state.profiles[product_id]
+        return alerts
+
+    @app.agent(questions_topic)
+    async def watch_issues(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            wall = time.time()
+            try:
+                alerts = observe_question(event.value)
+            except Exception as error:  # a bug must not stop the agent; the message is kept for replay
+                log.exception("hot issues: %s:%s@%s failed", message.topic, message.partition, message.offset)
+                await dead_letter(message, "processing_error", repr(error)[:300], wall)
+                continue
+            metrics.SUPPORT_QUESTIONS.labels(event.value["category"]).inc()
+            for alert in alerts:
+                await hot_issues_topic.send(key=alert.product_id.encode(), value=alert.to_wire(wall))
+                metrics.HOT_ISSUES.labels(alert.category).inc()
+
     clocks = PartitionClocks()
     pending_timers = PendingTimers(policy)  # what the sweep looks at, instead of every user
 
@@ -241,6 +365,11 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         headers = dead_letter_headers(message.topic, message.partition, message.offset, reason, detail, wall)
         await dead_letter_topic.send(key=message.key, value=message.value, headers=headers)
         metrics.DEAD_LETTERS.labels(reason).inc()
+
+    async def dead_letter_stock(message: Any, error: InvalidEvent) -> None:
+        await dead_letter(message, error.reason, error.detail, time.time())
+
+    stock_reader = app.service(StockReader(settings, on_invalid=dead_letter_stock))
 
     @app.agent(raw_input)
     async def ingest(stream: faust.StreamT) -> None:
@@ -261,70 +390,169 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             metrics.EVENTS_IN.labels(message.topic, parsed.event_type).inc()
             if parsed.source == OUTCOMES:
                 metrics.OUTCOMES.labels(parsed.event_type).inc()
+            if parsed.source == SUPPORT:  # counted per product category, not per user
+                question = question_record(parsed, references.catalog)
+                await questions_topic.send(key=question["category"].encode(), value=question)
+                continue
             await events_topic.send(key=parsed.user_id.encode(), value=parsed.to_wire())
+
+    @app.agent(raw_labels)
+    async def ingest_labels(stream: faust.StreamT) -> None:
+        """Every partition's tagger learns every correction: each goes to every partition."""
+        async for event in stream.events():
+            message = event.message
+            wall = time.time()
+            try:
+                correction = parse_label(message.value, max_bytes=settings.max_event_bytes)
+            except InvalidEvent as error:
+                await dead_letter(message, error.reason, error.detail, wall)
+                continue
+            metrics.FEEDBACK_LABELS.inc()
+            for partition in range(settings.partitions):
+                await labels_topic.send(
+                    key=correction.feedback_id.encode(), value=correction.to_wire(), partition=partition
+                )
 
     @app.agent(user_input)
     async def track_users(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
-            wall = time.time()
-            tick = message.topic == settings.topic_ticks
-            user_id, snapshot = None, StateSnapshot(None)
-            try:
-                value = event.value
-                user_id = value["user_id"]
-                stored = users.get(user_id)
-                snapshot = StateSnapshot(stored)
-                state = stored or UserState(user_id)
-                state.partition = message.partition
-                models = models_of(message.partition)
-                if tick:
-                    pending_timers.answered(user_id)
-                else:
-                    clocks.observe(message.partition, value["event_time"] / 1000.0, wall)
-                # A tick is saved and filed again even when nothing fired: the user's timers may have moved.
-                done = run_round(
-                    state,
-                    value,
-                    tick=tick,
-                    policy=policy,
-                    models=models,
-                    session_gap=settings.session_gap_seconds,
-                )
-                users[user_id] = state
-                pending_timers.track(state)
-            except Exception as error:  # a bug must not stop the agent; the message is kept for replay
-                log.exception("processing %s:%s@%s failed", message.topic, message.partition, message.offset)
-                before = snapshot.restore()
-                if before is not None:  # undo the half-applied round: the table and its changelog agree
-                    with contextlib.suppress(Exception):
-                        users[user_id] = before
-                await dead_letter(message, "processing_error", repr(error)[:300], wall)
+            if message.topic == settings.topic_labels:
+                learn_correction(message.partition, event.value)
                 continue
-            key = user_id.encode()
-            for decision in done.decisions:
-                intervention = decision.intervention
-                await decisions_topic.send(key=key, value=decision.to_wire(wall))
-                metrics.DECISIONS.labels(intervention.trigger, decision.decision, decision.reason).inc()
-                if decision.decision != EMITTED:
-                    continue
-                await interventions_topic.send(key=key, value=intervention.to_wire(wall))
-                metrics.INTERVENTIONS.labels(intervention.trigger).inc()
-                metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
-                    max(0.0, time.time() - intervention.event_time)
-                )
-            if done.model.publish and done.model.scores is not None:
-                await scores_topic.send(key=key, value=done.model.scores.to_wire(user_id))
-                metrics.SCORES_PUBLISHED.inc()
-            for learned in done.model.learned:
-                metrics.MODEL_EXAMPLES.labels(learned.model, learned.label).inc()
-                metrics.MODEL_LABEL_DELAY.labels(learned.model).observe(learned.delay)
-                if learned.drift:
-                    metrics.MODEL_DRIFTS.labels(learned.model).inc()
-            if done.model.learned:
-                learned_since_checkpoint.add(message.partition)
-            if done.event is not None:
-                metrics.EVENT_PROCESSING.observe(max(0.0, time.time() - done.event.event_time))
+            if message.topic == settings.topic_events and event.value.get("source") in PROCESS_SOURCES:
+                await handle_process(message, Event.from_wire(event.value))
+            else:
+                await handle_behaviour(message, event.value)
+
+    def learn_correction(partition: int, value: dict[str, Any]) -> None:
+        # Read back through the contract's one parser; a correction replayed after a restore from a
+        # checkpoint is skipped, so every partition's tagger learns each correction once, in order.
+        if models_of(partition).tagger.learn_correction(parse_label(orjson.dumps(value))):
+            learned_since_checkpoint.add(partition)
+            metrics.FEEDBACK_CORRECTIONS_LEARNED.inc()
+
+    async def handle_behaviour(message: Any, value: dict[str, Any]) -> None:
+        """An event or a tick: one round of the user (state, triggers, models, contact policy)."""
+        wall = time.time()
+        tick = message.topic == settings.topic_ticks
+        user_id, snapshot = None, StateSnapshot(None)
+        try:
+            user_id = value["user_id"]
+            stored = users.get(user_id)
+            if tick and stored is None:  # the user was erased since the tick was sent
+                pending_timers.answered(user_id)
+                return
+            snapshot = StateSnapshot(stored)
+            state = stored or UserState(user_id)
+            state.partition = message.partition
+            models = models_of(message.partition)
+            if tick:
+                pending_timers.answered(user_id)
+            else:
+                clocks.observe(message.partition, value["event_time"] / 1000.0, wall)
+            # A tick is saved and filed again even when nothing fired: the user's timers may have moved.
+            done = run_round(
+                state,
+                value,
+                tick=tick,
+                policy=policy,
+                models=models,
+                session_gap=settings.session_gap_seconds,
+            )
+            tagged = None if done.event is None else tag_user_feedback(state, done.event, models.tagger)
+            now = state.last_event_time
+            sync = crm_sync_record(state, now) if done.model.publish or tagged is not None else None
+            users[user_id] = state
+            pending_timers.track(state)
+        except Exception as error:  # a bug must not stop the agent; the message is kept for replay
+            await failed(message, user_id, snapshot, error, wall)
+            return
+        key = user_id.encode()
+        for decision in done.decisions:
+            intervention = decision.intervention
+            await decisions_topic.send(key=key, value=decision.to_wire(wall))
+            metrics.DECISIONS.labels(intervention.trigger, decision.decision, decision.reason).inc()
+            if decision.decision != EMITTED:
+                continue
+            await interventions_topic.send(key=key, value=intervention.to_wire(wall))
+            metrics.INTERVENTIONS.labels(intervention.trigger).inc()
+            metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
+                max(0.0, time.time() - intervention.event_time)
+            )
+        if done.model.publish and done.model.scores is not None:
+            await scores_topic.send(key=key, value=done.model.scores.to_wire(user_id))
+            metrics.SCORES_PUBLISHED.inc()
+        for learned in done.model.learned:
+            metrics.MODEL_EXAMPLES.labels(learned.model, learned.label).inc()
+            metrics.MODEL_LABEL_DELAY.labels(learned.model).observe(learned.delay)
+            if learned.drift:
+                metrics.MODEL_DRIFTS.labels(learned.model).inc()
+        if done.model.learned:
+            learned_since_checkpoint.add(message.partition)
+        if tagged is not None:
+            await feedback_tagged_topic.send(key=key, value=tagged.to_wire(wall))
+            for tag in tagged.tags:
+                metrics.FEEDBACK_TAGGED.labels(tag).inc()
+        if sync is not None:
+            await crm_sync_topic.send(key=key, value=sync)
+            metrics.CRM_SYNCED.inc()
+        if done.event is not None:
+            metrics.EVENT_PROCESSING.observe(max(0.0, time.time() - done.event.event_time))
+
+    async def handle_process(message: Any, event: Event) -> None:
+        """A process input: a device, a repair or order request, CRM attributes, or an erasure."""
+        wall = time.time()
+        user_id = event.user_id
+        key = user_id.encode()
+        if event.source == ERASURE:
+            state_removed = users.get(user_id) is not None
+            if state_removed:
+                del users[user_id]  # a tombstone in the changelog: recovery forgets the user too
+            pending_timers.answered(user_id)
+            # Everything the user's earlier events produced is written before the sink learns of the
+            # erasure: it waits for the other topics to reach their ends as of then (sinks.erasure).
+            await app.producer.flush()
+            await erasures_topic.send(key=key, value=erasure_record(event, state_removed, wall))
+            metrics.ERASURES_REQUESTED.inc()
+            return
+        stored = users.get(user_id)
+        snapshot = StateSnapshot(stored)
+        try:
+            state = stored or UserState(user_id, partition=message.partition)
+            stock = await stock_reader.levels()
+            done = run_process(state, event, references, stock)
+            sync = crm_sync_record(state, state.last_event_time) if event.source == CRM else None
+            users[user_id] = state
+        except Exception as error:  # a bug must not stop the agent; the message is kept for replay
+            await failed(message, user_id, snapshot, error, wall)
+            return
+        if done.duplicate:
+            metrics.PROCESS_DUPLICATES.labels(event.source).inc()
+        if sync is not None:  # the CRM's tier is one of the tags it gets back
+            await crm_sync_topic.send(key=key, value=sync)
+            metrics.CRM_SYNCED.inc()
+        if done.ticket is not None:
+            await tickets_topic.send(key=key, value=done.ticket.to_wire(wall))
+            metrics.TICKETS.labels(done.ticket.dispatch.manual_reason or "assigned").inc()
+        if isinstance(done.order, OrderCommand):
+            await order_commands_topic.send(key=key, value=done.order.to_wire(wall))
+            metrics.ORDERS.labels("accepted").inc()
+        elif done.order is not None:
+            await order_rejections_topic.send(key=key, value=done.order.to_wire(wall))
+            metrics.ORDERS.labels(done.order.reason).inc()
+
+    async def failed(
+        message: Any, user_id: str | None, snapshot: StateSnapshot, error: Exception, wall: float
+    ) -> None:
+        log.exception("processing %s:%s@%s failed", message.topic, message.partition, message.offset)
+        before = snapshot.restore()
+        if (
+            before is not None and user_id is not None
+        ):  # undo the half-applied round: table and changelog agree
+            with contextlib.suppress(Exception):
+                users[user_id] = before
+        await dead_letter(message, "processing_error", repr(error)[:300], wall)
 
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:
@@ -354,6 +582,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                     max(0, highwater - read - 1)
                 )
 
+    register_api(app, settings, users)
     if with_sink:
         app.service(SinkService(settings))
     return app

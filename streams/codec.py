@@ -4,6 +4,9 @@
 events) and ``user_state`` for the per-user table, whose values decode straight into
 :class:`~streams.state.UserState` so that a recovered table holds the same objects as a live one.
 
+``product_issues`` and ``launch_profile`` hold a product's hot-issue counts and its launch profile
+(:mod:`models.surge`) as JSON.
+
 ``partition_models`` pickles a partition's River models (:class:`models.learners.PartitionModels`):
 pickle is River's own way to save a model. Unpickling runs code, so the ``models`` changelog topic is
 a trust boundary: only the workers' principal may write to it (Kafka ACLs), as for every internal
@@ -18,6 +21,7 @@ from typing import Any
 import orjson
 from faust.serializers import codecs
 
+from models.surge import LaunchProfile, ProductIssues
 from streams.state import UserState
 
 
@@ -37,6 +41,20 @@ class UserStateCodec(codecs.Codec):
         return UserState.from_dict(orjson.loads(s))
 
 
+class ToDictCodec(codecs.Codec):
+    """JSON of a class with ``to_dict`` and ``from_dict``."""
+
+    def __init__(self, cls: Any) -> None:
+        super().__init__()
+        self.cls = cls
+
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj.to_dict())
+
+    def _loads(self, s: bytes) -> Any:
+        return self.cls.from_dict(orjson.loads(s))
+
+
 class PartitionModelsCodec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:
         return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -49,3 +67,5 @@ def register() -> None:
     codecs.register("orjson", OrjsonCodec())
     codecs.register("user_state", UserStateCodec())
     codecs.register("partition_models", PartitionModelsCodec())
+    codecs.register("product_issues", ToDictCodec(ProductIssues))
+    codecs.register("launch_profile", ToDictCodec(LaunchProfile))

@@ -17,7 +17,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from streams.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, SUBSCRIPTIONS
+from streams.events import (
+    CLICKSTREAM,
+    CRM,
+    DEVICES,
+    ERASURE,
+    LOGISTICS,
+    ORDER_REQUESTS,
+    OUTCOMES,
+    PREFERENCES,
+    SERVICE_REQUESTS,
+    SUBSCRIPTIONS,
+    SUPPORT,
+)
 
 PREFIX = "FOREWARN_"
 
@@ -50,7 +62,42 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "intervention_outcomes",
         "Topic the notifier reports outcomes on (delivered, opened, accepted, converted, ...).",
     ),
+    "topic_service_requests": (
+        "service_requests",
+        "Topic of repair requests from the chat: user, device, fault, location.",
+    ),
+    "topic_devices": ("devices", "Topic of devices registered to users (category, model, warranty)."),
+    "topic_order_requests": (
+        "order_requests",
+        "Topic of orders customers ask the chat for: items, quantities, address reference.",
+    ),
+    "topic_crm_updates": ("crm_updates", "Topic the CRM/ERP writes customer attributes to (tier, value)."),
+    "topic_erasure_requests": ("erasure_requests", "Topic of right-to-erasure requests."),
+    "topic_support_questions": (
+        "support_questions",
+        "Topic of customers' support questions about products (for hot issues).",
+    ),
+    "topic_feedback_labels": (
+        "feedback_labels",
+        "Topic of people's corrections to feedback tags; the tagger learns from them.",
+    ),
+    "topic_stock": (
+        "stock",
+        "Topic of stock levels per SKU (compacted, latest wins); orders are checked against it when it"
+        " exists.",
+    ),
     "topic_interventions": ("interventions", "Topic the proactive interventions are emitted to."),
+    "topic_tickets": ("tickets", "Topic of service tickets, dispatched or flagged for manual dispatch."),
+    "topic_order_commands": ("order_commands", "Topic of validated orders for the order system."),
+    "topic_order_rejections": ("order_rejections", "Topic of order requests refused, with the reason."),
+    "topic_feedback_tagged": (
+        "feedback_tagged",
+        "Topic of tagged feedback (tags, confidence, sentiment, team) for product and marketing.",
+    ),
+    "topic_hot_issues": ("hot_issues", "Topic of alerts for support topics surging on a product."),
+    "topic_crm_sync": ("crm_sync", "Topic of health scores and tags for the CRM/ERP."),
+    "topic_erasures": ("erasures", "Topic of erasures carried out in the worker (then in ClickHouse)."),
+    "topic_api_audit": ("api_audit", "Topic of every API call (who, what, when, result), for the audit."),
     "topic_decisions": (
         "decisions",
         "Topic of every contact-policy decision: emitted, deferred or suppressed, with the reason.",
@@ -65,6 +112,14 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     ),
     "topic_events": ("forewarn-events", "Internal topic of validated events, keyed by user."),
     "topic_ticks": ("forewarn-ticks", "Internal topic of timer ticks, keyed by user."),
+    "topic_labels": (
+        "forewarn-labels",
+        "Internal topic: each feedback correction, sent to every partition's tagger.",
+    ),
+    "topic_questions": (
+        "forewarn-questions",
+        "Internal topic of support questions, keyed by product category (hot issues).",
+    ),
     "partitions": (8, "Partitions of the topics Forewarn creates (the unit of parallelism)."),
     "replication_factor": (1, "Replication factor of the topics Forewarn creates."),
     "data_dir": ("/var/lib/forewarn/worker", "Worker data directory (table stores)."),
@@ -82,6 +137,34 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     ),
     "session_gap_seconds": (1800.0, "Inactivity that ends a session."),
     "sweep_interval_seconds": (1.0, "How often the timer sweep looks for silent lingering users."),
+    "catalog_file": (
+        "",
+        "Product catalog (JSON: SKUs, products, categories, launch dates); empty: the packaged sample.",
+    ),
+    "service_points_file": (
+        "",
+        "Service-point registry (JSON: location, categories, hours, radius); empty: the packaged sample.",
+    ),
+    "dispatch_max_km": (150.0, "Farthest a ticket is dispatched (great-circle km); beyond it, manual."),
+    "api_tokens_file": (
+        "",
+        "API bearer tokens (JSON: name, SHA-256 of the token, scopes); empty: every API call is refused.",
+    ),
+    "pseudonym_key": (
+        "",
+        "Key of the keyed hash that pseudonymises user ids before ClickHouse (never logged); empty:"
+        " read from the key file.",
+    ),
+    "pseudonym_key_file": (
+        "/var/lib/forewarn/pseudonym.key",
+        "File holding the pseudonym key; created with a random key when missing. Every worker must"
+        " share one key.",
+    ),
+    "retention_days": (365, "ClickHouse retention (TTL) of every table holding users' data, in days."),
+    "retention_overrides": (
+        "dead_letters=30,api_audit=730,erasures=1825",
+        "Per-table retention in days, `table=days,...`, over `retention_days`.",
+    ),
     "model_checkpoint_seconds": (
         30.0,
         "How often a partition's intent and churn models are written to their changelog; a crash loses"
@@ -103,6 +186,9 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
 }
 
 
+SECRETS = frozenset({"broker_sasl_password", "pseudonym_key"})
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     app_id: str
@@ -120,12 +206,30 @@ class Settings:
     topic_preferences: str
     topic_outcomes: str
     topic_subscriptions: str
+    topic_service_requests: str
+    topic_devices: str
+    topic_order_requests: str
+    topic_crm_updates: str
+    topic_erasure_requests: str
+    topic_support_questions: str
+    topic_feedback_labels: str
+    topic_stock: str
     topic_interventions: str
+    topic_tickets: str
+    topic_order_commands: str
+    topic_order_rejections: str
+    topic_feedback_tagged: str
+    topic_hot_issues: str
+    topic_crm_sync: str
+    topic_erasures: str
+    topic_api_audit: str
     topic_decisions: str
     topic_dead_letters: str
     topic_scores: str
     topic_events: str
     topic_ticks: str
+    topic_labels: str
+    topic_questions: str
     partitions: int
     replication_factor: int
     data_dir: str
@@ -137,6 +241,14 @@ class Settings:
     policy_file: str
     session_gap_seconds: float
     sweep_interval_seconds: float
+    catalog_file: str
+    service_points_file: str
+    dispatch_max_km: float
+    api_tokens_file: str
+    pseudonym_key: str
+    pseudonym_key_file: str
+    retention_days: int
+    retention_overrides: str
     model_checkpoint_seconds: float
     sink_batch_rows: int
     sink_flush_seconds: float
@@ -178,6 +290,24 @@ class Settings:
             raise ValueError(f"{PREFIX}PARTITIONS must be at least 1")
         if not self.clickhouse_dsn.startswith(("chdb://", "http://", "https://")):
             raise ValueError(f"{PREFIX}CLICKHOUSE_DSN must start with chdb://, http:// or https://")
+        if self.retention_days < 1:
+            raise ValueError(f"{PREFIX}RETENTION_DAYS must be at least 1")
+        try:
+            overrides = self.retention()
+        except ValueError:
+            raise ValueError(
+                f"{PREFIX}RETENTION_OVERRIDES must be `table=days,...` with whole days"
+            ) from None
+        if any(days < 1 for days in overrides.values()):
+            raise ValueError(f"{PREFIX}RETENTION_OVERRIDES: every retention must be at least 1 day")
+
+    def retention(self) -> dict[str, int]:
+        """``retention_overrides`` read: table -> days (checked by :meth:`check`)."""
+        days = {}
+        for item in filter(None, (part.strip() for part in self.retention_overrides.split(","))):
+            table, _, value = item.partition("=")
+            days[table.strip()] = int(value)
+        return days
 
     def with_overrides(self, **overrides: Any) -> Settings:
         values = {spec.name: getattr(self, spec.name) for spec in fields(self)}
@@ -193,6 +323,12 @@ class Settings:
             PREFERENCES: self.topic_preferences,
             OUTCOMES: self.topic_outcomes,
             SUBSCRIPTIONS: self.topic_subscriptions,
+            SERVICE_REQUESTS: self.topic_service_requests,
+            DEVICES: self.topic_devices,
+            ORDER_REQUESTS: self.topic_order_requests,
+            CRM: self.topic_crm_updates,
+            ERASURE: self.topic_erasure_requests,
+            SUPPORT: self.topic_support_questions,
         }
 
     @property
@@ -243,13 +379,11 @@ class Settings:
             ssl_context=self.ssl_context(),
         )
 
-    def __repr__(self) -> str:  # never print the SASL password
+    def __repr__(self) -> str:  # never print a secret
         shown = {
-            spec.name: (
-                "***"
-                if spec.name == "broker_sasl_password" and self.broker_sasl_password
-                else getattr(self, spec.name)
-            )
+            spec.name: "***"
+            if spec.name in SECRETS and getattr(self, spec.name)
+            else getattr(self, spec.name)
             for spec in fields(self)
         }
         return f"Settings({shown})"

@@ -8,12 +8,20 @@ summary and the value metrics back from ClickHouse. The traffic has a planted ef
 the holdout arm complain and give up less (:class:`streams.traffic.TrafficProfile`), so the value
 report has a true uplift to find. Ctrl-C or the end of ``--duration`` stops everything it started, by
 PID.
+
+The traffic also drives the processes: devices and repair requests (service tickets), order requests
+from the chat, commented feedback and corrections of its tags, CRM attributes, and support questions
+about products with eight days of history (hot-issue detection needs a baseline) and a planted surge
+of one topic on one product. The summary reads each process's results back from ClickHouse against the
+traffic's ground truth. User ids in ClickHouse are pseudonyms (:mod:`sinks.privacy`): the demo keeps
+the key in its directory and pseudonymises the traffic's user ids to compare.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import signal
@@ -22,25 +30,41 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from models.tagger import ROUTES
+from sinks.privacy import Pseudonymizer, load_key
 from streams.broker import start_broker
 from streams.config import Settings
 from streams.contact import EMITTED
+from streams.events import CRM, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT
 from streams.experiments import assign_arm
 from streams.interventions import PAYMENT_ASSIST, TRIGGERS
 from streams.notifier import run_notifier
 from streams.policy import HOLDOUT, Policy, load_policy
-from streams.traffic import Outgoing, TrafficGenerator, TrafficProfile
+from streams.traffic import DAY, FEEDBACK_LABELS, Outgoing, Surge, TrafficGenerator, TrafficProfile
 from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess
+
+if TYPE_CHECKING:
+    from sinks.clickhouse import ClickHouseStore
 
 MARKER = ".forewarn-demo"
 DEMO_POLICY = """# The demo's policy: the packaged default, with a payment dwell a one-minute demo can show.
 [triggers.payment_assist]
 dwell = "30s"
 """
+# Support questions: about 430 a day over all products, with eight days of them before the demo starts,
+# since hot-issue detection (models.surge) watches a product only after a day of its questions, and the
+# rising_questions view compares the last day with the week before it.
+QUESTION_RATE = 0.005
+QUESTION_HISTORY = 8 * DAY
+# The planted hot issue: pairing questions about Echo Two, some 2 more a second for a while, against a
+# steady rate of a few a day; rising far above its baseline, it is what the detector should report.
+SURGE_PRODUCT, SURGE_TOPIC = "headphones-echo-2", "pairing"
+SURGE_PER_SECOND = 2.0
 
 
 def _prepare(workdir: Path) -> None:
@@ -59,6 +83,8 @@ class _Tally:
     def __init__(self, dwell_seconds: float) -> None:
         self.dwell_seconds = dwell_seconds
         self.sent = 0
+        self.by_topic: Counter[str] = Counter()
+        self.until = 0.0  # the traffic sent is everything with an event time up to here
         self.due: Counter[str] = Counter()
         # trigger -> intervention id -> its latest decision ("sent", "deferred" or the reason held back)
         self.decided: dict[str, dict[str, str]] = {trigger: {} for trigger in TRIGGERS}
@@ -70,6 +96,7 @@ class _Tally:
 
     def sent_message(self, outgoing: Outgoing) -> None:
         self.sent += 1
+        self.by_topic[outgoing.topic] += 1
         if outgoing.expects == PAYMENT_ASSIST:
             self._waiting.append((outgoing.event_time + self.dwell_seconds, PAYMENT_ASSIST))
         elif outgoing.expects is not None:
@@ -138,7 +165,7 @@ async def _stream(
     notifier = asyncio.create_task(run_notifier(bootstrap, settings, stop))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
     await producer.start()
-    topics = settings.source_topics
+    topics = {**settings.source_topics, FEEDBACK_LABELS: settings.topic_feedback_labels}
     started = time.time()
     last_report = 0.0
     interactive = sys.stdout.isatty()
@@ -148,6 +175,7 @@ async def _stream(
             for outgoing in generator.due(now):
                 await producer.send(topics[outgoing.topic], value=outgoing.value, key=outgoing.key)
                 tally.sent_message(outgoing)
+            tally.until = now
             tally.advance(now)
             elapsed = now - started
             if interactive or elapsed - last_report >= 5:
@@ -188,7 +216,157 @@ def _scores_by_type(rows: list[tuple], user_type: Callable[[str], str | None]) -
     return lines
 
 
-def _summary(dsn: str, tally: _Tally, user_type: Callable[[str], str | None]) -> str:
+def _outcome_table(stored: Counter[str], expected: Counter[str], first: str) -> list[str]:
+    """Stored against expected counts, ``first`` on top, then the rest by expected count."""
+    keys = sorted(set(stored) | set(expected), key=lambda key: (key != first, -expected[key], key))
+    lines = ["    outcome                        stored  expected"]
+    lines += [f"    {key:30s} {stored[key]:6d}  {expected[key]:8d}" for key in keys]
+    return lines
+
+
+def _tickets(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally, max_km: float) -> list[str]:
+    stored = Counter(
+        dict(
+            store.query(
+                "SELECT if(dispatch = 'assigned', 'assigned', manual_reason), count() FROM tickets FINAL"
+                " GROUP BY 1"
+            )
+        )
+    )
+    rows, requests = store.query("SELECT count(), uniqExact(user_id, request_id) FROM tickets FINAL")[0]
+    points = store.query(
+        "SELECT service_point_id, count(), round(avg(distance_km), 1) FROM tickets FINAL"
+        " WHERE dispatch = 'assigned' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 4"
+    )
+    repairs = generator.repairs(tally.until)
+    lines = [
+        f"  service tickets: {rows} stored for {requests} request ids; {len(repairs)} repair requests sent"
+        f" ({sum(r.redelivered for r in repairs)} of them twice), ground truth from the registry's rule:"
+    ]
+    expected = generator.expected_tickets(max_km=max_km, until=tally.until)
+    lines += _outcome_table(stored, expected, "assigned")
+    lines.append(
+        "    busiest points: "
+        + (", ".join(f"{point} {count} (mean {km} km)" for point, count, km in points) or "none")
+    )
+    return lines
+
+
+def _orders(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally) -> list[str]:
+    stored = Counter(dict(store.query("SELECT reason, count() FROM order_rejections FINAL GROUP BY 1")))
+    stored["accepted"] = store.query("SELECT count() FROM order_commands FINAL")[0][0]
+    orders = generator.orders(tally.until)
+    lines = [
+        f"  orders from the chat: {len(orders)} requests sent ({sum(o.duplicated for o in orders)} of them"
+        " twice), against the planted faults:"
+    ]
+    return lines + _outcome_table(stored, generator.expected_orders(tally.until), "accepted")
+
+
+def _feedback(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally) -> list[str]:
+    truth = generator.feedback_truth(tally.until)
+    rows = store.query("SELECT feedback_id, language, top_tag, teams FROM feedback_tags FINAL")
+    corrections = sum(t.labelled_at is not None and t.labelled_at <= tally.until for t in truth.values())
+    known = [
+        (truth[feedback], language, top, teams)
+        for feedback, language, top, teams in rows
+        if feedback in truth
+    ]
+
+    def agreement(selected: list[tuple]) -> str:
+        agreed = sum(top in true.tags for true, _, top, _ in selected)
+        return f"{agreed / len(selected):.0%} of {len(selected)}" if selected else "-"
+
+    lines = [
+        f"  feedback tagged: {len(rows)} stored, {len(truth)} commented sent, {corrections} corrections"
+        f" sent; top tag among the true tags: {agreement(known)}"
+    ]
+    languages = sorted({language for _, language, _, _ in known})
+    lines.append(
+        "    by language: "
+        + (", ".join(f"{lang} {agreement([k for k in known if k[1] == lang])}" for lang in languages) or "-")
+    )
+    parts = []
+    for team in sorted({team for _, _, _, teams in known for team in teams}):
+        routed = [k for k in known if team in k[3]]
+        right = sum(team in {ROUTES[tag] for tag in true.tags} for true, _, _, _ in routed)
+        parts.append(f"{team} {len(routed)} (its team by the true tags for {right / len(routed):.0%})")
+    lines.append("    routed to: " + (", ".join(parts) or "-"))
+    return lines
+
+
+def _hot_issues(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally) -> list[str]:
+    surge, window = generator.profile.surge, generator.surge_window()
+    alerts = store.query(
+        "SELECT product_id, topic, observed, expected, statistic, toUnixTimestamp64Milli(detected_at)"
+        " FROM hot_issues FINAL ORDER BY detected_at"
+    )
+    questions = tally.by_topic[SUPPORT]
+    lines = [f"  hot issues ({questions} support questions sent, of them {QUESTION_HISTORY / DAY:.0f} days"
+             " of history at the start):"]  # fmt: skip
+    if surge is not None and window is not None:
+        start = window[0] - surge.start
+        lines.append(
+            f"    planted: {surge.product_id} / {surge.topic} from +{surge.start:.0f}s to"
+            f" +{surge.start + surge.duration:.0f}s, {generator.stats.surge_questions} extra questions"
+        )
+    else:
+        start = tally.until
+    for product, topic, observed, expected, statistic, detected in alerts:
+        planted = surge is not None and (product, topic) == (surge.product_id, surge.topic)
+        lines.append(
+            f"    raised:  {product} / {topic} at {detected / 1000 - start:+.0f}s, observed {observed:.1f}"
+            f" against {expected:.2f} expected, p = {statistic:.1e}"
+            + ("  <- the planted surge" if planted else "  (not planted)")
+        )
+    if not alerts:
+        lines.append("    raised:  none")
+    if surge is not None:
+        rising = store.query(
+            "SELECT question, topic, last_day, daily_before, rise FROM rising_questions"
+            " WHERE product_id = {product:String} LIMIT 5",
+            {"product": surge.product_id},
+        )
+        lines.append(f"  top rising questions for {surge.product_id} (rising_questions view):")
+        lines.append("    rise  last day  daily before  topic             question")
+        lines += [
+            f"    {rise:4.1f}  {last:8d}  {before:12.1f}  {topic:16s}  {question}"
+            for question, topic, last, before, rise in rising
+        ] or ["    none"]
+    return lines
+
+
+def _processes(
+    store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally, settings: Settings
+) -> list[str]:
+    sent = tally.by_topic
+    lines = [
+        "\nProcesses (issue 5), read back from ClickHouse against the traffic's ground truth:",
+        f"  sent: {sent[DEVICES]} device registrations, {sent[SERVICE_REQUESTS]} repair requests,"
+        f" {sent[ORDER_REQUESTS]} order requests, {sent[FEEDBACK_LABELS]} tag corrections,"
+        f" {sent[CRM]} CRM updates, {sent[SUPPORT]} support questions",
+    ]
+    sections: list[tuple[str, Callable[[], list[str]]]] = [
+        ("tickets", lambda: _tickets(store, generator, tally, settings.dispatch_max_km)),
+        ("orders", lambda: _orders(store, generator, tally)),
+        ("feedback", lambda: _feedback(store, generator, tally)),
+        ("hot issues", lambda: _hot_issues(store, generator, tally)),
+    ]
+    for name, section in sections:
+        try:
+            lines += section()
+        except Exception as error:  # one missing table must not hide the other sections
+            lines.append(f"  {name}: could not be read ({(str(error).splitlines() or [repr(error)])[0]})")
+    return lines
+
+
+def _summary(
+    dsn: str,
+    tally: _Tally,
+    generator: TrafficGenerator,
+    settings: Settings,
+    pseudonymize: Callable[[str], str],
+) -> str:
     from sinks.clickhouse import ClickHouseStore
     from sinks.report import format_report, value_report
 
@@ -222,10 +400,14 @@ def _summary(dsn: str, tally: _Tally, user_type: Callable[[str], str | None]) ->
             "SELECT count(), max(intent_examples), max(churn_examples) FROM user_scores FINAL"
         )[0]
         value = format_report(value_report(store))
+        processes = _processes(store, generator, tally, settings)
     finally:
         store.close()
+    # ClickHouse holds pseudonyms: map the traffic's users to theirs to find their latent types.
+    types = {pseudonymize(user): generator.user_type(user) for user in generator.seen_users()}
+    raw = sum(generator.user_type(user) is not None for user, *_ in scores)  # should be none
     lines = [f"\nRead back from ClickHouse ({dsn}):", f"  events stored: {stored}"]
-    lines += [f"    {source:12s} {kind:20s} {count}" for source, kind, count in by_type]
+    lines += [f"    {source:16s} {kind:20s} {count}" for source, kind, count in by_type]
     lines.append(
         "  events per minute (materialized view): "
         + ", ".join(f"{minute:%H:%M} {count}" for minute, count in minutes)
@@ -255,8 +437,13 @@ def _summary(dsn: str, tally: _Tally, user_type: Callable[[str], str | None]) ->
         f" learned up to {scored[1]} intent and {scored[2]} churn examples (a churn label needs"
         " the user back in a later visit, a cancellation, or the 30-day horizon)"
     )
+    lines.append(
+        f"  user ids in user_scores_latest: {sum(user in types for user, *_ in scores)} pseudonyms of the"
+        f" traffic's users, {raw} raw ids"
+    )
     lines.append("  latest scores by the traffic's latent user type (its ground truth), means:")
-    lines += _scores_by_type(scores, user_type) if scores else ["    none"]
+    lines += _scores_by_type(scores, types.get) if scores else ["    none"]
+    lines += processes
     lines += ["", "Value metrics (forewarn report), treatment against holdout:", value]
     return "\n".join(lines)
 
@@ -277,9 +464,12 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
         "FOREWARN_DATA_DIR": str(root / "worker"),
         "FOREWARN_PARTITIONS": "4",
         "FOREWARN_POLICY_FILE": str(policy_file),
+        "FOREWARN_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
         **EMBEDDED_BROKER_ENV,
     }
     settings = Settings.from_env(env)
+    # Made here, before the worker starts and reads it: the demo pseudonymises with the same key.
+    pseudonymize = Pseudonymizer(load_key(settings))
     experiment = policy.experiment_of(PAYMENT_ASSIST)
     worker = WorkerProcess(env, root / "worker.log")
     try:
@@ -291,19 +481,35 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
             f" streaming {duration:.0f}s of traffic; 'x/y decided': decisions made / interventions the"
             " traffic's ground truth makes due"
         )
-        generator = TrafficGenerator(
-            # Logistics steps a few seconds apart, so that a one-minute demo shows delays too.
-            TrafficProfile(
-                sessions_per_second=sessions_per_second,
-                shipment_step_seconds=(1.0, 4.0),
-                malformed_share=0.005,
-                preferences_share=0.5,
-                subscription_share=0.2,
-                treated=None
-                if experiment is None
-                else (lambda user: assign_arm(user, experiment) != HOLDOUT),
-            ),
-            seed=seed,
+        # Logistics steps a few seconds apart, so that a one-minute demo shows delays too; ratings of
+        # support contacts, repairs, corrections and CRM updates come within seconds for the same reason.
+        profile = TrafficProfile(
+            sessions_per_second=sessions_per_second,
+            shipment_step_seconds=(1.0, 4.0),
+            malformed_share=0.005,
+            preferences_share=0.5,
+            subscription_share=0.2,
+            support_feedback_delay=8.0,
+            treated=None if experiment is None else (lambda user: assign_arm(user, experiment) != HOLDOUT),
+            devices_share=0.3,
+            repair_share=0.4,
+            repair_after_seconds=(5.0, 20.0),
+            order_request_share=0.1,
+            feedback_comment_share=0.8,
+            label_share=0.3,
+            label_after_seconds=(3.0, 15.0),
+            support_question_rate=QUESTION_RATE,
+            support_history_seconds=QUESTION_HISTORY,
+            crm_share=0.3,
+            crm_update_after_seconds=(5.0, 30.0),
+        )
+        generator = TrafficGenerator(_with_surge(profile, seed, duration), seed=seed)
+        surge = generator.profile.surge
+        assert surge is not None
+        print(
+            f"support questions: {QUESTION_HISTORY / DAY:.0f} days of history go first (so the first"
+            f" batch is large), then a planted surge: {surge.product_id} / {surge.topic}, about"
+            f" {SURGE_PER_SECOND:g} more a second from +{surge.start:.0f}s for {surge.duration:.0f}s"
         )
         tally = asyncio.run(_stream(broker.bootstrap, settings, policy, generator, duration))
     except (RuntimeError, TimeoutError) as error:  # the worker did not start: say why, stop the rest
@@ -313,5 +519,16 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
             print("stopping the worker (it flushes the ClickHouse sink and commits) ...")
         worker.stop()
         broker.stop()
-    print(_summary(dsn, tally, generator.user_type))
+    print(_summary(dsn, tally, generator, settings, pseudonymize))
     return 0
+
+
+def _with_surge(profile: TrafficProfile, seed: int, duration: float) -> TrafficProfile:
+    """``profile`` with the planted surge: SURGE_PER_SECOND more questions on the topic from a quarter
+    into the demo, for half of it (at most 20 s). The topic's steady rate comes from the seed's topic
+    mixes, which a generator draws first, so a probe with the same seed knows it."""
+    rate = TrafficGenerator(profile, seed=seed).topic_rate(SURGE_PRODUCT, SURGE_TOPIC, time.time())
+    start, length = min(10.0, duration / 4), min(20.0, duration / 2)
+    return dataclasses.replace(
+        profile, surge=Surge(SURGE_PRODUCT, SURGE_TOPIC, start, length, 1.0 + SURGE_PER_SECOND / rate)
+    )

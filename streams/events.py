@@ -50,7 +50,17 @@ LOGISTICS = "logistics"
 PREFERENCES = "preferences"
 OUTCOMES = "outcomes"
 SUBSCRIPTIONS = "subscriptions"
+# Behaviour and business state: these update the user's state, features, triggers and models.
 SOURCES = (CLICKSTREAM, LOGISTICS, PREFERENCES, OUTCOMES, SUBSCRIPTIONS)
+# Process inputs: requests from the chat and records from other systems (streams.processes).
+SERVICE_REQUESTS = "service_requests"
+DEVICES = "devices"
+ORDER_REQUESTS = "order_requests"
+CRM = "crm"
+ERASURE = "erasure"
+SUPPORT = "support"
+PROCESS_SOURCES = (SERVICE_REQUESTS, DEVICES, ORDER_REQUESTS, CRM, ERASURE, SUPPORT)
+MAX_ORDER_ITEMS = 100
 SUBSCRIPTION_STATUSES = ("active", "past_due", "cancelled")
 
 # Event times outside this window are rejected rather than allowed to poison per-user clocks.
@@ -215,6 +225,50 @@ def _subscription_status(name: str, value: Any) -> str:
     return text
 
 
+def _latitude(name: str, value: Any) -> float:
+    number = _number(name, value)
+    if not -90.0 <= number <= 90.0:
+        raise InvalidEvent("invalid_value", f"field {name!r} must be between -90 and 90")
+    return number
+
+
+def _longitude(name: str, value: Any) -> float:
+    number = _number(name, value)
+    if not -180.0 <= number <= 180.0:
+        raise InvalidEvent("invalid_value", f"field {name!r} must be between -180 and 180")
+    return number
+
+
+def _order_items(name: str, value: Any) -> list[dict[str, Any]]:
+    """``[{"sku": "SKU-1", "quantity": 2}, ...]``. Only the shape is checked here: a quantity that is
+    not a positive whole number, or an unknown SKU, is the order's rejection (streams.orders), a
+    business answer the chat can give the customer, not a dead letter."""
+    if not isinstance(value, list):
+        raise InvalidEvent("wrong_type", f"field {name!r} must be a list of {{sku, quantity}} objects")
+    if not 0 < len(value) <= MAX_ORDER_ITEMS:
+        raise InvalidEvent("invalid_value", f"field {name!r} must hold 1-{MAX_ORDER_ITEMS} items")
+    items = []
+    for index, item in enumerate(value):
+        where = f"{name}[{index}]"
+        if not isinstance(item, dict):
+            raise InvalidEvent("wrong_type", f"field {where!r} must be an object")
+        sku = _identifier(f"{where}.sku", _require(item, "sku"))
+        quantity = _require(item, "quantity")
+        if isinstance(quantity, bool) or not isinstance(quantity, int | float):
+            raise InvalidEvent("wrong_type", f"field {where + '.quantity'!r} must be a number")
+        if not math.isfinite(quantity):
+            raise InvalidEvent("invalid_value", f"field {where + '.quantity'!r} must be finite")
+        items.append({"sku": sku, "quantity": quantity})
+    return items
+
+
+def _labels(name: str, value: Any) -> list[str]:
+    """A short list of identifiers (segments, tags)."""
+    if not isinstance(value, list) or len(value) > 32:
+        raise InvalidEvent("wrong_type", f"field {name!r} must be a list of at most 32 names")
+    return [_identifier(name, item) for item in value]
+
+
 def parse_time(name: str, value: Any) -> float:
     """ISO 8601 with a time zone, or integer epoch milliseconds, to float epoch seconds."""
     if isinstance(value, bool):
@@ -274,6 +328,7 @@ CLICKSTREAM_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
         "score": (_csat_score, True),
         "comment": (_text, False),
         "order_id": (_identifier, False),
+        "product_id": (_identifier, False),
     },
 }
 _SHIPMENT = {
@@ -325,16 +380,71 @@ SUBSCRIPTIONS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
         "renews_at": (parse_time, True),
     },
 }
+# A repair request from the chat: becomes a service ticket (streams.service).
+SERVICE_REQUEST_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "repair_requested": {
+        "request_id": (_identifier, True),
+        "device_id": (_identifier, True),
+        "fault": (_text, True),
+        "latitude": (_latitude, True),
+        "longitude": (_longitude, True),
+    },
+}
+# A device the user owns, from the product registration or ERP system; the user is its owner.
+DEVICES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "device_registered": {
+        "device_id": (_identifier, True),
+        "category": (_identifier, True),
+        "model": (_text, True),
+        "serial": (_identifier, False),
+        "purchased_at": (parse_time, False),
+        "warranty_until": (parse_time, False),
+    },
+}
+# An order the customer asked the chat for: becomes an order command or a rejection (streams.orders).
+ORDER_REQUEST_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "order_requested": {
+        "request_id": (_identifier, True),
+        "items": (_order_items, True),
+        "address_ref": (_identifier, True),
+    },
+}
+# Attributes the CRM/ERP keeps about the customer; fields left out keep their value, latest wins.
+CRM_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "crm_attributes": {
+        "tier": (_identifier, False),
+        "lifetime_value": (_non_negative, False),
+        "segments": (_labels, False),
+    },
+}
+# The right to erasure: every trace of the user goes (streams.privacy, sinks.erasure).
+ERASURE_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "erasure_requested": {"request_id": (_identifier, True), "requested_by": (_text, True)},
+}
+# A question a customer asked support about a product (the chat's intent as ``topic`` when it has one).
+SUPPORT_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "question_asked": {
+        "product_id": (_identifier, True),
+        "text": (_text, True),
+        "topic": (_identifier, False),
+    },
+}
 FIELDS_BY_SOURCE = {
     CLICKSTREAM: CLICKSTREAM_FIELDS,
     LOGISTICS: LOGISTICS_FIELDS,
     PREFERENCES: PREFERENCES_FIELDS,
     OUTCOMES: OUTCOMES_FIELDS,
     SUBSCRIPTIONS: SUBSCRIPTIONS_FIELDS,
+    SERVICE_REQUESTS: SERVICE_REQUEST_FIELDS,
+    DEVICES: DEVICES_FIELDS,
+    ORDER_REQUESTS: ORDER_REQUEST_FIELDS,
+    CRM: CRM_FIELDS,
+    ERASURE: ERASURE_FIELDS,
+    SUPPORT: SUPPORT_FIELDS,
 }
 # Common fields on every clickstream event besides the type-specific ones.
 _CLICKSTREAM_COMMON = {"session_id": (_identifier, False)}
-TIME_FIELDS = frozenset({"promised_eta", "eta", "renews_at"})
+TIME_FIELDS = frozenset({"promised_eta", "eta", "renews_at", "purchased_at", "warranty_until"})
 
 
 def _require(data: Mapping[str, Any], name: str) -> Any:

@@ -82,6 +82,71 @@ MODEL_CHECKPOINTS = Counter(
 )
 SCORES_PUBLISHED = Counter("forewarn_scores_published_total", "User scores published.")
 
+# Processes (issue 5).
+TICKETS = Counter(
+    "forewarn_tickets_total",
+    "Service tickets created, by dispatch: assigned, or the reason for manual dispatch.",
+    ["dispatch"],
+)
+ORDERS = Counter(
+    "forewarn_orders_total",
+    "Order requests decided: accepted, or the reason they were refused.",
+    ["result"],
+)
+PROCESS_DUPLICATES = Counter(
+    "forewarn_process_duplicates_total",
+    "Repair and order requests whose request id was already handled (nothing emitted again).",
+    ["source"],
+)
+FEEDBACK_TAGGED = Counter("forewarn_feedback_tagged_total", "Feedback comments tagged, by tag.", ["tag"])
+FEEDBACK_LABELS = Counter("forewarn_feedback_labels_total", "Feedback corrections received.")
+FEEDBACK_CORRECTIONS_LEARNED = Counter(
+    "forewarn_feedback_corrections_learned_total",
+    "Corrections learned by partition taggers (each correction once per partition).",
+)
+SUPPORT_QUESTIONS = Counter(
+    "forewarn_support_questions_total", "Support questions counted, by product category.", ["category"]
+)
+HOT_ISSUES = Counter(
+    "forewarn_hot_issues_total", "Hot-issue alerts raised, by product category.", ["category"]
+)
+CRM_SYNCED = Counter("forewarn_crm_sync_total", "Health and tag records sent to the CRM.")
+ERASURES_REQUESTED = Counter(
+    "forewarn_erasure_requests_total", "Erasure requests carried out on the worker's state."
+)
+
+
+API_REQUESTS = Counter(
+    "forewarn_api_requests_total",
+    "CRM/ERP API calls answered (and audited) by this worker, by route template and HTTP status.",
+    ["route", "status"],
+)
+API_FORWARDED = Counter(
+    "forewarn_api_forwarded_total",
+    "API reads this worker forwarded to the worker holding the user's partition (which answers and"
+    " audits them), by route template.",
+    ["route"],
+)
+
+# Privacy (sinks.erasure): erasures carried out in ClickHouse. Labels are results and tables, never ids.
+ERASURES = Counter(
+    "forewarn_erasures_total",
+    "Erasures at the ClickHouse sink, by result: done, failed (an attempt, retried) or unreadable"
+    " (the message was dead-lettered).",
+    ["result"],
+)
+ERASURE_ROWS_DELETED = Counter(
+    "forewarn_erasure_rows_deleted_total", "Rows deleted from ClickHouse by erasures, by table.", ["table"]
+)
+ERASURES_PENDING = Gauge(
+    "forewarn_erasures_pending", "Erasures the sink has read and not yet done (waiting for rows in flight)."
+)
+ERASED_ROWS_DROPPED = Counter(
+    "forewarn_sink_erased_rows_dropped_total",
+    "Rows of an erased user, timed up to the erasure, that reached the sink after it and were not stored.",
+    ["table"],
+)
+
 
 def serve(port: int) -> None:
     """Expose /metrics on ``port`` (0: do not serve)."""

@@ -27,6 +27,8 @@ from models.health import Scores
 from streams.activity import DAY, Activity
 from streams.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, SUBSCRIPTIONS, Event
 from streams.interventions import Intervention
+from streams.orders import OrderLedger
+from streams.service import DeviceBook
 
 PAYMENT_PAGE = "/checkout/payment"
 # Bounds that keep one user's state small whatever the input does.
@@ -37,6 +39,7 @@ MAX_REMEMBERED_OFFERS = 20
 MAX_ABANDONED_PAYMENTS = 10
 MAX_DEFERRED = 20
 MAX_SUBSCRIPTIONS = 10
+MAX_RECENT_INTERVENTIONS = 10  # what the CRM API shows of a user's recent interventions
 
 
 @dataclass(slots=True)
@@ -75,6 +78,17 @@ class Subscription:
     updated_at: float
     event_id: str  # of the snapshot applied
     reminded_for: float | None = None  # the renewal date a reminder was sent for (or missed)
+
+
+@dataclass(slots=True)
+class CrmAttributes:
+    """What the CRM/ERP told us about the customer (``crm_updates``); fields left out keep their
+    value, and the latest event (by event time) wins."""
+
+    tier: str | None = None
+    lifetime_value: float | None = None
+    segments: list[str] = field(default_factory=list)
+    updated_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -132,6 +146,15 @@ class UserState:
     pending: PendingExamples = field(default_factory=PendingExamples)
     scores: Scores | None = None
     model_fired: dict[str, str] = field(default_factory=dict)
+    # The CRM's attributes, the tags of the user's latest tagged feedback (tag -> event time), and their
+    # latest interventions ({intervention_id, trigger, action, channel, at}), newest last, for the API.
+    crm: CrmAttributes = field(default_factory=CrmAttributes)
+    feedback_tags: dict[str, float] = field(default_factory=dict)
+    recent_interventions: list[dict[str, Any]] = field(default_factory=list)
+    crm_synced: str = ""  # fingerprint of the last crm_sync record sent (streams.processes)
+    # Processes: the user's devices and their service history, and the order requests decided lately.
+    devices: DeviceBook = field(default_factory=DeviceBook)
+    orders: OrderLedger = field(default_factory=OrderLedger)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +178,12 @@ class UserState:
             values["pending"] = PendingExamples.from_dict(values["pending"])
         if values.get("scores") is not None:
             values["scores"] = Scores(**values["scores"])
+        if "crm" in values:
+            values["crm"] = CrmAttributes(**values["crm"])
+        if "devices" in values:
+            values["devices"] = DeviceBook.from_dict(values["devices"])
+        if "orders" in values:
+            values["orders"] = OrderLedger.from_dict(values["orders"])
         values["deferred"] = [
             Deferred(item["release_at"], Intervention.from_dict(item["intervention"]))
             for item in values.get("deferred", [])
@@ -256,6 +285,16 @@ def record_contact(state: UserState, intervention: Intervention, time: float) ->
     """An intervention was emitted at ``time`` (event time): for caps, cooldowns and offer history."""
     _remember_time(state.contacts.setdefault(intervention.channel, []), time, MAX_CONTACTS_PER_CHANNEL)
     state.last_contact_by_trigger[intervention.trigger] = time
+    state.recent_interventions.append(
+        {
+            "intervention_id": intervention.intervention_id,
+            "trigger": intervention.trigger,
+            "action": intervention.action,
+            "channel": intervention.channel,
+            "at": time,
+        }
+    )
+    del state.recent_interventions[:-MAX_RECENT_INTERVENTIONS]
     if intervention.offer is not None:
         _remember(
             state.offers_sent, intervention.intervention_id, intervention.offer["kind"], MAX_REMEMBERED_OFFERS

@@ -16,17 +16,26 @@ log = logging.getLogger(__name__)
 
 
 def topic_names(settings: Settings) -> list[str]:
+    """Every topic Forewarn reads or writes, except ``stock``: orders are checked against stock only
+    where the stock system created that topic."""
     return [
-        settings.topic_clickstream,
-        settings.topic_logistics,
-        settings.topic_preferences,
-        settings.topic_outcomes,
-        settings.topic_subscriptions,
+        *settings.source_topics.values(),
+        settings.topic_feedback_labels,
         settings.topic_events,
         settings.topic_ticks,
+        settings.topic_labels,
+        settings.topic_questions,
         settings.topic_interventions,
         settings.topic_decisions,
         settings.topic_scores,
+        settings.topic_tickets,
+        settings.topic_order_commands,
+        settings.topic_order_rejections,
+        settings.topic_feedback_tagged,
+        settings.topic_hot_issues,
+        settings.topic_crm_sync,
+        settings.topic_erasures,
+        settings.topic_api_audit,
         settings.topic_dead_letters,
     ]
 
@@ -47,7 +56,7 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         counts = {topic["topic"]: len(topic["partitions"]) for topic in described}
     finally:
         await admin.close()
-    for name in (settings.topic_events, settings.topic_ticks):
+    for name in (settings.topic_events, settings.topic_ticks, settings.topic_labels):
         if counts.get(name) != settings.partitions:
             raise RuntimeError(
                 f"topic {name!r} has {counts.get(name)} partitions but FOREWARN_PARTITIONS is "

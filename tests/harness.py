@@ -14,6 +14,7 @@ import clickhouse_connect
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from sinks.privacy import Pseudonymizer
 from streams.worker_process import EMBEDDED_BROKER_ENV, send_everything_policy
 
 
@@ -33,6 +34,7 @@ def worker_env(
         "FOREWARN_BROKER_URL": f"kafka://{bootstrap}",
         "FOREWARN_CLICKHOUSE_DSN": clickhouse_dsn or f"chdb://{workdir / 'clickhouse'}",
         "FOREWARN_DATA_DIR": str(workdir / "worker"),
+        "FOREWARN_PSEUDONYM_KEY_FILE": str(workdir / "pseudonym.key"),
         "FOREWARN_PARTITIONS": "4",
         "FOREWARN_SINK_FLUSH_SECONDS": "0.5",
         "FOREWARN_SWEEP_INTERVAL_SECONDS": "0.5",
@@ -95,6 +97,11 @@ async def consume_all(
     return await read_until(bootstrap, topic, settled, timeout)
 
 
+def pseudonyms(workdir: Path) -> Pseudonymizer:
+    """The pseudonyms ClickHouse holds for the user ids of the workers set up by :func:`worker_env`."""
+    return Pseudonymizer((workdir / "pseudonym.key").read_text().strip().encode())
+
+
 def rows(dsn: str, sql: str) -> list[tuple]:
     """The rows of a query against the ClickHouse at ``dsn`` (after the worker writing it stopped, for
     an embedded one)."""
@@ -103,3 +110,38 @@ def rows(dsn: str, sql: str) -> list[tuple]:
         return client.query(sql).result_rows
     finally:
         client.close()
+
+
+def traces(client: Any, needles: Iterable[str]) -> dict[str, int]:
+    """Where any of ``needles`` (a raw user id, its pseudonym) still shows in the database of
+    ``client`` (a clickhouse-connect client): ``{"table.column": rows}`` over every column whose type
+    holds strings (String, LowCardinality, Nullable, Array, Map: read as text) of every table that
+    stores rows (MergeTree engines; views hold none). Empty: no trace.
+
+    Rows removed by a lightweight delete are already invisible here; they leave the disk when their
+    part is next merged."""
+    texts = [needle for needle in needles if needle]
+    tables = {
+        row[0]
+        for row in client.query(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'"
+        ).result_rows
+    }
+    columns = client.query(
+        "SELECT table, name FROM system.columns WHERE database = currentDatabase() AND type LIKE '%String%'"
+        " ORDER BY table, name"
+    ).result_rows
+    parameters = {f"n{i}": text for i, text in enumerate(texts)}
+    found: dict[str, int] = {}
+    for table, column in columns:
+        if table not in tables or not texts:
+            continue
+        condition = " OR ".join(
+            f"position(toString(`{column}`), {{{name}:String}}) > 0" for name in parameters
+        )
+        count = client.query(
+            f"SELECT count() FROM `{table}` WHERE {condition}", parameters=parameters
+        ).result_rows[0][0]
+        if count:
+            found[f"{table}.{column}"] = int(count)
+    return found

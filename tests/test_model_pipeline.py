@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from harness import event_bytes, produce, read_until, rows, worker_env
+from harness import event_bytes, produce, pseudonyms, read_until, rows, worker_env
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.examples import SNAPSHOT_AT
@@ -224,6 +224,10 @@ def test_scores_are_published_and_stored_latest_per_user(broker, tmp_path: Path)
         dsn,
         "SELECT user_id, count(), max(toUnixTimestamp64Milli(scored_at)) FROM user_scores GROUP BY user_id",
     )
+    # ClickHouse holds pseudonyms (sinks.privacy): back to the user ids through the workers' key.
+    pseudonym = pseudonyms(tmp_path)
+    user_of = {pseudonym(user): user for user in users}
+    history = [(user_of[stored], n, at) for stored, n, at in history]
     assert {user: (n, at) for user, n, at in history} == {
         user: (len(published), iso_millis(published[-1]["scored_at"])) for user, published in by_user.items()
     }
@@ -233,6 +237,7 @@ def test_scores_are_published_and_stored_latest_per_user(broker, tmp_path: Path)
         " intent_browse, intent_leave, top_intent, churn, health, intent_examples, churn_examples"
         " FROM user_scores_latest FINAL",
     )
+    latest = [(user_of[row[0]], *row[1:]) for row in latest]
     assert sorted(row[0] for row in latest) == sorted(users)  # exactly one row per user
     for user, at, purchase, need_help, browse, leave, top, churn, health, intent_n, churn_n in latest:
         last = by_user[user][-1]

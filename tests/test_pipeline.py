@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from clickhouse_server import start_clickhouse_server
-from harness import consume_all, produce, rows, worker_env
+from harness import consume_all, produce, pseudonyms, rows, worker_env
 from scenario import add_broken_messages, build
 
 from streams.deadletters import read_dead_letter_headers
@@ -70,8 +70,11 @@ def test_interventions_and_rows_end_to_end(broker, tmp_path: Path, clickhouse_ds
 
     # ClickHouse holds every valid event, intervention and dead letter exactly once (no FINAL needed).
     assert rows(clickhouse_dsn, "SELECT count(), uniqExact(event_id) FROM events") == [(scenario.valid,) * 2]
+    # ClickHouse holds pseudonyms of the user ids, never the ids (sinks.privacy).
     stored = rows(clickhouse_dsn, "SELECT toString(intervention_id), trigger, user_id FROM interventions")
-    assert {i: (t, u) for i, t, u in stored} == scenario.expected and len(stored) == 20
+    pseudonym = pseudonyms(tmp_path)
+    expected = {i: (trigger, pseudonym(user)) for i, (trigger, user) in scenario.expected.items()}
+    assert {i: (t, u) for i, t, u in stored} == expected and len(stored) == 20
     dead = rows(clickhouse_dsn, "SELECT reason, count() FROM dead_letters GROUP BY reason")
     assert dict(dead) == Counter(scenario.broken.values())
     # The per-minute aggregates are kept by ClickHouse's materialized views.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import statistics
 from collections import Counter, defaultdict
@@ -10,17 +11,46 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 
-from streams.events import CLICKSTREAM, LOGISTICS, SUBSCRIPTIONS, Event, InvalidEvent, parse_event
+from models.feedback_corpus import CATEGORIES as CORPUS_CATEGORIES
+from models.tagger import Correction, parse_label
+from streams.events import (
+    CLICKSTREAM,
+    CRM,
+    DEVICES,
+    LOGISTICS,
+    ORDER_REQUESTS,
+    SERVICE_REQUESTS,
+    SUBSCRIPTIONS,
+    SUPPORT,
+    Event,
+    InvalidEvent,
+    parse_event,
+)
+from streams.orders import (
+    INVALID_QUANTITY,
+    QUANTITY_LIMIT,
+    UNKNOWN_SKU,
+    OrderLedger,
+    OrderRejection,
+    decide_order,
+)
 from streams.policy import load_policy
+from streams.service import UNKNOWN_DEVICE, DeviceBook, great_circle_km, open_ticket, register
 from streams.state import UserState
 from streams.traffic import (
+    CATEGORY_TOPICS,
     DAY,
+    DISPATCH_MAX_KM,
+    FEEDBACK_LABELS,
     HELP_QUERIES,
     HOUR,
+    PROCESS_TOPICS,
     QUERIES,
     SUPPORT_REASONS,
+    TIERS,
     USER_TYPES,
     Outgoing,
+    Surge,
     TrafficGenerator,
     TrafficProfile,
 )
@@ -34,6 +64,27 @@ def drain(generator: TrafficGenerator, seconds: float) -> list:
     messages = generator.due(START + seconds)
     generator.profile.sessions_per_second = 1e-9  # no new sessions: let the started ones finish
     return messages + generator.due(START + 10 * 24 * 3600)
+
+
+def digest(messages: list[Outgoing]) -> str:
+    """A short fingerprint of every field of every message, in order."""
+    hashed = hashlib.sha256()
+    for m in messages:
+        for part in (m.topic.encode(), m.key, m.value, repr(m.event_time).encode(), repr(m.expects).encode()):
+            hashed.update(part + b"\0")
+    return hashed.hexdigest()[:16]
+
+
+def test_the_default_stream_is_unchanged() -> None:
+    """Recorded before the process traffic (devices, repairs, orders, ...) was added: with its shares
+    at their defaults (off) the stream is byte for byte what it was, so seeded results still hold."""
+    default = drain(TrafficGenerator(TrafficProfile(), seed=5, start=START), 120)
+    assert (len(default), digest(default)) == (3532, "1b7118d4290f0961")
+    profile = TrafficProfile(
+        sessions_per_second=20, malformed_share=0.02, preferences_share=0.5, subscription_share=0.2
+    )
+    busy = drain(TrafficGenerator(profile, seed=11, start=START), 120)
+    assert (len(busy), digest(busy)) == (16407, "f442de1d373535e9")
 
 
 def test_same_seed_same_traffic() -> None:
@@ -389,3 +440,384 @@ def test_engagement_falls_with_late_deliveries() -> None:
     assert late
     for user, count in late.items():
         assert generator.engagement(user) == pytest.approx(0.85**count)
+
+
+# --- process traffic (issue 5)
+
+PROCESS_PROFILE = {
+    "sessions_per_second": 20.0,
+    "devices_share": 0.3,
+    "repair_share": 0.5,
+    "order_request_share": 0.1,
+    "feedback_comment_share": 0.6,
+    "label_share": 0.3,
+    "support_question_rate": 0.2,
+    "support_history_seconds": 2 * HOUR,
+    "surge": Surge("headphones-echo-buds", "pairing", 300.0, 120.0, 40.0),
+    "crm_share": 0.3,
+}
+
+
+def drain_processes(generator: TrafficGenerator, seconds: float) -> list[Outgoing]:
+    """Sessions for ``seconds``, then an hour more for their later steps (repairs, labels, CRM
+    updates) with the support questions going on."""
+    messages = generator.due(START + seconds)
+    generator.profile.sessions_per_second = 1e-9
+    return messages + generator.due(START + seconds + HOUR)
+
+
+@dataclass
+class ProcessRun:
+    generator: TrafficGenerator
+    messages: list[Outgoing]
+    events: list[tuple[Outgoing, Event]]  # every message but the labels, parsed
+    labels: list[tuple[Outgoing, Correction]]
+
+    def of(self, topic: str) -> list[Event]:
+        return [event for message, event in self.events if message.topic == topic]
+
+
+@pytest.fixture(scope="module")
+def process_run() -> ProcessRun:
+    """Ten minutes of busy traffic with every process feature on (about 12000 sessions)."""
+    generator = TrafficGenerator(TrafficProfile(**PROCESS_PROFILE), seed=13, start=START)
+    messages = drain_processes(generator, 600)
+    events, labels = [], []
+    for message in messages:
+        if message.topic == FEEDBACK_LABELS:
+            labels.append((message, parse_label(message.value)))
+        else:
+            events.append((message, parse_event(message.value, message.topic)))
+    return ProcessRun(generator, messages, events, labels)
+
+
+def test_process_traffic_is_valid_counted_and_in_order(process_run: ProcessRun) -> None:
+    run, stats = process_run, process_run.generator.stats
+    assert {m.topic for m in run.messages} == {CLICKSTREAM, LOGISTICS, *PROCESS_TOPICS}
+    assert all(a.event_time <= b.event_time for a, b in itertools.pairwise(run.messages))
+    assert len(run.messages) == stats.events and stats.malformed == 0
+    for message, event in run.events:  # the message's time is the event's
+        assert message.event_time == pytest.approx(event.event_time, abs=1e-3)
+    assert len(run.of(DEVICES)) == stats.devices > 1000
+    assert len(run.of(SERVICE_REQUESTS)) == stats.repair_requests + stats.repair_redeliveries
+    assert len(run.of(ORDER_REQUESTS)) == stats.order_requests + stats.order_duplicates
+    assert len(run.of(CRM)) == stats.crm_updates
+    assert len(run.of(SUPPORT)) == stats.support_questions + stats.surge_questions
+    assert len(run.labels) == stats.labels > 100
+    commented = [e for e in run.of(CLICKSTREAM) if e.event_type == "feedback" and "comment" in e.attrs]
+    assert len(commented) == stats.commented_feedback > 500
+
+
+def test_process_traffic_leaves_the_behaviour_traffic_as_it_is() -> None:
+    """Every process feature on: take away the process topics and the comments on feedback, and the
+    rest is byte for byte the stream without them (they draw from random streams of their own)."""
+    profile = TrafficProfile(**{**PROCESS_PROFILE, "surge": None})
+    plain = drain_processes(
+        TrafficGenerator(TrafficProfile(sessions_per_second=20.0), seed=4, start=START), 300
+    )
+    busy = drain_processes(TrafficGenerator(profile, seed=4, start=START), 300)
+    behaviour = []
+    for message in busy:
+        if message.topic in PROCESS_TOPICS:
+            continue
+        data = orjson.loads(message.value)
+        if data["event_type"] == "feedback" and "comment" in data:
+            del data["comment"], data["product_id"]
+            message = Outgoing(
+                message.topic, message.key, orjson.dumps(data), message.event_time, message.expects
+            )
+        behaviour.append(message)
+    assert len(busy) > len(behaviour) and behaviour == plain
+    again = drain_processes(TrafficGenerator(TrafficProfile(**{**PROCESS_PROFILE, "surge": None}), seed=4,
+                                             start=START), 300)  # fmt: skip
+    assert again == busy
+
+
+def test_devices_are_registered_before_the_first_session(process_run: ProcessRun) -> None:
+    run, generator = process_run, process_run.generator
+    catalog = generator.catalog
+    served = set().union(*(point.categories for point in generator.service_points))
+    first_click: dict[str, float] = {}
+    for event in run.of(CLICKSTREAM):
+        first_click.setdefault(event.user_id, event.event_time)
+    owners: defaultdict[str, list[Event]] = defaultdict(list)
+    for event in run.of(DEVICES):
+        owners[event.user_id].append(event)
+    for user, devices in owners.items():
+        assert 1 <= len(devices) <= 2 and all(d.event_time == first_click[user] for d in devices)
+        for device in devices:
+            attrs = device.attrs
+            assert attrs["category"] in set(catalog.categories()) & served
+            assert attrs["model"] in {
+                p.name for p in catalog.products.values() if p.category == attrs["category"]
+            }
+            assert attrs["purchased_at"] <= device.event_time < attrs["warranty_until"]
+    # In the order of the messages, each user's registrations come before their first click.
+    seen_click, early = set(), 0
+    for message, event in run.events:
+        if message.topic == CLICKSTREAM:
+            seen_click.add(event.user_id)
+        elif message.topic == DEVICES:
+            assert event.user_id not in seen_click
+            early += 1
+    assert early == generator.stats.devices
+    users = len(generator.seen_users())
+    assert abs(len(owners) / users - 0.3) < 0.03
+
+
+def test_repairs_follow_the_plan_and_their_ground_truth_is_what_dispatch_gives(
+    process_run: ProcessRun,
+) -> None:
+    run, generator = process_run, process_run.generator
+    repairs = {repair.request_id: repair for repair in generator.repairs()}
+    assert len(repairs) == generator.stats.repair_requests > 400
+    owned = {(e.user_id, e.attrs["device_id"]): e for e in run.of(DEVICES)}
+    sent: defaultdict[str, list[Event]] = defaultdict(list)
+    for event in run.of(SERVICE_REQUESTS):
+        sent[event.attrs["request_id"]].append(event)
+    assert set(sent) == set(repairs)
+    languages: Counter[str] = Counter()
+    for request_id, copies in sent.items():
+        repair, first = repairs[request_id], copies[0]
+        assert len(copies) == (2 if repair.redelivered else 1)
+        assert len({c.event_id for c in copies}) == len(copies)  # a new event, the same request
+        assert all(c.attrs == first.attrs and c.user_id == first.user_id for c in copies)
+        assert (first.user_id, first.event_time, first.attrs["device_id"]) == (
+            repair.user_id, repair.event_time, repair.device_id,
+        )  # fmt: skip
+        languages["zh" if any("\u4e00" <= ch <= "\u9fff" for ch in first.attrs["fault"]) else "en"] += 1
+        registration = owned.get((repair.user_id, repair.device_id))
+        nearest = min(
+            great_circle_km(repair.latitude, repair.longitude, p.latitude, p.longitude)
+            for p in generator.service_points
+        )
+        if repair.planted == "unregistered":
+            assert registration is None and repair.category is None
+            assert generator.expected_ticket(repair) == UNKNOWN_DEVICE
+            continue
+        assert registration is not None and registration.event_time < repair.event_time
+        assert registration.attrs["category"] == repair.category
+        if repair.planted == "far":
+            assert nearest > DISPATCH_MAX_KM and generator.expected_ticket(repair) != "assigned"
+        else:
+            assert nearest <= 12.0
+    planted = Counter(repair.planted for repair in repairs.values())
+    assert abs(planted["far"] / len(repairs) - 0.1) < 0.04
+    assert abs(planted["unregistered"] / len(repairs) - 0.05) < 0.03
+    assert abs(generator.stats.repair_redeliveries / len(repairs) - 0.1) < 0.04
+    assert abs(languages["zh"] / len(repairs) - 0.3) < 0.06
+    # What the documented dispatch makes of the messages, idempotency included, is the ground truth.
+    books: defaultdict[str, DeviceBook] = defaultdict(DeviceBook)
+    made: Counter[str] = Counter()
+    for message, event in run.events:
+        if message.topic == DEVICES:
+            register(books[event.user_id], event)
+        elif message.topic == SERVICE_REQUESTS:
+            ticket = open_ticket(books[event.user_id], event, generator.service_points, DISPATCH_MAX_KM)
+            if ticket is not None:
+                made[ticket.dispatch.manual_reason or "assigned"] += 1
+    expected = generator.expected_tickets()
+    assert made == expected and sum(expected.values()) == len(repairs)
+    assert expected["assigned"] > len(repairs) / 2 and expected[UNKNOWN_DEVICE] == planted["unregistered"]
+
+
+def test_order_requests_are_refused_for_exactly_the_planted_faults(process_run: ProcessRun) -> None:
+    run, generator = process_run, process_run.generator
+    orders = {order.request_id: order for order in generator.orders()}
+    assert len(orders) == generator.stats.order_requests > 800
+    ledgers: defaultdict[str, OrderLedger] = defaultdict(OrderLedger)
+    decided: Counter[str] = Counter()
+    duplicates = 0
+    for event in run.of(ORDER_REQUESTS):
+        order = orders[event.attrs["request_id"]]
+        assert event.user_id == order.user_id
+        assert [(i["sku"], i["quantity"]) for i in event.attrs["items"]] == list(order.items)
+        decision = decide_order(ledgers[event.user_id], event, generator.catalog, None)
+        if decision is None:
+            duplicates += 1
+            continue
+        decided[decision.reason if isinstance(decision, OrderRejection) else "accepted"] += 1
+        assert (decision.reason if isinstance(decision, OrderRejection) else "accepted") == order.planted
+    assert decided == generator.expected_orders()
+    assert duplicates == generator.stats.order_duplicates == sum(o.duplicated for o in orders.values())
+    shares = {reason: count / len(orders) for reason, count in decided.items()}
+    assert abs(shares[UNKNOWN_SKU] - 0.08) < 0.03 and abs(shares[INVALID_QUANTITY] - 0.08) < 0.03
+    assert abs(shares[QUANTITY_LIMIT] - 0.04) < 0.02 and shares["accepted"] > 0.75
+    quantities = {i["quantity"] for e in run.of(ORDER_REQUESTS) for i in e.attrs["items"]}
+    assert {0.0, -1.0, 1.5} <= quantities  # zero, negative and fractional quantities are among them
+
+
+def test_feedback_comments_carry_their_true_tags_and_some_are_corrected(process_run: ProcessRun) -> None:
+    run, generator = process_run, process_run.generator
+    truth = generator.feedback_truth()
+    feedback = [e for e in run.of(CLICKSTREAM) if e.event_type == "feedback"]
+    commented = [e for e in feedback if "comment" in e.attrs]
+    assert abs(len(commented) / len(feedback) - 0.6) < 0.04
+    assert {e.event_id for e in commented} == set(truth)
+    scores: defaultdict[str, list[float]] = defaultdict(list)
+    for event in commented:
+        known = truth[event.event_id]
+        assert (event.attrs["comment"], event.attrs["product_id"], event.user_id) == (
+            known.text, known.product_id, known.user_id,
+        )  # fmt: skip
+        assert generator.catalog.product(known.product_id) is not None
+        assert known.tags and set(known.tags) <= set(CORPUS_CATEGORIES)
+        for tag in known.tags:
+            scores[tag].append(event.attrs["score"])
+    languages = Counter(known.language for known in truth.values())
+    assert abs(languages["zh"] / len(truth) - 0.3) < 0.05
+    # Comments are in keeping with the score the user gave: praise high, quality complaints low.
+    means = {tag: statistics.mean(values) for tag, values in scores.items()}
+    assert min(means["praise"], means["feature_request"]) > 3.5
+    assert max(means[tag] for tag in ("pricing", "delivery", "quality", "usability")) < 3.0
+    times = {e.event_id: e.event_time for e in commented}
+    corrected = set()
+    for message, correction in run.labels:
+        known = truth[correction.feedback_id]
+        assert message.key == correction.feedback_id.encode() and known.labelled
+        assert (correction.text, correction.tags) == (known.text, known.tags)
+        assert 5.0 <= correction.labelled_at - times[correction.feedback_id] <= 60.0
+        assert correction.labelled_at == pytest.approx(message.event_time, abs=1e-3)
+        corrected.add(correction.feedback_id)
+    assert corrected == {k for k, v in truth.items() if v.labelled}
+    assert abs(len(corrected) / len(truth) - 0.3) < 0.05
+
+
+def test_support_questions_have_steady_topic_mixes_and_the_planted_surge(process_run: ProcessRun) -> None:
+    run, generator = process_run, process_run.generator
+    questions = run.of(SUPPORT)
+    catalog = generator.catalog
+    keys = {m.key for m in run.messages if m.topic == SUPPORT}
+    assert keys <= {p.encode() for p in catalog.products}
+    history = [q for q in questions if q.event_time < START]
+    assert history and min(q.event_time for q in history) < START - 1.9 * HOUR
+    chinese = 0
+    for question in questions:
+        product = catalog.products[question.attrs["product_id"]]
+        assert product.launched_at <= question.event_time
+        assert question.attrs["topic"] in CATEGORY_TOPICS[product.category]
+        assert product.name in question.attrs["text"]
+        chinese += any("\u4e00" <= char <= "\u9fff" for char in question.attrs["text"])
+    assert abs(chinese / len(questions) - generator.profile.text_zh_share) < 0.04
+    begin, end = generator.surge_window()
+    assert (begin, end) == (START + 300.0, START + 420.0)
+    surge = generator.profile.surge
+
+    def pair(q: Event) -> bool:
+        return (q.attrs["product_id"], q.attrs["topic"]) == (surge.product_id, surge.topic)
+
+    inside = [q for q in questions if pair(q) and begin <= q.event_time <= end]
+    outside = [q for q in questions if pair(q) and not begin <= q.event_time <= end]
+    rate = generator.topic_rate(surge.product_id, surge.topic, begin)
+    steady = rate * (end - begin)
+    assert len(inside) - steady == pytest.approx(generator.stats.surge_questions, abs=4 * steady**0.5 + 1)
+    expected = surge.factor * steady  # the steady ones plus (factor - 1) times as many
+    assert abs(len(inside) - expected) < 4 * expected**0.5
+    # Outside the window the topic keeps its steady rate, from 2 h before the start to the last call.
+    span = (START + 600 + HOUR) - (START - 2 * HOUR) - (end - begin)
+    assert abs(len(outside) - rate * span) < 4 * (rate * span) ** 0.5 + 2
+    # Steady mixes: the busiest other product's topic shares before the start match those after it.
+    busiest = Counter(
+        q.attrs["product_id"] for q in questions if q.attrs["product_id"] != surge.product_id
+    ).most_common(1)[0][0]
+    topics = CATEGORY_TOPICS[catalog.products[busiest].category]
+    rates = {topic: generator.topic_rate(busiest, topic, START) for topic in topics}
+    of_busiest = [q for q in questions if q.attrs["product_id"] == busiest]
+    for counts in (
+        Counter(q.attrs["topic"] for q in of_busiest if q.event_time < START),
+        Counter(q.attrs["topic"] for q in of_busiest if q.event_time >= START),
+    ):
+        n = sum(counts.values())
+        assert n > 100
+        for topic in topics:
+            share = rates[topic] / sum(rates.values())
+            assert abs(counts[topic] / n - share) < 4 * (share * (1 - share) / n) ** 0.5
+
+
+def test_a_surge_must_name_a_product_and_topic_of_the_catalog() -> None:
+    with pytest.raises(ValueError, match="not a product"):
+        TrafficGenerator(TrafficProfile(support_question_rate=1.0, surge=Surge("nope", "pairing", 0, 60, 5)))
+    with pytest.raises(ValueError, match="not a topic"):
+        TrafficGenerator(
+            TrafficProfile(support_question_rate=1.0, surge=Surge("headphones-echo-2", "screen", 0, 60, 5))
+        )
+    with pytest.raises(ValueError, match="factor"):
+        TrafficGenerator(
+            TrafficProfile(support_question_rate=1.0, surge=Surge("headphones-echo-2", "pairing", 0, 60, 1))
+        )
+    with pytest.raises(ValueError, match="support_question_rate"):
+        TrafficGenerator(TrafficProfile(surge=Surge("headphones-echo-2", "pairing", 0, 60, 5)))
+    # Echo Two is launched on 2026-01-27: at START it is not on sale yet.
+    early = TrafficProfile(support_question_rate=1.0, surge=Surge("headphones-echo-2", "pairing", 0, 60, 5))
+    with pytest.raises(ValueError, match="not launched"):
+        TrafficGenerator(early, start=START).due(START + 10)
+
+
+def test_crm_attributes_for_some_new_users_and_updates_that_only_grow(process_run: ProcessRun) -> None:
+    run, generator = process_run, process_run.generator
+    updates: defaultdict[str, list[Event]] = defaultdict(list)
+    for event in run.of(CRM):
+        updates[event.user_id].append(event)
+    first_click: dict[str, float] = {}
+    for event in run.of(CLICKSTREAM):
+        first_click.setdefault(event.user_id, event.event_time)
+    assert abs(len(updates) / len(generator.seen_users()) - 0.3) < 0.03
+    later = 0
+    for user, events in updates.items():
+        assert events[0].event_time == first_click[user] and len(events) <= 2
+        for event in events:
+            assert event.attrs["tier"] in TIERS and event.attrs["lifetime_value"] > 0
+        if len(events) == 2:
+            later += 1
+            old, new = (e.attrs for e in events)
+            assert new["lifetime_value"] > old["lifetime_value"]
+            assert TIERS.index(new["tier"]) - TIERS.index(old["tier"]) in (0, 1)
+        assert generator.crm_attributes(user) == events[-1].attrs
+    assert abs(later / len(updates) - 0.25) < 0.05 and later == generator.stats.crm_updates - len(updates)
+
+
+def test_ground_truth_up_to_a_time_is_what_was_sent_by_then(process_run: ProcessRun) -> None:
+    """The demo stops the traffic at some point: the ground truth then covers what was sent by it."""
+    run, generator = process_run, process_run.generator
+    until = START + 300.0
+    sent_by = [event for message, event in run.events if message.event_time <= until]
+    requests = {e.attrs["request_id"] for e in sent_by if e.source == SERVICE_REQUESTS}
+    assert {repair.request_id for repair in generator.repairs(until)} == requests
+    assert 0 < sum(generator.expected_tickets(until=until).values()) == len(requests)
+    assert len(requests) < len(generator.repairs())
+    orders = {e.attrs["request_id"] for e in sent_by if e.source == ORDER_REQUESTS}
+    assert {order.request_id for order in generator.orders(until)} == orders
+    assert 0 < sum(generator.expected_orders(until).values()) == len(orders) < len(generator.orders())
+    commented = {e.event_id for e in sent_by if e.event_type == "feedback" and "comment" in e.attrs}
+    assert set(generator.feedback_truth(until)) == commented
+    labelled = {c.feedback_id for m, c in run.labels if m.event_time <= until}
+    assert labelled == {
+        k
+        for k, v in generator.feedback_truth().items()
+        if v.labelled_at is not None and v.labelled_at <= until
+    }
+
+
+def test_process_traffic_does_not_depend_on_how_often_it_is_asked_for() -> None:
+    """The demo calls ``due`` ten times a second, a replay once: the traffic is the same."""
+    surge = Surge("headphones-echo-buds", "pairing", 30.0, 30.0, 200.0)
+    profile = {**PROCESS_PROFILE, "surge": surge, "support_history_seconds": 600.0}
+    once = TrafficGenerator(TrafficProfile(**profile), seed=6, start=START).due(START + 120)
+    often = TrafficGenerator(TrafficProfile(**profile), seed=6, start=START)
+    polled = [m for step in range(1, 1201) for m in often.due(START + step / 10)]
+    assert polled == once and often.stats.surge_questions > 10
+
+
+def test_support_contacts_are_rated_after_the_profiles_delay() -> None:
+    profile = TrafficProfile(
+        sessions_per_second=20, user_types={"help_seeker": 1.0}, support_feedback_delay=8.0
+    )
+    events = [
+        parse_event(m.value, m.topic) for m in drain(TrafficGenerator(profile, seed=2, start=START), 60)
+    ]
+    contacts = {(e.user_id, round(e.event_time * 1000)) for e in events if e.event_type == "support_contact"}
+    rated = [e for e in events if e.event_type == "feedback" and "order_id" not in e.attrs]
+    assert len(rated) > 100
+    for event in rated:  # 8 s later, to the millisecond (times are sent in whole ms)
+        at = round((event.event_time - 8.0) * 1000)
+        assert any((event.user_id, at + d) in contacts for d in (-1, 0, 1))

@@ -709,7 +709,9 @@ def test_0002_applies_on_top_of_0001_and_again(tmp_path: Path) -> None:
         for statement in core.statements():
             store.client.command(statement)
         store.client.insert("schema_migrations", [[1, core.name]], column_names=["version", "name"])
-        assert store.apply_schema() == [2, 3] and store.apply_schema() == [] and store.schema_version() == 3
+        later = [m.version for m in migrations() if m.version > 1]
+        assert store.apply_schema() == later and store.apply_schema() == []
+        assert store.schema_version() == later[-1]
         [policy] = [m for m in migrations() if m.version == 2]
         for statement in policy.statements():  # a start that died half-way through re-runs the file
             store.client.command(statement)

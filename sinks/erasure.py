@@ -1,0 +1,263 @@
+"""The right to erasure on the ClickHouse side: a user's rows are deleted once none can still arrive.
+
+The worker removes the user's state from its tables, then sends to the ``erasures`` topic a message
+keyed by the raw user id (:func:`streams.processes.erasure_record`). The sink reads that topic beside
+its data topics and carries the erasure out:
+
+1. **Wait for rows in flight.** Rows of the user produced before the erasure may not be stored yet
+   (another topic, a lagging partition, a batch not yet flushed). On reading an erasure the sink
+   records the end offset (high watermark) of every partition of every topic it stores; the delete
+   waits until, on each of them, everything before that mark is stored: by this sink (its flushed
+   position) or, for partitions another member of the sink's group consumes, by the group's committed
+   offset, which a sink commits only after the rows are inserted.
+2. **Delete**, in every table holding user rows (:func:`erasure_tables`): ``user_id`` equal to the
+   pseudonym (or to the raw id, for rows stored before pseudonymisation); and the dead letters whose
+   payload or detail contains the raw id as a JSON string. That last part is best-effort: a dead
+   letter is a message that could not be read, and may hold the id in some other form, or be cut.
+   Rows of the user with a time up to the erasure that reach the sink after it read the erasure are
+   not stored at all (:class:`ErasedUsers`, kept in memory).
+3. **Audit**: one row in ``erasures`` (request, who asked, when, rows deleted per table), with neither
+   the user id nor the pseudonym: the user leaves no trace, the erasure does.
+4. **Commit** the erasure's offset, only now. A sink that stops or crashes before reads the erasure
+   again and does it again: deletes are idempotent, and the audit row of a request id is replaced by
+   one whose counts add up both runs (ReplacingMergeTree by ``request_id``).
+
+ClickHouse deletes are lightweight ``DELETE FROM`` (the rows vanish from queries at once and from disk
+at the next merges), or ``ALTER TABLE ... DELETE`` with ``mutations_sync = 2`` on tables where a
+lightweight delete is refused (projections).
+
+>>> import orjson
+>>> erasure = Erasure.from_wire(orjson.dumps({"schema": 1, "request_id": "r1", "user_id": "u1",
+...     "requested_by": "dpo", "requested_at": "2026-01-02T03:04:05.000Z",
+...     "erased_at": "2026-01-02T03:04:06.000Z", "state_removed": True, "source_event_id": "e9"}))
+>>> erasure.user_id, erasure.erased_at_ms - erasure.requested_at_ms
+('u1', 1000)
+>>> queue = ErasureQueue()
+>>> queue.add(("erasures", 0), 7, erasure, {("events", 0): 120, ("events", 1): 0})
+>>> queue.ready({("events", 0): 119}), queue.waiting()
+([], {('events', 0): 120})
+>>> [(p.offset, p.erasure.request_id) for p in queue.ready({("events", 0): 120})]
+[(7, 'r1')]
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from sinks.privacy import DEAD_LETTER_TABLE, UserTable, quoted_forms, user_tables
+from sinks.rows import iso_millis
+
+log = logging.getLogger(__name__)
+
+ERASURE_SCHEMA = 1
+AUDIT_TABLE = "erasures"
+REDACTED = "[erased]"
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """An erasure the worker carried out (the ``erasures`` topic, schema 1); times in epoch ms."""
+
+    request_id: str
+    user_id: str
+    requested_by: str
+    requested_at_ms: int
+    erased_at_ms: int
+    state_removed: bool
+    source_event_id: str
+
+    @classmethod
+    def from_wire(cls, value: bytes | None) -> Erasure:
+        """Read one message; ``ValueError`` (naming what is wrong) when it is not a schema 1 erasure."""
+        try:
+            data = orjson.loads(value or b"")
+        except orjson.JSONDecodeError as error:
+            raise ValueError(f"not JSON: {error}") from None
+        if not isinstance(data, dict) or data.get("schema") != ERASURE_SCHEMA:
+            raise ValueError(f"not an erasure of schema {ERASURE_SCHEMA}")
+        try:
+            erasure = cls(
+                request_id=_text(data, "request_id"),
+                user_id=_text(data, "user_id"),
+                requested_by=_text(data, "requested_by", required=False),
+                requested_at_ms=iso_millis(_text(data, "requested_at")),
+                erased_at_ms=iso_millis(_text(data, "erased_at")),
+                state_removed=bool(data.get("state_removed", False)),
+                source_event_id=_text(data, "source_event_id", required=False),
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(str(error)) from None
+        return erasure
+
+
+def _text(data: dict[str, Any], name: str, required: bool = True) -> str:
+    value = data.get(name, "")
+    if not isinstance(value, str) or (required and not value):
+        raise ValueError(f"field {name!r} must be a non-empty string")
+    return value
+
+
+class ErasedUsers:
+    """Pseudonyms erased lately and when: a row of one of them timed up to its erasure that reaches the
+    sink afterwards (a replay, an upstream retry) is not stored. Bounded (oldest forgotten first) and in
+    memory only: after a restart, the delete of a re-read erasure is what catches such rows.
+
+    >>> erased = ErasedUsers(limit=2)
+    >>> erased.add("p1", 1000)
+    >>> erased.drops("p1", 999), erased.drops("p1", 1001), erased.drops("p2", 0)
+    (True, False, False)
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._erased_at: OrderedDict[str, int] = OrderedDict()
+
+    def add(self, pseudonym: str, erased_at_ms: int) -> None:
+        self._erased_at[pseudonym] = max(erased_at_ms, self._erased_at.pop(pseudonym, erased_at_ms))
+        while len(self._erased_at) > self.limit:
+            self._erased_at.popitem(last=False)
+
+    def drops(self, pseudonym: str, row_time_ms: int) -> bool:
+        erased_at = self._erased_at.get(pseudonym)
+        return erased_at is not None and row_time_ms <= erased_at
+
+
+@dataclass
+class PendingErasure:
+    """An erasure read at ``offset`` of the erasures partition ``source``; ``marks``: the partitions
+    whose rows before the given offset must be stored before the delete (passed ones are removed).
+    ``erasure`` None: an unreadable message, dead-lettered, only waiting for its turn to be committed."""
+
+    source: Hashable
+    offset: int
+    erasure: Erasure | None
+    marks: dict[Hashable, int] = field(default_factory=dict)
+
+
+class ErasureQueue:
+    """Erasures read and not yet carried out, in the order read (which is the order they are done and
+    committed in: an erasure's offset is committed only after every earlier one of its partition)."""
+
+    def __init__(self) -> None:
+        self._pending: deque[PendingErasure] = deque()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, source: Hashable, offset: int, erasure: Erasure | None, marks: Mapping[Any, int]) -> None:
+        # A partition with nothing before its mark has nothing to wait for.
+        waiting = {partition: mark for partition, mark in marks.items() if mark > 0}
+        self._pending.append(PendingErasure(source, offset, erasure, waiting))
+
+    def ready(self, stored_to: Mapping[Any, int]) -> list[PendingErasure]:
+        """Take the erasures, from the head, whose marks ``stored_to`` (partition -> offset before which
+        every row is stored) has reached."""
+        for pending in self._pending:
+            for partition in [p for p, mark in pending.marks.items() if stored_to.get(p, -1) >= mark]:
+                del pending.marks[partition]
+        done = []
+        while self._pending and not self._pending[0].marks:
+            done.append(self._pending.popleft())
+        return done
+
+    def waiting(self) -> dict[Any, int]:
+        """The head erasure's partitions still short of their marks."""
+        return dict(self._pending[0].marks) if self._pending else {}
+
+    def drop(self, sources: Iterable[Hashable]) -> int:
+        """Forget the erasures read from ``sources`` (partitions revoked: their new owner reads them again
+        from the last commit). Returns how many were dropped."""
+        gone = set(sources)
+        kept = deque(p for p in self._pending if p.source not in gone)
+        dropped = len(self._pending) - len(kept)
+        self._pending = kept
+        return dropped
+
+
+def erasure_tables(store: Any, specs: Iterable[Any]) -> list[UserTable]:
+    """The tables an erasure deletes from: :func:`sinks.privacy.user_tables` of the sink's specs, plus
+    any other table of the database with a ``user_id`` column (a table added without being listed is
+    erased all the same, and named in a warning so that it gets listed)."""
+    tables = {t.table: t for t in user_tables(specs)}
+    existing = store.tables()
+    missing = sorted(name for name in tables if name not in existing)
+    if missing:
+        raise ValueError(f"tables holding user rows do not exist in ClickHouse: {missing}")
+    unlisted = sorted(name for name in store.tables_with_column("user_id") if name not in tables)
+    if unlisted:
+        log.warning("tables with a user_id column not listed in sinks.privacy: %s (erased too)", unlisted)
+    for name in unlisted:
+        tables[name] = UserTable(name, "user_id", None)
+    return list(tables.values())
+
+
+def erase_user(store: Any, tables: Iterable[UserTable], erasure: Erasure, pseudonym: str) -> dict[str, int]:
+    """Delete the user's rows from ``tables`` and the dead letters that name them; rows deleted per
+    table (counted just before each delete)."""
+    deleted: dict[str, int] = {}
+    ids = {"pseudonym": pseudonym, "raw": erasure.user_id}
+    for table in tables:
+        if table.user_column is None:
+            continue
+        condition = f"{table.user_column} IN ({{pseudonym:String}}, {{raw:String}})"
+        deleted[table.table] = store.delete_where(table.table, condition, ids)
+    if DEAD_LETTER_TABLE.table in store.tables():
+        needles = {f"n{i}": form for i, form in enumerate(quoted_forms(erasure.user_id))}
+        condition = " OR ".join(
+            f"position({column}, {{{name}:String}}) > 0"
+            for name in needles
+            for column in ("payload", "detail")
+        )
+        deleted[DEAD_LETTER_TABLE.table] = store.delete_where(DEAD_LETTER_TABLE.table, condition, needles)
+    return deleted
+
+
+def redact(text: str, user_id: str) -> str:
+    """``text`` without ``user_id`` in it (a request id or requester may be made from it).
+
+    >>> redact("erase-u17-now", "u17")
+    'erase-[erased]-now'
+    """
+    return text.replace(user_id, REDACTED) if user_id else text
+
+
+def record_erasure(
+    store: Any, erasure: Erasure, rows_deleted: Mapping[str, int], completed_at_ms: int | None = None
+) -> dict[str, int]:
+    """Insert the audit row of an erasure (no user id, no pseudonym); a request id audited before (an
+    erasure done again after a crash) gets one row whose counts add up both. Returns those counts."""
+    completed_at_ms = round(time.time() * 1000) if completed_at_ms is None else completed_at_ms
+    request_id = redact(erasure.request_id, erasure.user_id)
+    totals = dict(rows_deleted)
+    for (before,) in store.query(
+        f"SELECT rows_deleted FROM {AUDIT_TABLE} FINAL WHERE request_id = {{id:String}}", {"id": request_id}
+    ):
+        for table, count in before.items():
+            totals[table] = totals.get(table, 0) + count
+    row = (
+        request_id,
+        redact(erasure.requested_by, erasure.user_id),
+        erasure.requested_at_ms,
+        erasure.erased_at_ms,
+        completed_at_ms,
+        int(erasure.state_removed),
+        totals,
+    )
+    columns = (
+        "request_id",
+        "requested_by",
+        "requested_at",
+        "erased_at",
+        "completed_at",
+        "state_removed",
+        "rows_deleted",
+    )
+    store.insert(AUDIT_TABLE, columns, [row], f"erasure:{request_id}:{completed_at_ms}")
+    return totals
