@@ -80,17 +80,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from river import linear_model, optim
 
 from models.text import language, sentiment, sentiment_label, tokens
 from streams.events import (
     MAX_ID_LENGTH,
     MAX_TEXT_LENGTH,
-    SCHEMA_VERSION,
     Event,
     InvalidEvent,
     parse_time,
+    read_json_object,
     to_millis,
 )
 from streams.interventions import iso_time
@@ -406,19 +405,7 @@ def parse_label(raw: bytes, *, max_bytes: int = 65536) -> Correction:
     ...     print(error.reason, "-", error.detail)
     invalid_value - field 'tags' holds 'shipping', not a category
     """
-    if raw is None:
-        raise InvalidEvent("malformed_json", "message has no value")
-    if len(raw) > max_bytes:
-        raise InvalidEvent("oversized", f"message is {len(raw)} bytes, the limit is {max_bytes}")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise InvalidEvent("malformed_json", str(error)[:200]) from None
-    if not isinstance(data, dict):
-        raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(data).__name__}")
-    schema = data.get("schema", SCHEMA_VERSION)
-    if schema != FEEDBACK_LABEL_SCHEMA or isinstance(schema, bool):
-        raise InvalidEvent("unsupported_schema", f"schema {schema!r} is not supported (expected 1)")
+    data = read_json_object(raw, max_bytes)
     feedback_id = _string(data, "feedback_id", MAX_ID_LENGTH)
     text = _string(data, "text", MAX_TEXT_LENGTH)
     tags = data.get("tags")

@@ -453,18 +453,9 @@ def _require(data: Mapping[str, Any], name: str) -> Any:
     return data[name]
 
 
-def parse_event(
-    raw: bytes,
-    source: str,
-    *,
-    max_bytes: int = 65536,
-    now: float | None = None,
-    max_future_skew: float = DEFAULT_MAX_FUTURE_SKEW,
-) -> Event:
-    """Validate the raw bytes of one message from ``source`` (``clickstream`` or ``logistics``).
-
-    ``now`` (epoch seconds) bounds how far in the future ``event_time`` may be; ``None`` skips that check.
-    """
+def read_json_object(raw: bytes | None, max_bytes: int = 65536) -> dict[str, Any]:
+    """The envelope every JSON contract shares: a message of at most ``max_bytes`` holding a JSON
+    object of schema 1 (``schema`` absent or ``1``); else :class:`InvalidEvent`."""
     if raw is None:
         raise InvalidEvent("malformed_json", "message has no value")
     if len(raw) > max_bytes:
@@ -478,7 +469,22 @@ def parse_event(
     schema = data.get("schema", SCHEMA_VERSION)
     if schema != SCHEMA_VERSION or isinstance(schema, bool):
         raise InvalidEvent("unsupported_schema", f"schema {schema!r} is not supported (expected 1)")
+    return data
 
+
+def parse_event(
+    raw: bytes,
+    source: str,
+    *,
+    max_bytes: int = 65536,
+    now: float | None = None,
+    max_future_skew: float = DEFAULT_MAX_FUTURE_SKEW,
+) -> Event:
+    """Validate the raw bytes of one message from ``source`` (``clickstream`` or ``logistics``).
+
+    ``now`` (epoch seconds) bounds how far in the future ``event_time`` may be; ``None`` skips that check.
+    """
+    data = read_json_object(raw, max_bytes)
     event_type = _require(data, "event_type")
     if not isinstance(event_type, str):
         raise InvalidEvent("wrong_type", "field 'event_type' must be a string")

@@ -59,10 +59,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import orjson
-
 from streams.catalog import Catalog
-from streams.events import MAX_ID_LENGTH, Event, InvalidEvent, parse_time
+from streams.events import MAX_ID_LENGTH, Event, InvalidEvent, parse_time, read_json_object
 from streams.interventions import iso_time
 
 ORDER_SCHEMA = 1
@@ -123,19 +121,7 @@ class StockLevels:
 def parse_stock(raw: bytes, *, max_bytes: int = 65536) -> dict[str, Any]:
     """A ``stock`` message as ``{"sku", "available" (int), "as_of" (epoch seconds)}``, or
     :class:`~streams.events.InvalidEvent` with a reason from ``DEAD_LETTER_REASONS``."""
-    if raw is None:
-        raise InvalidEvent("malformed_json", "message has no value")
-    if len(raw) > max_bytes:
-        raise InvalidEvent("oversized", f"message is {len(raw)} bytes, the limit is {max_bytes}")
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as error:
-        raise InvalidEvent("malformed_json", str(error)[:200]) from None
-    if not isinstance(data, dict):
-        raise InvalidEvent("not_an_object", f"expected a JSON object, got {type(data).__name__}")
-    schema = data.get("schema", ORDER_SCHEMA)
-    if schema != ORDER_SCHEMA or isinstance(schema, bool):
-        raise InvalidEvent("unsupported_schema", f"schema {schema!r} is not supported (expected 1)")
+    data = read_json_object(raw, max_bytes)
     for name in ("sku", "available", "as_of"):
         if data.get(name) is None:
             raise InvalidEvent("missing_field", f"field {name!r} is required")
