@@ -37,10 +37,11 @@ import mode
 import orjson
 
 from models.learners import PartitionModels
-from models.surge import CategoryIssues, HotIssue, ProductInfo, Question, SurgeRules, observe
+from models.surge import SurgeRules
 from models.tagger import parse_label
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
+from sinks.erasure import ErasedUsers
 from sinks.rows import (
     API_AUDIT,
     DEAD_LETTERS,
@@ -65,6 +66,7 @@ from streams.deadletters import dead_letter_headers
 from streams.events import (
     CRM,
     ERASURE,
+    ORDER_REQUESTS,
     OUTCOMES,
     PROCESS_SOURCES,
     SUPPORT,
@@ -79,6 +81,7 @@ from streams.processes import (
     References,
     crm_sync_record,
     erasure_record,
+    observe_question,
     question_record,
     run_process,
     tag_user_feedback,
@@ -316,34 +319,15 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     hot_issues_topic = app.topic(settings.topic_hot_issues)
     surge_rules = SurgeRules()
 
-    def observe_question(value: dict[str, Any]) -> list[HotIssue]:
-        category, product_id = value["category"], value["product_id"]
-        product = references.catalog.product(product_id) or ProductInfo(product_id, category, None)
-        launches = references.catalog.launches(category)
-        state = CategoryIssues()
-        counts = issue_counts.get(product_id)
-        if counts is not None:
-            state.products[product_id] = counts
-        for launch in launches:
-            profile = launch_profiles.get(launch.product_id)
-            if profile is not None:
-                state.profiles[launch.product_id] = profile
-        question = Question(
-            product_id, value["topic"], value["text"], value["event_time"] / 1000.0, value["question_id"]
-        )
-        alerts = observe(state, question, product, launches or None, surge_rules)
-        issue_counts[product_id] = state.products[product_id]
-        if product_id in state.profiles:  # a young product: its launch profile counted the question
-            launch_profiles[product_id] = state.profiles[product_id]
-        return alerts
-
     @app.agent(questions_topic)
     async def watch_issues(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
             wall = time.time()
             try:
-                alerts = observe_question(event.value)
+                alerts = observe_question(
+                    event.value, references.catalog, issue_counts, launch_profiles, surge_rules
+                )
             except Exception as error:  # a bug must not stop the agent; the message is kept for replay
                 log.exception("hot issues: %s:%s@%s failed", message.topic, message.partition, message.offset)
                 await dead_letter(message, "processing_error", repr(error)[:300], wall)
@@ -355,6 +339,10 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
 
     clocks = PartitionClocks()
     pending_timers = PendingTimers(policy)  # what the sweep looks at, instead of every user
+    # Users erased lately and when (wall clock, ms), as the sink keeps them: an event of theirs timed up
+    # to the erasure that reaches track_users after it (in flight on another source topic when the
+    # erasure was ingested) must not bring their state back. In memory: a restart forgets it.
+    erased_users = ErasedUsers()
 
     @users.on_recover
     async def index_recovered_users() -> None:
@@ -384,14 +372,19 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                     now=wall,
                     max_future_skew=settings.max_future_skew_seconds,
                 )
+                # Counted per product category, not per user: its own topic, keyed by the category.
+                question = (
+                    question_record(parsed, references.catalog, surge_rules)
+                    if parsed.source == SUPPORT
+                    else None
+                )
             except InvalidEvent as error:
                 await dead_letter(message, error.reason, error.detail, wall)
                 continue
             metrics.EVENTS_IN.labels(message.topic, parsed.event_type).inc()
             if parsed.source == OUTCOMES:
                 metrics.OUTCOMES.labels(parsed.event_type).inc()
-            if parsed.source == SUPPORT:  # counted per product category, not per user
-                question = question_record(parsed, references.catalog)
+            if question is not None:
                 await questions_topic.send(key=question["category"].encode(), value=question)
                 continue
             await events_topic.send(key=parsed.user_id.encode(), value=parsed.to_wire())
@@ -418,7 +411,11 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         async for event in stream.events():
             message = event.message
             if message.topic == settings.topic_labels:
-                learn_correction(message.partition, event.value)
+                try:
+                    learn_correction(message.partition, event.value)
+                except Exception as error:  # a bug must not stop the agent; the message is kept for replay
+                    log.exception("correction %s@%s failed", message.partition, message.offset)
+                    await dead_letter(message, "processing_error", repr(error)[:300], time.time())
                 continue
             if message.topic == settings.topic_events and event.value.get("source") in PROCESS_SOURCES:
                 await handle_process(message, Event.from_wire(event.value))
@@ -443,6 +440,10 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             if tick and stored is None:  # the user was erased since the tick was sent
                 pending_timers.answered(user_id)
                 return
+            if not tick and erased_users.drops(user_id, value["event_time"]):
+                log.info("an event from before an erasure arrived after it: not taken in")
+                metrics.ERASED_EVENTS_SKIPPED.inc()
+                return
             snapshot = StateSnapshot(stored)
             state = stored or UserState(user_id)
             state.partition = message.partition
@@ -461,8 +462,9 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 session_gap=settings.session_gap_seconds,
             )
             tagged = None if done.event is None else tag_user_feedback(state, done.event, models.tagger)
-            now = state.last_event_time
-            sync = crm_sync_record(state, now) if done.model.publish or tagged is not None else None
+            # After every round, not only when scores are published: an event can change the tags alone
+            # (a coupon order, abandoned payments); the record is None while health and tags stay put.
+            sync = crm_sync_record(state, state.last_event_time)
             users[user_id] = state
             pending_timers.track(state)
         except Exception as error:  # a bug must not stop the agent; the message is kept for replay
@@ -510,19 +512,25 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             if state_removed:
                 del users[user_id]  # a tombstone in the changelog: recovery forgets the user too
             pending_timers.answered(user_id)
+            erased_users.add(user_id, to_millis(wall))
             # Everything the user's earlier events produced is written before the sink learns of the
             # erasure: it waits for the other topics to reach their ends as of then (sinks.erasure).
             await app.producer.flush()
             await erasures_topic.send(key=key, value=erasure_record(event, state_removed, wall))
             metrics.ERASURES_REQUESTED.inc()
             return
+        if erased_users.drops(user_id, to_millis(event.event_time)):
+            log.info("a process input from before an erasure arrived after it: not taken in")
+            metrics.ERASED_EVENTS_SKIPPED.inc()
+            return
         stored = users.get(user_id)
         snapshot = StateSnapshot(stored)
         try:
             state = stored or UserState(user_id, partition=message.partition)
-            stock = await stock_reader.levels()
+            # Only orders wait for the stock topic to be read up to date.
+            stock = await stock_reader.levels() if event.source == ORDER_REQUESTS else None
             done = run_process(state, event, references, stock)
-            sync = crm_sync_record(state, state.last_event_time) if event.source == CRM else None
+            sync = crm_sync_record(state, event.event_time) if event.source == CRM else None
             users[user_id] = state
         except Exception as error:  # a bug must not stop the agent; the message is kept for replay
             await failed(message, user_id, snapshot, error, wall)

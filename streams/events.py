@@ -80,6 +80,7 @@ DEAD_LETTER_REASONS = (
     "wrong_type",
     "invalid_value",
     "unknown_event_type",
+    "unknown_product",  # a support question about a product the catalog does not know
 )
 
 

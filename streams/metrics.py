@@ -111,6 +111,10 @@ HOT_ISSUES = Counter(
     "forewarn_hot_issues_total", "Hot-issue alerts raised, by product category.", ["category"]
 )
 CRM_SYNCED = Counter("forewarn_crm_sync_total", "Health and tag records sent to the CRM.")
+ERASED_EVENTS_SKIPPED = Counter(
+    "forewarn_erased_events_skipped_total",
+    "Events of an erased user, timed before the erasure, that reached the worker after it (not taken in).",
+)
 ERASURES_REQUESTED = Counter(
     "forewarn_erasure_requests_total", "Erasure requests carried out on the worker's state."
 )

@@ -33,22 +33,40 @@ Out to the CRM (``crm_sync``) go the user's health score and tags whenever eithe
 from __future__ import annotations
 
 import hashlib
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from models.surge import normalise
+from models.surge import (
+    CategoryIssues,
+    HotIssue,
+    LaunchProfile,
+    ProductIssues,
+    Question,
+    SurgeRules,
+    observe,
+    question_key,
+)
 from models.tagger import FeedbackTagger, TaggedFeedback, tag_feedback
 from streams.catalog import Catalog
-from streams.events import CLICKSTREAM, CRM, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, Event, to_millis
+from streams.events import (
+    CLICKSTREAM,
+    CRM,
+    DEVICES,
+    ORDER_REQUESTS,
+    SERVICE_REQUESTS,
+    Event,
+    InvalidEvent,
+    to_millis,
+)
 from streams.interventions import iso_time
 from streams.orders import OrderCommand, OrderRejection, StockLevels, decide_order
 from streams.service import ServicePoint, Ticket, open_ticket, register
 from streams.state import CrmAttributes, UserState, recent_abandoned_payments
 
 MAX_FEEDBACK_TAGS = 12  # the tags of a user's latest feedback, and older ones up to this many
-UNKNOWN_CATEGORY = "uncategorised"  # support questions about a product the catalog does not know
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +106,8 @@ def run_process(
         apply_crm(state.crm, event.attrs, event.event_time)
     else:
         raise ValueError(f"{event.source!r} is not a process input")
-    state.last_event_time = max(state.last_event_time, event.event_time)
+    # The user's event-time clock (last_event_time) is left alone: it is the behaviour's, and another
+    # system's timestamps must not move the moment the user's next click is judged at.
     return done
 
 
@@ -175,19 +194,59 @@ def erasure_record(event: Event, state_removed: bool, wall: float) -> dict[str, 
     }
 
 
-def question_record(event: Event, catalog: Catalog) -> dict[str, Any]:
+def question_record(event: Event, catalog: Catalog, rules: SurgeRules) -> dict[str, Any]:
     """A support question as hot-issue detection takes it: with the product's category (the key it is
-    counted under) and its topic (the chat's intent, or the normalised question)."""
+    counted under) and its topic (the chat's intent, or the question's key, its normalised text).
+    A product the catalog does not know is refused (``unknown_product``): hot-issue state is kept per
+    product, and ids from bad input must not grow it."""
     attrs = event.attrs
-    question = normalise(attrs["text"])
+    category = catalog.category_of(attrs["product_id"])
+    if category is None:
+        raise InvalidEvent("unknown_product", f"product {attrs['product_id'][:64]!r} is not in the catalog")
+    question = question_key(attrs["text"], rules)
     return {
         "schema": 1,
         "question_id": event.event_id,
         "user_id": event.user_id,
         "product_id": attrs["product_id"],
-        "category": catalog.category_of(attrs["product_id"]) or UNKNOWN_CATEGORY,
+        "category": category,
         "topic": attrs.get("topic") or question,  # as models.surge.observe reads it
         "question": question,
         "text": attrs["text"],
         "event_time": to_millis(event.event_time),
     }
+
+
+def observe_question(
+    value: dict[str, Any],
+    catalog: Catalog,
+    counts: MutableMapping[str, ProductIssues],
+    profiles: MutableMapping[str, LaunchProfile],
+    rules: SurgeRules,
+) -> list[HotIssue]:
+    """Count one question (a :func:`question_record`) and return the alerts it raises.
+
+    The worker keeps the hot-issue state per product (``counts``) and per launched product
+    (``profiles``), two tables, not one value per category: a category's whole state could be
+    megabytes, rewritten to the changelog on every question. Here the category's state is assembled
+    from them (this product's counts, the launch profiles of the category's products) and what the
+    question changed is written back."""
+    category, product_id = value["category"], value["product_id"]
+    product = catalog.product(product_id)
+    if product is None:
+        raise ValueError(f"product {product_id!r} of category {category!r} is not in the catalog")
+    launches = catalog.launches(category)
+    state = CategoryIssues()
+    if (stored := counts.get(product_id)) is not None:
+        state.products[product_id] = stored
+    for launch in launches:
+        if (profile := profiles.get(launch.product_id)) is not None:
+            state.profiles[launch.product_id] = profile
+    question = Question(
+        product_id, value["topic"], value["text"], value["event_time"] / 1000.0, value["question_id"]
+    )
+    alerts = observe(state, question, product, launches, rules)
+    counts[product_id] = state.products[product_id]
+    if product_id in state.profiles:  # a young product: its launch profile counted the question
+        profiles[product_id] = state.profiles[product_id]
+    return alerts

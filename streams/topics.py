@@ -56,10 +56,16 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         counts = {topic["topic"]: len(topic["partitions"]) for topic in described}
     finally:
         await admin.close()
-    for name in (settings.topic_events, settings.topic_ticks, settings.topic_labels):
+    # The questions topic is co-partitioned with the hot-issue tables, as the others with the user table.
+    for name in (
+        settings.topic_events,
+        settings.topic_ticks,
+        settings.topic_labels,
+        settings.topic_questions,
+    ):
         if counts.get(name) != settings.partitions:
             raise RuntimeError(
                 f"topic {name!r} has {counts.get(name)} partitions but FOREWARN_PARTITIONS is "
-                f"{settings.partitions}: the per-user table must be co-partitioned with it"
+                f"{settings.partitions}: the tables must be co-partitioned with it"
             )
     return counts

@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from harness import consume_all, event_bytes, produce, read_until, rows, traces, worker_env
 
 from sinks.privacy import Pseudonymizer
+from streams.deadletters import read_dead_letter_headers
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -445,3 +446,111 @@ def test_processes_end_to_end(broker, tmp_path: Path) -> None:
         assert traces(client, [pseudonym("pa")])
     finally:
         client.close()
+
+
+def last_state(bootstrap: str, user: str) -> dict | None:
+    """The user's latest record in the worker's changelog (None: a tombstone)."""
+    changelog = asyncio.run(consume_all(bootstrap, "forewarn-users-changelog", timeout=10))
+    [*_, last] = [m for m in changelog if m.key == orjson.dumps(user)]
+    return None if last.value is None else orjson.loads(last.value)
+
+
+def test_erasure_holds_tags_reach_the_crm_and_a_bad_correction_is_dead_lettered(
+    broker, tmp_path: Path
+) -> None:
+    """Events of an erased user that were in flight do not bring their state back (one they send later
+    does); a coupon order changes the CRM's tags without moving the scores; a correction that fails in
+    the tagger is dead-lettered and the next one is learned by every partition."""
+    env = worker_env(broker.bootstrap, tmp_path, FOREWARN_PSEUDONYM_KEY=KEY)
+    at = int(time.time() * 1000) - 60_000
+    correction = {"feedback_id": "fb-ok", "text": "way too pricey", "tags": ["pricing"], "labelled_by": "qa"}
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        asyncio.run(
+            produce(
+                broker.bootstrap,
+                [
+                    message("clickstream", ERASED, "g-1", "page_view", at, page="/", session_id="s"),
+                    message("clickstream", "coupon", "c-1", "page_view", at, page="/", session_id="s"),
+                    message(
+                        "clickstream",
+                        "coupon",
+                        "c-2",
+                        "order_completed",
+                        at + 1000,
+                        order_id="o",
+                        coupon_code="X",
+                    ),
+                    # Not a correction ingest_labels would send: the tagger's parse fails on it.
+                    ("forewarn-labels", b"fb-bad", orjson.dumps({"feedback_id": "fb-bad"})),
+                ],
+            )
+        )
+        asyncio.run(read_until(broker.bootstrap, "user_scores", lambda ms: len(ms) >= 2, timeout=30))
+        erasure = message(
+            "erasure_requests",
+            ERASED,
+            "g-er",
+            "erasure_requested",
+            at + 2000,
+            request_id="r",
+            requested_by="dpo",
+        )
+        asyncio.run(produce(broker.bootstrap, [erasure]))
+        asyncio.run(consume_all(broker.bootstrap, "erasures", until=1, timeout=30, settle=0))
+        # In flight when the erasure was handled: timed before it.
+        late = [
+            message("clickstream", ERASED, "g-2", "page_view", at + 3000, page="/", session_id="s"),
+            message(
+                "order_requests",
+                ERASED,
+                "g-3",
+                "order_requested",
+                at + 3000,
+                request_id="late",
+                items=[{"sku": "SKU-AST2-64-BLK", "quantity": 1}],
+                address_ref="home",
+            ),
+        ]
+        asyncio.run(produce(broker.bootstrap, late))
+        asyncio.run(read_until(broker.bootstrap, "forewarn-events", lambda ms: len(ms) >= 6, timeout=30))
+        back_at = int(time.time() * 1000) + 1000  # the user comes back after the erasure
+        back = message("clickstream", ERASED, "g-4", "page_view", back_at, page="/", session_id="t")
+        label = ("feedback_labels", b"fb-ok", orjson.dumps({**correction, "labelled_at": back_at}))
+        asyncio.run(produce(broker.bootstrap, [back, label]))
+        scores = asyncio.run(
+            read_until(
+                broker.bootstrap, "user_scores", lambda ms: any(b'"g-4"' in m.value for m in ms), timeout=30
+            )
+        )
+        synced = [
+            orjson.loads(m.value)
+            for m in asyncio.run(
+                read_until(broker.bootstrap, "crm_sync", lambda ms: len(ms) >= 3, timeout=30)
+            )
+        ]
+        dead = asyncio.run(read_until(broker.bootstrap, "dead_letters", lambda ms: len(ms) >= 1, timeout=30))
+        deadline = time.monotonic() + 30
+        while (
+            time.monotonic() < deadline
+            and metric(worker.metrics(), "forewarn_feedback_corrections_learned_total") < 4
+        ):
+            time.sleep(0.5)
+        final_metrics = worker.metrics()
+    finally:
+        assert worker.stop() == 0
+
+    assert any(b'"g-4"' in m.value for m in scores)
+    # The erased user's state holds only what they sent after the erasure: no late page view, no order.
+    state = last_state(broker.bootstrap, ERASED)
+    assert state is not None and state["events_seen"] == 1 and state["orders"]["decided"] == {}
+    assert asyncio.run(consume_all(broker.bootstrap, "order_commands", timeout=3)) == []
+    # The coupon order made the user a coupon user for the CRM; the scores had not moved.
+    coupon = [record["tags"] for record in synced if record["user_id"] == "coupon"]
+    assert len(coupon) == 2 and "coupon_user" not in coupon[0] and "coupon_user" in coupon[1]
+    # The bad correction: dead-lettered, and the agent went on (the good one reached all 4 partitions).
+    [letter] = dead
+    info = read_dead_letter_headers(letter.headers)
+    assert (info.source_topic, info.reason) == ("forewarn-labels", "processing_error")
+    assert metric(final_metrics, "forewarn_feedback_corrections_learned_total") == 4
+    assert metric(final_metrics, "forewarn_dead_letters_total") == 1

@@ -9,12 +9,15 @@ import math
 import random
 import time as clock
 
+import orjson
 import pytest
 
 from models.surge import (
     CategoryIssues,
     HotIssue,
+    LaunchProfile,
     ProductInfo,
+    ProductIssues,
     Question,
     SurgeRules,
     normalise,
@@ -22,6 +25,7 @@ from models.surge import (
     poisson_tail,
     rising,
 )
+from streams.codec import DataclassCodec
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -402,3 +406,18 @@ def test_observe_cost(surge_run) -> None:
     per_question = (clock.perf_counter() - started) / len(questions) * 1e6
     print(f"\n{per_question:.1f} us per observe over {len(questions)} questions")
     assert per_question < 5_000  # only guards against a pathological slowdown
+
+
+def test_the_workers_codec_writes_what_to_dict_gives_and_reads_it_back() -> None:
+    """The tables' codec serialises the dataclasses directly (faster); it must be the to_dict JSON."""
+    state, product = CategoryIssues(), ProductInfo("p1", "phones", 1.7e9)
+    for n in range(300):
+        topic = "battery" if n % 3 else None
+        observe(
+            state, Question("p1", topic, f"question {n % 40}", 1.7e9 + 60 * n, f"q{n}"), product, [product]
+        )
+    for cls, value in ((ProductIssues, state.products["p1"]), (LaunchProfile, state.profiles["p1"])):
+        codec = DataclassCodec(cls)
+        raw = codec.dumps(value)
+        assert raw == orjson.dumps(value.to_dict())
+        assert codec.loads(raw) == value
