@@ -66,6 +66,7 @@ from models.surge import (  # noqa: E402
 )
 from models.tagger import Correction, FeedbackTagger  # noqa: E402
 from streams.catalog import Catalog, load_catalog  # noqa: E402
+from streams.codec import DataclassCodec  # noqa: E402
 from streams.config import SETTINGS_DOC  # noqa: E402
 from streams.events import (  # noqa: E402
     CLICKSTREAM,
@@ -533,6 +534,11 @@ class IssueRun:
     profiles: dict[str, LaunchProfile] = field(default_factory=dict)
 
 
+# The worker's codecs for the two hot-issue tables (streams.codec).
+COUNTS_CODEC = DataclassCodec(ProductIssues)
+PROFILE_CODEC = DataclassCodec(LaunchProfile)
+
+
 def run_questions(
     values: list[dict[str, Any]], catalog: Catalog, rules: SurgeRules, prefill: list[dict[str, Any]]
 ) -> IssueRun:
@@ -548,10 +554,10 @@ def run_questions(
         observed = clock()
         # What the codecs write to the tables' changelogs for this question.
         product_id = value["product_id"]
-        run.written += len(orjson.dumps(run.counts[product_id].to_dict()))
+        run.written += len(COUNTS_CODEC.dumps(run.counts[product_id]))
         profile = run.profiles.get(product_id)
         if profile is not None:
-            run.written += len(orjson.dumps(profile.to_dict()))
+            run.written += len(PROFILE_CODEC.dumps(profile))
         run.observe_seconds += observed - started
         run.json_seconds += clock() - observed
     return run
@@ -626,29 +632,24 @@ def measure_issues(
                 f"the changelog JSON of a product's hot-issue counts {where}",
             )
         )
-        raw = orjson.dumps(biggest.to_dict())
+        raw = COUNTS_CODEC.dumps(biggest)
         size = Size(
             f"hot issues: one product's `ProductIssues` JSON, {label}",
             len(raw),
-            median_us(args.repeats, lambda biggest=biggest: orjson.dumps(biggest.to_dict())),
-            median_us(args.repeats, lambda raw=raw: ProductIssues.from_dict(orjson.loads(raw))),
+            median_us(args.repeats, lambda biggest=biggest: COUNTS_CODEC.dumps(biggest)),
+            median_us(args.repeats, lambda raw=raw: COUNTS_CODEC.loads(raw)),
             shape,
         )
-        # The codec goes through to_dict (dataclasses.asdict); orjson encodes the dataclasses itself.
-        native = None
-        if orjson.dumps(biggest) == raw:
-            native = median_us(args.repeats, lambda biggest=biggest: orjson.dumps(biggest))
-            size.note += f"; `orjson.dumps` of the dataclass itself: the same bytes in {native:,.0f} µs"
         results.sizes.append(size)
-        results.facts[label] = (per_question, size, shape, native)
+        results.facts[label] = (per_question, size, shape)
         for product_id, profile in last.profiles.items():
-            raw = orjson.dumps(profile.to_dict())
+            raw = PROFILE_CODEC.dumps(profile)
             results.sizes.append(
                 Size(
                     f"hot issues: `LaunchProfile` JSON of a young product ({product_id}), {label}",
                     len(raw),
-                    median_us(args.repeats, lambda profile=profile: orjson.dumps(profile.to_dict())),
-                    median_us(args.repeats, lambda raw=raw: LaunchProfile.from_dict(orjson.loads(raw))),
+                    median_us(args.repeats, lambda profile=profile: PROFILE_CODEC.dumps(profile)),
+                    median_us(args.repeats, lambda raw=raw: PROFILE_CODEC.loads(raw)),
                     f"{sum(len(bucket) for bucket in profile.buckets)} topic counters",
                 )
             )
@@ -820,8 +821,8 @@ def paragraph(results: Results) -> list[str]:
     json_steady = row(results, "hot issues: changelog JSON per question, steady")
     observe_full = row(results, "hot issues: `observe` per question, free text")
     json_full = row(results, "hot issues: changelog JSON per question, free text")
-    _, steady_size, steady_shape, _ = results.facts["steady questions"]
-    full_written, full_size, full_shape, native = results.facts["free text at full bounds"]
+    _, steady_size, steady_shape = results.facts["steady questions"]
+    full_written, full_size, full_shape = results.facts["free text at full bounds"]
     fourth = (
         f"Hot issues: `observe` costs {observe_steady.us:,.0f} µs per question on steady traffic"
         f" ({ratio(observe_steady.us, base)} a round) and {observe_full.us:,.0f} µs with free text filling"
@@ -833,12 +834,6 @@ def paragraph(results: Results) -> list[str]:
         f" {json_full.us:,.0f} µs: {ratio(observe_full.us + json_full.us, base)} a round per question in"
         f" all, and {full_written * 10 / 1e6:,.1f} MB/s of changelog at 10 questions/s on such a product."
     )
-    if native is not None:
-        fourth += (
-            f" Most of the encoding is `dataclasses.asdict` in `to_dict`: `orjson.dumps` of the dataclass"
-            f" itself gives the same bytes in {native:,.0f} µs at full bounds"
-            f" (against {full_size.encode_us:,.0f} µs)."
-        )
     return [first, "", second, "", third, "", fourth]
 
 
