@@ -274,6 +274,11 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             # Straight to the changelog, at the partition's own number: a table cannot be written outside
             # an agent (Faust takes the partition from the message being processed). No persisted-offset
             # callback, so that a recovery of this partition always reads it.
+            # Read the quality first: River's rolling ROC AUC buffers its updates until it is read, and
+            # the checkpoint is pickled at once; unread, every label since the last one rides along.
+            for model in models.by_name().values():
+                for metric, value in model.quality().items():
+                    metrics.MODEL_QUALITY.labels(model.name, metric, str(partition)).set(value)
             models.checkpoints += 1
             partition_models.changelog_topic.send_soon(
                 key=str(partition),
@@ -284,9 +289,6 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             )
             learned_since_checkpoint.discard(partition)
             metrics.MODEL_CHECKPOINTS.labels(str(partition)).inc()
-            for model in models.by_name().values():
-                for metric, value in model.quality().items():
-                    metrics.MODEL_QUALITY.labels(model.name, metric, str(partition)).set(value)
 
     @app.timer(settings.model_checkpoint_seconds)
     async def checkpoint_periodically() -> None:

@@ -2,22 +2,32 @@
 # ruff: noqa: RUF001
 """The feedback tagger: exact text features, bilingual sentiment, a seeded tagger that tags sensibly
 before any correction and measurably better after corrections, the ``feedback_labels`` and
-``feedback_tagged`` contracts, and checkpoints that restore exactly."""
+``feedback_tagged`` contracts, and checkpoints that restore exactly and stay bounded (hashed features,
+the same buckets in every process)."""
 
 from __future__ import annotations
 
+import math
+import os
 import pickle
 import random
 import re
+import subprocess
+import sys
 
 import orjson
 import pytest
 
 import models.tagger as tagger_module
+from models.features import INTENTS
 from models.feedback_corpus import ABSENT_PHRASES, feedback_texts, texts_in
 from models.feedback_corpus import CATEGORIES as CORPUS_CATEGORIES
+from models.learners import QUALITY_WINDOW, PartitionModels
+from models.scoring import FEATURE_NAMES
 from models.tagger import (
+    BUCKETS,
     CATEGORIES,
+    CORRECTION_MEMORY,
     KEYWORD_RULES,
     MARKETING,
     PRODUCT,
@@ -25,9 +35,12 @@ from models.tagger import (
     THRESHOLD,
     Correction,
     FeedbackTagger,
+    bucket_of,
+    features,
     parse_label,
     seed_examples,
     tag_feedback,
+    vocabulary,
 )
 from models.text import language, sentiment, sentiment_label, tokens
 from streams.events import DEAD_LETTER_REASONS, Event, InvalidEvent, parse_event
@@ -217,7 +230,8 @@ def test_the_seed_tags_held_out_feedback_in_both_languages() -> None:
 
 def test_corrections_raise_accuracy_on_held_out_feedback(corrected: FeedbackTagger) -> None:
     """300 corrections (151 Chinese, 82 with two tags). Measured: top-tag accuracy 0.868 -> 0.990 (en)
-    and 0.927 -> 0.995 (zh), micro-F1 0.774 -> 0.955 and 0.852 -> 0.968."""
+    and 0.927 -> 0.995 (zh), micro-F1 0.774 -> 0.952 and 0.852 -> 0.969 (0.955 and 0.968 with one
+    weight per token instead of hashed features)."""
     seeded = FeedbackTagger()
     for lang, texts in HELD_OUT.items():
         top_before, f1_before = quality(seeded, texts)
@@ -323,6 +337,130 @@ def test_learn_correction_skips_replays(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(tagger.recent) == 3
     assert tagger.learn_correction(correction()) is True  # forgotten, learned again
     assert tagger.learn_correction(correction("x2")) is False
+
+
+# --- bounded size: hashed features
+
+
+def varied_corrections(rng: random.Random, n: int) -> list[Correction]:
+    """Corrections of random text (random Latin words and runs of ideographs, random tags): nearly
+    every token new, the worst case for a vocabulary."""
+    made = []
+    for i in range(n):
+        words = [
+            "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+            if rng.random() < 0.5
+            else "".join(chr(rng.randint(0x4E00, 0x9FFF)) for _ in range(rng.randint(1, 6)))
+            for _ in range(rng.randint(3, 25))
+        ]
+        tags = tuple(rng.sample(CATEGORIES, rng.randint(1, 3)))
+        made.append(Correction(f"fb-{i}", " ".join(words), tags, "agent-7", 1_780_000_000.0 + i))
+    return made
+
+
+def test_the_checkpoint_stays_bounded_whatever_is_corrected() -> None:
+    """Measured: the tagger pickles to 114 kB seeded and 376 kB with every bucket learned; the whole
+    PartitionModels to 729 kB with the intent and churn quality windows full too. Kafka's records are
+    limited to about 1 MB (Faust's producer_max_request_size, Kafka's message.max.bytes)."""
+    models = PartitionModels()
+    tagger = models.tagger
+    seeded_size = len(pickle.dumps(tagger, protocol=pickle.HIGHEST_PROTOCOL))
+    corrections = varied_corrections(random.Random(13), CORRECTION_MEMORY + 500)
+    for item in corrections[:CORRECTION_MEMORY]:
+        assert tagger.learn_correction(item) is True
+    # The worst case is reached: every vocabulary token and every bucket has a weight in every
+    # classifier, and the replay memory is full.
+    bound = len(vocabulary()) + BUCKETS
+    assert [len(model.weights) for model in tagger.classifiers.values()] == [bound] * len(CATEGORIES)
+    assert len(tagger.recent) == CORRECTION_MEMORY
+    full_size = len(pickle.dumps(tagger, protocol=pickle.HIGHEST_PROTOCOL))
+    assert 100_000 < seeded_size < 130_000 and full_size < 400_000, (seeded_size, full_size)
+    # More corrections of new text add nothing: the size is that of a full tagger, to a few bytes.
+    for item in corrections[CORRECTION_MEMORY:]:
+        tagger.learn_correction(item)
+    assert [len(model.weights) for model in tagger.classifiers.values()] == [bound] * len(CATEGORIES)
+    assert abs(len(pickle.dumps(tagger, protocol=pickle.HIGHEST_PROTOCOL)) - full_size) <= 8
+    # The whole checkpoint, with the intent and churn models' quality windows full as well.
+    rng = random.Random(14)
+    for _ in range(QUALITY_WINDOW):
+        x = {name: rng.random() for name in FEATURE_NAMES}
+        models.churn.learn_one(x, rng.random() < 0.3, {True: rng.random()})
+        models.intent.learn_one(x, rng.choice(INTENTS), {rng.choice(INTENTS): 1.0})
+    # River buffers the rolling ROC AUC's updates until it is read, as each checkpoint does.
+    models.churn.quality()
+    models.intent.quality()
+    raw = pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL)
+    assert len(raw) < 800_000, len(raw)
+    # A full tagger restores exactly, replay memory included.
+    restored = pickle.loads(raw).tagger
+    probe = [text for text, _, _ in HELD_OUT["en"][:20] + HELD_OUT["zh"][:20]] + [corrections[-1].text]
+    assert [restored.predict_proba_one(t) for t in probe] == [tagger.predict_proba_one(t) for t in probe]
+    assert list(restored.recent) == list(tagger.recent) and restored.examples == tagger.examples
+    assert restored.learn_correction(corrections[-1]) is False
+
+
+def test_feature_buckets_are_the_same_in_every_process() -> None:
+    """Checkpoints move between workers and restarts: a token's bucket must not depend on the process
+    (Python's own str hash is salted per process)."""
+    # Pinned: changing the hash, or the bucket count, misplaces every checkpointed weight.
+    assert BUCKETS == 4096
+    assert bucket_of("highway robbery") == (600, 1.0)
+    assert bucket_of("zh:驿站") == (599, 1.0)
+    assert bucket_of("kudos") == (3013, -1.0)
+    text = "物流太慢了 but the parcel was a rip-off 智商税, kudos anyway"
+    here = repr(sorted(features(text).items(), key=repr))
+    assert any(isinstance(key, int) for key, _ in features(text).items())
+    script = f"from models.tagger import features; print(repr(sorted(features({text!r}).items(), key=repr)))"
+    for hash_seed in ("1", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+        assert run.returncode == 0 and run.stdout.strip() == here, run.stderr
+
+
+def exact_features(text: str, buckets: int = BUCKETS) -> dict[str | int, float]:
+    """The features before hashing: one per token, by name."""
+    counts = tokens(text)
+    norm = math.sqrt(sum(c * c for c in counts.values()))
+    return {name: count / norm for name, count in counts.items()}
+
+
+def test_a_checkpoint_from_before_hashing_restores_into_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tagger pickled with one weight per token (its __dict__, no format) restores with the weights
+    of the tokens outside the vocabulary moved into their buckets: it tags as before."""
+    monkeypatch.setattr(tagger_module, "features", exact_features)
+    old = FeedbackTagger()
+    for _ in range(2):
+        old.learn_one("Total highway robbery", ["pricing"])
+    old.learn_one("包裹放驿站三天了", ["delivery"])
+    probe = ["That was highway robbery", "包裹还在驿站", "The courier came three days late"]
+    expected = [old.predict_proba_one(t) for t in probe]
+    stray = {name for name in old.classifiers["pricing"].weights if name not in vocabulary()}
+    assert {"highway robbery", "zh:驿站"} <= stray
+    legacy = {name: value for name, value in vars(old).items() if name != "buckets"}
+    monkeypatch.undo()
+
+    restored = FeedbackTagger.__new__(FeedbackTagger)
+    restored.__setstate__(pickle.loads(pickle.dumps(legacy)))
+    assert restored.buckets == BUCKETS and restored.examples == 3
+    for model in restored.classifiers.values():
+        assert all(isinstance(name, int) or name in vocabulary() for name in model.weights)
+    bucket, sign = bucket_of("highway robbery")
+    assert restored.classifiers["pricing"].weights[bucket] == pytest.approx(
+        sign * old.classifiers["pricing"].weights["highway robbery"]
+    )
+    # None of these texts' tokens outside the vocabulary share a bucket, so the fold is exact.
+    hashed = {name for text in [*probe, "Total highway robbery", "包裹放驿站三天了"] for name in tokens(text)}
+    hashed -= vocabulary()
+    assert len({bucket_of(name)[0] for name in hashed}) == len(hashed) >= 10
+    for text, before in zip(probe, expected, strict=True):
+        after = restored.predict_proba_one(text)
+        assert after == pytest.approx(before, rel=1e-9, abs=1e-12), text
+    assert restored.predict_one(probe[0]).tags == ("pricing",)
+    # It is written in the new form, and a form this version does not know is refused.
+    state = restored.__getstate__()
+    assert state["format"] == 2
+    with pytest.raises(ValueError, match="format 3"):
+        FeedbackTagger.__new__(FeedbackTagger).__setstate__({**state, "format": 3})
 
 
 # --- the feedback_labels contract
