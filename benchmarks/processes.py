@@ -812,8 +812,9 @@ def paragraph(results: Results) -> list[str]:
     third = (
         f"The checkpoint: a partition's models pickle to {before.size / 1e3:,.0f} kB,"
         f" {tagger_before / 1e3:,.0f} kB of it the seeded tagger, and to {after.size / 1e3:,.0f} kB after"
-        f" {results.facts['corrections']:,} corrections (the tagger {tagger_after / 1e3:,.0f} kB: every new"
-        f" n-gram adds weights), in {after.encode_us / 1000:,.1f} ms (unpickled in"
+        f" {results.facts['corrections']:,} corrections (the tagger {tagger_after / 1e3:,.0f} kB:"
+        " new n-grams fill hashed buckets, so it never passes about 380 kB),"
+        f" in {after.encode_us / 1000:,.1f} ms (unpickled in"
         f" {after.decode_us / 1000:,.1f} ms); written at most every {CHECKPOINT_SECONDS:g} s per partition"
         f" that learned, that is {core:.3%} of a core per partition."
     )
