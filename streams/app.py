@@ -10,9 +10,16 @@ Data flow::
 
 * ``ingest`` validates raw messages (:func:`streams.events.parse_event`), re-keys valid ones by user,
   and dead-letters the rest with their original bytes and reason.
-* ``track_users`` owns the per-user table (changelog-backed): for each message it runs one round
-  (:func:`streams.rounds.run_round`: state, triggers, contact policy) and emits the decisions and the
-  interventions sent.
+* ``track_users`` owns the per-user table (changelog-backed): for each behaviour message it runs one
+  round (:func:`streams.rounds.run_round`: state, triggers, models, contact policy), tags feedback,
+  and emits the decisions, the interventions sent, scores, tagged feedback and ``crm_sync``; for a
+  process input (:mod:`streams.processes`) it emits tickets, order commands or rejections; for an
+  erasure it deletes the user's state. Corrections on ``forewarn-labels`` train the partition's tagger.
+* ``ingest_labels`` sends each feedback correction to every partition of ``forewarn-labels``;
+  ``ingest`` sends support questions to ``forewarn-questions`` keyed by product category, where
+  ``watch_issues`` counts them (:func:`streams.processes.observe_question`) and raises hot issues.
+* The CRM/ERP API (:mod:`streams.api`) is served by the worker's web server; stock levels are read by
+  every worker (:class:`streams.stock.StockReader`).
 * ``sweep`` is a timer: users lingering on the payment page who send nothing more get a tick on their
   own partition, so the dwell trigger fires in ``track_users``, the only writer of user state. It looks
   only at users with a pending timer (:class:`streams.triggers.PendingTimers`, kept by ``track_users``
