@@ -161,22 +161,25 @@ def user_tags(state: UserState, now: float) -> list[str]:
 
 def crm_sync_record(state: UserState, now: float) -> dict[str, Any] | None:
     """What goes to ``crm_sync`` for the user, or None when it is what was sent last (the state keeps
-    a fingerprint of the last record sent)."""
+    a fingerprint of the last record sent). Called after every round: the unchanged case returns
+    before the record is built."""
     scores = state.scores
-    record = {
-        "schema": 1,
-        "user_id": state.user_id,
-        "health": None if scores is None else scores.health,
-        "churn": None if scores is None else round(scores.churn, 4),
-        "top_intent": None if scores is None else max(scores.intent, key=scores.intent.__getitem__),
-        "tags": user_tags(state, now),
-    }
+    health = None if scores is None else scores.health
+    tags = user_tags(state, now)
     # Rounded churn would resend on every small move: the fingerprint is health and tags only.
-    fingerprint = hashlib.sha256(orjson.dumps([record["health"], record["tags"]])).hexdigest()[:16]
+    fingerprint = hashlib.sha256(orjson.dumps([health, tags])).hexdigest()[:16]
     if fingerprint == state.crm_synced:
         return None
     state.crm_synced = fingerprint
-    return {**record, "synced_at": iso_time(now)}
+    return {
+        "schema": 1,
+        "user_id": state.user_id,
+        "health": health,
+        "churn": None if scores is None else round(scores.churn, 4),
+        "top_intent": None if scores is None else max(scores.intent, key=scores.intent.__getitem__),
+        "tags": tags,
+        "synced_at": iso_time(now),
+    }
 
 
 def erasure_record(event: Event, state_removed: bool, wall: float) -> dict[str, Any]:
