@@ -695,7 +695,11 @@ async def test_an_erasure_removes_every_row_of_the_user_even_late_ones(broker, s
             lambda: store.query("SELECT count() FROM erasures") == [(1,)], what="the erasure to be done"
         )
         assert len(sink.erasures) == 0
-        assert await sink.consumer.committed(TopicPartition("erasures", 0)) == 2
+        # The commit follows the audit row: wait for it rather than race it.
+        deadline = time.monotonic() + 30
+        while await sink.consumer.committed(TopicPartition("erasures", 0)) != 2:
+            assert time.monotonic() < deadline, "the erasure's offset was never committed"
+            await asyncio.sleep(0.05)
         assert metric("forewarn_sink_erased_rows_dropped_total", table="events") - dropped == 1
         await until_stored(sink, await end_offsets(broker.bootstrap))  # incl. the erasure's dead letter
     finally:
