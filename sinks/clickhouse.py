@@ -19,6 +19,8 @@ from typing import Any
 
 import clickhouse_connect
 
+from sinks.cluster import on_cluster
+
 SCHEMA_PACKAGE = "sinks.schema"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # In system.tables.engine_full the TTL clause comes after the sorting key and before the settings.
@@ -70,11 +72,18 @@ class ClickHouseStore:
         self.dsn = dsn
         self.client = connect(dsn)
 
-    def apply_schema(self) -> list[int]:
-        """Apply the migrations not yet recorded; returns the versions applied now."""
+    def apply_schema(self, cluster: str = "") -> list[int]:
+        """Apply the migrations not yet recorded; returns the versions applied now. With ``cluster``,
+        their replicated variant on that cluster (:mod:`sinks.cluster`)."""
+
+        def ddl(statement: str) -> str:
+            return on_cluster(statement, cluster) if cluster else statement
+
         self.client.command(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String,"
-            " applied_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree ORDER BY version"
+            ddl(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String,"
+                " applied_at DateTime DEFAULT now()) ENGINE = ReplacingMergeTree ORDER BY version"
+            )
         )
         done = {row[0] for row in self.client.query("SELECT version FROM schema_migrations").result_rows}
         applied = []
@@ -82,7 +91,7 @@ class ClickHouseStore:
             if migration.version in done:
                 continue
             for statement in migration.statements():
-                self.client.command(statement)
+                self.client.command(ddl(statement))
             self.client.insert(
                 "schema_migrations", [[migration.version, migration.name]], column_names=["version", "name"]
             )

@@ -56,6 +56,7 @@ from sinks.privacy import UserTable, pseudonymize_row
 from sinks.rows import TableSpec
 from streams import metrics
 from streams.deadletters import dead_letter_headers
+from streams.offsets import verified_end_offsets
 
 log = logging.getLogger(__name__)
 
@@ -196,6 +197,7 @@ class ClickHouseSink:
         dedup_window: int = 100_000,
         security: dict[str, Any] | None = None,
         consumer_options: dict[str, int] | None = None,
+        verify_end_offsets: bool = False,
     ) -> None:
         self.store = store
         self.specs = specs
@@ -208,6 +210,10 @@ class ClickHouseSink:
         self.consumer_options = consumer_options or {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        # Erasure marks are end offsets: where the broker reports them short (the embedded one), a
+        # consumer outside the group reads them from fetches (streams.offsets.verified_end_offsets).
+        self.verify_end_offsets = verify_end_offsets
+        self._probe: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         # Kafka partition -> offsets up to which ClickHouse already holds the rows (after a crash).
@@ -258,6 +264,8 @@ class ClickHouseSink:
         finally:
             await self.consumer.stop()
             await self.producer.stop()
+            if self._probe is not None:
+                await self._probe.stop()
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -334,7 +342,20 @@ class ClickHouseSink:
             for topic in self.specs
             for partition in sorted(self.consumer.partitions_for_topic(topic) or ())
         ]
-        return dict(await self.consumer.end_offsets(partitions)) if partitions else {}
+        if not partitions:
+            return {}
+        reported = dict(await self.consumer.end_offsets(partitions))
+        if not self.verify_end_offsets:
+            return reported
+        if self._probe is None:
+            self._probe = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers,
+                enable_auto_commit=False,
+                fetch_max_wait_ms=100,
+                **self.security,
+            )
+            await self._probe.start()
+        return await verified_end_offsets(self._probe, reported)
 
     async def _erase_due(self) -> None:
         """Carry out the erasures whose rows in flight are all stored; commit each one done."""
@@ -508,11 +529,10 @@ class ClickHouseSink:
 
     def _report_lag(self) -> None:
         assert self.consumer is not None
+        lags = {}
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             last = self._last_offset.get(tp)
-            if highwater is None or last is None:
-                continue
-            metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
-                max(0, highwater - last - 1)
-            )
+            if highwater is not None and last is not None:
+                lags[(tp.topic, tp.partition)] = max(0, highwater - last - 1)
+        metrics.report_lag(self.group_id, lags)

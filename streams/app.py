@@ -97,7 +97,7 @@ from streams.rounds import StateSnapshot, run_round
 from streams.service import load_service_points
 from streams.state import UserState
 from streams.stock import StockReader
-from streams.transport import use_fetch_max_wait
+from streams.transport import use_transport
 from streams.triggers import PendingTimers
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class SinkService(mode.Service):
 
         settings = self.settings
         store = ClickHouseStore(settings.clickhouse_dsn)
-        applied = store.apply_schema()
+        applied = store.apply_schema(settings.clickhouse_cluster)
         if applied:
             log.info("ClickHouse schema migrations applied: %s", applied)
         self.sink = ClickHouseSink(
@@ -148,6 +148,7 @@ class SinkService(mode.Service):
             batch_rows=settings.sink_batch_rows,
             flush_seconds=settings.sink_flush_seconds,
             max_retry_seconds=settings.sink_max_retry_seconds,
+            verify_end_offsets=settings.broker_verify_end_offsets,
             dedup_window=settings.sink_dedup_window,
             security=settings.aiokafka_security(),
             consumer_options={
@@ -207,7 +208,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         key_serializer="raw",
         value_serializer="orjson",
     )
-    use_fetch_max_wait(app, settings.fetch_max_wait_ms)
+    use_transport(app, settings)
     source_of = {topic: source for source, topic in settings.source_topics.items()}
 
     raw_input = app.topic(*source_of, key_serializer="raw", value_serializer="raw")
@@ -253,6 +254,9 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     # compare with the table after a rebalance.
     live_models: dict[int, PartitionModels] = {}
     learned_since_checkpoint: set[int] = set()
+    # (model, metric, partition) -> the latest quality read at a checkpoint; exported for the partitions
+    # this worker serves (report_partitions).
+    model_quality: dict[tuple[str, str, str], float] = {}
     recovered_since: set[int] = set()
 
     @partition_models.on_recover
@@ -285,6 +289,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             # the checkpoint is pickled at once; unread, every label since the last one rides along.
             for model in models.by_name().values():
                 for metric, value in model.quality().items():
+                    model_quality[(model.name, metric, str(partition))] = value
                     metrics.MODEL_QUALITY.labels(model.name, metric, str(partition)).set(value)
             models.checkpoints += 1
             partition_models.changelog_topic.send_soon(
@@ -589,15 +594,24 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             metrics.TICKS_SENT.inc()
 
     @app.timer(5.0)
-    async def report_lag() -> None:
+    async def report_partitions() -> None:
+        """Lag, the partitions held and the models' quality, for the partitions this worker holds now:
+        what a rebalance took away is removed, so that sums over workers count each partition once."""
         read_offsets = app.monitor.tp_read_offsets
+        lags = {}
         for tp in app.consumer.assignment():
             highwater = app.consumer.highwater(tp)
             read = read_offsets.get(tp)
             if highwater is not None and read is not None:
-                metrics.CONSUMER_LAG.labels(settings.app_id, tp.topic, str(tp.partition)).set(
-                    max(0, highwater - read - 1)
-                )
+                lags[(tp.topic, tp.partition)] = max(0, highwater - read - 1)
+        metrics.report_lag(settings.app_id, lags)
+        actives = app.assignor.assigned_actives()
+        held = {(tp.topic, str(tp.partition), "active"): 1 for tp in actives}
+        held |= {(tp.topic, str(tp.partition), "standby"): 1 for tp in app.assignor.assigned_standbys()}
+        metrics.replace_series(metrics.ASSIGNED_PARTITIONS, "worker", held)
+        served = {str(tp.partition) for tp in actives if tp.topic == settings.topic_events}
+        quality = {labels: value for labels, value in model_quality.items() if labels[2] in served}
+        metrics.replace_series(metrics.MODEL_QUALITY, "worker", quality)
 
     register_api(app, settings, users)
     if with_sink:

@@ -6,6 +6,9 @@ forewarn topics                create the topics with their partition counts
 forewarn schema                apply the ClickHouse schema migrations
 forewarn config                print the settings table (Markdown)
 forewarn report                print the value metrics of interventions: each arm against the holdout
+forewarn doctor                check the broker, the topics and ClickHouse, and say what is wrong
+forewarn traffic               stream synthetic web, logistics and process traffic into the broker
+forewarn notifier              the example notifier: consume interventions, report outcomes
 """
 
 from __future__ import annotations
@@ -42,10 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--sessions-per-second", type=float, default=20.0, help="new web sessions per second")
     demo.add_argument("--workdir", default="var/demo", help="where the demo keeps its data and logs")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--metrics-port", type=int, default=0, help="the worker's /metrics port (default: a free one)"
+    )
     commands.add_parser("topics", help="create the topics")
     commands.add_parser("schema", help="apply the ClickHouse schema")
     commands.add_parser("config", help="print the settings table")
     commands.add_parser("report", help="print the value metrics of interventions (arms against holdout)")
+    commands.add_parser("doctor", help="check the broker, topics and ClickHouse; exit 1 if anything is wrong")
+    traffic = commands.add_parser("traffic", help="stream synthetic traffic into the broker until stopped")
+    traffic.add_argument("--sessions-per-second", type=float, default=5.0, help="new web sessions per second")
+    traffic.add_argument("--duration", type=float, default=0.0, help="seconds (0: until stopped)")
+    traffic.add_argument("--seed", type=int, default=None, help="default: a new one each run")
+    notifier = commands.add_parser("notifier", help="the example notifier, until stopped")
+    notifier.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -55,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from streams.demo import run_demo
 
-        return run_demo(args.duration, args.sessions_per_second, args.workdir, args.seed)
-    settings = Settings.from_env()
+        return run_demo(args.duration, args.sessions_per_second, args.workdir, args.seed, args.metrics_port)
+    try:
+        settings = Settings.from_env()
+    except ValueError as error:  # a FOREWARN_* value that is not valid: say which, no traceback
+        print(f"forewarn: {error}", file=sys.stderr)
+        return 2
     if args.command == "worker":
         run_worker(settings, args.loglevel)
     elif args.command == "topics":
@@ -68,15 +85,28 @@ def main(argv: list[str] | None = None) -> int:
         from sinks.clickhouse import ClickHouseStore
 
         store = ClickHouseStore(settings.clickhouse_dsn)
-        applied = store.apply_schema()
+        applied = store.apply_schema(settings.clickhouse_cluster)
         print(f"schema version {store.schema_version()} (applied now: {applied or 'none'})")
+    elif args.command == "doctor":
+        from streams.doctor import run_doctor
+
+        return run_doctor(settings)
+    elif args.command == "traffic":
+        from streams.traffic_runner import run_traffic
+
+        return run_traffic(settings, args.sessions_per_second, args.duration, args.seed)
+    elif args.command == "notifier":
+        from streams.notifier import serve_notifier
+
+        return serve_notifier(settings, args.seed)
     elif args.command == "report":
         from sinks.clickhouse import ClickHouseStore
         from sinks.report import format_report, value_report
 
         store = ClickHouseStore(settings.clickhouse_dsn)
         try:
-            store.apply_schema()  # idempotent: the views may be newer than the worker that wrote the data
+            # Idempotent: the views may be newer than the worker that wrote the data.
+            store.apply_schema(settings.clickhouse_cluster)
             print(format_report(value_report(store)))
         finally:
             store.close()

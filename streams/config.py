@@ -12,6 +12,7 @@ embedded ClickHouse.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -32,6 +33,7 @@ from streams.events import (
 )
 
 PREFIX = "FOREWARN_"
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # quoted into DDL by sinks.cluster
 
 # name -> (default, description). The order is the order of the README table.
 SETTINGS_DOC: dict[str, tuple[Any, str]] = {
@@ -47,6 +49,11 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "clickhouse_dsn": (
         "chdb:///var/lib/forewarn/clickhouse",
         "ClickHouse: `chdb:///path` (embedded, in-process) or `http(s)://user:pass@host:port/db`.",
+    ),
+    "clickhouse_cluster": (
+        "",
+        "ClickHouse cluster name: the schema is created `ON CLUSTER` with Replicated engines (README"
+        ' "ClickHouse cluster"); empty: one server.',
     ),
     "topic_clickstream": ("clickstream", "Topic web producers write clickstream events to."),
     "topic_logistics": ("logistics", "Topic logistics producers write shipment events to."),
@@ -182,8 +189,27 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "Longest a fetch waits for data (seconds). Kafka answers as soon as data arrives; the embedded"
         " broker holds fetches, so embedded runs use 0.1.",
     ),
+    "broker_verify_end_offsets": (
+        False,
+        "Read end offsets from a fetch's high watermark (table recovery): the embedded broker reports"
+        ' them short (README "Guarantees"); embedded runs set it.',
+    ),
     "standby_replicas": (1, "Faust standby replicas kept per table partition."),
 }
+
+
+def _parse_bool(raw: str) -> bool:
+    """``true``/``1``/``yes``/``on`` or ``false``/``0``/``no``/``off`` (any case); else ValueError.
+
+    >>> _parse_bool("TRUE"), _parse_bool("0")
+    (True, False)
+    """
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 SECRETS = frozenset({"broker_sasl_password", "pseudonym_key"})
@@ -201,6 +227,7 @@ class Settings:
     broker_ssl_certfile: str
     broker_ssl_keyfile: str
     clickhouse_dsn: str
+    clickhouse_cluster: str
     topic_clickstream: str
     topic_logistics: str
     topic_preferences: str
@@ -258,6 +285,7 @@ class Settings:
     broker_session_timeout: float
     broker_heartbeat_interval: float
     broker_fetch_max_wait: float
+    broker_verify_end_offsets: bool
     standby_replicas: int
 
     @classmethod
@@ -272,7 +300,7 @@ class Settings:
                 values[spec.name] = default
                 continue
             try:
-                values[spec.name] = type(default)(raw)
+                values[spec.name] = _parse_bool(raw) if isinstance(default, bool) else type(default)(raw)
             except ValueError:
                 raise ValueError(
                     f"{PREFIX}{spec.name.upper()}={raw!r} is not a valid {type(default).__name__}"
@@ -290,6 +318,8 @@ class Settings:
             raise ValueError(f"{PREFIX}PARTITIONS must be at least 1")
         if not self.clickhouse_dsn.startswith(("chdb://", "http://", "https://")):
             raise ValueError(f"{PREFIX}CLICKHOUSE_DSN must start with chdb://, http:// or https://")
+        if self.clickhouse_cluster and not _CLUSTER_NAME.match(self.clickhouse_cluster):
+            raise ValueError(f"{PREFIX}CLICKHOUSE_CLUSTER must be a cluster name (letters, digits, _ . -)")
         if self.retention_days < 1:
             raise ValueError(f"{PREFIX}RETENTION_DAYS must be at least 1")
         try:

@@ -20,7 +20,6 @@ the key in its directory and pseudonymises the traffic's user ids to compare.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import shutil
@@ -41,11 +40,11 @@ from streams.broker import start_broker
 from streams.config import Settings
 from streams.contact import EMITTED
 from streams.events import CRM, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT
-from streams.experiments import assign_arm
 from streams.interventions import PAYMENT_ASSIST, TRIGGERS
 from streams.notifier import run_notifier
-from streams.policy import HOLDOUT, Policy, load_policy
+from streams.policy import Policy, load_policy
 from streams.traffic import DAY, FEEDBACK_LABELS, Outgoing, Surge, TrafficGenerator, TrafficProfile
+from streams.traffic_runner import QUESTION_HISTORY, process_traffic_profile, stream_traffic
 from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess
 
 if TYPE_CHECKING:
@@ -56,11 +55,16 @@ DEMO_POLICY = """# The demo's policy: the packaged default, with a payment dwell
 [triggers.payment_assist]
 dwell = "30s"
 """
-# Support questions: about 430 a day over all products, with eight days of them before the demo starts,
-# since hot-issue detection (models.surge) watches a product only after a day of its questions, and the
-# rising_questions view compares the last day with the week before it.
-QUESTION_RATE = 0.005
-QUESTION_HISTORY = 8 * DAY
+# The traffic of `forewarn traffic` (streams.traffic_runner), faster: logistics steps a few seconds apart,
+# so that a one-minute demo shows delays too; ratings of support contacts, repairs, corrections and CRM
+# updates come within seconds for the same reason.
+DEMO_PACE = {
+    "shipment_step_seconds": (1.0, 4.0),
+    "support_feedback_delay": 8.0,
+    "repair_after_seconds": (5.0, 20.0),
+    "label_after_seconds": (3.0, 15.0),
+    "crm_update_after_seconds": (5.0, 30.0),
+}
 # The planted hot issue: pairing questions about Echo Two, some 2 more a second for a while, against a
 # steady rate of a few a day; rising far above its baseline, it is what the detector should report.
 SURGE_PRODUCT, SURGE_TOPIC = "headphones-echo-2", "pairing"
@@ -165,26 +169,24 @@ async def _stream(
     notifier = asyncio.create_task(run_notifier(bootstrap, settings, stop))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
     await producer.start()
-    topics = {**settings.source_topics, FEEDBACK_LABELS: settings.topic_feedback_labels}
     started = time.time()
     last_report = 0.0
     interactive = sys.stdout.isatty()
+
+    def tick(now: float, sent: list[Outgoing]) -> None:
+        nonlocal last_report
+        for outgoing in sent:
+            tally.sent_message(outgoing)
+        tally.until = now
+        tally.advance(now)
+        elapsed = now - started
+        if interactive or elapsed - last_report >= 5:
+            line = _progress(tally, elapsed, duration)
+            print("\r" + line if interactive else line, end="" if interactive else "\n", flush=True)
+            last_report = elapsed
+
     try:
-        while not stop.is_set() and time.time() - started < duration:
-            now = time.time()
-            for outgoing in generator.due(now):
-                await producer.send(topics[outgoing.topic], value=outgoing.value, key=outgoing.key)
-                tally.sent_message(outgoing)
-            tally.until = now
-            tally.advance(now)
-            elapsed = now - started
-            if interactive or elapsed - last_report >= 5:
-                line = _progress(tally, elapsed, duration)
-                print("\r" + line if interactive else line, end="" if interactive else "\n", flush=True)
-                last_report = elapsed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.1)
-        await producer.flush()
+        await stream_traffic(producer, generator, settings, stop, started + duration, tick)
         if not stop.is_set():  # let the last events, and their outcomes, through before stopping
             await asyncio.sleep(4)
     finally:
@@ -448,7 +450,9 @@ def _summary(
     return "\n".join(lines)
 
 
-def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: int) -> int:
+def run_demo(
+    duration: float, sessions_per_second: float, workdir: str, seed: int, metrics_port: int = 0
+) -> int:
     # The worker logs to its own file; the demo's own Kafka clients need not narrate their group joins.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     root = Path(workdir).resolve()
@@ -470,8 +474,9 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
     settings = Settings.from_env(env)
     # Made here, before the worker starts and reads it: the demo pseudonymises with the same key.
     pseudonymize = Pseudonymizer(load_key(settings))
-    experiment = policy.experiment_of(PAYMENT_ASSIST)
     worker = WorkerProcess(env, root / "worker.log")
+    if metrics_port:  # a fixed port, for a Prometheus pointed at the demo (README "Operating it")
+        worker.metrics_port = metrics_port
     try:
         print(f"Forewarn demo: embedded Kafka (Tansu) on {broker.bootstrap}, ClickHouse (chdb) in {dsn}")
         worker.start(timeout=60)
@@ -481,28 +486,7 @@ def run_demo(duration: float, sessions_per_second: float, workdir: str, seed: in
             f" streaming {duration:.0f}s of traffic; 'x/y decided': decisions made / interventions the"
             " traffic's ground truth makes due"
         )
-        # Logistics steps a few seconds apart, so that a one-minute demo shows delays too; ratings of
-        # support contacts, repairs, corrections and CRM updates come within seconds for the same reason.
-        profile = TrafficProfile(
-            sessions_per_second=sessions_per_second,
-            shipment_step_seconds=(1.0, 4.0),
-            malformed_share=0.005,
-            preferences_share=0.5,
-            subscription_share=0.2,
-            support_feedback_delay=8.0,
-            treated=None if experiment is None else (lambda user: assign_arm(user, experiment) != HOLDOUT),
-            devices_share=0.3,
-            repair_share=0.4,
-            repair_after_seconds=(5.0, 20.0),
-            order_request_share=0.1,
-            feedback_comment_share=0.8,
-            label_share=0.3,
-            label_after_seconds=(3.0, 15.0),
-            support_question_rate=QUESTION_RATE,
-            support_history_seconds=QUESTION_HISTORY,
-            crm_share=0.3,
-            crm_update_after_seconds=(5.0, 30.0),
-        )
+        profile = dataclasses.replace(process_traffic_profile(sessions_per_second, policy), **DEMO_PACE)
         generator = TrafficGenerator(_with_surge(profile, seed, duration), seed=seed)
         surge = generator.profile.surge
         assert surge is not None

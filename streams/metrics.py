@@ -5,6 +5,8 @@ Labels are bounded sets (topics, event types, dead-letter reasons, triggers, tab
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS_IN = Counter(
@@ -58,6 +60,43 @@ CONSUMER_LAG = Gauge(
     "Messages between the consumer's position and the partition's high watermark.",
     ["group", "topic", "partition"],
 )
+# The label sets replace_series set last, by gauge and owner: what to remove when a partition goes.
+_REPORTED: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+
+
+def replace_series(gauge: Gauge, owner: str, values: Mapping[tuple[str, ...], float]) -> None:
+    """Set ``gauge``'s series to ``values`` (label values -> value) and remove those ``owner`` set
+    before and not now. Per-partition gauges use it: a partition lost in a rebalance is reported by
+    the worker that holds it now, and a stale copy left here would count it twice in a sum.
+
+    >>> gauge = Gauge("doc_partition_gauge", "An example.", ["partition"])
+    >>> replace_series(gauge, "doc", {("0",): 5, ("1",): 0})
+    >>> replace_series(gauge, "doc", {("1",): 2})  # partition 0 went to another worker
+    >>> [(s.labels["partition"], s.value) for s in gauge.collect()[0].samples]
+    [('1', 2.0)]
+    """
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)
+    key = (gauge._name, owner)
+    for labels in _REPORTED.get(key, set()) - values.keys():
+        gauge.remove(*labels)
+    _REPORTED[key] = set(values)
+
+
+def report_lag(group: str, lags: Mapping[tuple[str, int], int]) -> None:
+    """Set ``group``'s consumer lag to ``lags`` ((topic, partition) -> messages behind), removing the
+    partitions it no longer consumes (:func:`replace_series`).
+
+    >>> report_lag("doc", {("events", 0): 5, ("events", 1): 0})
+    >>> report_lag("doc", {("events", 1): 2})
+    >>> [(s.labels["partition"], s.value) for s in CONSUMER_LAG.collect()[0].samples
+    ...  if s.labels["group"] == "doc"]
+    [('1', 2.0)]
+    """
+    replace_series(
+        CONSUMER_LAG, group, {(group, topic, str(partition)): lag for (topic, partition), lag in lags.items()}
+    )
+
 
 MODEL_EXAMPLES = Counter(
     "forewarn_model_examples_total", "Examples the models learned, by model and label.", ["model", "label"]
@@ -156,3 +195,12 @@ def serve(port: int) -> None:
     """Expose /metrics on ``port`` (0: do not serve)."""
     if port:
         start_http_server(port)
+
+
+# Scale-out (README "Scaling out"): which partitions this worker holds, active or as a standby copy.
+ASSIGNED_PARTITIONS = Gauge(
+    "forewarn_assigned_partitions",
+    "Partitions this worker holds: 1 per topic partition, by role (active: consumed and served; standby:"
+    " a table's changelog kept warm for a takeover). Series of partitions it lost are removed.",
+    ["topic", "partition", "role"],
+)

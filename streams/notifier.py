@@ -1,9 +1,10 @@
 """An example notifier: it consumes ``interventions``, pretends to deliver them, and reports outcomes on
 ``intervention_outcomes`` as a real notifier (chat, e-mail) would.
 
-It stands in for the delivery side in the demo, so that the outcome loop and the value metrics have
-something to measure. What happens to a message is drawn from :class:`OutcomeRates` with a seeded
-generator, so a run is reproducible and its rates are known.
+It stands in for the delivery side in the demo and in docker-compose.yml (``forewarn notifier``,
+:func:`serve_notifier`), so that the outcome loop and the value metrics have something to measure.
+What happens to a message is drawn from :class:`OutcomeRates` with a seeded generator, so a run is
+reproducible and its rates are known.
 
 >>> import random
 >>> intervention = {"intervention_id": "0b8a6128-0b8a-5ee9-bfab-18e8f49f0582", "user_id": "u1",
@@ -18,6 +19,7 @@ True
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import Counter
@@ -30,6 +32,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.config import Settings
 from streams.interventions import iso_time
+from streams.traffic_runner import stopped_by_signals, wait_for_topics
+
+log = logging.getLogger(__name__)
+REPORT_SECONDS = 10.0  # how often serve_notifier logs what it reported
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +75,16 @@ def simulate_outcomes(
 
 
 async def run_notifier(
-    bootstrap: str, settings: Settings, stop: asyncio.Event, seed: int = 7, rates: OutcomeRates | None = None
+    bootstrap: str | list[str],
+    settings: Settings,
+    stop: asyncio.Event,
+    seed: int = 7,
+    rates: OutcomeRates | None = None,
+    reported: Counter[str] | None = None,
 ) -> Counter[str]:
-    """Until ``stop``: every intervention gets its simulated outcomes. Returns the outcomes reported."""
+    """Until ``stop``: every intervention gets its simulated outcomes. Returns the outcomes reported,
+    counted as they are reported into ``reported`` if given. Its consumer group takes the workers'
+    group timeouts (``FOREWARN_BROKER_*_TIMEOUT``, ``FOREWARN_BROKER_HEARTBEAT_INTERVAL``)."""
     rng, rates = random.Random(seed), rates or OutcomeRates()
     consumer = AIOKafkaConsumer(
         settings.topic_interventions,
@@ -79,10 +92,13 @@ async def run_notifier(
         group_id=f"{settings.app_id}-example-notifier",
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        session_timeout_ms=round(settings.broker_session_timeout * 1000),
+        rebalance_timeout_ms=round(settings.broker_rebalance_timeout * 1000),
+        heartbeat_interval_ms=round(settings.broker_heartbeat_interval * 1000),
         **settings.aiokafka_security(),
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **settings.aiokafka_security())
-    reported: Counter[str] = Counter()
+    reported = Counter() if reported is None else reported
     await consumer.start()
     await producer.start()
     try:
@@ -104,3 +120,39 @@ async def run_notifier(
         await producer.stop()
         await consumer.stop()
     return reported
+
+
+def serve_notifier(settings: Settings, seed: int = 7) -> int:
+    """``forewarn notifier``: :func:`run_notifier` against ``settings``' broker until SIGTERM or SIGINT,
+    after waiting for the broker and its topics. Logs what it reported every :data:`REPORT_SECONDS`
+    (when it reported anything) and at the end; returns 0, the exit code of a clean stop."""
+    return asyncio.run(_serve(settings, seed))
+
+
+async def _serve(settings: Settings, seed: int) -> int:
+    stop = asyncio.Event()
+    reported: Counter[str] = Counter()
+    with stopped_by_signals(stop):
+        if await wait_for_topics(settings, {settings.topic_interventions, settings.topic_outcomes}, stop):
+            log.info(
+                "reporting the outcomes of %s on %s (seed %d)",
+                settings.topic_interventions,
+                settings.topic_outcomes,
+                seed,
+            )
+            notifier = asyncio.create_task(
+                run_notifier(settings.bootstrap_servers, settings, stop, seed, reported=reported)
+            )
+            logged = 0
+            while not notifier.done():
+                await asyncio.wait({notifier}, timeout=REPORT_SECONDS)
+                if reported.total() != logged:
+                    logged = reported.total()
+                    log.info("reported %d outcomes so far (%s)", logged, _shown(reported))
+            await notifier  # its error, if it failed
+    log.info("stopped; reported %d outcomes (%s)", reported.total(), _shown(reported))
+    return 0
+
+
+def _shown(reported: Counter[str]) -> str:
+    return ", ".join(f"{kind} {count}" for kind, count in reported.most_common()) or "none"

@@ -40,6 +40,39 @@ def topic_names(settings: Settings) -> list[str]:
     ]
 
 
+def copartitioned_topics(settings: Settings) -> dict[str, str]:
+    """The internal topics that must have exactly ``FOREWARN_PARTITIONS`` partitions, each with the
+    tables co-partitioned with it: a table's partition N holds the keys of the topic's partition N.
+
+    >>> sorted(copartitioned_topics(Settings.from_env({})).items())[0]
+    ('forewarn-events', 'the user table')
+    """
+    return {
+        settings.topic_events: "the user table",
+        settings.topic_ticks: "the user table",
+        settings.topic_labels: "the user table",
+        settings.topic_questions: "the hot-issue tables",
+    }
+
+
+def partition_mismatch(settings: Settings, name: str, partitions: int | None) -> str | None:
+    """What is wrong, in words, when the co-partitioned topic ``name`` has ``partitions``; else None.
+
+    >>> settings = Settings.from_env({"FOREWARN_PARTITIONS": "8", "FOREWARN_TOPIC_EVENTS": "events"})
+    >>> partition_mismatch(settings, "events", 8) is None
+    True
+    >>> partition_mismatch(settings, "events", 4)
+    'events has 4 partitions, FOREWARN_PARTITIONS is 8: the user table must be co-partitioned with it'
+    """
+    tables = copartitioned_topics(settings).get(name)
+    if tables is None or partitions == settings.partitions:
+        return None
+    return (
+        f"{name} has {partitions} partitions, FOREWARN_PARTITIONS is {settings.partitions}:"
+        f" {tables} must be co-partitioned with it"
+    )
+
+
 async def ensure_topics(settings: Settings) -> dict[str, int]:
     """Create missing topics; returns every topic's partition count. Raises on co-partitioning errors."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.aiokafka_security())
@@ -56,16 +89,11 @@ async def ensure_topics(settings: Settings) -> dict[str, int]:
         counts = {topic["topic"]: len(topic["partitions"]) for topic in described}
     finally:
         await admin.close()
-    # The questions topic is co-partitioned with the hot-issue tables, as the others with the user table.
-    for name in (
-        settings.topic_events,
-        settings.topic_ticks,
-        settings.topic_labels,
-        settings.topic_questions,
-    ):
-        if counts.get(name) != settings.partitions:
-            raise RuntimeError(
-                f"topic {name!r} has {counts.get(name)} partitions but FOREWARN_PARTITIONS is "
-                f"{settings.partitions}: the tables must be co-partitioned with it"
-            )
+    problems = [
+        problem
+        for name in copartitioned_topics(settings)
+        if (problem := partition_mismatch(settings, name, counts.get(name)))
+    ]
+    if problems:
+        raise RuntimeError("; ".join(problems))
     return counts

@@ -6,8 +6,8 @@ ClickHouse sink and commit; SIGKILL follows if it does not exit in time.
 
 Settings for the embedded broker (:data:`EMBEDDED_BROKER_ENV`): joining a consumer group there waits for
 the whole rebalance timeout, so short group timeouts make a worker ready in about 4 s instead of a
-minute; and it holds fetches for a share of their longest wait, so a short one keeps latency low
-(see :mod:`streams.transport`).
+minute; it holds fetches for a share of their longest wait, so a short one keeps latency low; and it
+reports end offsets short, so table recovery checks them by a fetch (both in :mod:`streams.transport`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ EMBEDDED_BROKER_ENV = {
     "FOREWARN_BROKER_SESSION_TIMEOUT": "6",
     "FOREWARN_BROKER_HEARTBEAT_INTERVAL": "1",
     "FOREWARN_BROKER_FETCH_MAX_WAIT": "0.1",
+    "FOREWARN_BROKER_VERIFY_END_OFFSETS": "true",
 }
 
 

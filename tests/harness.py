@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sinks.privacy import Pseudonymizer
-from streams.worker_process import EMBEDDED_BROKER_ENV, send_everything_policy
+from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy
 
 
 def worker_env(
@@ -42,6 +43,19 @@ def worker_env(
         **EMBEDDED_BROKER_ENV,
         **extra,
     }
+
+
+def worker_group(bootstrap: str, tmp_path: Path, names: Iterable[str], **extra: str) -> list[WorkerProcess]:
+    """Workers of one app (one consumer group) on ``bootstrap``, not yet started: each with its own
+    directory, ports and log (``tmp_path/<name>``, ``tmp_path/worker-<name>.log``), all with one
+    pseudonym key, as workers of one deployment must share (sinks.privacy)."""
+    workers = []
+    for name in names:
+        workdir = tmp_path / name
+        workdir.mkdir()
+        env = worker_env(bootstrap, workdir, FOREWARN_PSEUDONYM_KEY=str(uuid.UUID(int=7)), **extra)
+        workers.append(WorkerProcess(env, tmp_path / f"worker-{name}.log"))
+    return workers
 
 
 Message = tuple[str, bytes | None, bytes | None]  # topic, key, value

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from harness import consume_all, produce, rows, worker_env
+from harness import consume_all, produce, rows, worker_env, worker_group
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -801,17 +801,7 @@ def test_reads_are_forwarded_to_the_worker_holding_the_user(broker, tmp_path: Pa
     # Users on every partition of the 4, so that each worker holds some and forwards some.
     users = [f"fw-user-{i}" for i in range(12)]
     assert {user_partition(u, 4) for u in users} == {0, 1, 2, 3}
-    workers = []
-    for name in ("a", "b"):
-        workdir = tmp_path / name
-        workdir.mkdir()
-        env = worker_env(
-            broker.bootstrap,
-            workdir,
-            FOREWARN_API_TOKENS_FILE=str(tokens_file),
-            FOREWARN_PSEUDONYM_KEY=str(uuid.UUID(int=7)),  # one key for both workers
-        )
-        workers.append(WorkerProcess(env, tmp_path / f"worker-{name}.log"))
+    workers = worker_group(broker.bootstrap, tmp_path, ["a", "b"], FOREWARN_API_TOKENS_FILE=str(tokens_file))
     try:
         for worker in workers:
             worker.start()

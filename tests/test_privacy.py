@@ -584,6 +584,7 @@ def start_sink(store: ClickHouseStore, bootstrap: str) -> tuple[ClickHouseSink, 
         flush_seconds=0.2,
         max_retry_seconds=1.0,
         consumer_options={"fetch_max_wait_ms": 100, "session_timeout_ms": 3000, "heartbeat_interval_ms": 500},
+        verify_end_offsets=True,  # the embedded broker reports end offsets short
     )
     return sink, asyncio.create_task(sink.run())
 
