@@ -15,13 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
 
 from streams.contact import DECISION_KINDS
 from streams.deadletters import read_dead_letter_headers
+
+if TYPE_CHECKING:
+    from streams.config import Settings
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -528,3 +531,22 @@ API_AUDIT = _spec(
     user_column="user_id",
     time_column="at",
 )
+
+
+def sink_specs(settings: Settings) -> dict[str, TableSpec]:
+    """Topic -> the table the ClickHouse sink stores it in: what a worker's sink consumes, and what
+    ``forewarn doctor`` expects to find in ClickHouse."""
+    return {
+        settings.topic_events: EVENTS,
+        settings.topic_interventions: INTERVENTIONS,
+        settings.topic_dead_letters: DEAD_LETTERS,
+        settings.topic_decisions: DECISIONS,
+        settings.topic_scores: SCORES,
+        settings.topic_tickets: TICKETS,
+        settings.topic_order_commands: ORDER_COMMANDS,
+        settings.topic_order_rejections: ORDER_REJECTIONS,
+        settings.topic_feedback_tagged: FEEDBACK_TAGS,
+        settings.topic_questions: SUPPORT_QUESTIONS,
+        settings.topic_hot_issues: HOT_ISSUES,
+        settings.topic_api_audit: API_AUDIT,
+    }

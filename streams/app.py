@@ -49,20 +49,7 @@ from models.tagger import parse_label
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
 from sinks.erasure import ErasedUsers
-from sinks.rows import (
-    API_AUDIT,
-    DEAD_LETTERS,
-    DECISIONS,
-    EVENTS,
-    FEEDBACK_TAGS,
-    HOT_ISSUES,
-    INTERVENTIONS,
-    ORDER_COMMANDS,
-    ORDER_REJECTIONS,
-    SCORES,
-    SUPPORT_QUESTIONS,
-    TICKETS,
-)
+from sinks.rows import sink_specs
 from streams import codec, metrics
 from streams.api import register_api
 from streams.catalog import load_catalog
@@ -125,20 +112,7 @@ class SinkService(mode.Service):
             log.info("ClickHouse schema migrations applied: %s", applied)
         self.sink = ClickHouseSink(
             store,
-            {
-                settings.topic_events: EVENTS,
-                settings.topic_interventions: INTERVENTIONS,
-                settings.topic_dead_letters: DEAD_LETTERS,
-                settings.topic_decisions: DECISIONS,
-                settings.topic_scores: SCORES,
-                settings.topic_tickets: TICKETS,
-                settings.topic_order_commands: ORDER_COMMANDS,
-                settings.topic_order_rejections: ORDER_REJECTIONS,
-                settings.topic_feedback_tagged: FEEDBACK_TAGS,
-                settings.topic_questions: SUPPORT_QUESTIONS,
-                settings.topic_hot_issues: HOT_ISSUES,
-                settings.topic_api_audit: API_AUDIT,
-            },
+            sink_specs(settings),
             bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.app_id}-sink",
             dead_letter_topic=settings.topic_dead_letters,

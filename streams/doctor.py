@@ -650,13 +650,12 @@ def look_at_clickhouse(dsn: str) -> ClickHouseView | EmbeddedInUse | str | None:
         store.close()
 
 
-def sink_table_names() -> list[str]:
-    """The tables the ClickHouse sink writes: one per row spec in sinks.rows, its offsets, the erasures."""
-    from sinks import rows
+def sink_table_names(settings: Settings) -> list[str]:
+    """The tables the ClickHouse sink writes: one per stored topic, its offsets, the erasures' audit."""
     from sinks.erasure import AUDIT_TABLE
+    from sinks.rows import sink_specs
 
-    specs = [value.table for value in vars(rows).values() if isinstance(value, rows.TableSpec)]
-    return [*specs, "sink_offsets", AUDIT_TABLE]
+    return [*(spec.table for spec in sink_specs(settings).values()), "sink_offsets", AUDIT_TABLE]
 
 
 def doctor_checks(settings: Settings, broker_timeout: float = BROKER_TIMEOUT_SECONDS) -> list[Check]:
@@ -666,7 +665,10 @@ def doctor_checks(settings: Settings, broker_timeout: float = BROKER_TIMEOUT_SEC
     return [
         *broker_checks(settings, look_at_broker(settings, broker_timeout)),
         *clickhouse_checks(
-            settings.clickhouse_dsn, look_at_clickhouse(settings.clickhouse_dsn), shipped, sink_table_names()
+            settings.clickhouse_dsn,
+            look_at_clickhouse(settings.clickhouse_dsn),
+            shipped,
+            sink_table_names(settings),
         ),
         *file_checks(settings),
     ]

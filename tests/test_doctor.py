@@ -210,7 +210,7 @@ def test_schema_version_against_the_shipped_migrations(applied: list[int], statu
 
 
 def test_a_missing_sink_table_fails() -> None:
-    needed = sink_table_names()
+    needed = sink_table_names(Settings.from_env({}))
     assert tables_check(needed, needed).status == OK
     check = tables_check([name for name in needed if name != "events"], needed)
     assert check.status == FAIL and "events" in check.message
@@ -226,7 +226,7 @@ def test_clickhouse_unreachable_says_where_without_the_password() -> None:
 
 def test_clickhouse_checks_skip_the_tables_when_the_schema_is_behind() -> None:
     view = ClickHouseView("26.1", tuple(SHIPPED[:1]), frozenset({"schema_migrations"}))
-    checks = clickhouse_checks("chdb:///x", view, SHIPPED, sink_table_names())
+    checks = clickhouse_checks("chdb:///x", view, SHIPPED, sink_table_names(Settings.from_env({})))
     assert [check.name for check in checks] == ["clickhouse", "schema"]
     assert [check.status for check in checks] == [OK, FAIL]
 
