@@ -127,9 +127,7 @@ class SinkService(mode.Service):
             security=settings.aiokafka_security(),
             consumer_options={
                 "fetch_max_wait_ms": settings.fetch_max_wait_ms,
-                "session_timeout_ms": int(settings.broker_session_timeout * 1000),
-                "heartbeat_interval_ms": int(settings.broker_heartbeat_interval * 1000),
-                "rebalance_timeout_ms": int(settings.broker_rebalance_timeout * 1000),
+                **settings.aiokafka_group_timeouts(),
             },
         )
         # TTLs from the settings, at every start (a changed setting takes effect now).

@@ -393,6 +393,19 @@ class Settings:
             options["ssl_context"] = context
         return options
 
+    def aiokafka_group_timeouts(self) -> dict[str, int]:
+        """Keyword arguments for aiokafka consumers in a group (the sink, the example notifier): the
+        workers' group timeouts, in milliseconds.
+
+        >>> Settings.from_env({"FOREWARN_BROKER_SESSION_TIMEOUT": "6"}).aiokafka_group_timeouts()
+        {'session_timeout_ms': 6000, 'heartbeat_interval_ms': 3000, 'rebalance_timeout_ms': 60000}
+        """
+        return {
+            "session_timeout_ms": round(self.broker_session_timeout * 1000),
+            "heartbeat_interval_ms": round(self.broker_heartbeat_interval * 1000),
+            "rebalance_timeout_ms": round(self.broker_rebalance_timeout * 1000),
+        }
+
     def faust_credentials(self) -> Any:
         """The same security settings as Faust ``broker_credentials``."""
         import faust  # imported here so that pure modules importing config stay light

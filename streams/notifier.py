@@ -92,9 +92,7 @@ async def run_notifier(
         group_id=f"{settings.app_id}-example-notifier",
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        session_timeout_ms=round(settings.broker_session_timeout * 1000),
-        rebalance_timeout_ms=round(settings.broker_rebalance_timeout * 1000),
-        heartbeat_interval_ms=round(settings.broker_heartbeat_interval * 1000),
+        **settings.aiokafka_group_timeouts(),
         **settings.aiokafka_security(),
     )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **settings.aiokafka_security())
