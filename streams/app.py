@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import faust
@@ -153,6 +153,20 @@ class SinkService(mode.Service):
                 self._task.cancel()
 
 
+async def finished_events(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
+    """The events of an agent's ``stream``, each acknowledged only once the agent's body for it is done.
+
+    Faust acknowledges an event in a ``finally`` around its ``yield``: an agent cancelled while handling
+    an event (a worker stopping mid-send) would still acknowledge it, and the commit at shutdown would
+    move past an event whose output was never sent. An event the body did not finish is never
+    acknowledged here: it is delivered again after the restart (where it did get through, the user's
+    state recognises it: :func:`streams.state.first_delivery`)."""
+    manual = stream.noack()
+    async for event in manual.events():
+        yield event
+        await manual.ack(event)
+
+
 def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     """The worker's app. Raises PolicyError (naming file, trigger and field) for an invalid policy."""
     policy = load_policy(settings.policy_file)
@@ -177,6 +191,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         broker_heartbeat_interval=settings.broker_heartbeat_interval,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_linger_ms=settings.producer_linger_ms,
         key_serializer="raw",
         value_serializer="orjson",
     )
@@ -307,7 +322,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
 
     @app.agent(questions_topic)
     async def watch_issues(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        async for event in finished_events(stream):
             message = event.message
             wall = time.time()
             try:
@@ -347,7 +362,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
 
     @app.agent(raw_input)
     async def ingest(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        async for event in finished_events(stream):
             message = event.message
             wall = time.time()
             try:
@@ -378,7 +393,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     @app.agent(raw_labels)
     async def ingest_labels(stream: faust.StreamT) -> None:
         """Every partition's tagger learns every correction: each goes to every partition."""
-        async for event in stream.events():
+        async for event in finished_events(stream):
             message = event.message
             wall = time.time()
             try:
@@ -394,7 +409,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
 
     @app.agent(user_input)
     async def track_users(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        async for event in finished_events(stream):
             message = event.message
             if message.topic == settings.topic_labels:
                 try:
@@ -447,6 +462,9 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 models=models,
                 session_gap=settings.session_gap_seconds,
             )
+            if done.duplicate:  # nothing changed: no table write, nothing to emit
+                metrics.DUPLICATE_EVENTS.inc()
+                return
             tagged = None if done.event is None else tag_user_feedback(state, done.event, models.tagger)
             # After every round, not only when scores are published: an event can change the tags alone
             # (a coupon order, abandoned payments); the record is None while health and tags stay put.

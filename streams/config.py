@@ -194,6 +194,11 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "Read end offsets from a fetch's high watermark (table recovery): the embedded broker reports"
         ' them short (README "Guarantees"); embedded runs set it.',
     ),
+    "producer_linger_ms": (
+        5,
+        "How long the worker's producer gathers messages into one request (ms). Every event is sent on"
+        " (re-keyed events, changelog, decisions): without it each request carries a message or two.",
+    ),
     "standby_replicas": (1, "Faust standby replicas kept per table partition."),
 }
 
@@ -286,6 +291,7 @@ class Settings:
     broker_heartbeat_interval: float
     broker_fetch_max_wait: float
     broker_verify_end_offsets: bool
+    producer_linger_ms: int
     standby_replicas: int
 
     @classmethod

@@ -47,7 +47,7 @@ from zoneinfo import ZoneInfo
 from streams.experiments import assign_arm
 from streams.interventions import INTERVENTION_SCHEMA, Intervention, iso_time
 from streams.policy import HOLDOUT, Policy
-from streams.state import MAX_DEFERRED, Deferred, UserState, record_contact
+from streams.state import MAX_DECIDED, MAX_DEFERRED, Deferred, UserState, record_contact
 
 EMITTED, SUPPRESSED, DEFERRED = "emitted", "suppressed", "deferred"
 DECISION_KINDS = (EMITTED, SUPPRESSED, DEFERRED)
@@ -99,7 +99,11 @@ class Decision:
 def decide(candidates: list[Intervention], state: UserState, policy: Policy, now: float) -> list[Decision]:
     """Decide one round of candidates at event time ``now``; emitted ones are recorded in ``state``
     (contacts, cooldowns, offers) and deferred ones kept in it."""
-    ranked = sorted(candidates, key=lambda c: _rank(c, policy))
+    # A decision made is never taken back, nor made twice: an intervention decided already, or deferred
+    # and waiting, that fires again (an event replayed from beyond the duplicate window) is left out.
+    known = set(state.decided) | {deferred.intervention.intervention_id for deferred in state.deferred}
+    fresh = [candidate for candidate in candidates if candidate.intervention_id not in known]
+    ranked = sorted(fresh, key=lambda c: _rank(c, policy))
     decisions = []
     sent: Intervention | None = None
     for candidate in ranked:
@@ -110,6 +114,9 @@ def decide(candidates: list[Intervention], state: UserState, policy: Policy, now
         elif decision.release_at is not None:
             state.deferred.append(Deferred(decision.release_at, candidate))
             del state.deferred[:-MAX_DEFERRED]
+        if decision.decision != DEFERRED:
+            state.decided.append(candidate.intervention_id)
+            del state.decided[:-MAX_DECIDED]
         decisions.append(decision)
     return decisions
 

@@ -7,6 +7,8 @@ contact-policy decisions, as one pure function the agent calls (``track_users`` 
   (never earlier than the user's latest event).
 * A tick (the timer sweep's, carrying the partition's event-time ``now``): the deferred interventions
   and the timers due by then.
+* An event the user has applied already (delivered again: at-least-once) does nothing: the round is
+  marked ``duplicate`` (:func:`streams.state.first_delivery`).
 
 A round that raises leaves the state half-updated; :class:`StateSnapshot` lets the agent put back the
 state as it was, so that the table in memory and its changelog never disagree.
@@ -35,7 +37,7 @@ from models.scoring import ModelRound, observe
 from streams.contact import Decision, decide, release_deferred
 from streams.events import Event
 from streams.policy import Policy
-from streams.state import UserState
+from streams.state import UserState, first_delivery
 from streams.triggers import check_predictions, check_timers, process_event
 
 
@@ -44,6 +46,7 @@ class Round:
     decisions: list[Decision]
     event: Event | None  # the event applied; None for a tick
     model: ModelRound  # the user's scores, and the examples the models learned
+    duplicate: bool = False  # the event was applied already (delivered again): nothing was done
 
 
 def run_round(
@@ -65,6 +68,8 @@ def run_round(
         model = observe(state, None, models, policy.models, now, session_gap)
         return Round(decide(candidates, state, policy, now), None, model)
     event = Event.from_wire(value)
+    if not first_delivery(state, event.event_id):
+        return Round([], None, ModelRound(), duplicate=True)
     now = max(event.event_time, state.last_event_time)
     candidates = release_deferred(state, now) + process_event(state, event, policy, session_gap)
     model = observe(state, event, models, policy.models, now, session_gap)

@@ -40,6 +40,10 @@ MAX_ABANDONED_PAYMENTS = 10
 MAX_DEFERRED = 20
 MAX_SUBSCRIPTIONS = 10
 MAX_RECENT_INTERVENTIONS = 10  # what the CRM API shows of a user's recent interventions
+# A redelivered event (replayed after a crash or a rebalance, or re-sent by a producer) is recognised
+# within the user's last this many events: a replay covers the seconds since the last commit.
+MAX_RECENT_EVENT_IDS = 16
+MAX_DECIDED = 20  # interventions finally decided, remembered so that a replay is not decided again
 
 
 @dataclass(slots=True)
@@ -151,6 +155,11 @@ class UserState:
     crm: CrmAttributes = field(default_factory=CrmAttributes)
     feedback_tags: dict[str, float] = field(default_factory=dict)
     recent_interventions: list[dict[str, Any]] = field(default_factory=list)
+    # The ids of the user's latest events, newest last: an event delivered again is not applied again.
+    recent_event_ids: list[str] = field(default_factory=list)
+    # Interventions finally decided (emitted or suppressed), newest last: a trigger that fires again for
+    # the same anchor (an old event replayed, a session switching back) is not decided a second time.
+    decided: list[str] = field(default_factory=list)
     crm_synced: str = ""  # fingerprint of the last crm_sync record sent (streams.processes)
     # Processes: the user's devices and their service history, and the order requests decided lately.
     devices: DeviceBook = field(default_factory=DeviceBook)
@@ -196,6 +205,22 @@ def _remember(mapping: dict[str, Any], key: str, value: Any, limit: int) -> None
     mapping[key] = value
     while len(mapping) > limit:  # dicts keep insertion order: drop the oldest
         del mapping[next(iter(mapping))]
+
+
+def first_delivery(state: UserState, event_id: str) -> bool:
+    """Whether ``event_id`` is new to the user, remembering it if so. At-least-once delivery means an
+    event can arrive twice (a replay of what was not committed before a crash, a producer's retry);
+    applied twice, it would count twice in the state and the models.
+
+    >>> state = UserState("u1")
+    >>> first_delivery(state, "e1"), first_delivery(state, "e2"), first_delivery(state, "e1")
+    (True, True, False)
+    """
+    if event_id in state.recent_event_ids:
+        return False
+    state.recent_event_ids.append(event_id)
+    del state.recent_event_ids[:-MAX_RECENT_EVENT_IDS]
+    return True
 
 
 def apply_event(state: UserState, event: Event, session_gap: float = 1800.0) -> None:

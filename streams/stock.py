@@ -21,12 +21,16 @@ from typing import Any
 
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from streams.config import Settings
 from streams.events import InvalidEvent
 from streams.orders import StockLevels, parse_stock
 
 log = logging.getLogger(__name__)
+
+# How long to wait before trying again when the broker does not answer.
+RETRY_SECONDS = 1.0
 
 
 class StockReader(mode.Service):
@@ -70,29 +74,40 @@ class StockReader(mode.Service):
         next_look = 0.0
         try:
             while not self.should_stop:
-                if loop.time() >= next_look:
-                    next_look = loop.time() + self.poll_seconds
-                    found = await self._partitions(consumer)
-                    if found - partitions:
-                        new = [TopicPartition(settings.topic_stock, p) for p in sorted(found - partitions)]
-                        partitions = found
-                        consumer.assign([TopicPartition(settings.topic_stock, p) for p in sorted(found)])
-                        await consumer.seek_to_beginning(*new)
-                        end_marks.update(await consumer.end_offsets(new))
-                        self.present = True
-                if not partitions:
-                    await self.sleep(max(0.0, next_look - loop.time()))
-                    continue
-                batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
-                for messages in batches.values():
-                    for message in messages:
-                        try:
-                            self.stock.apply(parse_stock(message.value))
-                        except InvalidEvent as error:
-                            await self.on_invalid(message, error)
-                if not self._caught_up.is_set() and await self._reached(consumer, end_marks):
-                    self._caught_up.set()
-                    log.info("stock levels read for %d SKUs", len(self.stock.levels))
+                try:
+                    if loop.time() >= next_look:
+                        next_look = loop.time() + self.poll_seconds
+                        found = await self._partitions(consumer)
+                        if found - partitions:
+                            new = [
+                                TopicPartition(settings.topic_stock, p) for p in sorted(found - partitions)
+                            ]
+                            consumer.assign([TopicPartition(settings.topic_stock, p) for p in sorted(found)])
+                            await consumer.seek_to_beginning(*new)
+                            end_marks.update(await consumer.end_offsets(new))
+                            partitions = found  # only now: a failure above is retried whole
+                            self.present = True
+                    if not partitions:
+                        await self.sleep(max(0.0, next_look - loop.time()))
+                        continue
+                    batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+                    for messages in batches.values():
+                        for message in messages:
+                            try:
+                                self.stock.apply(parse_stock(message.value))
+                            except InvalidEvent as error:
+                                await self.on_invalid(message, error)
+                    if not self._caught_up.is_set() and await self._reached(consumer, end_marks):
+                        self._caught_up.set()
+                        log.info("stock levels read for %d SKUs", len(self.stock.levels))
+                except KafkaError as error:
+                    # The broker out of reach (a network partition, a restart): the consumer
+                    # reconnects by itself, and the worker must ride it out, not stop.
+                    log.warning(
+                        "stock: the broker did not answer (%s); trying again in %.0f s", error, RETRY_SECONDS
+                    )
+                    next_look = 0.0  # look for the topic again once the broker answers
+                    await self.sleep(RETRY_SECONDS)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()

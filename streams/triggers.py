@@ -90,6 +90,8 @@ def next_deadline(state: UserState, policy: Policy) -> float | None:
 # A tick not yet answered is sent again after this long (wall seconds): it may have been lost with a
 # partition that moved.
 TICK_RESEND_SECONDS = 5.0
+# The heaps are compacted when they hold more than twice as many entries as users pending, plus this.
+COMPACT_SLACK = 1024
 
 
 @dataclass(slots=True)
@@ -137,6 +139,7 @@ class PendingTimers:
         self._heaps: dict[int, list[tuple[float, str]]] = {}  # partition -> (deadline, user); stale ok
         self._latest: dict[int, float] = {}  # partition -> latest event time of a user tracked there
         self._ticked: dict[str, float] = {}  # user -> wall time of the tick sent, not yet answered
+        self._entries = 0  # in all heaps, stale ones included
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -154,11 +157,35 @@ class PendingTimers:
             current.deadline = deadline  # its entry comes up first (or it was ticked, and is resent)
             return
         self._pending[user] = _Pending(partition, deadline, deadline)
+        self._push(partition, deadline, user)
+
+    def _push(self, partition: int, deadline: float, user: str) -> None:
         heapq.heappush(self._heaps.setdefault(partition, []), (deadline, user))
+        self._entries += 1
+        if self._entries > 2 * len(self._pending) + COMPACT_SLACK:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the stale entries. An entry goes stale when its user's timer moves earlier (a payment
+        dwell before a churn label's deadline) or is answered, and leaves its heap only when its
+        deadline comes: for a churn label, ``churn_horizon`` (30 days) of event time later. Without
+        this the heaps would grow with the traffic, by about one entry per dwell or tick."""
+        self._entries = 0
+        for partition, heap in self._heaps.items():
+            live = [
+                (queued, user)
+                for queued, user in heap
+                if (pending := self._pending.get(user)) is not None
+                and (pending.partition, pending.queued) == (partition, queued)
+            ]
+            heapq.heapify(live)
+            heap[:] = live
+            self._entries += len(live)
 
     def rebuild(self, states: Iterable[UserState]) -> None:
         for table in (self._pending, self._heaps, self._latest, self._ticked):
             table.clear()
+        self._entries = 0
         for state in states:
             self.track(state)
 
@@ -181,12 +208,13 @@ class PendingTimers:
                 assert now is not None
             while heap and heap[0][0] <= now:
                 queued, user = heapq.heappop(heap)
+                self._entries -= 1
                 pending = self._pending.get(user)
                 if pending is None or (pending.partition, pending.queued) != (partition, queued):
                     continue  # stale: the user's timer moved earlier, or went
                 if pending.deadline > now:  # moved later since it was queued: file it again
                     pending.queued = pending.deadline
-                    heapq.heappush(heap, (pending.deadline, user))
+                    self._push(partition, pending.deadline, user)
                     continue
                 due.append((user, partition, now))
                 self._ticked[user] = wall

@@ -83,3 +83,43 @@ def test_a_failed_round_is_undone_from_its_snapshot(monkeypatch: pytest.MonkeyPa
     assert state.to_dict() != before  # the round had started to change the state
     restored = snapshot.restore()
     assert restored is not None and restored.to_dict() == before
+
+
+def test_an_event_delivered_again_changes_nothing_and_decides_nothing() -> None:
+    from models.learners import PartitionModels
+
+    state, models = UserState("u1"), PartitionModels()
+    cart = wire("c1", "add_to_cart", NOON, sku="SKU-1", price=10.0, quantity=1)
+    first = run_round(state, cart, tick=False, policy=POLICY, models=models)
+    before = StateSnapshot(state)._bytes
+    again = run_round(state, cart, tick=False, policy=POLICY, models=models)
+    assert not first.duplicate and again.duplicate
+    assert (again.decisions, again.event, again.model.learned) == ([], None, [])
+    assert StateSnapshot(state)._bytes == before  # not counted twice: events, cart value, features
+    assert state.events_seen == 1 and state.features.session.cart_adds == 1
+
+
+def test_an_intervention_is_never_decided_twice_even_when_its_event_comes_back_later() -> None:
+    """A session switch leaves the payment page; the payment-page view coming back after it (from
+    beyond the duplicate window: here the window is emptied) would fire the same dwell again."""
+    policy = load_policy(text='experiments = []\n[triggers.payment_assist]\ndwell = "60s"\n')
+    state = UserState("u1")
+
+    def event(event_id: str, event_type: str, at: float, session: str) -> dict:
+        attrs = {"session_id": session, **({"query": "q"} if event_type == "search" else {})}
+        return Event(event_id, event_type, CLICKSTREAM, at, "u1", attrs).to_wire()
+
+    decided = []
+    for message in (
+        event("e1", "payment_page_view", NOON, "A"),
+        event("e2", "search", NOON + 200, "A"),
+        event("e3", "search", NOON + 300, "B"),  # another tab: session B
+        event("e1", "payment_page_view", NOON, "A"),
+        event("e4", "search", NOON + 400, "A"),
+    ):
+        state.recent_event_ids.clear()  # as if e1 had left the window of recent ids
+        decided += [
+            d.intervention.intervention_id
+            for d in run_round(state, message, tick=False, policy=policy).decisions
+        ]
+    assert len(decided) == len(set(decided)) >= 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from models.examples import Snapshot
 from streams.clock import PartitionClocks
 from streams.contact import decide
 from streams.events import CLICKSTREAM, LOGISTICS, Event
@@ -12,7 +13,13 @@ from streams.experiments import assign_arm
 from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id, iso_time
 from streams.policy import load_policy
 from streams.state import MAX_OPEN_SHIPMENTS, MAX_REMEMBERED_ORDERS, UserState, apply_event
-from streams.triggers import TICK_RESEND_SECONDS, PendingTimers, check_payment_dwell, process_event
+from streams.triggers import (
+    COMPACT_SLACK,
+    TICK_RESEND_SECONDS,
+    PendingTimers,
+    check_payment_dwell,
+    process_event,
+)
 
 # The packaged default policy: payment dwell 120 s, ETA slip 2 h.
 RULES = load_policy()
@@ -328,3 +335,20 @@ def test_intervention_ids_differ_by_every_part(trigger: str) -> None:
     base = intervention_id(trigger, "u1", "a")
     assert base != intervention_id(trigger, "u2", "a") != intervention_id(trigger, "u1", "b")
     assert intervention_id("u1\x1fa", "", "") != intervention_id("u1", "a", "")  # no ambiguous joins
+
+
+def test_sweep_heaps_stay_bounded_when_timers_move_earlier_again_and_again() -> None:
+    """A churn label due 30 days on, and a payment dwell before it at every visit: each dwell leaves
+    the 30-day entry behind, which would stay in the heap for 30 days of event time (found by the soak:
+    about one entry per 17 events)."""
+    pending = PendingTimers(RULES)
+    for i in range(5000):
+        user = f"u{i % 10}"
+        state = on_payment_page(user, 0, 100.0 + i)
+        state.pending.churn = Snapshot({}, {}, taken_at=100.0 + i)
+        pending.track(state)  # the dwell, earlier than the churn label
+        pending.answered(user)  # ticked
+        state.payment_entered_at = None  # the dwell fired
+        pending.track(state)  # filed again at the churn label's deadline
+    assert len(pending) == 10
+    assert sum(len(heap) for heap in pending._heaps.values()) <= 2 * len(pending) + COMPACT_SLACK
