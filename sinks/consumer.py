@@ -3,11 +3,21 @@
 It is its own consumer group (``<app id>-sink``) with manual commits:
 
 1. messages are turned into rows (:mod:`sinks.rows`) and gathered per table until ``batch_rows`` rows
-   or ``flush_seconds`` since the batch opened;
+   (all tables together) or ``flush_seconds`` since the batch opened;
 2. each table's batch is inserted with a deduplication token made of its offset ranges; a failed insert
-   is retried with the same rows and token (exponential back-off), and no more is fetched meanwhile,
-   so memory stays bounded while ClickHouse is away;
+   is retried with the same rows and token (exponential back-off up to ``max_retry_seconds``);
 3. only then are the offsets committed.
+
+A due batch is sealed and stored in the background while the next one is gathered (the insert into
+chdb releases the GIL, so conversion and insert overlap on two cores); a batch is sealed only once
+the one before it is stored and committed, so commits stay in order.
+
+Memory is bounded however long ClickHouse is away: a fetch takes at most the room left under
+``batch_rows`` rows, and nothing is taken while a batch waits for the one before it to be stored, so
+the sink holds at most two batches, ``2 * batch_rows`` rows (the gauge ``forewarn_sink_pending_rows``).
+While it waits, and between retries, the consumer polls with its partitions paused, so aiokafka
+neither buffers more for it nor takes it for dead after ``max_poll_interval_ms`` (which would make it
+leave its group, move its partitions and fail its commit once ClickHouse is back).
 
 A crash between insert and commit would replay the batch with other boundaries, so on assignment the
 sink also asks ClickHouse for the highest offset it holds per partition (``sink_offsets``) and seeks
@@ -52,7 +62,7 @@ from sinks.erasure import (
     record_erasure,
     redact,
 )
-from sinks.privacy import UserTable, pseudonymize_row
+from sinks.privacy import RowPseudonymizer, UserTable
 from sinks.rows import TableSpec
 from streams import metrics
 from streams.deadletters import dead_letter_headers
@@ -69,12 +79,16 @@ class TableBatch:
     ranges: dict[int, list[int]] = field(default_factory=dict)
 
     def add(self, partition: int, offset: int, row: tuple[Any, ...]) -> None:
-        self.rows.append(row)
+        self.add_many(partition, [row], offset, offset)
+
+    def add_many(self, partition: int, rows: list[tuple[Any, ...]], first: int, last: int) -> None:
+        """Rows of one partition, in offset order, from offset ``first`` to ``last``."""
+        self.rows.extend(rows)
         span = self.ranges.get(partition)
         if span is None:
-            self.ranges[partition] = [offset, offset]
+            self.ranges[partition] = [first, last]
         else:
-            span[1] = offset
+            span[1] = last
 
     def token(self) -> str:
         return batch_token(self.spec.table, [(p, first, last) for p, (first, last) in self.ranges.items()])
@@ -89,8 +103,11 @@ class Batcher:
     >>> batcher.due(now=10.5), batcher.due(now=11.0)
     (False, True)
     >>> batcher.add("forewarn-events", 0, 6, ("row",), now=10.6)
-    >>> batcher.due(now=10.6), batcher.commit_offsets()
-    (True, {('forewarn-events', 0): 7})
+    >>> batcher.due(now=10.6), batcher.room(), batcher.commit_offsets()
+    (True, 0, {('forewarn-events', 0): 7})
+
+    ``batch_rows`` bounds the rows of all tables together, so it bounds the sink's memory too (the
+    run loop fetches at most :meth:`room` messages; see the module's docstring).
     """
 
     def __init__(self, specs: dict[str, TableSpec], batch_rows: int, flush_seconds: float) -> None:
@@ -103,15 +120,39 @@ class Batcher:
 
     def add(self, topic: str, partition: int, offset: int, row: tuple[Any, ...] | None, now: float) -> None:
         """Take one message; ``row`` None means it produced no row (skipped or dead-lettered)."""
+        self.add_many(topic, partition, offset, [] if row is None else [row], offset, offset, now)
+
+    def add_many(
+        self,
+        topic: str,
+        partition: int,
+        last: int,
+        rows: list[tuple[Any, ...]],
+        first_row: int,
+        last_row: int,
+        now: float,
+    ) -> None:
+        """Take the messages of a partition up to offset ``last``, which produced ``rows`` (in offset
+        order, the first at offset ``first_row``, the last at ``last_row``; the other messages were
+        skipped or dead-lettered): :meth:`add` for each, at once."""
         if self.opened_at is None:
             self.opened_at = now
-        self.consumed[(topic, partition)] = offset
-        if row is not None:
+        self.consumed[(topic, partition)] = last
+        if rows:
             spec = self.specs[topic]
-            self.tables.setdefault(spec.table, TableBatch(spec)).add(partition, offset, row)
+            batch = self.tables.get(spec.table)
+            if batch is None:
+                batch = self.tables[spec.table] = TableBatch(spec)
+            batch.add_many(partition, rows, first_row, last_row)
 
     def rows(self) -> int:
-        return max((len(batch.rows) for batch in self.tables.values()), default=0)
+        """Rows held, all tables together: at most ``batch_rows`` when fetches take no more than
+        :meth:`room`."""
+        return sum(len(batch.rows) for batch in self.tables.values())
+
+    def room(self) -> int:
+        """How many messages the next fetch may take without holding more than ``batch_rows`` rows."""
+        return max(0, self.batch_rows - self.rows())
 
     def due(self, now: float) -> bool:
         if self.opened_at is None:
@@ -131,6 +172,27 @@ class Batcher:
         self.tables.clear()
         self.consumed.clear()
         self.opened_at = None
+
+    def seal(self) -> Sealed | None:
+        """Hand over what was taken (None if nothing was) and start afresh: what is taken from now on
+        is neither stored nor committed with it."""
+        if self.opened_at is None:
+            return None
+        sealed = Sealed(list(self.tables.values()), self.commit_offsets())
+        self.clear()
+        return sealed
+
+
+@dataclass
+class Sealed:
+    """A batch handed over to be stored: its rows per table, and the offsets to commit once they are."""
+
+    tables: list[TableBatch]
+    offsets: dict[tuple[str, int], int]
+
+    @property
+    def rows(self) -> int:
+        return sum(len(batch.rows) for batch in self.tables)
 
 
 class RecentIds:
@@ -215,7 +277,10 @@ class ClickHouseSink:
         self.verify_end_offsets = verify_end_offsets
         self._probe: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()  # one store at a time, in the order the batches were sealed
+        self._storing: asyncio.Task[bool] | None = None  # the batch being stored while the next is taken
+        self._storing_rows = 0
+        self._abandoned = False  # a store gave up (stopping, ClickHouse away): nothing more is committed
         # Kafka partition -> offsets up to which ClickHouse already holds the rows (after a crash).
         self._stored_through: dict[TopicPartition, int] = {}
         self._last_offset: dict[TopicPartition, int] = {}  # for the lag gauge
@@ -230,6 +295,9 @@ class ClickHouseSink:
         self._stored_to: dict[TopicPartition, int] = {}
         self._next_progress_check = 0.0
         self._erasure_tables: list[UserTable] | None = None
+        self._resuming: set[TopicPartition] = set()  # paused by resume_after_stored until it is done
+        self._pseudonymize_row = RowPseudonymizer(pseudonymize)  # pseudonymize_row, per-user work cached
+        self._erasures_read = False  # until then no row can be of an erased user: no check per row
 
     async def run(self) -> None:
         """Consume, batch, insert and commit until :meth:`stop`."""
@@ -252,16 +320,22 @@ class ClickHouseSink:
         try:
             while not self._stopping.is_set():
                 wait = self.batcher.wait_seconds(time.monotonic())
-                batches = await self.consumer.getmany(timeout_ms=int(wait * 1000) + 1)
+                room = self.batcher.room()  # never more than batch_rows rows held (memory bound)
+                batches = (
+                    await self.consumer.getmany(timeout_ms=int(wait * 1000) + 1, max_records=room)
+                    if room
+                    else {}
+                )
                 for tp, messages in batches.items():
                     await self._take(tp, messages)
                 self._report_lag()
-                if self.batcher.due(time.monotonic()):
-                    await self.flush()
+                await self._store_if_due()
                 await self._erase_due()
             await self.flush()
             await self._erase_due()
         finally:
+            if self._storing is not None and not self._storing.done():
+                self._storing.cancel()  # only when run itself was cancelled: stores nothing more
             await self.consumer.stop()
             await self.producer.stop()
             if self._probe is not None:
@@ -284,26 +358,46 @@ class ClickHouseSink:
             self._last_offset[tp] = messages[-1].offset
 
     async def _take_rows(self, tp: TopicPartition, messages: list[Any]) -> None:
+        """Each message to its row: read, pseudonymised, dropped if its user was erased since or if
+        its id was stored lately, else batched. The hot loop of the sink (benchmarks/sink.py): what
+        does not change from row to row is looked up once per fetch."""
         spec = self.specs[tp.topic]
         stored_through = self._stored_through.get(tp, -1)
         recent = self._recent.setdefault(tp, RecentIds(self.dedup_window))
         now = time.monotonic()
+        topic, partition = tp.topic, tp.partition
+        to_row, user_index, id_index = spec.to_row, spec.user_index, spec.id_index
+        row_id = (lambda row: str(row[id_index])) if isinstance(id_index, int) else spec.row_id
+        check_erased = self._erasures_read and spec.user_index is not None and spec.time_index is not None
+        pseudonymize = self._pseudonymize_row
+        taken: list[tuple[Any, ...]] = []
+        first = last = -1  # offsets of the first and the last row taken
         for message in messages:
-            row = None
-            if message.offset > stored_through:
-                try:
-                    row = spec.to_row(message.value, message.headers, message.partition, message.offset)
-                    if spec.user_index is not None:  # before the row id: ClickHouse holds pseudonyms
-                        row = pseudonymize_row(row, spec.user_index, self.pseudonymize)
-                except (ValueError, KeyError, TypeError) as error:
-                    await self._dead_letter(message, f"unreadable_{spec.table}", repr(error)[:300])
-                if row is not None and self._erased_before(spec, row):
-                    metrics.ERASED_ROWS_DROPPED.labels(spec.table).inc()
-                    row = None
-                if row is not None and not recent.add(spec.row_id(row)):
-                    metrics.SINK_DUPLICATES.labels(spec.table).inc()
-                    row = None
-            self.batcher.add(tp.topic, tp.partition, message.offset, row, now)
+            offset = message.offset
+            if offset <= stored_through:
+                continue
+            try:
+                row = to_row(message.value, message.headers, partition, offset)
+                if user_index is not None:  # before the row id: ClickHouse holds pseudonyms
+                    row = pseudonymize(row, user_index)
+            except (ValueError, KeyError, TypeError) as error:
+                # What came before is batched first, as if taken one by one (a rebalance may flush
+                # during the await).
+                self.batcher.add_many(topic, partition, offset - 1, taken, first, last, now)
+                taken = []
+                await self._dead_letter(message, f"unreadable_{spec.table}", repr(error)[:300])
+                continue
+            if check_erased and self._erased_before(spec, row):
+                metrics.ERASED_ROWS_DROPPED.labels(spec.table).inc()
+            elif not recent.add(row_id(row)):
+                metrics.SINK_DUPLICATES.labels(spec.table).inc()
+            else:
+                if not taken:
+                    first = offset
+                taken.append(row)
+                last = offset
+        if messages:
+            self.batcher.add_many(topic, partition, messages[-1].offset, taken, first, last, now)
 
     def _erased_before(self, spec: TableSpec, row: tuple[Any, ...]) -> bool:
         """A row of a user erased since, timed up to the erasure: not to be stored again."""
@@ -326,6 +420,7 @@ class ClickHouseSink:
                 self.erasures.add(tp, message.offset, None, {})  # committed in its turn
                 continue
             self.erased.add(self.pseudonymize(erasure.user_id), erasure.erased_at_ms)
+            self._erasures_read = True
             self.erasures.add(tp, message.offset, erasure, marks)
             log.info(
                 "erasure %s read; deleting once %d partitions are stored up to their end offsets",
@@ -367,7 +462,7 @@ class ClickHouseSink:
             # Rows before the marks taken but still in a batch: store them now, not at the next flush.
             taken = self.batcher.commit_offsets()
             if any(taken.get((tp.topic, tp.partition), -1) >= mark for tp, mark in waiting.items()):
-                await self.flush()
+                await self.flush(keep_alive=True)
             short = [tp for tp, mark in waiting.items() if self._stored_to.get(tp, -1) < mark]
             now = time.monotonic()
             if short and now >= self._next_progress_check:
@@ -420,17 +515,20 @@ class ClickHouseSink:
         """Delete and audit, retried until done (exponential back-off, nothing else is consumed
         meanwhile, like an insert); None if the sink is stopping meanwhile."""
         delay = 0.1
-        while True:
-            try:
-                return await asyncio.to_thread(self._erase_in_clickhouse, erasure, pseudonym)
-            except Exception as error:  # whatever the driver raises, the erasure is retried
-                metrics.ERASURES.labels("failed").inc()
-                log.warning("erasure %s failed (%s); retrying in %.1fs", request, error, delay)
-                if self._stopping.is_set():
-                    return None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                delay = min(delay * 2, self.max_retry_seconds)
+        paused: set[TopicPartition] = set()  # erasures are done from the run loop only: keep alive
+        try:
+            while True:
+                try:
+                    return await asyncio.to_thread(self._erase_in_clickhouse, erasure, pseudonym)
+                except Exception as error:  # whatever the driver raises, the erasure is retried
+                    metrics.ERASURES.labels("failed").inc()
+                    log.warning("erasure %s failed (%s); retrying in %.1fs", request, error, delay)
+                    if self._stopping.is_set():
+                        return None
+                    await self._back_off(delay, paused)
+                    delay = min(delay * 2, self.max_retry_seconds)
+        finally:
+            self._resume_paused(paused)
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         assert self.producer is not None
@@ -442,15 +540,74 @@ class ClickHouseSink:
         )
         metrics.DEAD_LETTERS.labels(reason).inc()
 
-    async def flush(self) -> None:
-        """Insert every pending batch (retrying until it is stored or the sink stops), then commit."""
+    async def flush(self, *, keep_alive: bool = False) -> None:
+        """Store and commit everything taken so far: the batch being stored in the background, then
+        the one being gathered (each retried until it is stored or the sink stops).
+
+        ``keep_alive``: called from the run loop, so the consumer may be polled while waiting
+        (:meth:`_back_off`); not from a rebalance callback."""
+        while self._storing is not None:
+            await self._wait_storing(keep_alive)
+        sealed = self.batcher.seal()  # what is taken during the store waits for the next one
+        if sealed is not None:
+            self._report_pending(sealed.rows)
+            await self._store(sealed, keep_alive)
+        self._report_pending()
+
+    async def _store_if_due(self) -> None:
+        """From the run loop: once the batch is due, store it in the background while the next one is
+        taken (inserting into chdb releases the GIL), after the previous one is stored and committed.
+        So the sink holds at most two batches: ``2 * batch_rows`` rows."""
+        self._report_pending()
+        if not self.batcher.due(time.monotonic()):
+            return
+        while self._storing is not None:
+            await self._wait_storing(keep_alive=True)
+        sealed = self.batcher.seal()
+        if sealed is None:
+            return
+        self._storing_rows = sealed.rows
+        # Started at once, it queues on the lock before any later batch can (flush waits for it first).
+        self._storing = asyncio.create_task(self._store(sealed, keep_alive=False))
+        self._report_pending()
+        # Let it start now, up to its insert in a thread: a fetch of records already buffered does not
+        # yield, so it might otherwise wait for the next batch.
+        await asyncio.sleep(0)
+
+    async def _wait_storing(self, keep_alive: bool) -> None:
+        """Wait for the batch stored in the background; re-raise what went wrong with it. With
+        ``keep_alive``, a wait longer than a second (ClickHouse away) polls with partitions paused
+        (:meth:`_back_off`), so the consumer stays in its group."""
+        task = self._storing
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=1.0 if keep_alive else None)
+        if not done:
+            paused: set[TopicPartition] = set()
+            try:
+                while not task.done():
+                    if self._stopping.is_set():  # the store gives up soon: no more polling
+                        await asyncio.wait({task})
+                        break
+                    await self._back_off(0.5, paused, until=task)
+            finally:
+                self._resume_paused(paused)
+        if self._storing is task:
+            self._storing, self._storing_rows = None, 0
+        task.result()
+
+    async def _store(self, sealed: Sealed, keep_alive: bool) -> bool:
+        """Insert a sealed batch (retrying until it is stored or the sink stops), then commit its offsets.
+        False if the sink is stopping with ClickHouse away: then nothing more is committed (Kafka still
+        has it all, from the last commit)."""
         async with self._flush_lock:
-            if self.batcher.opened_at is None:
-                return
-            for batch in list(self.batcher.tables.values()):
-                if not await self._insert(batch):
-                    return  # stopping with ClickHouse away: nothing is committed, Kafka still has it
-            offsets = {TopicPartition(t, p): o for (t, p), o in self.batcher.commit_offsets().items()}
+            if self._abandoned:
+                return False
+            for batch in sealed.tables:
+                if not await self._insert(batch, keep_alive):
+                    self._abandoned = True
+                    return False
+            offsets = {TopicPartition(t, p): o for (t, p), o in sealed.offsets.items()}
             for tp, offset in offsets.items():
                 self._stored_to[tp] = max(self._stored_to.get(tp, 0), offset)
             assert self.consumer is not None
@@ -461,29 +618,71 @@ class ClickHouseSink:
                 # The rows are stored; whoever consumes these partitions next seeks past them
                 # (resume_after_stored), so a lost commit costs a re-read, not a duplicate row.
                 log.warning("sink commit failed (%s); the next owner resumes from ClickHouse", error)
-            self.batcher.clear()
+            return True
 
-    async def _insert(self, batch: TableBatch) -> bool:
+    def _report_pending(self, extra: int = 0) -> None:
+        metrics.SINK_PENDING_ROWS.set(self.batcher.rows() + self._storing_rows + extra)
+
+    async def _insert(self, batch: TableBatch, keep_alive: bool) -> bool:
         table, token = batch.spec.table, batch.token()
         delay = 0.1
-        while True:
-            try:
-                seconds = await asyncio.to_thread(
-                    self.store.insert, table, batch.spec.columns, batch.rows, token
-                )
-            except Exception as error:  # whatever the driver raises, the batch is kept and retried
-                metrics.SINK_INSERT_FAILURES.labels(table).inc()
-                log.warning("insert into %s failed (%s); retrying in %.1fs", table, error, delay)
-                if self._stopping.is_set():
-                    return False
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                delay = min(delay * 2, self.max_retry_seconds)
-                continue
-            metrics.SINK_INSERT_SECONDS.labels(table).observe(seconds)
-            metrics.SINK_BATCH_ROWS.labels(table).observe(len(batch.rows))
-            metrics.SINK_ROWS.labels(table).inc(len(batch.rows))
-            return True
+        paused: set[TopicPartition] | None = set() if keep_alive else None
+        try:
+            while True:
+                try:
+                    seconds = await asyncio.to_thread(
+                        self.store.insert, table, batch.spec.columns, batch.rows, token
+                    )
+                except Exception as error:  # whatever the driver raises, the batch is kept and retried
+                    metrics.SINK_INSERT_FAILURES.labels(table).inc()
+                    log.warning("insert into %s failed (%s); retrying in %.1fs", table, error, delay)
+                    if self._stopping.is_set():
+                        return False
+                    await self._back_off(delay, paused)
+                    delay = min(delay * 2, self.max_retry_seconds)
+                    continue
+                metrics.SINK_INSERT_SECONDS.labels(table).observe(seconds)
+                metrics.SINK_BATCH_ROWS.labels(table).observe(len(batch.rows))
+                metrics.SINK_ROWS.labels(table).inc(len(batch.rows))
+                return True
+        finally:
+            self._resume_paused(paused)
+
+    async def _back_off(
+        self, seconds: float, paused: set[TopicPartition] | None, until: asyncio.Task[Any] | None = None
+    ) -> None:
+        """Wait ``seconds`` between two attempts at ClickHouse (less if the sink stops meanwhile).
+
+        With ``paused`` (a set the caller resumes with :meth:`_resume_paused` once done retrying) the
+        wait is spent polling Kafka with every partition paused: nothing is fetched or taken (memory
+        stays bounded), yet aiokafka sees a live consumer. Without it, an outage longer than
+        ``max_poll_interval_ms`` (5 minutes) would make the consumer leave its group: its partitions
+        would go to other sinks (stuck on the same outage) and its commit after the outage would fail.
+        A consumer stuck for real (an insert that never returns) still leaves. Only from the run loop,
+        never from a rebalance callback (``paused`` None there): a callback must not poll."""
+        consumer = self.consumer
+        if paused is None or consumer is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and not (until is not None and until.done()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # Paused again each time: a rebalance meanwhile brings new, unpaused partitions.
+            fresh = consumer.assignment() - consumer.paused()
+            consumer.pause(*fresh)
+            paused |= fresh
+            taken = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000) + 1)
+            for tp, messages in taken.items():  # fetched in a rebalance before the pause: give back
+                consumer.seek(tp, messages[0].offset)
+
+    def _resume_paused(self, paused: set[TopicPartition] | None) -> None:
+        """Resume what :meth:`_back_off` paused and still is ours, except partitions
+        :meth:`resume_after_stored` is handling (it resumes them when done)."""
+        if paused and self.consumer is not None:
+            self.consumer.resume(*(paused & self.consumer.assignment() - self._resuming))
 
     async def resume_after_stored(self, assigned: Any) -> None:
         """Seek past rows ClickHouse already holds but whose offsets were never committed, and reload
@@ -496,9 +695,11 @@ class ClickHouseSink:
         assert self.consumer is not None
         partitions = [tp for tp in assigned if tp.topic in self.specs]  # not the erasures topic
         self.consumer.pause(*partitions)
+        self._resuming.update(partitions)  # not for a retry's back-off to resume (_back_off)
         try:
             await self._resume_after_stored(partitions)
         finally:
+            self._resuming.difference_update(partitions)
             self.consumer.resume(*partitions)
 
     async def _resume_after_stored(self, partitions: list[TopicPartition]) -> None:
@@ -507,14 +708,20 @@ class ClickHouseSink:
         for tp in partitions:
             spec = self.specs[tp.topic]
             if spec.table not in stored:
-                stored[spec.table] = await asyncio.to_thread(self.store.stored_offsets, spec.table)
+                offsets = await self._ask_clickhouse(self.store.stored_offsets, spec.table)
+                if offsets is None:
+                    return  # stopping
+                stored[spec.table] = offsets
             through = stored[spec.table].get(tp.partition)
             recent = self._recent.setdefault(tp, RecentIds(self.dedup_window))
             if through is None:
                 continue
-            for row_id in await asyncio.to_thread(
+            ids = await self._ask_clickhouse(
                 self.store.recent_ids, spec.table, spec.id_sql, tp.partition, through - self.dedup_window + 1
-            ):
+            )
+            if ids is None:
+                return
+            for row_id in ids:
                 recent.add(row_id)
             committed = await self.consumer.committed(tp)
             if committed is None or committed <= through:
@@ -526,6 +733,25 @@ class ClickHouseSink:
                 self._stored_to[tp] = max(self._stored_to.get(tp, 0), through + 1)
                 if self.batcher.consumed.get((tp.topic, tp.partition), -1) < through:
                     self.batcher.add(tp.topic, tp.partition, through, None, time.monotonic())
+
+    async def _ask_clickhouse(self, read: Callable[..., Any], *args: Any) -> Any:
+        """``read(*args)`` in a thread, retried with back-off until ClickHouse answers; None if the sink
+        stops meanwhile. For what an assignment must know before its partitions are consumed: taken
+        without it (ClickHouse away during a rebalance), rows stored but not committed by the previous
+        owner, and upstream repeats, would be stored twice. Called from a rebalance callback: it waits
+        (the partitions stay paused), it does not poll."""
+        delay = 0.1
+        while True:
+            try:
+                return await asyncio.to_thread(read, *args)
+            except Exception as error:  # whatever the driver raises, the read is retried
+                log.warning(
+                    "sink: reading %s from ClickHouse failed (%s); retrying in %.1fs", args[0], error, delay
+                )
+                if self._stopping.is_set():
+                    return None
+                await self._back_off(delay, None)
+                delay = min(delay * 2, self.max_retry_seconds)
 
     def _report_lag(self) -> None:
         assert self.consumer is not None

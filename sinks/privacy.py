@@ -192,6 +192,48 @@ def pseudonymize_row(
     return tuple(values)
 
 
+class RowPseudonymizer:
+    """:func:`pseudonymize_row` for a stream of rows (the sink's): the same result, with the per-user
+    work (the HMAC, the id's JSON forms) done once per user rather than once per row.
+
+    Users recur (a session is many events), so the cache, bounded to ``limit`` users and emptied when
+    full, saves most of it. It holds pseudonyms of recent users only, like the rows being batched.
+
+    >>> rows = RowPseudonymizer(Pseudonymizer(b"a key of at least sixteen characters"))
+    >>> row = ("e1", "u1", '{"owner":"u1"}', 7)
+    >>> rows(row, 1) == pseudonymize_row(row, 1, rows.pseudonymize), rows(row, 1) is not row
+    (True, True)
+    """
+
+    def __init__(self, pseudonymize: Callable[[str], str], limit: int = 10_000) -> None:
+        self.pseudonymize = pseudonymize
+        self.limit = limit
+        # user id -> (pseudonym, the pseudonym as a JSON string, the id's JSON forms)
+        self._users: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+
+    def __call__(self, row: tuple[Any, ...], user_index: int) -> tuple[Any, ...]:
+        raw = row[user_index]
+        if not isinstance(raw, str):
+            raise TypeError(f"user id must be a string, not {type(raw).__name__}")
+        if not raw:
+            return row
+        user = self._users.get(raw)
+        if user is None:
+            if len(self._users) >= self.limit:
+                self._users.clear()
+            alias = self.pseudonymize(raw)
+            user = self._users[raw] = (alias, orjson.dumps(alias).decode(), quoted_forms(raw))
+        alias, replacement, forms = user
+        values = list(row)
+        values[user_index] = alias  # which holds no quote: the replacements leave it as it is
+        for form in forms:
+            values = [
+                value.replace(form, replacement) if isinstance(value, str) and form in value else value
+                for value in values
+            ]
+        return tuple(values)
+
+
 @dataclass(frozen=True, slots=True)
 class UserTable:
     """A ClickHouse table that holds users' data: its user id column (None: none, the id may only be

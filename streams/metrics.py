@@ -150,6 +150,11 @@ HOT_ISSUES = Counter(
     "forewarn_hot_issues_total", "Hot-issue alerts raised, by product category.", ["category"]
 )
 CRM_SYNCED = Counter("forewarn_crm_sync_total", "Health and tag records sent to the CRM.")
+DUPLICATE_EVENTS = Counter(
+    "forewarn_duplicate_events_total",
+    "Events delivered again (a replay after a crash or rebalance, a producer's retry) and skipped: their"
+    " user had applied them already.",
+)
 ERASED_EVENTS_SKIPPED = Counter(
     "forewarn_erased_events_skipped_total",
     "Events of an erased user, timed before the erasure, that reached the worker after it (not taken in).",
@@ -203,4 +208,12 @@ ASSIGNED_PARTITIONS = Gauge(
     "Partitions this worker holds: 1 per topic partition, by role (active: consumed and served; standby:"
     " a table's changelog kept warm for a takeover). Series of partitions it lost are removed.",
     ["topic", "partition", "role"],
+)
+
+# The ClickHouse sink's memory while ClickHouse is away (issue 7): rows taken from Kafka, not yet stored.
+SINK_PENDING_ROWS = Gauge(
+    "forewarn_sink_pending_rows",
+    "Rows the ClickHouse sink holds, taken from Kafka and not yet stored: at most twice"
+    " FOREWARN_SINK_BATCH_ROWS (a batch being stored, the next being gathered), however long ClickHouse"
+    " is away.",
 )

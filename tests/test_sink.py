@@ -3,13 +3,20 @@ inserts, the views, and what a restarted sink reads back."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import REGISTRY
 
 from sinks.clickhouse import ClickHouseStore, batch_token, migrations
-from sinks.consumer import Batcher, RecentIds, TableBatch
+from sinks.consumer import Batcher, ClickHouseSink, RecentIds, TableBatch
+from sinks.privacy import Pseudonymizer, RowPseudonymizer, pseudonymize_row
 from sinks.rows import DEAD_LETTERS, EVENTS, INTERVENTIONS, dead_letter_row, event_row, intervention_row
 from streams.deadletters import dead_letter_headers
 from streams.events import CLICKSTREAM, Event
@@ -50,6 +57,22 @@ def test_batcher_is_due_by_size_or_by_age() -> None:
     batcher.add("events", 1, 4, ("r",), now=100.1)
     batcher.add("events", 0, 11, ("r",), now=100.2)
     assert batcher.rows() == 3 and batcher.due(now=100.2)
+
+
+def test_the_batcher_holds_at_most_batch_rows_rows_over_all_tables() -> None:
+    """The bound on the sink's memory while ClickHouse is away: rows of every table count, and a fetch
+    may take only the room left (before, each table could hold almost ``batch_rows``, and a fetch of
+    ``batch_rows`` more came on top)."""
+    batcher = Batcher({"events": EVENTS, "interventions": INTERVENTIONS}, batch_rows=4, flush_seconds=60.0)
+    assert batcher.room() == 4
+    for offset in range(3):
+        batcher.add("events", 0, offset, ("r",), now=0.0)
+    assert batcher.room() == 1 and not batcher.due(now=0.0)
+    batcher.add("interventions", 1, 0, ("r",), now=0.0)
+    batcher.add("interventions", 1, 1, None, now=0.0)  # no row: takes no room
+    assert batcher.rows() == 4 and batcher.room() == 0 and batcher.due(now=0.0)
+    batcher.clear()
+    assert batcher.rows() == 0 and batcher.room() == 4
 
 
 def test_messages_without_rows_are_still_committed() -> None:
@@ -103,6 +126,174 @@ def test_dead_letter_rows_tolerate_foreign_headers() -> None:
 def test_unreadable_values_raise_value_errors(table_row) -> None:
     with pytest.raises((ValueError, KeyError, TypeError)):
         table_row(b'{"event_id": 1}', [], 0, 0)
+
+
+# --- storing: a batch taken, sealed, stored (in the background), committed
+
+
+class HeldStore:
+    """A store whose inserts wait until released, recording what they got."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.inserted: list[list[str]] = []  # event ids per insert
+
+    def insert(self, table: str, columns: Any, rows: Any, token: str) -> float:
+        self.started.set()
+        assert self.release.wait(10), "never released"
+        self.inserted.append([row[0] for row in rows])
+        return 0.0
+
+
+class RecordingConsumer:
+    """What the sink asks of its consumer while storing: the assignment and commits (recorded)."""
+
+    def __init__(self) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TopicPartition("events", 0)}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.commits.append(dict(offsets))
+
+
+def held_sink(batch_rows: int) -> tuple[ClickHouseSink, HeldStore, RecordingConsumer]:
+    store, consumer = HeldStore(), RecordingConsumer()
+    sink = ClickHouseSink(
+        store,  # type: ignore[arg-type]
+        {"events": EVENTS},
+        bootstrap_servers=["unused:9092"],
+        group_id="g",
+        dead_letter_topic="dead_letters",
+        pseudonymize=Pseudonymizer(b"the key of the sink tests"),
+        batch_rows=batch_rows,
+        flush_seconds=3600.0,
+    )
+    sink.consumer = consumer  # type: ignore[assignment]
+    return sink, store, consumer
+
+
+def records(offsets: range) -> list[ConsumerRecord]:
+    return [
+        ConsumerRecord("events", 0, offset, 0, 0, b"u1", event_message(offset), None, 2, 0, [])
+        for offset in offsets
+    ]
+
+
+async def until(condition: Any) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
+async def test_rows_taken_during_a_store_are_neither_stored_nor_committed_with_it() -> None:
+    """A rebalance flush can run while the run loop takes more (at an await in between): what it took
+    after the flush began must wait for the next store. (Before, the commit after the insert covered
+    them, and clearing the batch then dropped them: rows committed, never stored.)"""
+    sink, store, consumer = held_sink(batch_rows=100)
+    tp = TopicPartition("events", 0)
+    await sink._take(tp, records(range(3)))
+    flushing = asyncio.create_task(sink.flush())
+    await until(store.started.is_set)
+    await sink._take(tp, records(range(3, 5)))  # while the insert of 0..2 is under way
+    store.release.set()
+    await flushing
+    assert store.inserted == [["e0", "e1", "e2"]] and consumer.commits == [{tp: 3}]
+    await sink.flush()
+    assert store.inserted[1] == ["e3", "e4"] and consumer.commits[1] == {tp: 5}
+
+
+async def test_a_due_batch_is_stored_in_the_background_and_the_next_waits_for_it() -> None:
+    sink, store, consumer = held_sink(batch_rows=2)
+    tp = TopicPartition("events", 0)
+    await sink._take(tp, records(range(2)))
+    await sink._store_if_due()  # due by size: stored in the background
+    await until(store.started.is_set)
+    assert sink.batcher.rows() == 0 and sink.batcher.room() == 2  # the next batch is taken meanwhile
+    await sink._take(tp, records(range(2, 4)))
+    second = asyncio.create_task(sink._store_if_due())  # due too: waits for the first
+    await asyncio.sleep(0.05)
+    assert not second.done() and consumer.commits == []
+    assert REGISTRY.get_sample_value("forewarn_sink_pending_rows") == 4  # two batches at most
+    store.release.set()
+    await second
+    await sink.flush()
+    assert store.inserted == [["e0", "e1"], ["e2", "e3"]]
+    assert consumer.commits == [{tp: 2}, {tp: 4}]  # in order, each after its insert
+    assert REGISTRY.get_sample_value("forewarn_sink_pending_rows") == 0
+
+
+class FlakyReads:
+    """ClickHouse away for the first ``failures`` reads of the stored offsets."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.reads = 0
+
+    def stored_offsets(self, table: str) -> dict[int, int]:
+        self.reads += 1
+        if self.reads <= self.failures:
+            raise ConnectionError("ClickHouse is away")
+        return {0: 9}
+
+    def recent_ids(self, table: str, id_sql: str, partition: int, from_offset: int) -> list[str]:
+        return [f"e{offset}" for offset in range(max(0, from_offset), 10)]
+
+
+class AssignedConsumer(RecordingConsumer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paused_now: set[TopicPartition] = set()
+        self.positions: dict[TopicPartition, int] = {}
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused_now.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused_now.difference_update(partitions)
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return 5  # the previous owner stored through 9 but committed only up to 5
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        assert tp in self.paused_now, "sought while fetchable"
+        self.positions[tp] = offset
+
+
+async def test_an_assignment_while_clickhouse_is_away_waits_for_what_it_holds() -> None:
+    """A rebalance during an outage: the new owner must still seek past what the previous owner stored
+    without committing, and know the ids it stored, or it stores them twice. (Before, the failed read
+    escaped the callback and the partition was consumed from its committed offset.)"""
+    sink, _, _ = held_sink(batch_rows=100)
+    sink.store = FlakyReads(failures=2)  # type: ignore[assignment]
+    sink.consumer = consumer = AssignedConsumer()  # type: ignore[assignment]
+    tp = TopicPartition("events", 0)
+    await sink.resume_after_stored([tp])
+    assert sink.store.reads == 3 and consumer.positions == {tp: 10} and not consumer.paused_now
+    assert "e9" in sink._recent[tp] and sink.stored_to() == {tp: 10}
+
+
+def test_the_sinks_pseudonyms_are_pseudonymize_rows() -> None:
+    """The sink caches the per-user work; the rows are the same as pseudonymize_row's, for users
+    seen again, a full cache emptied, the empty id and ids in JSON."""
+    pseudonymize = Pseudonymizer(b"the key of the sink tests")
+    cached = RowPseudonymizer(pseudonymize, limit=2)
+    rows = [
+        ("e1", "u1", '{"owner":"u1","page":"/u1"}', 7),
+        ("e2", "u2", "plain", 8),
+        ("e3", "u1", '["u1", "\\u674e"]', 9),
+        ("e4", "李", '{"owner":"\\u674e","x":"李"}', 10),
+        ("e5", "", '{"owner":""}', 11),
+        ("e6", "u2", '"u2"', 12),
+    ]
+    for row in rows * 2:
+        assert cached(row, 1) == pseudonymize_row(row, 1, pseudonymize), row
+    with pytest.raises(TypeError):
+        cached(("e7", 42, ""), 1)
 
 
 def test_schema_files_split_into_create_statements() -> None:
