@@ -1,18 +1,22 @@
 """Pipeline throughput and latency on the embedded default, against a baseline measured in the same run.
 
-    python benchmarks/pipeline.py [--events 200000] [--rate 1000] [--latency-seconds 30] [--write-readme]
+    python benchmarks/pipeline.py [--events 200000] [--rates 300,5000] [--latency-seconds 30] [--write-readme]
 
 1. ``--events`` synthetic web and logistics events (:mod:`streams.traffic`, replayed from an hour ago,
    with a few broken messages mixed in) are produced into an embedded Tansu broker.
-2. Baseline (a): a bare aiokafka consumer reads them all from the same topics on the same broker.
+2. Baselines (a), measured in the same run on the same broker and messages: a bare aiokafka consumer
+   reads them all; a bare Faust worker whose one agent only iterates over them; and a bare Faust
+   worker of the pipeline's shape doing none of its work (re-key each event by user onto a second
+   topic, write it into a changelog-backed table there): :mod:`benchmarks.faust_floor`.
 3. Pipeline (b): a ``forewarn worker`` process (validation, re-keying, per-user state, triggers,
    interventions, dead letters, ClickHouse sink into chdb) processes them all. Its progress is read from
    its own ``/metrics`` every 0.1 s; it counts as done when ClickHouse holds every valid event.
-   Events/s for both and the ratio b/a are printed.
-4. Latency: with the worker caught up, live traffic at ``--rate`` events/s for ``--latency-seconds``;
-   a consumer of the interventions topic measures event time to arrival of every intervention, per
-   trigger (p50, p99, max). ``delay_notice`` is pure pipeline latency; ``payment_assist`` falls due while
-   the user is silent, so the timer sweep's interval adds to it.
+   Events/s of each, the ratios to the bare consumer and to the bare Faust re-key + table worker, the
+   CPU µs per event of the Faust workers and the pipeline's worker, and the issue's targets are printed.
+4. Latency: with the worker caught up, live traffic at each of ``--rates`` events/s (lowest first) for
+   ``--latency-seconds``; a consumer of the interventions topic measures event time to arrival of every
+   intervention, per trigger (p50, p99, max). ``delay_notice`` is pure pipeline latency;
+   ``payment_assist`` falls due while the user is silent, so the timer sweep's interval adds to it.
 
 ``--write-readme`` puts the figures into README.md between the benchmark markers.
 """
@@ -21,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -117,9 +123,10 @@ async def bare_consumer(bootstrap: str, topics: list[str], count: int) -> float:
 
 @dataclass
 class Progress:
-    """Samples of the worker's own counters: (seconds since start, ingested, tracked, stored)."""
+    """Samples of the worker's own counters: (seconds since start, ingested, tracked, stored, the
+    worker process's CPU seconds so far)."""
 
-    samples: list[tuple[float, float, float, float]] = field(default_factory=list)
+    samples: list[tuple[float, float, float, float, float]] = field(default_factory=list)
     interventions: dict[str, float] = field(default_factory=dict)
 
 
@@ -153,18 +160,59 @@ def watch(worker: WorkerProcess, progress: Progress, valid: int, stop: threading
         except OSError:  # not serving yet
             time.sleep(0.05)
             continue
-        progress.samples.append((time.perf_counter() - started, ingested, tracked, stored))
+        cpu = process_cpu_seconds(worker.pid) if worker.pid else 0.0
+        progress.samples.append((time.perf_counter() - started, ingested, tracked, stored, cpu))
         progress.interventions = interventions
         if tracked >= valid and stored >= valid:
             return
         time.sleep(0.1)
 
 
-def stage_seconds(progress: Progress, column: int, target: float) -> float:
-    """From the last sample before any message was ingested to the first that reached ``target``."""
-    began = max((s[0] for s in progress.samples if s[1] == 0), default=0.0)
-    done = next(s[0] for s in progress.samples if s[column] >= target)
+def stage_seconds(progress: Progress, column: int, target: float, measure: int = 0) -> float:
+    """From the last sample before any message was ingested to the first that reached ``target``:
+    seconds (``measure`` 0), or the worker's CPU seconds (``measure`` 4)."""
+    began = max((s[measure] for s in progress.samples if s[1] == 0), default=0.0)
+    done = next(s[measure] for s in progress.samples if s[column] >= target)
     return done - began
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# --- the framework's floor
+
+
+@dataclass
+class Floor:
+    mode: str
+    events: int
+    seconds: float
+    cpu_seconds: float
+
+
+def faust_floor(bootstrap: str, topics: list[str], count: int, mode: str, linger_ms: int) -> Floor:
+    """A bare Faust worker over the same messages (benchmarks/faust_floor.py), in its own process."""
+    command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "faust_floor.py"),
+        f"--bootstrap={bootstrap}",
+        f"--topics={','.join(topics)}",
+        f"--count={count}",
+        f"--mode={mode}",
+        f"--partitions={PARTITIONS}",
+        f"--linger-ms={linger_ms}",
+    ]
+    with tempfile.TemporaryDirectory() as directory:
+        result_file = Path(directory) / "result.json"
+        command.append(f"--result={result_file}")
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+        if done.returncode != 0 or not result_file.exists():
+            raise RuntimeError(f"faust floor {mode} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        result = orjson.loads(result_file.read_bytes())
+    return Floor(mode, result["events"], result["seconds"], result["cpu_seconds"])
 
 
 # --- latency
@@ -294,6 +342,13 @@ def run(args: argparse.Namespace) -> str:
         bare_rate = len(messages) / bare_seconds
         print(f"  {bare_rate:,.0f} events/s", flush=True)
 
+        floors = []
+        for mode in ("iterate", "rekey-table"):
+            print(f"(a) bare Faust worker, {mode} ...", flush=True)
+            linger = settings.producer_linger_ms
+            floors.append(faust_floor(broker.bootstrap, list(topics.values()), len(messages), mode, linger))
+            print(f"  {len(messages) / floors[-1].seconds:,.0f} events/s", flush=True)
+
         print("(b) forewarn worker: validation, state, triggers, emit, ClickHouse sink ...", flush=True)
         progress = Progress()
         stop = threading.Event()
@@ -302,7 +357,7 @@ def run(args: argparse.Namespace) -> str:
         worker.start(timeout=120)
         watcher.join(timeout=args.timeout)
         stop.set()
-        if not progress.samples or min(progress.samples[-1][2:]) < valid:
+        if not progress.samples or min(progress.samples[-1][2:4]) < valid:
             raise RuntimeError(
                 f"the worker did not store all events within {args.timeout}s: {progress.samples[-1:]}"
             )
@@ -310,70 +365,108 @@ def run(args: argparse.Namespace) -> str:
         tracked_seconds = stage_seconds(progress, 2, valid)
         stored_seconds = stage_seconds(progress, 3, valid)
         pipeline_seconds = max(tracked_seconds, stored_seconds)
+        last_stage = 2 if tracked_seconds >= stored_seconds else 3
+        pipeline_cpu = stage_seconds(progress, last_stage, valid, measure=4)
         pipeline_rate = len(messages) / pipeline_seconds
         print(f"  {pipeline_rate:,.0f} events/s end to end", flush=True)
         replay_interventions = {k: int(v) for k, v in sorted(progress.interventions.items())}
 
-        print(
-            f"latency: live traffic at {args.rate:.0f} events/s,"
-            f" {args.warmup_seconds:.0f}s warm-up + {args.latency_seconds:.0f}s measured ...",
-            flush=True,
-        )
-        live = asyncio.run(
-            live_latency(
-                broker.bootstrap,
-                topics,
-                settings.topic_interventions,
-                args.rate,
-                args.warmup_seconds,
-                args.latency_seconds,
-                args.seed,
+        lives: dict[float, LiveResult] = {}
+        for rate in sorted(args.rates):  # the lowest first: a rate the worker cannot take leaves a backlog
+            print(
+                f"latency: live traffic at {rate:.0f} events/s,"
+                f" {args.warmup_seconds:.0f}s warm-up + {args.latency_seconds:.0f}s measured ...",
+                flush=True,
             )
-        )
+            lives[rate] = asyncio.run(
+                live_latency(
+                    broker.bootstrap,
+                    topics,
+                    settings.topic_interventions,
+                    rate,
+                    args.warmup_seconds,
+                    args.latency_seconds,
+                    args.seed,
+                )
+            )
     finally:
         worker.stop()
         broker.stop()
 
-    stages = [  # (what, events, seconds)
-        ("producer (aiokafka, acks=all)", len(messages), produce_seconds),
-        ("(a) bare aiokafka consumer", len(messages), bare_seconds),
-        ("(b) pipeline: all validated and re-keyed", len(messages), ingest_seconds),
-        ("(b) pipeline: all through per-user state and triggers", valid, tracked_seconds),
-        ("(b) pipeline: all stored in ClickHouse", valid, stored_seconds),
-        ("**(b) pipeline: every stage done**", len(messages), pipeline_seconds),
+    floor_rows = {
+        "iterate": "(a) bare Faust worker: one agent iterating",
+        "rekey-table": "(a) bare Faust worker: re-key + table write per event",
+    }
+    stages = [  # (what, events, seconds, worker CPU seconds or None)
+        ("producer (aiokafka, acks=all)", len(messages), produce_seconds, None),
+        ("(a) bare aiokafka consumer", len(messages), bare_seconds, None),
+        *((floor_rows[f.mode], f.events, f.seconds, f.cpu_seconds) for f in floors),
+        ("(b) pipeline: all validated and re-keyed", len(messages), ingest_seconds, None),
+        ("(b) pipeline: all through per-user state and triggers", valid, tracked_seconds, None),
+        ("(b) pipeline: all stored in ClickHouse", valid, stored_seconds, None),
+        ("**(b) pipeline: every stage done**", len(messages), pipeline_seconds, pipeline_cpu),
     ]
+    skeleton = next(f for f in floors if f.mode == "rekey-table")
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} cores,"
         f" Python {platform.python_version()}, one worker, {PARTITIONS} partitions,"
         " embedded Tansu broker and chdb:"
-        f" `python benchmarks/pipeline.py --events {args.events} --rate {args.rate:.0f}"
+        f" `python benchmarks/pipeline.py --events {args.events}"
+        f" --rates {','.join(f'{rate:g}' for rate in args.rates)}"
         f" --fetch-max-wait {args.fetch_max_wait:g}`",
         "",
-        "| what | events | seconds | events/s | vs. (a) |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| what | events | seconds | events/s | vs. (a) bare consumer | vs. re-key + table | CPU µs/event |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for what, events, seconds in stages:
-        ratio = "" if what.startswith("producer") else f"{events / seconds / bare_rate:.4f}"
-        lines.append(f"| {what} | {events} | {seconds:.2f} | {events / seconds:,.0f} | {ratio} |")
+    for what, events, seconds, cpu in stages:
+        rate = events / seconds
+        ratio = "" if what.startswith("producer") else f"{rate / bare_rate:.4f}"
+        compared = "(b)" in what or "Faust" in what
+        to_skeleton = f"{rate / (skeleton.events / skeleton.seconds):.2f}" if compared else ""
+        cpu_text = "" if cpu is None else f"{1e6 * cpu / events:,.0f}"
+        lines.append(
+            f"| {what} | {events} | {seconds:.2f} | {rate:,.0f} | {ratio} | {to_skeleton} | {cpu_text} |"
+        )
+    pipeline_rate = len(messages) / pipeline_seconds
+    lines += [
+        "",
+        "Targets (issue 7) against this run: full pipeline at >= 40% of the bare consumer:"
+        f" {pipeline_rate / bare_rate:.2%} ({'met' if pipeline_rate >= 0.4 * bare_rate else 'not met'});"
+        f" >= 10,000 events/s per worker process: {pipeline_rate:,.0f}"
+        f" ({'met' if pipeline_rate >= 10_000 else 'not met'}).",
+    ]
     lines += [
         "",
         f"Interventions emitted during the replay: {replay_interventions}.",
         "",
-        f"Event time to intervention arrival at a consumer, live traffic at about {args.rate:.0f} events/s"
-        f" ({live.events} events measured in {args.latency_seconds:.0f}s after {args.warmup_seconds:.0f}s"
-        f" of warm-up; payment dwell {DWELL_SECONDS:g}s, timer sweep every {SWEEP_SECONDS:g}s):",
+        "Event time to intervention arrival at a consumer, live traffic at a steady rate"
+        f" ({args.warmup_seconds:.0f}s of warm-up, then {args.latency_seconds:.0f}s measured; only"
+        f" interventions caused by the measured events count; payment dwell {DWELL_SECONDS:g}s, timer sweep"
+        f" every {SWEEP_SECONDS:g}s):",
         "",
-        "| trigger | received / due | p50 ms | p99 ms | max ms |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| events/s offered | events measured | trigger | received / due | p50 ms | p99 ms | max ms |",
+        "| ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
-    for trigger in MEASURED:
-        values = live.latencies[trigger]
-        figures = (
-            f"{statistics.median(values):.0f} | {percentile(values, 0.99):.0f} | {max(values):.0f}"
-            if values
-            else "| |"
+    for rate, live in sorted(lives.items()):
+        for trigger in MEASURED:
+            values = live.latencies[trigger]
+            figures = (
+                f"{statistics.median(values):.0f} | {percentile(values, 0.99):.0f} | {max(values):.0f}"
+                if values
+                else "| |"
+            )
+            arrived = f"{len(values)} / {live.due[trigger]}"
+            lines.append(f"| {rate:,.0f} | {live.events} | `{trigger}` | {arrived} | {figures} |")
+    for rate, live in sorted(lives.items()):
+        delays = live.latencies[DELAY_NOTICE]  # pure pipeline latency: no dwell or sweep in it
+        complete = bool(delays) and len(delays) == live.due[DELAY_NOTICE]
+        p99 = percentile(delays, 0.99) if delays else math.inf
+        verdict = "met" if complete and p99 < 250.0 else "not met"
+        lines.append(
+            f"\nLatency target (issue 7: p99 under 250 ms at 5,000 events/s) at {rate:,.0f} events/s:"
+            f" `delay_notice` p99 {p99:.0f} ms, {len(delays)} of {live.due[DELAY_NOTICE]} due arrived within"
+            f" the run ({verdict}{'' if rate >= 5000 else '; below the target rate'})."
         )
-        lines.append(f"| `{trigger}` | {len(values)} / {live.due[trigger]} | {figures} |")
     return "\n".join(lines)
 
 
@@ -388,7 +481,12 @@ def _is_broken(message: Outgoing) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--rate", type=float, default=1000.0, help="live events/s for the latency phase")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(rate) for rate in text.split(",")],
+        default=[300.0, 5000.0],
+        help="live events/s of the latency phases, comma-separated",
+    )
     parser.add_argument("--warmup-seconds", type=float, default=30.0, help="live traffic before measuring")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="live traffic measured")
     parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for the pipeline")

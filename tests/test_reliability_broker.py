@@ -1,0 +1,199 @@
+"""The broker out of reach for longer than a consumer-group session: the worker must reconnect by
+itself, rejoin its groups and resume, with nothing lost, without being restarted.
+
+The embedded broker keeps its data in memory (Tansu's other storage engines are PostgreSQL and S3),
+so a broker restart would start it empty: what a real deployment meets instead is a replicated Kafka
+cluster, or the network between a worker and the brokers failing. So the test puts a proxy
+(:class:`faults.KafkaProxy`) between the worker and the broker, which advertises the proxy's address so
+that every client comes back through it, and cuts the worker off: every connection closed and every
+new one refused for longer than the session timeout (``FOREWARN_BROKER_SESSION_TIMEOUT``, 6 s for the
+embedded broker), so the broker expires the worker's membership of both its groups (the app's and the
+ClickHouse sink's). Traffic keeps arriving at the broker all along (the test's producer is exempt, as
+producers elsewhere in a network would be).
+
+Then, with the same worker process (never exited, same PID): every valid event accepted once and
+stored in ClickHouse once, every broken one dead-lettered once, every user's state complete, exactly
+the interventions the input calls for (an id delivered twice carries the same intervention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import orjson
+import pytest
+from faults import (
+    INPUT_TOPICS,
+    POLICY,
+    STORED_TOPICS,
+    KafkaProxy,
+    PacedTraffic,
+    committed_through_end,
+    events_seen,
+    evict_members,
+    group_joins,
+    interventions_emitted,
+    persisted_events_seen,
+    read_topic,
+    wait_for_interventions,
+    wait_until,
+    write_tokens,
+)
+from harness import rows, worker_env
+from reliability import FaultRun, record
+
+from streams.broker import free_port, start_broker
+from streams.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+# The shortest outage: longer than the 6 s session timeout of the embedded runs (worker_process.py). It
+# lasts until the worker has lost its group memberships too.
+OUTAGE_SECONDS = 10.0
+SESSION_TIMEOUT = 6.0
+
+
+def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proxy = KafkaProxy(upstream_port=free_port(), port=free_port()).start()
+    try:
+        broker = start_broker(proxy.upstream_port, tmp_path / "broker.log", advertised_port=proxy.port)
+    except BaseException:
+        proxy.stop()
+        raise
+    env = worker_env(
+        proxy.bootstrap,
+        tmp_path,
+        policy=POLICY,
+        FOREWARN_API_TOKENS_FILE=write_tokens(tmp_path / "api-tokens.json"),
+    )
+    assert float(env["FOREWARN_BROKER_SESSION_TIMEOUT"]) == SESSION_TIMEOUT < OUTAGE_SECONDS
+    traffic = PacedTraffic(proxy.bootstrap, tag="p", users_per_wave=4, regulars=6)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:
+        worker.start()
+        pid = worker.pid
+        traffic.start()
+        wait_until(lambda: interventions_emitted(worker) >= 3, 60, "the worker's first interventions")
+
+        # The outage: the worker is cut off; traffic keeps reaching the broker, and the worker loses
+        # its membership of both groups, as its session would time out on Apache Kafka.
+        cut = proxy.cut()
+        cut_at = time.monotonic()
+        waves_at_cut = traffic.waves()
+        on_topic_at_cut = len(asyncio.run(read_topic(proxy.bootstrap, "interventions")))
+        asyncio.run(evict_all(proxy.bootstrap))
+        wait_until(lambda: time.monotonic() - cut_at >= OUTAGE_SECONDS, OUTAGE_SECONDS + 5, "the outage")
+        outage = time.monotonic() - cut_at
+        on_topic_at_restore = len(asyncio.run(read_topic(proxy.bootstrap, "interventions")))
+        waves_in_outage = traffic.waves() - waves_at_cut
+        proxy.restore()
+        restored_at = time.monotonic()
+        assert worker.running() and worker.pid == pid
+
+        # Back: the worker catches up with what arrived meanwhile, and goes on.
+        during = traffic.truth()
+        wait_for_interventions(proxy.bootstrap, during.expected, 90)
+        caught_up = time.monotonic() - restored_at
+        resumed_at = traffic.waves()
+        wait_until(lambda: traffic.waves() >= resumed_at + 4, 60, "traffic after the outage")
+        truth = traffic.stop()
+        wait_until(
+            lambda: all(
+                (events_seen(worker.web_port, user) or 0) >= truth.pushed[user] for user in traffic.regulars
+            ),
+            60,
+            "the regular users' state",
+        )
+        wait_for_interventions(proxy.bootstrap, truth.expected, 60)
+        for group, topics in (("forewarn", INPUT_TOPICS), ("forewarn-sink", STORED_TOPICS)):
+            wait_until(
+                lambda group=group, topics=topics: asyncio.run(
+                    committed_through_end(proxy.bootstrap, group, topics)
+                ),
+                60,
+                f"{group} to commit everything",
+                interval=0.5,
+            )
+        seen_live = {user: events_seen(worker.web_port, user) for user in traffic.regulars}
+        assert worker.running() and worker.pid == pid, "the worker never exited"
+        accepted = Counter(
+            orjson.loads(m.value)["event_id"]
+            for m in asyncio.run(read_topic(proxy.bootstrap, "forewarn-events"))
+        )
+        emitted = asyncio.run(read_topic(proxy.bootstrap, "interventions"))
+        persisted = persisted_events_seen(proxy.bootstrap)
+    finally:
+        traffic.stop()
+        code = worker.stop()
+        broker.stop()
+        proxy.stop()
+    assert code == 0, worker.log_text()[-3000:]
+
+    # The outage was real: connections cut, reconnections refused, nothing emitted meanwhile, and
+    # traffic arrived meanwhile.
+    assert cut > 0 and proxy.refused > 0, (cut, proxy.refused)
+    assert on_topic_at_restore == on_topic_at_cut, "the worker was cut off"
+    assert waves_in_outage > 0
+    log = worker.log_text()
+    joins = (group_joins(log, "forewarn"), group_joins(log, "forewarn-sink"))
+    assert min(joins) >= 2, f"both groups joined again after the outage: {joins}"
+
+    assert set(accepted) == truth.valid_ids, "every valid event accepted, nothing else"
+    by_id: dict[str, list[dict]] = defaultdict(list)
+    for message in emitted:
+        intervention = orjson.loads(message.value)
+        intervention.pop("decided_at")
+        by_id[intervention["intervention_id"]].append(intervention)
+    assert set(by_id) == set(truth.expected)
+    for copies in by_id.values():
+        assert all(copy == copies[0] for copy in copies), copies
+    # Every user's state counted every event they sent, once (README "Guarantees").
+    assert seen_live == {user: truth.pushed[user] for user in seen_live}, seen_live
+    wrong = {user: (persisted.get(user), n) for user, n in truth.pushed.items() if persisted.get(user) != n}
+    assert not wrong, f"users whose state did not count their events once: {dict(list(wrong.items())[:5])}"
+
+    # ClickHouse: every valid event once, with FINAL and without, and in the per-minute view; every
+    # intervention and every dead letter once.
+    dsn = env["FOREWARN_CLICKHOUSE_DSN"]
+    stored_twice = 0
+    for table, column in (("events", "event_id"), ("interventions", "intervention_id")):
+        [(count, unique)] = rows(dsn, f"SELECT count(), uniqExact({column}) FROM {table}")
+        stored_twice += count - unique
+    assert stored_twice == 0
+    assert {r[0] for r in rows(dsn, "SELECT event_id FROM events")} == truth.valid_ids
+    assert rows(dsn, "SELECT count() FROM events FINAL") == [(truth.valid,)]
+    assert rows(dsn, "SELECT sum(events) FROM events_per_minute") == [(truth.valid,)]
+    stored = rows(dsn, "SELECT toString(intervention_id) FROM interventions")
+    assert {r[0] for r in stored} == set(truth.expected)
+    assert rows(dsn, "SELECT count() FROM dead_letters") == [(truth.broken,)]
+
+    record(
+        FaultRun(
+            "worker cut off the broker beyond its session timeout",
+            f"cut off the broker for {outage:.0f} s, group memberships lost",
+            events_pushed=truth.messages,
+            faults_injected=1,
+            events_lost=len(truth.valid_ids - set(accepted)),
+            duplicates_downstream=stored_twice,  # interventions delivered twice are within the contract
+            notes=(
+                f"same process throughout; {cut} connections cut, {proxy.refused} reconnections refused;"
+                f" caught up {caught_up:.1f} s after the broker was back;"
+                f" {len(truth.expected)} interventions,"
+                f" {sum(len(c) - 1 for c in by_id.values())} delivered twice (same id and content, stored"
+                f" once); {sum(accepted.values()) - len(accepted)} events re-ingested;"
+                f" {time.monotonic() - started:.0f} s"
+            ),
+        )
+    )
+
+
+async def evict_all(bootstrap: str) -> None:
+    """The worker's membership of its app's group and of its sink's, lost at once."""
+    await asyncio.gather(
+        evict_members(bootstrap, "forewarn", "faust", "clickstream"),
+        evict_members(bootstrap, "forewarn-sink", "roundrobin", "forewarn-events"),
+    )
