@@ -33,10 +33,12 @@ moved its partition is put back to the seek's.
 
 Unacknowledged heads: Faust commits the first run of consecutive acknowledged offsets, and checks that
 the run starts at the committed offset as if that offset were the last record processed; it is the
-next one to process, so a single record there that was delivered and never acknowledged (Faust drops
-records it delivers while a rebalance suspends the flow) was committed past: a restarted worker lost
-the first record of a partition that way. Here nothing is committed past an unacknowledged head: the
-partition is read again from there, once (:meth:`_Consumer._new_offset`).
+next one to process, so a single record there that was delivered and never acknowledged was committed
+past: a restarted worker lost the first record of a partition that way (holes of one record at the
+committed offset show up after restarts; one way Faust makes them is its streams skipping a record
+that reaches them while a rebalance suspends the flow). Here nothing is committed past an
+unacknowledged head: the missing records are read again, once, and the ones processed since are not
+delivered again (:meth:`_Consumer._new_offset`).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -109,6 +111,20 @@ async def consume_all(
         return time.monotonic() - reached[0] >= settle
 
     return await read_until(bootstrap, topic, settled, timeout)
+
+
+def events_seen(port: int, user: str, token: str) -> int | None:
+    """The user's ``events_seen`` as the CRM/ERP API of the worker on ``port`` answers it with the
+    bearer ``token`` (None: not now: 404 before their first event, 503 during a rebalance, or the
+    worker is away)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/users/{user}", headers={"Authorization": f"Bearer {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return orjson.loads(response.read())["state"]["events_seen"]
+    except (urllib.error.URLError, TimeoutError, ConnectionError):
+        return None
 
 
 def pseudonyms(workdir: Path) -> Pseudonymizer:

@@ -29,10 +29,10 @@ from faults import (
     INPUT_TOPICS,
     POLICY,
     STORED_TOPICS,
+    TOKEN,
     KafkaProxy,
     PacedTraffic,
     committed_through_end,
-    events_seen,
     evict_members,
     group_joins,
     interventions_emitted,
@@ -42,7 +42,7 @@ from faults import (
     wait_until,
     write_tokens,
 )
-from harness import rows, worker_env
+from harness import events_seen, rows, worker_env
 from reliability import FaultRun, record
 
 from streams.broker import free_port, start_broker
@@ -103,7 +103,8 @@ def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(
         truth = traffic.stop()
         wait_until(
             lambda: all(
-                (events_seen(worker.web_port, user) or 0) >= truth.pushed[user] for user in traffic.regulars
+                (events_seen(worker.web_port, user, TOKEN) or 0) >= truth.pushed[user]
+                for user in traffic.regulars
             ),
             60,
             "the regular users' state",
@@ -118,7 +119,7 @@ def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(
                 f"{group} to commit everything",
                 interval=0.5,
             )
-        seen_live = {user: events_seen(worker.web_port, user) for user in traffic.regulars}
+        seen_live = {user: events_seen(worker.web_port, user, TOKEN) for user in traffic.regulars}
         assert worker.running() and worker.pid == pid, "the worker never exited"
         accepted = Counter(
             orjson.loads(m.value)["event_id"]

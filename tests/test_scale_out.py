@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from harness import produce, worker_group
+from harness import events_seen, produce, worker_group
 
 from streams.api import user_partition
 from streams.auth import token_entry, tokens_file_text
@@ -52,18 +50,6 @@ def page_views(user: str, first: int, count: int, now_ms: int) -> list[tuple[str
         )
         for n in range(first, first + count)
     ]
-
-
-def events_seen(port: int, user: str) -> int | None:
-    """The user's ``events_seen`` as the API of the worker on ``port`` answers it (None: not yet)."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v1/users/{user}", headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return orjson.loads(response.read())["state"]["events_seen"]
-    except (urllib.error.URLError, TimeoutError, ConnectionError):
-        return None  # 404 before the first event, 503 during a rebalance, or the worker is away
 
 
 def until(check, timeout: float, what: str):
@@ -121,7 +107,7 @@ def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_is_k
             worker.start()
         asyncio.run(produce(broker.bootstrap, [m for u in USERS for m in page_views(u, 0, 5, now_ms)]))
         for user in USERS:  # every user's state, wherever it lives, answered through worker b
-            until(lambda user=user: events_seen(b.web_port, user) == 5, 60, f"{user}'s first events")
+            until(lambda user=user: events_seen(b.web_port, user, TOKEN) == 5, 60, f"{user}'s first events")
 
         # The partitions are split: each worker is active for some, and keeps a standby copy of the
         # others' tables (FOREWARN_STANDBY_REPLICAS=1).
@@ -147,7 +133,7 @@ def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_is_k
         until(lambda: assigned(b, "active") == set(range(PARTITIONS)), 60, "b to take every partition")
         expected = dict.fromkeys(USERS, 8)
         deadline = time.monotonic() + 60
-        while (seen := {user: events_seen(b.web_port, user) for user in USERS}) != expected:
+        while (seen := {user: events_seen(b.web_port, user, TOKEN) for user in USERS}) != expected:
             assert time.monotonic() < deadline, f"b's state is not complete: {seen}"
             time.sleep(0.3)
     finally:
