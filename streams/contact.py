@@ -101,9 +101,10 @@ def decide(candidates: list[Intervention], state: UserState, policy: Policy, now
     (contacts, cooldowns, offers) and deferred ones kept in it."""
     # A decision made is never taken back, nor made twice: an intervention decided already, or deferred
     # and waiting, that fires again (an event replayed from beyond the duplicate window) is left out.
-    known = set(state.decided) | {deferred.intervention.intervention_id for deferred in state.deferred}
-    fresh = [candidate for candidate in candidates if candidate.intervention_id not in known]
-    ranked = sorted(fresh, key=lambda c: _rank(c, policy))
+    if candidates:  # most rounds have none: the set is not built on the per-event path for nothing
+        known = set(state.decided) | {deferred.intervention.intervention_id for deferred in state.deferred}
+        candidates = [candidate for candidate in candidates if candidate.intervention_id not in known]
+    ranked = sorted(candidates, key=lambda c: _rank(c, policy))
     decisions = []
     sent: Intervention | None = None
     for candidate in ranked:
