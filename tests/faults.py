@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from harness import rows
 from scenario import add_broken_messages, build
 
 from streams.auth import token_entry, tokens_file_text
@@ -510,3 +511,21 @@ class KafkaProxy:
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()  # either side gone: the whole link goes, as a TCP connection would
+
+
+def check_stored_once(dsn: str, truth: Truth) -> int:
+    """Assert what ClickHouse at ``dsn`` holds after a fault test: every valid event once, with FINAL
+    and without, and in the per-minute view; exactly the expected interventions, once; every dead
+    letter once. Returns the rows stored twice (0, asserted) for the test's figures."""
+    stored_twice = 0
+    for table, column in (("events", "event_id"), ("interventions", "intervention_id")):
+        [(count, unique)] = rows(dsn, f"SELECT count(), uniqExact({column}) FROM {table}")
+        stored_twice += count - unique
+    assert stored_twice == 0
+    assert {r[0] for r in rows(dsn, "SELECT event_id FROM events")} == truth.valid_ids
+    assert rows(dsn, "SELECT count() FROM events FINAL") == [(truth.valid,)]
+    assert rows(dsn, "SELECT sum(events) FROM events_per_minute") == [(truth.valid,)]
+    stored = rows(dsn, "SELECT toString(intervention_id) FROM interventions")
+    assert {r[0] for r in stored} == set(truth.expected)
+    assert rows(dsn, "SELECT count() FROM dead_letters") == [(truth.broken,)]
+    return stored_twice

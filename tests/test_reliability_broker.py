@@ -32,6 +32,7 @@ from faults import (
     TOKEN,
     KafkaProxy,
     PacedTraffic,
+    check_stored_once,
     committed_through_end,
     evict_members,
     group_joins,
@@ -42,7 +43,7 @@ from faults import (
     wait_until,
     write_tokens,
 )
-from harness import events_seen, rows, worker_env
+from harness import events_seen, worker_env
 from reliability import FaultRun, record
 
 from streams.broker import free_port, start_broker
@@ -161,20 +162,8 @@ def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(
     wrong = {user: (persisted.get(user), n) for user, n in truth.pushed.items() if persisted.get(user) != n}
     assert not wrong, f"users whose state did not count their events once: {dict(list(wrong.items())[:5])}"
 
-    # ClickHouse: every valid event once, with FINAL and without, and in the per-minute view; every
-    # intervention and every dead letter once.
     dsn = env["FOREWARN_CLICKHOUSE_DSN"]
-    stored_twice = 0
-    for table, column in (("events", "event_id"), ("interventions", "intervention_id")):
-        [(count, unique)] = rows(dsn, f"SELECT count(), uniqExact({column}) FROM {table}")
-        stored_twice += count - unique
-    assert stored_twice == 0
-    assert {r[0] for r in rows(dsn, "SELECT event_id FROM events")} == truth.valid_ids
-    assert rows(dsn, "SELECT count() FROM events FINAL") == [(truth.valid,)]
-    assert rows(dsn, "SELECT sum(events) FROM events_per_minute") == [(truth.valid,)]
-    stored = rows(dsn, "SELECT toString(intervention_id) FROM interventions")
-    assert {r[0] for r in stored} == set(truth.expected)
-    assert rows(dsn, "SELECT count() FROM dead_letters") == [(truth.broken,)]
+    stored_twice = check_stored_once(dsn, truth)
 
     record(
         FaultRun(

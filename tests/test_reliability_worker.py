@@ -44,6 +44,7 @@ from faults import (
     TOKEN,
     PacedTraffic,
     Truth,
+    check_stored_once,
     committed_offsets,
     committed_through_end,
     interventions_emitted,
@@ -54,7 +55,7 @@ from faults import (
     wait_until,
     write_tokens,
 )
-from harness import events_seen, rows, worker_env
+from harness import events_seen, worker_env
 from reliability import FaultRun, record
 
 from streams.api import user_partition
@@ -215,19 +216,7 @@ def check(
 
     lost_examples = check_models(bootstrap, kills)
 
-    # ClickHouse: every valid event once, with FINAL and without, and in the per-minute view; every
-    # intervention and every dead letter once.
-    stored_twice = 0
-    for table, column in (("events", "event_id"), ("interventions", "intervention_id")):
-        [(count, unique)] = rows(dsn, f"SELECT count(), uniqExact({column}) FROM {table}")
-        stored_twice += count - unique
-    assert stored_twice == 0
-    assert {r[0] for r in rows(dsn, "SELECT event_id FROM events")} == truth.valid_ids
-    assert rows(dsn, "SELECT count() FROM events FINAL") == [(truth.valid,)]
-    assert rows(dsn, "SELECT sum(events) FROM events_per_minute") == [(truth.valid,)]
-    stored = rows(dsn, "SELECT toString(intervention_id) FROM interventions")
-    assert {r[0] for r in stored} == set(truth.expected)
-    assert rows(dsn, "SELECT count() FROM dead_letters") == [(truth.broken,)]
+    stored_twice = check_stored_once(dsn, truth)
 
     record(
         FaultRun(
