@@ -469,23 +469,33 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             # After every round, not only when scores are published: an event can change the tags alone
             # (a coupon order, abandoned payments); the record is None while health and tags stay put.
             sync = crm_sync_record(state, state.last_event_time)
-            users[user_id] = state
-            pending_timers.track(state)
         except Exception as error:  # a bug must not stop the agent; the message is kept for replay
             await failed(message, user_id, snapshot, error, wall)
             return
         key = user_id.encode()
+        # Decisions and interventions first, acknowledged by the broker, then the state that records
+        # them: killed in between, the worker decides again after the restart and sends the same ids
+        # again (at least once); the other way round it would find them decided and never send them.
+        sent = []
         for decision in done.decisions:
             intervention = decision.intervention
-            await decisions_topic.send(key=key, value=decision.to_wire(wall))
+            sent.append(await decisions_topic.send(key=key, value=decision.to_wire(wall)))
             metrics.DECISIONS.labels(intervention.trigger, decision.decision, decision.reason).inc()
             if decision.decision != EMITTED:
                 continue
-            await interventions_topic.send(key=key, value=intervention.to_wire(wall))
+            sent.append(await interventions_topic.send(key=key, value=intervention.to_wire(wall)))
             metrics.INTERVENTIONS.labels(intervention.trigger).inc()
             metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
                 max(0.0, time.time() - intervention.event_time)
             )
+        if sent:
+            await asyncio.gather(*sent)  # delivered (acks=all), or this raises and the event is replayed
+        try:
+            users[user_id] = state
+            pending_timers.track(state)
+        except Exception as error:  # as above: the table and its changelog must not disagree
+            await failed(message, user_id, snapshot, error, wall)
+            return
         if done.model.publish and done.model.scores is not None:
             await scores_topic.send(key=key, value=done.model.scores.to_wire(user_id))
             metrics.SCORES_PUBLISHED.inc()
