@@ -51,6 +51,7 @@ from sinks.consumer import ClickHouseSink
 from sinks.erasure import ErasedUsers
 from sinks.rows import sink_specs
 from streams import codec, metrics
+from streams.acknowledged import AcknowledgedSender
 from streams.api import register_api
 from streams.catalog import load_catalog
 from streams.clock import PartitionClocks
@@ -83,6 +84,7 @@ from streams.processes import (
 from streams.rounds import StateSnapshot, run_round
 from streams.service import load_service_points
 from streams.state import UserState
+from streams.statewrites import BeforeCommit, StateWrites
 from streams.stock import StockReader
 from streams.transport import use_transport
 from streams.triggers import PendingTimers
@@ -207,8 +209,6 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     ticks_topic = app.topic(settings.topic_ticks, partitions=settings.partitions)
     labels_topic = app.topic(settings.topic_labels, partitions=settings.partitions)
     questions_topic = app.topic(settings.topic_questions, value_serializer="orjson")
-    interventions_topic = app.topic(settings.topic_interventions)
-    decisions_topic = app.topic(settings.topic_decisions)
     scores_topic = app.topic(settings.topic_scores)
     tickets_topic = app.topic(settings.topic_tickets)
     order_commands_topic = app.topic(settings.topic_order_commands)
@@ -289,6 +289,24 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             learned_since_checkpoint.discard(partition)
             metrics.MODEL_CHECKPOINTS.labels(str(partition)).inc()
 
+    # Users whose state changed since its last changelog record: written before every offset commit.
+    state_writes = StateWrites()
+
+    def write_changed_states() -> None:
+        written = 0
+        for user_id, before in state_writes.take():
+            state = users.data.get(user_id)
+            if state is None:  # erased since
+                continue
+            if before is None:
+                users.send_changelog(state.partition, user_id, state)
+            else:  # the user is in a round: their state as of before it
+                users.send_changelog(state.partition, user_id, before, value_serializer="raw")
+            written += 1
+        metrics.STATE_WRITES.inc(written)
+
+    app.sensors.add(BeforeCommit(write_changed_states))
+
     @app.timer(settings.model_checkpoint_seconds)
     async def checkpoint_periodically() -> None:
         checkpoint_models(list(live_models))
@@ -297,11 +315,13 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
     async def checkpoint_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         """Before another worker recovers them: flushed here, ahead of the rebalance going on."""
         checkpoint_models({tp.partition for tp in revoked if tp.topic == settings.topic_events})
+        write_changed_states()
         await app.producer.flush()
 
     @app.on_before_shutdown.connect
     async def checkpoint_at_shutdown(sender: Any, **kwargs: Any) -> None:
         checkpoint_models(list(live_models))  # the app flushes its producer next
+        write_changed_states()
 
     # Hot issues (models.surge): questions are keyed by product category, so every product of a
     # category and every earlier launch (the launch prior) is on one partition. The counts are kept per
@@ -359,6 +379,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         await dead_letter(message, error.reason, error.detail, time.time())
 
     stock_reader = app.service(StockReader(settings, on_invalid=dead_letter_stock))
+    acknowledged = app.service(AcknowledgedSender(settings))
 
     @app.agent(raw_input)
     async def ingest(stream: faust.StreamT) -> None:
@@ -432,6 +453,12 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
 
     async def handle_behaviour(message: Any, value: dict[str, Any]) -> None:
         """An event or a tick: one round of the user (state, triggers, models, contact policy)."""
+        try:
+            await user_round(message, value)
+        finally:
+            state_writes.end()
+
+    async def user_round(message: Any, value: dict[str, Any]) -> None:
         wall = time.time()
         tick = message.topic == settings.topic_ticks
         user_id, snapshot = None, StateSnapshot(None)
@@ -446,6 +473,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 metrics.ERASED_EVENTS_SKIPPED.inc()
                 return
             snapshot = StateSnapshot(stored)
+            state_writes.begin(user_id, snapshot.serialized)
             state = stored or UserState(user_id)
             state.partition = message.partition
             models = models_of(message.partition)
@@ -476,22 +504,27 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         # Decisions and interventions first, acknowledged by the broker, then the state that records
         # them: killed in between, the worker decides again after the restart and sends the same ids
         # again (at least once); the other way round it would find them decided and never send them.
-        sent = []
+        records = []
+        for decision in done.decisions:
+            records.append((settings.topic_decisions, key, orjson.dumps(decision.to_wire(wall))))
+            if decision.decision == EMITTED:
+                intervention = decision.intervention
+                records.append((settings.topic_interventions, key, orjson.dumps(intervention.to_wire(wall))))
+        if records:
+            # Delivered (acks=all) or this raises and the event is delivered again (streams.acknowledged).
+            await acknowledged.send_all(records)
         for decision in done.decisions:
             intervention = decision.intervention
-            sent.append(await decisions_topic.send(key=key, value=decision.to_wire(wall)))
             metrics.DECISIONS.labels(intervention.trigger, decision.decision, decision.reason).inc()
-            if decision.decision != EMITTED:
-                continue
-            sent.append(await interventions_topic.send(key=key, value=intervention.to_wire(wall)))
-            metrics.INTERVENTIONS.labels(intervention.trigger).inc()
-            metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
-                max(0.0, time.time() - intervention.event_time)
-            )
-        if sent:
-            await asyncio.gather(*sent)  # delivered (acks=all), or this raises and the event is replayed
+            if decision.decision == EMITTED:
+                metrics.INTERVENTIONS.labels(intervention.trigger).inc()
+                metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
+                    max(0.0, time.time() - intervention.event_time)
+                )
         try:
-            users[user_id] = state
+            # In memory now, to the changelog before the next offset commit (streams.statewrites).
+            users.data[user_id] = state
+            state_writes.changed(user_id)
             pending_timers.track(state)
         except Exception as error:  # as above: the table and its changelog must not disagree
             await failed(message, user_id, snapshot, error, wall)
@@ -525,6 +558,7 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
             state_removed = users.get(user_id) is not None
             if state_removed:
                 del users[user_id]  # a tombstone in the changelog: recovery forgets the user too
+            state_writes.forget(user_id)  # and no later write brings them back
             pending_timers.answered(user_id)
             erased_users.add(user_id, to_millis(wall))
             # Everything the user's earlier events produced is written before the sink learns of the

@@ -150,6 +150,10 @@ HOT_ISSUES = Counter(
     "forewarn_hot_issues_total", "Hot-issue alerts raised, by product category.", ["category"]
 )
 CRM_SYNCED = Counter("forewarn_crm_sync_total", "Health and tag records sent to the CRM.")
+STATE_WRITES = Counter(
+    "forewarn_state_writes_total",
+    "Users' state records sent to the changelog (once per changed user per offset commit, not per event).",
+)
 DUPLICATE_EVENTS = Counter(
     "forewarn_duplicate_events_total",
     "Events delivered again (a replay after a crash or rebalance, a producer's retry) and skipped: their"

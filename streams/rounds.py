@@ -89,7 +89,7 @@ class StateSnapshot:
     """
 
     def __init__(self, state: UserState | None) -> None:
-        self._bytes = None if state is None else orjson.dumps(state)
+        self.serialized = None if state is None else orjson.dumps(state)  # as the changelog holds it
 
     def restore(self) -> UserState | None:
-        return None if self._bytes is None else UserState.from_dict(orjson.loads(self._bytes))
+        return None if self.serialized is None else UserState.from_dict(orjson.loads(self.serialized))
