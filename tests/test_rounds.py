@@ -91,11 +91,11 @@ def test_an_event_delivered_again_changes_nothing_and_decides_nothing() -> None:
     state, models = UserState("u1"), PartitionModels()
     cart = wire("c1", "add_to_cart", NOON, sku="SKU-1", price=10.0, quantity=1)
     first = run_round(state, cart, tick=False, policy=POLICY, models=models)
-    before = StateSnapshot(state)._bytes
+    before = StateSnapshot(state).serialized
     again = run_round(state, cart, tick=False, policy=POLICY, models=models)
     assert not first.duplicate and again.duplicate
     assert (again.decisions, again.event, again.model.learned) == ([], None, [])
-    assert StateSnapshot(state)._bytes == before  # not counted twice: events, cart value, features
+    assert StateSnapshot(state).serialized == before  # not counted twice: events, cart value, features
     assert state.events_seen == 1 and state.features.session.cart_adds == 1
 
 
