@@ -31,6 +31,16 @@ seek moved their partition are dropped unless they start where the seek put it (
 again from there), and the read offset Faust sets after a record that was being processed when a seek
 moved its partition is put back to the seek's.
 
+Partitions with nothing committed: Faust drops records it has fetched when they arrive while a
+rebalance has stopped its flow or paused their partition, and counts on its seek to the committed
+offsets to fetch them again; aiokafka's seek leaves a partition with nothing committed where its
+fetcher got to, past those records, and Faust then committed past them (no committed offset, no read
+offset: no gap either). A worker cut off the broker lost every record of such partitions (input
+partitions whose first records came just before the outage) up to its return, in about one run in four
+of tests/test_reliability_broker.py. Here the seek puts those partitions at their first offset, where
+a consumer with nothing committed starts (:func:`seek_to_committed_or_start`), and their first offset
+stands for the committed one in the check of unacknowledged heads below.
+
 Unacknowledged heads: Faust commits the first run of consecutive acknowledged offsets, and checks that
 the run starts at the committed offset as if that offset were the last record processed; it is the
 next one to process, so a single record there that was delivered and never acknowledged was committed
@@ -46,7 +56,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -80,11 +90,41 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             await self._probe.start()
         return await verified_end_offsets(self._probe, reported)
 
+    async def seek_to_committed_or_start(
+        self, changelogs: Collection[str]
+    ) -> tuple[Mapping[Any, int | None], Mapping[Any, int]]:
+        """:func:`seek_to_committed_or_start` on the consumer's thread."""
+        return await self.call_thread(seek_to_committed_or_start, self._ensure_consumer(), changelogs)
+
     async def on_thread_stop(self) -> None:
         await super().on_thread_stop()
         if self._probe is not None:  # stopped on the thread's own loop, where it was started
             await self._probe.stop()
             self._probe = None
+
+
+async def seek_to_committed_or_start(
+    consumer: AIOKafkaConsumer, changelogs: Collection[str]
+) -> tuple[Mapping[Any, int | None], Mapping[Any, int]]:
+    """Seek every assigned partition to its committed offset, and each one with nothing committed to
+    its first offset (not those of the ``changelogs`` topics: table recovery places them, and nothing
+    is committed on them); return the committed offsets (None where nothing) and those first offsets.
+
+    aiokafka's ``seek_to_committed`` moves a partition only to a positive committed offset and leaves
+    the others where its fetcher got to. Faust drops records it has fetched (a batch that arrives while
+    a rebalance has stopped the flow, records of a paused partition) and relies on this seek to fetch
+    them again; a partition that was never committed was left past them, and with nothing committed
+    and no read offset, Faust saw no gap either and committed the first records it processed after
+    them: the worker cut off the broker lost every input record of such partitions that arrived
+    before it rejoined. A consumer with nothing committed starts at the partition's first offset
+    (``auto_offset_reset="earliest"``, the app's), so that is where the seek puts it."""
+    committed: dict[Any, int | None] = dict(await consumer.seek_to_committed())
+    # None, or 0: not moved
+    unset = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+    starts: dict[Any, int] = dict(await consumer.beginning_offsets(unset)) if unset else {}
+    for tp, start in starts.items():
+        consumer.seek(tp, start)
+    return committed, starts
 
 
 class _Consumer(faust_aiokafka.Consumer):
@@ -99,12 +139,16 @@ class _Consumer(faust_aiokafka.Consumer):
     # were processed already, and are not delivered again
     _rereading: dict[Any, tuple[int, int]] = {}
     _reread_task: asyncio.Future[None] | None = None
+    # partition -> its first offset, for the partitions with nothing committed at the last seek: where
+    # their records start, as the committed offset says for the others
+    _start: dict[Any, int] = {}
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
         """Faust's: every assigned partition to its committed offset, Faust's read offsets to match;
+        a partition with nothing committed to its first offset (:func:`seek_to_committed_or_start`);
         and where each partition was moved."""
         done = self._seek_done = self._seek_done or asyncio.Event()
         done.clear()
@@ -112,7 +156,9 @@ class _Consumer(faust_aiokafka.Consumer):
         self._seeks += 1
         seek = self._seeks
         try:
-            committed = await self.seek_to_committed()
+            committed, starts = await self._thread.seek_to_committed_or_start(
+                self.app.tables.changelog_topics
+            )
             self._read_offset.update(
                 {
                     tp: offset if offset is not None and offset >= 0 else None
@@ -124,7 +170,12 @@ class _Consumer(faust_aiokafka.Consumer):
             )
             # aiokafka moves a partition only to a positive committed offset.
             moved = {tp: (seek, offset) for tp, offset in committed.items() if offset and offset > 0}
-            self._moved = {**self._moved, **moved}
+            self._moved = {**self._moved, **moved, **{tp: (seek, start) for tp, start in starts.items()}}
+            self._start = dict(starts)
+            # Every partition is read again from there, in order: a reading again begun before is over
+            # (kept, it would pass over records whose acknowledgements a rebalance has dropped).
+            self._reread = {tp: at for tp, at in self._reread.items() if tp not in committed}
+            self._rereading = {tp: at for tp, at in self._rereading.items() if tp not in committed}
         finally:
             self._seeking = False
             done.set()
@@ -199,9 +250,14 @@ class _Consumer(faust_aiokafka.Consumer):
         marker, a compacted record): committed past, as Faust would."""
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
+        if committed is None:  # nothing committed yet: its records start at its first offset
+            committed = self._start.get(tp)
         if acked and committed is not None:
             head = min(min(acked), min((gap.begin for gap in self._gap[tp]), default=committed + 1))
             if head > committed:
+                if not self.flow_active:
+                    # A rebalance is under way: the seek that ends it reads from the committed offset.
+                    return None
                 if self._reread.get(tp) != committed:
                     self._reread = {**self._reread, tp: committed}
                     log.warning(

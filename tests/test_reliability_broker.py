@@ -57,10 +57,6 @@ OUTAGE_SECONDS = 10.0
 SESSION_TIMEOUT = 6.0
 
 
-# Quarantined: about one run in four, records of one or two input partitions are skipped and committed
-# past from about a second into the run, before any outage (not diagnosed: the proxy, or Faust dropping
-# records it fetched). It stays runnable (`python -m pytest -m quarantine`) and in benchmarks/reliability.py.
-@pytest.mark.quarantine
 def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(tmp_path: Path) -> None:
     started = time.monotonic()
     proxy = KafkaProxy(upstream_port=free_port(), port=free_port()).start()

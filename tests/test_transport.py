@@ -1,0 +1,117 @@
+"""The Kafka transport's fixes to Faust's consumer (streams/transport.py), each against the failure it
+fixes: here the seek back to the committed offsets, which left partitions with nothing committed past
+records Faust had fetched and dropped (the broker cut-off test lost their records)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from streams.config import Settings
+from streams.transport import seek_to_committed_or_start
+
+
+async def test_the_seek_to_committed_offsets_moves_a_partition_with_nothing_committed_to_its_start(
+    broker,
+) -> None:
+    # Records of a partition never committed, fetched and dropped (as Faust drops a batch that arrives
+    # while a rebalance stopped its flow): the seek must bring them back, as it does for the others.
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+    await producer.start()
+    try:
+        for partition in (0, 1):
+            for index in range(5):
+                await producer.send_and_wait("input", b"%d" % index, partition=partition)
+        await producer.send_and_wait("app-table-changelog", b"state", partition=0)
+    finally:
+        await producer.stop()
+    committed_tp, never_tp = TopicPartition("input", 0), TopicPartition("input", 1)
+    changelog_tp = TopicPartition("app-table-changelog", 0)
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id="app", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([committed_tp, never_tp, changelog_tp])
+        await consumer.seek_to_beginning(committed_tp, never_tp, changelog_tp)
+        await consumer.commit({committed_tp: OffsetAndMetadata(2, "")})
+        fetched: dict[Any, int] = {}
+        while fetched != {committed_tp: 5, never_tp: 5, changelog_tp: 1}:  # every record taken, dropped
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                fetched[tp] = fetched.get(tp, 0) + len(records)
+
+        committed, starts = await seek_to_committed_or_start(consumer, {"app-table-changelog"})
+
+        assert committed == {committed_tp: 2, never_tp: None, changelog_tp: None}
+        assert starts == {never_tp: 0}
+        assert await consumer.position(committed_tp) == 2
+        assert await consumer.position(never_tp) == 0  # aiokafka's own seek left it at 5
+        assert await consumer.position(changelog_tp) == 1  # table recovery places changelogs
+    finally:
+        await consumer.stop()
+
+
+def app_consumer(tmp_path: Path) -> Any:
+    """The app's Faust consumer (the transport's), never started; its seeks recorded in ``seeks``."""
+    from streams.app import create_app
+
+    settings = Settings.from_env({"FOREWARN_CLICKHOUSE_DSN": f"chdb://{tmp_path}"})
+    consumer = create_app(settings, with_sink=False).consumer
+    consumer.seeks = []
+
+    async def seek(partition: Any, offset: int) -> None:
+        consumer.seeks.append((partition, offset))
+
+    consumer.seek = seek
+    return consumer
+
+
+async def test_a_first_record_never_acknowledged_is_read_again_when_nothing_was_committed(tmp_path) -> None:
+    # Faust checks the head of the acknowledged offsets against the committed offset only: with
+    # nothing committed it committed past a first record delivered and never acknowledged.
+    consumer = app_consumer(tmp_path)
+    seeks = consumer.seeks
+    tp = TopicPartition("clickstream", 2)
+    consumer._start = {tp: 0}  # where the last seek put it: nothing committed
+    consumer._acked[tp].extend(range(1, 93))
+    consumer._acked_index[tp].update(range(1, 93))
+
+    assert consumer._new_offset(tp) is None  # not 93: offset 0 was never processed
+    await consumer._reread_task
+    assert seeks == [(tp, 0)]
+    # Read again once; a head still missing afterwards is an offset the log does not hold.
+    assert consumer._new_offset(tp) == 93
+
+
+async def test_a_head_missing_during_a_rebalance_waits_for_the_seek_that_ends_it(tmp_path) -> None:
+    # Read again then, the partition would be read again after the rebalance with the acknowledgements
+    # of what it passes over dropped by the revocation.
+    consumer = app_consumer(tmp_path)
+    tp = TopicPartition("logistics", 0)
+    consumer._start = {tp: 0}
+    consumer._acked[tp].extend(range(1, 10))
+    consumer.stop_flow()
+
+    assert consumer._new_offset(tp) is None
+    assert consumer._reread_task is None and consumer._reread == {} and consumer.seeks == []
+
+
+async def test_the_seek_to_the_committed_offsets_ends_any_reading_again(tmp_path) -> None:
+    consumer = app_consumer(tmp_path)
+    committed_tp, never_tp = TopicPartition("clickstream", 0), TopicPartition("logistics", 0)
+    consumer._reread = {never_tp: 0}
+    consumer._rereading = {never_tp: (1, 40), committed_tp: (7, 9)}
+
+    async def seek_to_committed_or_start(changelogs: Any) -> Any:
+        assert "forewarn-users-changelog" in changelogs
+        return {committed_tp: 6, never_tp: None}, {never_tp: 0}
+
+    consumer._thread.seek_to_committed_or_start = seek_to_committed_or_start
+    await consumer.perform_seek()
+
+    # From here each partition is read in order from where the seek put it, and acknowledged again.
+    assert consumer._reread == {} and consumer._rereading == {}
+    assert consumer._start == {never_tp: 0}
+    assert consumer._moved == {committed_tp: (1, 6), never_tp: (1, 0)}
+    assert (consumer._read_offset[committed_tp], consumer._read_offset[never_tp]) == (6, None)
