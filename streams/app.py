@@ -512,7 +512,14 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
                 records.append((settings.topic_interventions, key, orjson.dumps(intervention.to_wire(wall))))
         if records:
             # Delivered (acks=all) or this raises and the event is delivered again (streams.acknowledged).
-            await acknowledged.send_all(records)
+            try:
+                await acknowledged.send_all(records)
+            except BaseException:  # failed, or the worker stopping mid-send: not known to be delivered
+                # The round changed the stored state in place: put it back, so that no later write (the
+                # one before the next commit) records decisions the topic may never have got.
+                if stored is not None:
+                    users.data[user_id] = snapshot.restore()
+                raise
         for decision in done.decisions:
             intervention = decision.intervention
             metrics.DECISIONS.labels(intervention.trigger, decision.decision, decision.reason).inc()
