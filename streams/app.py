@@ -94,7 +94,12 @@ log = logging.getLogger(__name__)
 
 class SinkService(mode.Service):
     """Runs the ClickHouse sink inside the worker; on shutdown it lets the sink store and commit what
-    it holds and leave its group before the worker goes."""
+    it holds and leave its group before the worker goes.
+
+    The worker starts it beside the app, not as one of the app's services (which Faust starts only
+    once its tables are recovered): the sink's consumer group then forms while the app's does, instead
+    of after it (each waits for the broker's rebalance timeout), and it stops after the app, so what
+    the app produced last is sent before the sink leaves."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -169,7 +174,7 @@ async def finished_events(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
         await manual.ack(event)
 
 
-def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
+def create_app(settings: Settings) -> faust.App:
     """The worker's app. Raises PolicyError (naming file, trigger and field) for an invalid policy."""
     policy = load_policy(settings.policy_file)
     references = References(
@@ -655,6 +660,4 @@ def create_app(settings: Settings, *, with_sink: bool = True) -> faust.App:
         metrics.replace_series(metrics.MODEL_QUALITY, "worker", quality)
 
     register_api(app, settings, users)
-    if with_sink:
-        app.service(SinkService(settings))
     return app

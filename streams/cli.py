@@ -25,14 +25,14 @@ def run_worker(settings: Settings, loglevel: str) -> None:
     from faust.worker import Worker
 
     from streams import metrics
-    from streams.app import create_app
+    from streams.app import SinkService, create_app
     from streams.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))
     metrics.serve(settings.metrics_port)
     app = create_app(settings)
     # The Worker handles SIGTERM/SIGINT: agents stop, the sink flushes and commits, offsets are committed.
-    Worker(app, loglevel=loglevel).execute_from_commandline()
+    Worker(app, SinkService(settings), loglevel=loglevel).execute_from_commandline()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,6 +104,6 @@ async def test_the_fetch_wait_reaches_the_consumer_faust_builds(tmp_path) -> Non
     settings = Settings.from_env(
         {"FOREWARN_BROKER_FETCH_MAX_WAIT": "0.07", "FOREWARN_CLICKHOUSE_DSN": f"chdb://{tmp_path}"}
     )
-    app = create_app(settings, with_sink=False)
+    app = create_app(settings)
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     assert consumer._fetch_max_wait_ms == 70 == settings.fetch_max_wait_ms

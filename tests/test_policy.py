@@ -164,4 +164,4 @@ def test_an_invalid_policy_stops_the_worker_at_start(tmp_path: Path) -> None:
     path.write_text('[triggers.delay_notice]\nslip = "-1h"\n')
     settings = Settings.from_env({"FOREWARN_POLICY_FILE": str(path), "FOREWARN_CLICKHOUSE_DSN": "chdb:///x"})
     with pytest.raises(PolicyError, match=re.escape(f"{path}: trigger 'delay_notice': field 'slip'")):
-        create_app(settings, with_sink=False)
+        create_app(settings)

@@ -57,7 +57,7 @@ def app_consumer(tmp_path: Path) -> Any:
     from streams.app import create_app
 
     settings = Settings.from_env({"FOREWARN_CLICKHOUSE_DSN": f"chdb://{tmp_path}"})
-    consumer = create_app(settings, with_sink=False).consumer
+    consumer = create_app(settings).consumer
     consumer.seeks = []
 
     async def seek(partition: Any, offset: int) -> None:
