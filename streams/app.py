@@ -27,7 +27,9 @@ Data flow::
 * The ClickHouse sink runs as a service of the same worker, with its own consumer group.
 
 Faust flushes the producer before committing offsets, so an input offset is committed only after
-everything its processing sent (interventions, dead letters, changelog entries) is acknowledged.
+everything its processing sent (dead letters, re-keyed events, the changelog records written right
+before the commit: :mod:`streams.statewrites`) is acknowledged; decisions and interventions are
+acknowledged before their event is (:mod:`streams.acknowledged`).
 """
 
 from __future__ import annotations
