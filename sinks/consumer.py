@@ -486,7 +486,15 @@ class ClickHouseSink:
         erasure = pending.erasure
         if erasure is not None:
             request = redact(erasure.request_id, erasure.user_id)
-            deleted = await self._erase_with_retries(request, erasure, self.pseudonymize(erasure.user_id))
+            # Nothing else is consumed meanwhile, as for an insert; None: the sink is stopping.
+            deleted = await self._in_clickhouse(
+                f"erasure {request}",
+                self._erase_in_clickhouse,
+                erasure,
+                self.pseudonymize(erasure.user_id),
+                keep_alive=True,  # erasures are done from the run loop only
+                failed=lambda: metrics.ERASURES.labels("failed").inc(),
+            )
             if deleted is None:
                 return False
             for table, rows in deleted.items():
@@ -508,27 +516,6 @@ class ClickHouseSink:
         deleted = erase_user(self.store, self._erasure_tables, erasure, pseudonym)
         record_erasure(self.store, erasure, deleted)
         return deleted
-
-    async def _erase_with_retries(
-        self, request: str, erasure: Erasure, pseudonym: str
-    ) -> dict[str, int] | None:
-        """Delete and audit, retried until done (exponential back-off, nothing else is consumed
-        meanwhile, like an insert); None if the sink is stopping meanwhile."""
-        delay = 0.1
-        paused: set[TopicPartition] = set()  # erasures are done from the run loop only: keep alive
-        try:
-            while True:
-                try:
-                    return await asyncio.to_thread(self._erase_in_clickhouse, erasure, pseudonym)
-                except Exception as error:  # whatever the driver raises, the erasure is retried
-                    metrics.ERASURES.labels("failed").inc()
-                    log.warning("erasure %s failed (%s); retrying in %.1fs", request, error, delay)
-                    if self._stopping.is_set():
-                        return None
-                    await self._back_off(delay, paused)
-                    delay = min(delay * 2, self.max_retry_seconds)
-        finally:
-            self._resume_paused(paused)
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         assert self.producer is not None
@@ -624,29 +611,23 @@ class ClickHouseSink:
         metrics.SINK_PENDING_ROWS.set(self.batcher.rows() + self._storing_rows + extra)
 
     async def _insert(self, batch: TableBatch, keep_alive: bool) -> bool:
-        table, token = batch.spec.table, batch.token()
-        delay = 0.1
-        paused: set[TopicPartition] | None = set() if keep_alive else None
-        try:
-            while True:
-                try:
-                    seconds = await asyncio.to_thread(
-                        self.store.insert, table, batch.spec.columns, batch.rows, token
-                    )
-                except Exception as error:  # whatever the driver raises, the batch is kept and retried
-                    metrics.SINK_INSERT_FAILURES.labels(table).inc()
-                    log.warning("insert into %s failed (%s); retrying in %.1fs", table, error, delay)
-                    if self._stopping.is_set():
-                        return False
-                    await self._back_off(delay, paused)
-                    delay = min(delay * 2, self.max_retry_seconds)
-                    continue
-                metrics.SINK_INSERT_SECONDS.labels(table).observe(seconds)
-                metrics.SINK_BATCH_ROWS.labels(table).observe(len(batch.rows))
-                metrics.SINK_ROWS.labels(table).inc(len(batch.rows))
-                return True
-        finally:
-            self._resume_paused(paused)
+        table = batch.spec.table
+        seconds = await self._in_clickhouse(
+            f"insert into {table}",
+            self.store.insert,
+            table,
+            batch.spec.columns,
+            batch.rows,
+            batch.token(),  # the same rows and token on every attempt: stored once
+            keep_alive=keep_alive,
+            failed=lambda: metrics.SINK_INSERT_FAILURES.labels(table).inc(),
+        )
+        if seconds is None:
+            return False
+        metrics.SINK_INSERT_SECONDS.labels(table).observe(seconds)
+        metrics.SINK_BATCH_ROWS.labels(table).observe(len(batch.rows))
+        metrics.SINK_ROWS.labels(table).inc(len(batch.rows))
+        return True
 
     async def _back_off(
         self, seconds: float, paused: set[TopicPartition] | None, until: asyncio.Task[Any] | None = None
@@ -708,7 +689,11 @@ class ClickHouseSink:
         for tp in partitions:
             spec = self.specs[tp.topic]
             if spec.table not in stored:
-                offsets = await self._ask_clickhouse(self.store.stored_offsets, spec.table)
+                # Taken without it (ClickHouse away during a rebalance), rows stored and not committed by
+                # the previous owner, and upstream repeats, would be stored twice.
+                offsets = await self._in_clickhouse(
+                    f"sink: reading {spec.table} from ClickHouse", self.store.stored_offsets, spec.table
+                )
                 if offsets is None:
                     return  # stopping
                 stored[spec.table] = offsets
@@ -716,8 +701,13 @@ class ClickHouseSink:
             recent = self._recent.setdefault(tp, RecentIds(self.dedup_window))
             if through is None:
                 continue
-            ids = await self._ask_clickhouse(
-                self.store.recent_ids, spec.table, spec.id_sql, tp.partition, through - self.dedup_window + 1
+            ids = await self._in_clickhouse(
+                f"sink: reading {spec.table} from ClickHouse",
+                self.store.recent_ids,
+                spec.table,
+                spec.id_sql,
+                tp.partition,
+                through - self.dedup_window + 1,
             )
             if ids is None:
                 return
@@ -734,24 +724,39 @@ class ClickHouseSink:
                 if self.batcher.consumed.get((tp.topic, tp.partition), -1) < through:
                     self.batcher.add(tp.topic, tp.partition, through, None, time.monotonic())
 
-    async def _ask_clickhouse(self, read: Callable[..., Any], *args: Any) -> Any:
-        """``read(*args)`` in a thread, retried with back-off until ClickHouse answers; None if the sink
-        stops meanwhile. For what an assignment must know before its partitions are consumed: taken
-        without it (ClickHouse away during a rebalance), rows stored but not committed by the previous
-        owner, and upstream repeats, would be stored twice. Called from a rebalance callback: it waits
-        (the partitions stay paused), it does not poll."""
+    async def _in_clickhouse(
+        self,
+        what: str,
+        call: Callable[..., Any],
+        *args: Any,
+        keep_alive: bool = False,
+        failed: Callable[[], Any] | None = None,
+    ) -> Any:
+        """``call(*args)`` in a thread, retried whatever the driver raises (each failure logged and
+        counted), with exponential back-off up to ``max_retry_seconds``, until ClickHouse
+        answers; None if the sink stops meanwhile (no call here answers None). ``failed`` is called on
+        each failure (to count it).
+
+        ``keep_alive``: from the run loop, the waits poll Kafka with every partition paused
+        (:meth:`_back_off`), so the consumer stays in its group however long ClickHouse is away. From a
+        rebalance callback (what an assignment must know before its partitions are consumed) it only
+        waits: a callback must not poll."""
         delay = 0.1
-        while True:
-            try:
-                return await asyncio.to_thread(read, *args)
-            except Exception as error:  # whatever the driver raises, the read is retried
-                log.warning(
-                    "sink: reading %s from ClickHouse failed (%s); retrying in %.1fs", args[0], error, delay
-                )
-                if self._stopping.is_set():
-                    return None
-                await self._back_off(delay, None)
-                delay = min(delay * 2, self.max_retry_seconds)
+        paused: set[TopicPartition] | None = set() if keep_alive else None
+        try:
+            while True:
+                try:
+                    return await asyncio.to_thread(call, *args)
+                except Exception as error:  # whatever the driver raises, the same call is retried
+                    if failed is not None:
+                        failed()
+                    log.warning("%s failed (%s); retrying in %.1fs", what, error, delay)
+                    if self._stopping.is_set():
+                        return None
+                    await self._back_off(delay, paused)
+                    delay = min(delay * 2, self.max_retry_seconds)
+        finally:
+            self._resume_paused(paused)
 
     def _report_lag(self) -> None:
         assert self.consumer is not None
