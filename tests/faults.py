@@ -23,7 +23,7 @@ import re
 import struct
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +36,9 @@ from harness import rows
 from scenario import add_broken_messages, build
 
 from streams.auth import token_entry, tokens_file_text
+from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST
 from streams.offsets import verified_end_offsets
+from streams.policy import load_policy
 from streams.worker_process import WorkerProcess, send_everything_policy
 
 # The client id of every Kafka client the tests run themselves: the proxy never cuts these.
@@ -62,14 +64,7 @@ TOKEN = "reliability-read-token-5e1d7a90"  # the API token the reliability tests
 # this early anyway (they wait for 500 examples), but nothing is left to chance.
 POLICY = send_everything_policy("2s") + "".join(
     f"\n[triggers.{name}]\nenabled = false\n"
-    for name in (
-        "renewal_reminder",
-        "feature_tip",
-        "reengagement",
-        "retention_offer",
-        "proactive_help",
-        "recommendation",
-    )
+    for name in sorted(set(load_policy().triggers) - {PAYMENT_ASSIST, DELAY_NOTICE})
 )
 INPUT_TOPICS = ("clickstream", "logistics")  # what the traffic is sent to
 # What the ClickHouse sink stores of the traffic's consequences.
@@ -529,3 +524,41 @@ def check_stored_once(dsn: str, truth: Truth) -> int:
     assert {r[0] for r in stored} == set(truth.expected)
     assert rows(dsn, "SELECT count() FROM dead_letters") == [(truth.broken,)]
     return stored_twice
+
+
+def wait_committed_everything(bootstrap: str, timeout: float = 60.0) -> None:
+    """Until the app's group has committed every input partition, and the sink's every stored topic,
+    up to its end: the worker has nothing left in flight."""
+    for group, topics in (("forewarn", INPUT_TOPICS), ("forewarn-sink", STORED_TOPICS)):
+        wait_until(
+            lambda group=group, topics=topics: asyncio.run(committed_through_end(bootstrap, group, topics)),
+            timeout,
+            f"{group} to commit everything",
+            interval=0.5,
+        )
+
+
+def check_interventions(emitted: Iterable[Any], truth: Truth) -> int:
+    """Assert the messages ``emitted`` on ``interventions`` are exactly the expected ids, each the
+    expected trigger and user, and that an id delivered again (at least once) is the same intervention
+    (only ``decided_at`` may differ). Returns how many were delivered again, for the test's figures."""
+    by_id: dict[str, list[dict]] = defaultdict(list)
+    for message in emitted:
+        intervention = orjson.loads(message.value)
+        intervention.pop("decided_at")  # when it was decided: the one field a repeat may change
+        by_id[intervention["intervention_id"]].append(intervention)
+    assert set(by_id) == set(truth.expected), (
+        f"missing {set(truth.expected) - set(by_id)}, unexpected {set(by_id) - set(truth.expected)}"
+    )
+    assert {i: (c[0]["trigger"], c[0]["user_id"]) for i, c in by_id.items()} == truth.expected
+    for copies in by_id.values():
+        assert all(copy == copies[0] for copy in copies), copies
+    return sum(len(copies) - 1 for copies in by_id.values())
+
+
+def check_events_seen(seen_live: dict[str, int | None], persisted: dict[str, int], truth: Truth) -> None:
+    """Assert every user's state counted every event they sent, once: live (``seen_live``, read through
+    the API) and as persisted in the users table's changelog (all users)."""
+    assert seen_live == {user: truth.pushed[user] for user in seen_live}, seen_live
+    wrong = {user: (persisted.get(user), n) for user, n in truth.pushed.items() if persisted.get(user) != n}
+    assert not wrong, f"users whose state did not count their events once: {dict(list(wrong.items())[:5])}"

@@ -20,25 +20,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import orjson
 import pytest
 from faults import (
-    INPUT_TOPICS,
     POLICY,
-    STORED_TOPICS,
     TOKEN,
     KafkaProxy,
     PacedTraffic,
+    check_events_seen,
+    check_interventions,
     check_stored_once,
-    committed_through_end,
     evict_members,
     group_joins,
     interventions_emitted,
     persisted_events_seen,
     read_topic,
+    wait_committed_everything,
     wait_for_interventions,
     wait_until,
     write_tokens,
@@ -111,15 +111,7 @@ def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(
             "the regular users' state",
         )
         wait_for_interventions(proxy.bootstrap, truth.expected, 60)
-        for group, topics in (("forewarn", INPUT_TOPICS), ("forewarn-sink", STORED_TOPICS)):
-            wait_until(
-                lambda group=group, topics=topics: asyncio.run(
-                    committed_through_end(proxy.bootstrap, group, topics)
-                ),
-                60,
-                f"{group} to commit everything",
-                interval=0.5,
-            )
+        wait_committed_everything(proxy.bootstrap)
         seen_live = {user: events_seen(worker.web_port, user, TOKEN) for user in traffic.regulars}
         assert worker.running() and worker.pid == pid, "the worker never exited"
         accepted = Counter(
@@ -145,18 +137,9 @@ def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(
     assert min(joins) >= 2, f"both groups joined again after the outage: {joins}"
 
     assert set(accepted) == truth.valid_ids, "every valid event accepted, nothing else"
-    by_id: dict[str, list[dict]] = defaultdict(list)
-    for message in emitted:
-        intervention = orjson.loads(message.value)
-        intervention.pop("decided_at")
-        by_id[intervention["intervention_id"]].append(intervention)
-    assert set(by_id) == set(truth.expected)
-    for copies in by_id.values():
-        assert all(copy == copies[0] for copy in copies), copies
+    delivered_twice = check_interventions(emitted, truth)
     # Every user's state counted every event they sent, once (README "Guarantees").
-    assert seen_live == {user: truth.pushed[user] for user in seen_live}, seen_live
-    wrong = {user: (persisted.get(user), n) for user, n in truth.pushed.items() if persisted.get(user) != n}
-    assert not wrong, f"users whose state did not count their events once: {dict(list(wrong.items())[:5])}"
+    check_events_seen(seen_live, persisted, truth)
 
     dsn = env["FOREWARN_CLICKHOUSE_DSN"]
     stored_twice = check_stored_once(dsn, truth)
@@ -173,7 +156,7 @@ def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(
                 f"same process throughout; {cut} connections cut, {proxy.refused} reconnections refused;"
                 f" caught up {caught_up:.1f} s after the broker was back;"
                 f" {len(truth.expected)} interventions,"
-                f" {sum(len(c) - 1 for c in by_id.values())} delivered twice (same id and content, stored"
+                f" {delivered_twice} delivered twice (same id and content, stored"
                 f" once); {sum(accepted.values()) - len(accepted)} events re-ingested;"
                 f" {time.monotonic() - started:.0f} s"
             ),

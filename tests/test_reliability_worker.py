@@ -40,17 +40,18 @@ from clickhouse_server import start_clickhouse_server
 from faults import (
     INPUT_TOPICS,
     POLICY,
-    STORED_TOPICS,
     TOKEN,
     PacedTraffic,
     Truth,
+    check_events_seen,
+    check_interventions,
     check_stored_once,
     committed_offsets,
-    committed_through_end,
     interventions_emitted,
     metric_total,
     persisted_events_seen,
     read_topic,
+    wait_committed_everything,
     wait_for_interventions,
     wait_until,
     write_tokens,
@@ -153,15 +154,7 @@ def test_worker_sigkilled_twice_mid_stream_loses_nothing(broker, tmp_path: Path)
             "the regular users' state",
         )
         wait_for_interventions(broker.bootstrap, truth.expected, 60)
-        for group, topics in (("forewarn", INPUT_TOPICS), ("forewarn-sink", STORED_TOPICS)):
-            wait_until(
-                lambda group=group, topics=topics: asyncio.run(
-                    committed_through_end(broker.bootstrap, group, topics)
-                ),
-                60,
-                f"{group} to commit everything",
-                interval=0.5,
-            )
+        wait_committed_everything(broker.bootstrap)
         seen_live = {user: events_seen(worker.web_port, user, TOKEN) for user in regulars}
         skipped += metric_total(worker, DUPLICATES)
         assert worker.stop() == 0, worker.log_text()[-3000:]
@@ -192,25 +185,10 @@ def check(
     reingested = sum(accepted.values()) - len(accepted)
 
     # Interventions: exactly the expected ids; a repeat is the same intervention.
-    by_id: dict[str, list[dict]] = defaultdict(list)
-    for message in asyncio.run(read_topic(bootstrap, "interventions")):
-        intervention = orjson.loads(message.value)
-        intervention.pop("decided_at")  # when it was decided: the one field a repeat may change
-        by_id[intervention["intervention_id"]].append(intervention)
-    assert set(by_id) == set(truth.expected), (
-        f"missing {set(truth.expected) - set(by_id)}, unexpected {set(by_id) - set(truth.expected)}"
-    )
-    assert {i: (c[0]["trigger"], c[0]["user_id"]) for i, c in by_id.items()} == truth.expected
-    for copies in by_id.values():
-        assert all(copy == copies[0] for copy in copies), copies
-    delivered_twice = sum(len(copies) - 1 for copies in by_id.values())
-
-    # Every user's state counted every event they sent, once: live (the regular users, whose events
-    # span both kills) and as persisted in the users table's changelog (all users).
-    assert seen_live == {user: truth.pushed[user] for user in seen_live}, seen_live
-    persisted = persisted_events_seen(bootstrap)
-    wrong = {user: (persisted.get(user), n) for user, n in truth.pushed.items() if persisted.get(user) != n}
-    assert not wrong, f"users whose state did not count their events once: {dict(list(wrong.items())[:5])}"
+    delivered_twice = check_interventions(asyncio.run(read_topic(bootstrap, "interventions")), truth)
+    # Every user's state counted every event they sent, once: the regular users' live (their events
+    # span both kills), and every user's in the changelog.
+    check_events_seen(seen_live, persisted_events_seen(bootstrap), truth)
     # The kills landed on work handled and not committed: it was delivered again.
     assert reingested + skipped > 0, "no kill landed on work done and not committed"
 
