@@ -48,7 +48,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score  #
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from benchmarks.readme import write_between  # noqa: E402
+from benchmarks.readme import publish  # noqa: E402
 from models import scoring  # noqa: E402
 from models.features import INTENTS  # noqa: E402
 from models.learners import PartitionModels  # noqa: E402
@@ -312,10 +312,7 @@ def main() -> int:
     with ProcessPoolExecutor(max_workers=min(args.partitions, os.cpu_count() or 1)) as pool:
         runs = list(pool.map(run_partition, [args] * args.partitions, range(args.partitions)))
     text = report(args, runs, time.perf_counter() - started)
-    print("\n" + text)
-    if args.write_readme:
-        write_between(README_MARKERS, text)
-        print("\nREADME.md updated")
+    publish(README_MARKERS, text, args.write_readme)
     return 0
 
 

@@ -46,7 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.readme import write_between  # noqa: E402
+from benchmarks.readme import publish  # noqa: E402
 from streams.broker import start_broker  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.events import InvalidEvent, parse_event  # noqa: E402
@@ -500,10 +500,7 @@ def main() -> int:
     parser.add_argument("--write-readme", action="store_true", help="put the figures into README.md")
     args = parser.parse_args()
     report = run(args)
-    print("\n" + report)
-    if args.write_readme:
-        write_between(README_MARKERS, report)
-        print("\nREADME.md updated")
+    publish(README_MARKERS, report, args.write_readme)
     return 0
 
 

@@ -56,7 +56,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.readme import write_between  # noqa: E402
+from benchmarks.readme import publish  # noqa: E402
 from models.feedback_corpus import feedback_texts  # noqa: E402
 from models.learners import PartitionModels  # noqa: E402
 from models.surge import (  # noqa: E402
@@ -895,10 +895,7 @@ def main() -> int:
     print("crm ...", flush=True)
     measure_crm(args, stream, references, users, models, results)
     text = report(args, results, time.perf_counter() - started)
-    print("\n" + text)
-    if args.write_readme:
-        write_between(README_MARKERS, text)
-        print("\nREADME.md updated")
+    publish(README_MARKERS, text, args.write_readme)
     return 0
 
 

@@ -17,3 +17,12 @@ def write_between(markers: tuple[str, str], text: str, readme: Path = README) ->
     if not pattern.search(content):
         raise ValueError(f"{readme} has no {start} ... {end} markers")
     readme.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", content), encoding="utf-8")
+
+
+def publish(markers: tuple[str, str], text: str, write: bool, readme: Path = README) -> None:
+    """Print a benchmark's figures, and with ``write`` (its ``--write-readme``) put them into README.md
+    between ``markers``."""
+    print("\n" + text)
+    if write:
+        write_between(markers, text, readme)
+        print("\nREADME.md updated")

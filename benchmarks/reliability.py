@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.readme import write_between  # noqa: E402
+from benchmarks.readme import publish  # noqa: E402
 from tests.reliability import REPORT_DIR_ENV, TABLE_HEADER, load_runs  # noqa: E402
 
 RELIABILITY_TESTS = (
@@ -66,10 +66,7 @@ def main() -> int:
             *(run.row() for run in runs),
         ]
     )
-    print("\n" + report)
-    if args.write_readme:
-        write_between(README_MARKERS, report)
-        print("\nREADME.md updated")
+    publish(README_MARKERS, report, args.write_readme)
     return 0
 
 

@@ -49,7 +49,7 @@ from aiokafka.structs import ConsumerRecord
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.readme import README, write_between  # noqa: E402
+from benchmarks.readme import README, publish  # noqa: E402
 from sinks.clickhouse import ClickHouseStore  # noqa: E402
 from sinks.consumer import ClickHouseSink  # noqa: E402
 from sinks.privacy import Pseudonymizer, pseudonymize_row  # noqa: E402
@@ -332,10 +332,7 @@ def main() -> int:
         return profile(args)
     figures, base = run(args)
     text = report(args, figures, base)
-    print("\n" + text)
-    if args.write_readme:
-        write_between(README_MARKERS, text)
-        print("\nREADME.md updated")
+    publish(README_MARKERS, text, args.write_readme)
     return 0
 
 

@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.pipeline import events_per_session  # noqa: E402
-from benchmarks.readme import write_between  # noqa: E402
+from benchmarks.readme import publish  # noqa: E402
 from streams.broker import EmbeddedBroker, start_broker  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.events import InvalidEvent, parse_event  # noqa: E402
@@ -644,11 +644,8 @@ def main() -> int:
         f" --sample-seconds {config.sample_seconds:g}"
     )
     text = report(result, verdict, thresholds, command)
-    print("\n" + text)
+    publish(README_MARKERS, text, args.write_readme)
     print(f"\nverdict: {'PASS' if verdict.passed else 'FAIL'}")
-    if args.write_readme:
-        write_between(README_MARKERS, text)
-        print("\nREADME.md updated")
     return 0 if verdict.passed else 1
 
 
