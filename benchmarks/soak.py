@@ -285,6 +285,7 @@ def worker_settings(bootstrap: str, workdir: Path, config: SoakConfig) -> dict[s
         "FOREWARN_CLICKHOUSE_DSN": config.clickhouse_dsn or f"chdb://{workdir / 'clickhouse'}",
         "FOREWARN_DATA_DIR": str(workdir / "worker"),
         "FOREWARN_PSEUDONYM_KEY_FILE": str(workdir / "pseudonym.key"),
+        "FOREWARN_CLUSTER_SECRET_FILE": str(workdir / "cluster.key"),
         "FOREWARN_PARTITIONS": str(PARTITIONS),
         "FOREWARN_POLICY_FILE": str(policy_file),
         "FOREWARN_SWEEP_INTERVAL_SECONDS": "0.5",

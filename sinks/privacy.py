@@ -77,23 +77,47 @@ class KeySettings(Protocol):
     pseudonym_key_file: str
 
 
+class ClusterSecretSettings(Protocol):
+    cluster_secret: str
+    cluster_secret_file: str
+
+
 def load_key(settings: KeySettings, *, wait_seconds: float = 5.0) -> bytes:
     """The pseudonym key: ``settings.pseudonym_key`` (text, at least 16 characters), else the text of
     ``settings.pseudonym_key_file``, which is created (parent directories too, mode 0600) with 32
-    random bytes in hex when it does not exist.
+    random bytes in hex when it does not exist (:func:`load_secret`)."""
+    return load_secret(
+        settings.pseudonym_key, settings.pseudonym_key_file, "PSEUDONYM_KEY", wait_seconds=wait_seconds
+    )
 
-    Several workers starting together on a shared volume end with ONE key: each writes its candidate
-    to a private temporary file and hard-links it to the key file's name, which fails for all but the
-    first; the others then read the winner's key. A reader never sees a half-written key file, since
-    the name appears only once the content is complete.
+
+def load_cluster_secret(settings: ClusterSecretSettings, *, wait_seconds: float = 5.0) -> bytes:
+    """The secret every worker of a deployment shares to trust each other: it authenticates model
+    checkpoints read back from their changelog and the API calls one worker forwards to another.
+    ``settings.cluster_secret``, else the text of ``settings.cluster_secret_file`` (created like the
+    pseudonym key's file, :func:`load_secret`)."""
+    return load_secret(
+        settings.cluster_secret, settings.cluster_secret_file, "CLUSTER_SECRET", wait_seconds=wait_seconds
+    )
+
+
+def load_secret(value: str, file: str, name: str, *, wait_seconds: float = 5.0) -> bytes:
+    """``value`` (text, at least 16 characters), else the text of ``file``, which is created (parent
+    directories too, mode 0600) with 32 random bytes in hex when it does not exist. ``name`` is the
+    setting's name after ``FOREWARN_``, for the errors.
+
+    Several workers starting together on a shared volume end with ONE secret: each writes its candidate
+    to a private temporary file and hard-links it to the file's name, which fails for all but the
+    first; the others then read the winner's. A reader never sees a half-written file, since the name
+    appears only once the content is complete.
     """
-    if settings.pseudonym_key:
-        if len(settings.pseudonym_key) < MIN_KEY_CHARS:
-            raise ValueError(f"FOREWARN_PSEUDONYM_KEY must be at least {MIN_KEY_CHARS} characters")
-        return settings.pseudonym_key.encode()
-    if not settings.pseudonym_key_file:
-        raise ValueError("set FOREWARN_PSEUDONYM_KEY or FOREWARN_PSEUDONYM_KEY_FILE")
-    path = Path(settings.pseudonym_key_file)
+    if value:
+        if len(value) < MIN_KEY_CHARS:
+            raise ValueError(f"FOREWARN_{name} must be at least {MIN_KEY_CHARS} characters")
+        return value.encode()
+    if not file:
+        raise ValueError(f"set FOREWARN_{name} or FOREWARN_{name}_FILE")
+    path = Path(file)
     if not path.exists():
         _create_key_file(path)
     return _read_key_file(path, wait_seconds)
@@ -116,7 +140,7 @@ def _create_key_file(path: Path) -> None:
         try:
             # link, not rename: rename would replace a key another worker has already put there.
             os.link(temporary, path)
-            log.info("created the pseudonym key file %s", path)
+            log.info("created the key file %s", path)
         except FileExistsError:
             pass  # another worker won; its key is read below
         except OSError as error:
@@ -146,11 +170,11 @@ def _read_key_file(path: Path, wait_seconds: float) -> bytes:
         if len(text) >= MIN_KEY_CHARS:
             break
         if time.monotonic() > deadline:
-            raise ValueError(f"pseudonym key file {path} holds fewer than {MIN_KEY_CHARS} characters")
+            raise ValueError(f"key file {path} holds fewer than {MIN_KEY_CHARS} characters")
         time.sleep(0.05)  # being written by another worker (file systems without hard links only)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        log.warning("pseudonym key file %s is readable by others (mode %o); it should be 0600", path, mode)
+        log.warning("key file %s is readable by others (mode %o); it should be 0600", path, mode)
     return text.encode()
 
 

@@ -167,6 +167,16 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "File holding the pseudonym key; created with a random key when missing. Every worker must"
         " share one key.",
     ),
+    "cluster_secret": (
+        "",
+        "Secret every worker of a deployment shares (never logged): authenticates model checkpoints and"
+        " the API calls workers forward to each other; empty: read from the secret file.",
+    ),
+    "cluster_secret_file": (
+        "/var/lib/forewarn/cluster.key",
+        "File holding the cluster secret; created with a random secret when missing. Every worker must"
+        " share one secret.",
+    ),
     "retention_days": (365, "ClickHouse retention (TTL) of every table holding users' data, in days."),
     "retention_overrides": (
         "dead_letters=30,api_audit=730,erasures=1825",
@@ -217,7 +227,7 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
-SECRETS = frozenset({"broker_sasl_password", "pseudonym_key"})
+SECRETS = frozenset({"broker_sasl_password", "pseudonym_key", "cluster_secret"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +289,8 @@ class Settings:
     api_tokens_file: str
     pseudonym_key: str
     pseudonym_key_file: str
+    cluster_secret: str
+    cluster_secret_file: str
     retention_days: int
     retention_overrides: str
     model_checkpoint_seconds: float

@@ -469,6 +469,7 @@ def run_demo(
         "FOREWARN_PARTITIONS": "4",
         "FOREWARN_POLICY_FILE": str(policy_file),
         "FOREWARN_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
+        "FOREWARN_CLUSTER_SECRET_FILE": str(root / "cluster.key"),
         **EMBEDDED_BROKER_ENV,
     }
     settings = Settings.from_env(env)

@@ -38,6 +38,7 @@ def worker_env(
         "FOREWARN_CLICKHOUSE_DSN": clickhouse_dsn or f"chdb://{workdir / 'clickhouse'}",
         "FOREWARN_DATA_DIR": str(workdir / "worker"),
         "FOREWARN_PSEUDONYM_KEY_FILE": str(workdir / "pseudonym.key"),
+        "FOREWARN_CLUSTER_SECRET_FILE": str(workdir / "cluster.key"),
         "FOREWARN_PARTITIONS": "4",
         "FOREWARN_SINK_FLUSH_SECONDS": "0.5",
         "FOREWARN_SWEEP_INTERVAL_SECONDS": "0.5",
@@ -50,12 +51,18 @@ def worker_env(
 def worker_group(bootstrap: str, tmp_path: Path, names: Iterable[str], **extra: str) -> list[WorkerProcess]:
     """Workers of one app (one consumer group) on ``bootstrap``, not yet started: each with its own
     directory, ports and log (``tmp_path/<name>``, ``tmp_path/worker-<name>.log``), all with one
-    pseudonym key, as workers of one deployment must share (sinks.privacy)."""
+    pseudonym key and one cluster secret, as workers of one deployment must share (sinks.privacy)."""
     workers = []
     for name in names:
         workdir = tmp_path / name
         workdir.mkdir()
-        env = worker_env(bootstrap, workdir, FOREWARN_PSEUDONYM_KEY=str(uuid.UUID(int=7)), **extra)
+        env = worker_env(
+            bootstrap,
+            workdir,
+            FOREWARN_PSEUDONYM_KEY=str(uuid.UUID(int=7)),
+            FOREWARN_CLUSTER_SECRET=str(uuid.UUID(int=8)),
+            **extra,
+        )
         workers.append(WorkerProcess(env, tmp_path / f"worker-{name}.log"))
     return workers
 

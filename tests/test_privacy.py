@@ -33,7 +33,7 @@ from sinks import rows as row_specs
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
 from sinks.erasure import Erasure, ErasureQueue, erase_user, erasure_tables, record_erasure
-from sinks.privacy import Pseudonymizer, load_key, pseudonymize_row, user_tables
+from sinks.privacy import Pseudonymizer, load_cluster_secret, load_key, pseudonymize_row, user_tables
 from sinks.retention import apply_retention, retention_plan
 from sinks.rows import DEAD_LETTERS, DECISIONS, EVENTS, INTERVENTIONS, SCORES, TableSpec
 from streams.config import Settings
@@ -84,6 +84,24 @@ def test_the_key_file_is_created_once_private_and_reused(tmp_path: Path) -> None
     # The file's text is the key: set as FOREWARN_PSEUDONYM_KEY it gives the same pseudonyms.
     assert Pseudonymizer(load_key(key_settings(key=path.read_text().strip())))(A) == Pseudonymizer(key)(A)
     assert load_key(key_settings(key_file=str(tmp_path / "other.key"))) != key
+
+
+def test_the_cluster_secret_is_its_own_setting_and_file(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {},
+        pseudonym_key_file=str(tmp_path / "pseudonym.key"),
+        cluster_secret_file=str(tmp_path / "cluster.key"),
+    )
+    secret = load_cluster_secret(settings)
+    assert len(secret) == 64 and secret != load_key(settings)
+    assert stat.S_IMODE((tmp_path / "cluster.key").stat().st_mode) == 0o600
+    assert load_cluster_secret(settings) == secret
+    assert (
+        load_cluster_secret(Settings.from_env({}, cluster_secret="sixteen chars ok")) == b"sixteen chars ok"
+    )
+    with pytest.raises(ValueError, match="FOREWARN_CLUSTER_SECRET must be at least 16"):
+        load_cluster_secret(Settings.from_env({}, cluster_secret="short"))
+    assert "sixteen chars ok" not in repr(Settings.from_env({}, cluster_secret="sixteen chars ok"))
 
 
 def test_concurrent_creators_end_with_one_key(tmp_path: Path) -> None:
