@@ -10,12 +10,15 @@ its data topics and carries the erasure out:
    waits until, on each of them, everything before that mark is stored: by this sink (its flushed
    position) or, for partitions another member of the sink's group consumes, by the group's committed
    offset, which a sink commits only after the rows are inserted.
-2. **Delete**, in every table holding user rows (:func:`erasure_tables`): ``user_id`` equal to the
-   pseudonym (or to the raw id, for rows stored before pseudonymisation); and the dead letters whose
-   payload or detail contains the raw id as a JSON string. That last part is best-effort: a dead
-   letter is a message that could not be read, and may hold the id in some other form, or be cut.
-   Rows of the user with a time up to the erasure that reach the sink after it read the erasure are
-   not stored at all (:class:`ErasedUsers`, kept in memory).
+2. **Delete**, in every table holding user rows (:func:`erasure_tables`), the rows whose ``user_id``
+   is the pseudonym, and only those: every user id column holds pseudonyms (the sink replaces the id
+   before storing a row), and nothing else is matched, so an erasure whose id happens to be another
+   user's pseudonym, or a word found in other users' messages, deletes nothing of theirs. Dead
+   letters are matched the same way, by the user id the sink read from their payload
+   (:func:`sinks.rows.payload_user_id`); those stored before that column existed, by the payload's
+   ``user_id`` member as ClickHouse parses it (:func:`erasure_condition`). Rows of the user with a
+   time up to the erasure that reach the sink after it read the erasure are not stored at all
+   (:class:`ErasedUsers`, kept in memory).
 3. **Audit**: one row in ``erasures`` (request, who asked, when, rows deleted per table), with neither
    the user id nor the pseudonym: the user leaves no trace, the erasure does.
 4. **Commit** the erasure's offset, only now. A sink that stops or crashes before reads the erasure
@@ -51,7 +54,7 @@ from typing import Any
 
 import orjson
 
-from sinks.privacy import DEAD_LETTER_TABLE, UserTable, quoted_forms, user_tables
+from sinks.privacy import DEAD_LETTER_TABLE, UserTable, user_tables
 from sinks.rows import iso_millis
 
 log = logging.getLogger(__name__)
@@ -182,14 +185,16 @@ class ErasureQueue:
 
 
 def erasure_tables(store: Any, specs: Iterable[Any]) -> list[UserTable]:
-    """The tables an erasure deletes from: :func:`sinks.privacy.user_tables` of the sink's specs, plus
-    any other table of the database with a ``user_id`` column (a table added without being listed is
-    erased all the same, and named in a warning so that it gets listed)."""
+    """The tables an erasure deletes from: :func:`sinks.privacy.user_tables` of the sink's specs, the
+    dead letters, plus any other table of the database with a ``user_id`` column (a table added
+    without being listed is erased all the same, and named in a warning so that it gets listed)."""
     tables = {t.table: t for t in user_tables(specs)}
     existing = store.tables()
     missing = sorted(name for name in tables if name not in existing)
     if missing:
         raise ValueError(f"tables holding user rows do not exist in ClickHouse: {missing}")
+    if DEAD_LETTER_TABLE.table in existing:  # also when this sink does not store them
+        tables.setdefault(DEAD_LETTER_TABLE.table, DEAD_LETTER_TABLE)
     unlisted = sorted(name for name in store.tables_with_column("user_id") if name not in tables)
     if unlisted:
         log.warning("tables with a user_id column not listed in sinks.privacy: %s (erased too)", unlisted)
@@ -198,25 +203,33 @@ def erasure_tables(store: Any, specs: Iterable[Any]) -> list[UserTable]:
     return list(tables.values())
 
 
+def erasure_condition(table: UserTable) -> str:
+    """The SQL condition selecting the erased user's rows of ``table``, over the parameters
+    ``pseudonym`` and ``raw`` (the user id as the erasure names it).
+
+    The user column equal to the pseudonym, exactly. Dead letters stored before they had a user column
+    (``user_id`` empty) hold the raw id in their original bytes only: such a row is the user's when
+    its payload is a JSON object whose ``user_id`` member is the raw id, as ClickHouse parses it. A
+    newer row has an empty column when its payload names nobody, so this matches none of those.
+
+    >>> erasure_condition(UserTable("events", "user_id", "event_time"))
+    'user_id = {pseudonym:String}'
+    """
+    condition = f"{table.user_column} = {{pseudonym:String}}"
+    if table.table == DEAD_LETTER_TABLE.table:
+        condition += " OR (user_id = '' AND JSONExtractString(payload, 'user_id') = {raw:String})"
+    return condition
+
+
 def erase_user(store: Any, tables: Iterable[UserTable], erasure: Erasure, pseudonym: str) -> dict[str, int]:
-    """Delete the user's rows from ``tables`` and the dead letters that name them; rows deleted per
-    table (counted just before each delete)."""
-    deleted: dict[str, int] = {}
+    """Delete the user's rows from ``tables`` (:func:`erasure_condition`); rows deleted per table
+    (counted just before each delete)."""
     ids = {"pseudonym": pseudonym, "raw": erasure.user_id}
-    for table in tables:
-        if table.user_column is None:
-            continue
-        condition = f"{table.user_column} IN ({{pseudonym:String}}, {{raw:String}})"
-        deleted[table.table] = store.delete_where(table.table, condition, ids)
-    if DEAD_LETTER_TABLE.table in store.tables():
-        needles = {f"n{i}": form for i, form in enumerate(quoted_forms(erasure.user_id))}
-        condition = " OR ".join(
-            f"position({column}, {{{name}:String}}) > 0"
-            for name in needles
-            for column in ("payload", "detail")
-        )
-        deleted[DEAD_LETTER_TABLE.table] = store.delete_where(DEAD_LETTER_TABLE.table, condition, needles)
-    return deleted
+    return {
+        table.table: store.delete_where(table.table, erasure_condition(table), ids)
+        for table in tables
+        if table.user_column is not None
+    }
 
 
 def redact(text: str, user_id: str) -> str:

@@ -274,9 +274,10 @@ DERIVED_USER_TABLES = (
     UserTable("user_scores_latest", "user_id", "scored_at"),
     UserTable("intervention_outcomes", "user_id", "event_time"),
 )
-# Tables without a user id column that still hold users' data or must expire: dead letters keep the
-# original message bytes; the audit tables are kept (longer) for accountability.
-DEAD_LETTER_TABLE = UserTable("dead_letters", None, "rejected_at")
+# Dead letters keep the original message bytes (raw ids and all); their user_id column is the pseudonym
+# of the id the payload names (sinks.rows.payload_user_id). Listed here for the sinks not given them.
+DEAD_LETTER_TABLE = UserTable("dead_letters", "user_id", "rejected_at")
+# The audit tables are kept (longer) for accountability.
 AUDIT_TABLES = (
     UserTable("erasures", None, "completed_at"),
     UserTable("api_audit", "user_id", "at"),
@@ -298,7 +299,7 @@ def user_tables(specs: Iterable[Any]) -> list[UserTable]:
 
     >>> from sinks.rows import DEAD_LETTERS, EVENTS, SCORES
     >>> [t.table for t in user_tables([EVENTS, DEAD_LETTERS, SCORES])]
-    ['events', 'user_scores', 'user_scores_latest', 'intervention_outcomes']
+    ['events', 'dead_letters', 'user_scores', 'user_scores_latest', 'intervention_outcomes']
     """
     found = {t.table: t for t in spec_tables(specs) if t.user_column is not None}
     for derived in DERIVED_USER_TABLES:

@@ -12,6 +12,7 @@ order of its table's ``COLUMNS``; a value it cannot read raises ``ValueError``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,7 +137,51 @@ def score_row(value: bytes, headers: Headers, partition: int, offset: int) -> tu
     )
 
 
+# A dead letter's payload is read for its user id up to this size (larger ones: only their beginning is
+# searched), so that a huge rejected message costs no more than a bounded parse.
+PAYLOAD_USER_PARSE_BYTES = 1 << 20
+PAYLOAD_USER_SEARCH_BYTES = 64 << 10
+# "user_id": "<a JSON string>", the JSON string's escapes included; linear (the alternatives are disjoint).
+_USER_ID_MEMBER = re.compile(rb'"user_id"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def payload_user_id(payload: bytes) -> str:
+    """The user a dead letter's payload belongs to: its ``user_id`` member when the payload is a JSON
+    object whose ``user_id`` is a string; when it is not JSON (cut, malformed) or larger than 1 MiB,
+    the first member ``"user_id": "<string>"`` found in its first 64 KiB; else ``""`` (nobody). Never
+    raises.
+
+    An erasure deletes the dead letters whose (pseudonymised) user id is the erased one, exactly: a
+    payload merely containing the id elsewhere (another field, another user's message) is not theirs.
+
+    >>> payload_user_id(b'{"event_type": "page_view", "user_id": "u1"}')
+    'u1'
+    >>> payload_user_id(b'{"user_id": "u\\u00e9", "event_type": ')  # cut: read by the member alone
+    'ué'
+    >>> payload_user_id(b'{"user_id": 42}'), payload_user_id(b'["u1"]'), payload_user_id(b"\\xff")
+    ('', '', '')
+    """
+    if len(payload) <= PAYLOAD_USER_PARSE_BYTES:
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass  # not JSON: searched below
+        else:
+            user = data.get("user_id") if isinstance(data, dict) else None
+            return user if isinstance(user, str) else ""
+    member = _USER_ID_MEMBER.search(payload, 0, PAYLOAD_USER_SEARCH_BYTES)
+    if member is None:
+        return ""
+    try:
+        user = orjson.loads(member.group(1))
+    except orjson.JSONDecodeError:  # an invalid escape or invalid UTF-8 inside the string
+        return ""
+    return user if isinstance(user, str) else ""
+
+
 def dead_letter_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """A rejected message (the dead-letter topic): where it came from and why, its original bytes, and
+    the user it names (:func:`payload_user_id`), pseudonymised by the sink like every user id."""
     info = read_dead_letter_headers(headers)
     payload = value or b""
     return (
@@ -148,6 +193,7 @@ def dead_letter_row(value: bytes, headers: Headers, partition: int, offset: int)
         round(info.rejected_at * 1000),
         payload,
         len(payload),
+        payload_user_id(payload),
         partition,
         offset,
     )
@@ -227,12 +273,16 @@ DEAD_LETTERS = TableSpec(
         "rejected_at",
         "payload",
         "payload_bytes",
+        "user_id",
         "kafka_partition",
         "kafka_offset",
     ),
     dead_letter_row,
     id_index=(0, 1, 2),
     id_sql="concat(source_topic, ':', toString(source_partition), ':', toString(source_offset))",
+    # The payload is bytes, so the pseudonymisation leaves it as it is (the original message).
+    user_index=8,
+    time_index=5,
 )
 DECISIONS = TableSpec(
     "decisions",

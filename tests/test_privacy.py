@@ -260,6 +260,18 @@ def event_row_of(user: str, index: int, source: str = CLICKSTREAM, **attrs: Any)
     return pseudonymize_row(EVENTS.to_row(orjson.dumps(event.to_wire()), [], 0, index), 4, PSEUDONYMIZE)
 
 
+def stored_row(spec: TableSpec, value: bytes, offset: int, headers: Any = ()) -> tuple[Any, ...]:
+    """The row the sink stores for a message of ``spec``'s topic: read, then pseudonymised."""
+    row = spec.to_row(value, list(headers), 0, offset)
+    return row if spec.user_index is None else pseudonymize_row(row, spec.user_index, PSEUDONYMIZE)
+
+
+def dead_letter_of(payload: bytes, offset: int) -> tuple[Any, ...]:
+    return stored_row(
+        DEAD_LETTERS, payload, offset, dead_letter_headers("clickstream", 0, offset, "malformed_json", "", T)
+    )
+
+
 def test_erase_user_deletes_counts_and_audits_without_the_user(any_store: ClickHouseStore) -> None:
     store = any_store
     outcome = {"intervention_id": "00000000-0000-5000-8000-000000000001", "channel": "chat"}
@@ -269,17 +281,7 @@ def test_erase_user_deletes_counts_and_audits_without_the_user(any_store: ClickH
         [event_row_of(A, 1), event_row_of(A, 2, OUTCOMES, **outcome), event_row_of(B, 3)],
         "t1",
     )
-    dead = [
-        DEAD_LETTERS.to_row(
-            b'{"user_id": "%s", "event_type": ' % A.encode(),
-            dead_letter_headers("clickstream", 0, 1, "malformed_json", "", T),
-            0,
-            1,
-        ),
-        DEAD_LETTERS.to_row(
-            b"{not even json", dead_letter_headers("clickstream", 0, 2, "malformed_json", "", T), 0, 2
-        ),
-    ]
+    dead = [dead_letter_of(b'{"user_id": "%s", "event_type": ' % A.encode(), 1), dead_letter_of(b"{not", 2)]
     store.insert("dead_letters", DEAD_LETTERS.columns, dead, "t2")
     # A table added later and listed nowhere, with a projection: found by its user_id column, and
     # erased by mutation since a lightweight delete is refused there.
@@ -288,7 +290,7 @@ def test_erase_user_deletes_counts_and_audits_without_the_user(any_store: ClickH
         " GROUP BY user_id)) ENGINE = MergeTree ORDER BY note"
     )
     store.insert(
-        "notes", ("user_id", "note"), [(PSEUDONYMIZE(A), "n1"), (A, "raw, from before"), (B, "n3")], "t3"
+        "notes", ("user_id", "note"), [(PSEUDONYMIZE(A), "n1"), (PSEUDONYMIZE(A), "n2"), (B, "n3")], "t3"
     )
 
     tables = erasure_tables(store, ALL_SPECS)
@@ -319,6 +321,70 @@ def test_erase_user_deletes_counts_and_audits_without_the_user(any_store: ClickH
         "SELECT request_id, requested_by, state_removed, rows_deleted FROM erasures FINAL"
     )
     assert (request_id, by, removed, counts) == ("gdpr-[erased]", "dpo", 1, deleted)
+
+
+def test_an_id_equal_to_another_users_pseudonym_erases_nothing_of_theirs(store: ClickHouseStore) -> None:
+    """Pseudonyms are what every ClickHouse reader sees: a user whose id is one of them is erased by
+    the pseudonym of that id, not by the id itself."""
+    store.insert("events", EVENTS.columns, [event_row_of(B, 1), event_row_of(B, 2)], "t1")
+    store.insert("user_scores", SCORES.columns, [stored_row(SCORES, score_message(B, 1)[2], 1)], "t2")
+    store.insert(
+        "dead_letters", DEAD_LETTERS.columns, [dead_letter_of(b'{"user_id": "%s"}' % B.encode(), 1)], "t3"
+    )
+    tables = erasure_tables(store, ALL_SPECS)
+    before = {table.table: count_of(store, table.table, PSEUDONYMIZE(B)) for table in tables}
+    assert {t: n for t, n in before.items() if n} == {
+        "events": 2,
+        "user_scores": 1,
+        "user_scores_latest": 1,
+        "dead_letters": 1,
+    }
+
+    impostor = Erasure.from_wire(erasure_message(PSEUDONYMIZE(B), request_id="req-impostor"))
+    deleted = erase_user(store, tables, impostor, PSEUDONYMIZE(impostor.user_id))
+    assert set(deleted.values()) == {0}
+    assert {table.table: count_of(store, table.table, PSEUDONYMIZE(B)) for table in tables} == before
+
+
+def test_erasing_a_word_of_other_users_messages_deletes_only_the_users_dead_letters(
+    store: ClickHouseStore,
+) -> None:
+    """Dead letters are the erased user's by the user id their payload names, not by any mention of
+    it: the user ``page_view`` loses theirs, and the other users' page views stay."""
+    word = "page_view"
+    theirs = [
+        dead_letter_of(b'{"user_id": "page_view", "event_type": "login", "event_time": "x"}', 1),
+        dead_letter_of(b'{"user_id": "page_view", "event_type": "pa', 2),  # cut
+    ]
+    others = [
+        dead_letter_of(b'{"event_type": "page_view", "user_id": "%s", "event_time": "x"}' % B.encode(), 3),
+        dead_letter_of(b'{"event_type": "page_view", "user_id": "%s", "attrs": ' % A.encode(), 4),  # cut
+        dead_letter_of(b'{"event_type": "page_view", "attrs": {"user_id": 7}}', 5),  # names nobody
+        dead_letter_of(b'"page_view"', 6),
+    ]
+    store.insert("dead_letters", DEAD_LETTERS.columns, theirs + others, "t1")
+    # Stored before dead letters had a user column: matched by the payload's parsed user_id.
+    legacy_columns = [c for c in DEAD_LETTERS.columns if c != "user_id"]
+    legacy = [
+        tuple(value for column, value in zip(DEAD_LETTERS.columns, row, strict=True) if column != "user_id")
+        for row in (
+            dead_letter_of(b'{"user_id": "page_view", "event_type": "login"}', 7),
+            dead_letter_of(b'{"user_id": "%s", "event_type": "page_view"}' % B.encode(), 8),
+        )
+    ]
+    store.insert("dead_letters", legacy_columns, legacy, "t2")
+    assert store.query("SELECT count() FROM dead_letters WHERE user_id = ''") == [(4,)]
+
+    erasure = Erasure.from_wire(erasure_message(word, request_id="req-word"))
+    deleted = erase_user(store, erasure_tables(store, ALL_SPECS), erasure, PSEUDONYMIZE(word))
+    assert {table: rows for table, rows in deleted.items() if rows} == {"dead_letters": 3}
+    assert store.query("SELECT source_offset FROM dead_letters ORDER BY source_offset") == [
+        (3,),
+        (4,),
+        (5,),
+        (6,),
+        (8,),
+    ]
 
 
 # --- retention

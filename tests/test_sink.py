@@ -110,7 +110,7 @@ def test_rows_match_their_tables_columns() -> None:
     assert len(row) == len(INTERVENTIONS.columns) and row[5] == T * 1000 and row[6] == (T + 1) * 1000
     headers = dead_letter_headers("clickstream", 4, 99, "malformed_json", "bad", T)
     row = dead_letter_row(b"{oops", headers, 0, 5)
-    assert row == ("clickstream", 4, 99, "malformed_json", "bad", T * 1000, b"{oops", 5, 0, 5)
+    assert row == ("clickstream", 4, 99, "malformed_json", "bad", T * 1000, b"{oops", 5, "", 0, 5)
     assert (
         DEAD_LETTERS.row_id(row) == "clickstream:4:99"
         and EVENTS.row_id(event_row(event_message(3), [], 0, 0)) == "e3"
@@ -119,7 +119,7 @@ def test_rows_match_their_tables_columns() -> None:
 
 def test_dead_letter_rows_tolerate_foreign_headers() -> None:
     row = dead_letter_row(None, [("forewarn.dlq.source_offset", b"nan?"), ("other", b"\xff")], 1, 2)
-    assert row == ("", -1, -1, "unknown", "", 0, b"", 0, 1, 2)
+    assert row == ("", -1, -1, "unknown", "", 0, b"", 0, "", 1, 2)
 
 
 @pytest.mark.parametrize("table_row", [event_row, intervention_row])
