@@ -1,13 +1,15 @@
 """docker-compose.yml and the Dockerfile hold together with the code, without Docker: the services and
-their start order, every setting and command they give the Forewarn image, what they mount; then the
-two commands the stack runs besides the workers, ``forewarn traffic`` and ``forewarn notifier``, as
-processes against the embedded broker."""
+their start order, every setting and command they give the Forewarn image, what they mount; that the
+stack is safe to start on a shared host (ports on the loopback, secrets from an uncommitted .env, a
+read-only Grafana, the Kafka ACLs of the README); then the two commands the stack runs besides the
+workers, ``forewarn traffic`` and ``forewarn notifier``, as processes against the embedded broker."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import fnmatch
+import itertools
 import json
 import os
 import random
@@ -18,7 +20,9 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections import Counter
+import xml.etree.ElementTree as ElementTree
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
 
+from sinks.rows import sink_specs
 from streams import cli
 from streams.broker import EmbeddedBroker, free_port, start_broker
 from streams.config import PREFIX, Settings
@@ -35,14 +40,81 @@ from streams.events import CLICKSTREAM, ERASURE, OUTCOMES
 from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id
 from streams.notifier import OutcomeRates, simulate_outcomes
 from streams.policy import load_policy
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, topic_names
 from streams.traffic import TrafficGenerator
 from streams.traffic_runner import process_traffic_profile, traffic_topics
 from streams.worker_process import EMBEDDED_BROKER_ENV
 from tests.harness import produce, read_until
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}, $NAME, and $$ (a dollar).
+_VARIABLE = re.compile(
+    r"\$(?:(?P<dollar>\$)|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
+
+
+class MissingVariable(ValueError):
+    """A ``${NAME:?error}`` whose variable is unset or empty: ``docker compose`` stops with the error."""
+
+
+def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
+    """``value`` (parsed YAML) with its variable references replaced as ``docker compose`` does, in every
+    string value (not in keys, nor in comments)."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, variables) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, variables) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match["dollar"]:
+            return "$"
+        name, op = match["name"] or match["bare"], match["op"] or ""
+        found = variables.get(name)
+        unset = found is None or (op.startswith(":") and found == "")
+        if unset and op.endswith("?"):
+            raise MissingVariable(f"{name}: {match['arg']}")
+        if unset and op.endswith("-"):
+            return match["arg"]
+        return found or ""
+
+    return _VARIABLE.sub(replace, value)
+
+
+def strings(value: Any) -> list[str]:
+    """Every string value of parsed YAML."""
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """The ``NAME=value`` lines of a compose env file (comments and blank lines skipped)."""
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def required_variables(value: Any) -> set[str]:
+    """The variables ``${NAME:?...}`` (or ``${NAME?...}``) of parsed YAML: the stack does not start
+    without them."""
+    return {
+        match["name"]
+        for text in strings(value)
+        for match in _VARIABLE.finditer(text)
+        if (match["op"] or "").endswith("?")
+    }
+
+
+RAW_COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+ENV_EXAMPLE = env_file(ROOT / ".env.example")
+# The secrets as a filled-in .env gives them: a distinct made-up value each.
+SECRETS = {name: f"test-{name.lower().replace('_', '-')}" for name in required_variables(RAW_COMPOSE)}
+# The stack as `docker compose` reads it with that .env.
+COMPOSE = interpolate(RAW_COMPOSE, {**ENV_EXAMPLE, **SECRETS})
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -358,6 +430,191 @@ def test_the_image_installs_every_package_with_its_data_as_a_non_root_user() -> 
     exposed = {int(port) for arguments in dockerfile_instructions("EXPOSE") for port in arguments.split()}
     defaults = Settings.from_env({})
     assert {defaults.web_port, defaults.metrics_port} <= exposed
+
+
+# --- safe to start on a shared host
+
+
+def published_ports(service: dict[str, Any]) -> list[dict[str, str]]:
+    """A service's published ports, short (``[ip:]host:container``) or long syntax, as mappings."""
+    found = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            found.append({key: str(value) for key, value in port.items()})
+            continue
+        *host, container = str(port).split(":")
+        ip, published = (host[0], host[1]) if len(host) == 2 else ("", host[0] if host else "")
+        found.append({"host_ip": ip, "published": published, "target": container})
+    return found
+
+
+def test_every_published_port_is_bound_to_the_loopback() -> None:
+    ports = {name: published_ports(service) for name, service in SERVICES.items()}
+    assert {"kafka", "clickhouse", "grafana", "prometheus", *workers()} <= {n for n, p in ports.items() if p}
+    for name, published in ports.items():
+        for port in published:
+            assert port.get("host_ip") == "127.0.0.1", (name, port)
+    # What others reach Kafka at: the in-network listener, and the host's through the loopback port.
+    kafka = environment(SERVICES["kafka"])
+    assert "HOST://localhost:29092" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$")
+REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+REQUIRED_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:\?[^}]+\}")
+
+
+def test_no_secret_is_written_in_the_stack() -> None:
+    """Every password the stack uses is a required variable, nowhere a value in a committed file."""
+    secrets = {
+        f"{name}.{key}": value
+        for name, service in RAW_COMPOSE["services"].items()
+        for key, value in (service.get("environment") or {}).items()
+        if SECRET_NAME.search(key) and not key.endswith("_FILE")  # a file's path is no secret
+    }
+    secrets["x-forewarn.FOREWARN_CLICKHOUSE_DSN (password)"] = re.sub(
+        r"^\w+://[^:@/]+:(.*)@[^@]+$", r"\1", RAW_COMPOSE["x-forewarn"]["FOREWARN_CLICKHOUSE_DSN"]
+    )
+    assert {"clickhouse.CLICKHOUSE_PASSWORD", "grafana.GF_SECURITY_ADMIN_PASSWORD"} <= set(secrets)
+    for where, value in secrets.items():
+        assert REQUIRED_REFERENCE.fullmatch(str(value)), f"{where} is {value!r}, not a required ${{...}}"
+    datasources = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/forewarn.yml").read_text())
+    for source in datasources["datasources"]:
+        for key, value in (source.get("secureJsonData") or {}).items():
+            assert REFERENCE.fullmatch(value), f"{source['name']}: {key} is written in the file"
+
+
+def test_the_secrets_come_from_an_env_file_that_is_not_committed() -> None:
+    required = required_variables(RAW_COMPOSE)
+    assert {"CLICKHOUSE_PASSWORD", "CLICKHOUSE_GRAFANA_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= required
+    # .env.example names each one, with no value: a copy left unfilled does not start.
+    assert {name: ENV_EXAMPLE.get(name) for name in required} == dict.fromkeys(required, "")
+    for name in required:
+        with pytest.raises(MissingVariable, match=name):
+            interpolate(RAW_COMPOSE, {**ENV_EXAMPLE, **SECRETS, name: ""})
+    # Optional variables have a default, and .env.example names them too.
+    optional = {match["name"] for text in strings(RAW_COMPOSE) for match in _VARIABLE.finditer(text)}
+    assert optional - required <= set(ENV_EXAMPLE)
+    for ignore in (".gitignore", ".dockerignore"):  # never committed, never in an image
+        assert ".env" in (ROOT / ignore).read_text().splitlines(), ignore
+
+
+def test_grafana_reads_clickhouse_as_a_read_only_user() -> None:
+    datasources = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/forewarn.yml").read_text())
+    [clickhouse_source] = [
+        s for s in datasources["datasources"] if s["type"] == "grafana-clickhouse-datasource"
+    ]
+    user = clickhouse_source["jsonData"]["username"]
+    workers_user = environment(SERVICES["clickhouse"])["CLICKHOUSE_USER"]
+    assert user != workers_user and f"//{workers_user}:" in settings_of(workers()["worker-1"]).clickhouse_dsn
+
+    users_file = mounted_on(SERVICES["clickhouse"], f"/etc/clickhouse-server/users.d/{user}.xml")
+    assert users_file and is_host_path(users_file)
+    config = ElementTree.parse(ROOT / users_file).getroot()
+    account = config.find(f"users/{user}")
+    assert account is not None, f"{users_file} does not define {user}"
+    profile = config.find(f"profiles/{account.findtext('profile')}")
+    assert profile is not None and profile.findtext("readonly") == "1"
+    # Nothing but SELECT on the database, and the one setting the plugin must change.
+    assert [q.text for q in account.findall("grants/query")] == [
+        f"GRANT SELECT ON {environment(SERVICES['clickhouse'])['CLICKHOUSE_DB']}.*"
+    ]
+    assert [c.tag for c in profile.findall("constraints/*")] == ["max_execution_time"]
+    assert profile.find("constraints/max_execution_time/changeable_in_readonly") is not None
+    # One password, from the environment of both sides.
+    password = account.find("password")
+    assert password is not None and not (password.text or "").strip()
+    variable = password.get("from_env")
+    assert variable in SECRETS
+    assert clickhouse_source["secureJsonData"]["password"] == f"${{{variable}}}"
+    assert environment(SERVICES["clickhouse"])[variable] == SECRETS[variable]
+    assert environment(SERVICES["grafana"])[variable] == SECRETS[variable]
+
+
+def test_grafana_lets_nobody_in_anonymously_beyond_viewing() -> None:
+    grafana = environment(SERVICES["grafana"])
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"  # unless .env turns it on ...
+    assert grafana["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"  # ... and then as a Viewer only
+    assert grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    opted_in = interpolate(RAW_COMPOSE, {**SECRETS, "GRAFANA_ANONYMOUS_VIEWERS": "true"})
+    assert environment(opted_in["services"]["grafana"])["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == SECRETS["GRAFANA_ADMIN_PASSWORD"]
+
+
+def readme_acls() -> dict[str, dict[str, set[str]]]:
+    """The ``kafka-acls.sh --add`` commands of README "Kafka authentication and ACLs": principal ->
+    operation -> the resources it is allowed on (``topic:name``, ``topic:prefix*``, ``group:name``)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Kafka authentication and ACLs", 1)[1].split("\n## ", 1)[0]
+    acls: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for command in section.replace("\\\n", " ").splitlines():
+        if not command.startswith("kafka-acls.sh "):
+            continue
+        words = shlex.split(command, comments=True)
+        assert "--add" in words, command
+        options: dict[str, list[str]] = defaultdict(list)
+        for option, value in itertools.pairwise(words):
+            if option.startswith("--"):
+                options[option].append(value)
+        [principal] = options["--allow-principal"]
+        prefixed = options["--resource-pattern-type"] == ["prefixed"]
+        resources = [f"topic:{t}{'*' if prefixed else ''}" for t in options["--topic"]]
+        resources += [f"group:{g}" for g in options["--group"]]
+        for operation in options["--operation"]:
+            acls[principal.removeprefix("User:")][operation].update(resources)
+    return acls
+
+
+def allowed(acls: Mapping[str, Mapping[str, set[str]]], principal: str, operation: str, topic: str) -> bool:
+    """Whether ``principal`` may ``operation`` (Read, Write) on ``topic`` by the README's ACLs."""
+    granted = acls.get(principal, {})
+    resources = set(granted.get(operation, ())) | set(granted.get("All", ()))
+    return any(
+        resource == f"topic:{topic}" or (resource.endswith("*") and topic.startswith(resource[6:-1]))
+        for resource in resources
+    )
+
+
+def test_the_readme_gives_each_principal_the_acls_it_needs_and_no_more() -> None:
+    settings = Settings.from_env({})
+    acls = readme_acls()
+    assert {"forewarn-worker", "forewarn-notifier", "forewarn-web", "forewarn-logistics"} <= set(acls)
+    internal = [
+        *topic_names(settings),
+        f"{settings.app_id}-users-changelog",
+        f"{settings.app_id}-models-changelog",
+    ]
+    internal = [t for t in internal if t.startswith(f"{settings.app_id}-")]
+    assert len(internal) >= 6
+    # Whatever the worker consumes (sources, and its sink's topics) it reads; all it emits it writes.
+    sources = [*settings.source_topics.values(), settings.topic_feedback_labels, settings.topic_stock]
+    sunk = [*sink_specs(settings), settings.topic_erasures]
+    emitted = [t for t in topic_names(settings) if t not in sources] + [
+        settings.topic_preferences,  # the API's requests
+        settings.topic_erasure_requests,
+        settings.topic_crm_updates,
+    ]
+    for topic in [*sources, *sunk, *internal]:
+        assert allowed(acls, "forewarn-worker", "Read", topic), topic
+    for topic in [*emitted, *internal]:
+        assert allowed(acls, "forewarn-worker", "Write", topic), topic
+    assert acls["forewarn-worker"]["Read"] >= {f"group:{settings.app_id}", f"group:{settings.app_id}-sink"}
+    # Nobody else may write the internal topics, the changelogs, the erasures or the audit.
+    for principal in set(acls) - {"forewarn-worker"}:
+        for topic in [*internal, settings.topic_erasures, settings.topic_api_audit]:
+            assert not allowed(acls, principal, "Write", topic), (principal, topic)
+    # The others write only their own topic.
+    writes = {
+        principal: {
+            t for t in [*topic_names(settings), settings.topic_stock] if allowed(acls, principal, "Write", t)
+        }
+        for principal in acls
+    }
+    assert writes["forewarn-notifier"] == {settings.topic_outcomes}
+    assert writes["forewarn-web"] == {settings.topic_clickstream}
+    assert writes["forewarn-logistics"] == {settings.topic_logistics}
+    assert allowed(acls, "forewarn-notifier", "Read", settings.topic_interventions)
+    assert acls["forewarn-notifier"]["Read"] >= {f"group:{settings.app_id}-example-notifier"}
 
 
 # --- the commands, against the embedded broker
