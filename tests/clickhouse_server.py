@@ -74,12 +74,14 @@ def _ping(port: int) -> bool:
         return False
 
 
-def start_clickhouse_server(workdir: Path, port: int = 0, timeout: float = 60.0) -> ClickHouseServer:
+def start_clickhouse_server(
+    workdir: Path, port: int = 0, timeout: float = 60.0, config: str = ""
+) -> ClickHouseServer:
     """Start a ClickHouse HTTP server over ``workdir`` (on ``port``, or a free one) and wait until it
-    answers ``/ping``."""
+    answers ``/ping``. ``config``: more elements of its ``config.xml`` (e.g. ``<users_config>``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.xml").write_text(
-        f"<clickhouse><listen_host>127.0.0.1</listen_host><http_port>{port}</http_port></clickhouse>\n"
+        f"<clickhouse><listen_host>127.0.0.1</listen_host><http_port>{port}</http_port>{config}</clickhouse>\n"
     )
     port_file = workdir / "port.tmp"
     port_file.unlink(missing_ok=True)

@@ -27,10 +27,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import clickhouse_connect
 import orjson
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
+from clickhouse_connect.driver.exceptions import DatabaseError
+from clickhouse_server import start_clickhouse_server
 
 from sinks.rows import sink_specs
 from streams import cli
@@ -529,6 +532,57 @@ def test_grafana_reads_clickhouse_as_a_read_only_user() -> None:
     assert clickhouse_source["secureJsonData"]["password"] == f"${{{variable}}}"
     assert environment(SERVICES["clickhouse"])[variable] == SECRETS[variable]
     assert environment(SERVICES["grafana"])[variable] == SECRETS[variable]
+
+
+# The server's own users (the image's default-user.xml does the same for the workers' user), beside
+# which users.d/ files are merged, as in the image.
+SERVER_USERS = """<clickhouse>
+    <profiles><default/></profiles>
+    <users><default><password/><networks><ip>::/0</ip></networks><profile>default</profile>
+        <quota>default</quota><access_management>1</access_management></default></users>
+    <quotas><default/></quotas>
+</clickhouse>
+"""
+
+
+@pytest.mark.integration
+def test_the_read_only_user_reads_and_does_nothing_else(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/clickhouse/users.d/grafana.xml on a real ClickHouse server: the password from the
+    environment, SELECT on forewarn, the plugin's timeout setting; no write, no other setting."""
+    (tmp_path / "users.d").mkdir()
+    (tmp_path / "users.xml").write_text(SERVER_USERS)
+    users_file = mounted_on(SERVICES["clickhouse"], "/etc/clickhouse-server/users.d/grafana.xml")
+    (tmp_path / "users.d" / "grafana.xml").write_text((ROOT / (users_file or "")).read_text())
+    monkeypatch.setenv("CLICKHOUSE_GRAFANA_PASSWORD", "a-password-for-grafana")
+    users_config = f"<users_config>{tmp_path}/users.xml</users_config>"
+    server = start_clickhouse_server(tmp_path / "server", config=users_config)
+    try:
+        admin = clickhouse_connect.get_client(dsn=server.url)
+        admin.command("CREATE DATABASE forewarn")
+        admin.command("CREATE TABLE forewarn.events (user_id String) ENGINE = MergeTree ORDER BY user_id")
+        admin.command("INSERT INTO forewarn.events VALUES ('p1')")
+        grafana = clickhouse_connect.get_client(
+            dsn=server.url.replace("//", "//grafana:a-password-for-grafana@") + "/forewarn"
+        )
+        # In the query, so that the server (not the driver) judges the settings. The plugin sets this one.
+        query = "SELECT count() FROM events SETTINGS max_execution_time = 30"
+        assert grafana.query(query).result_rows == [(1,)]
+        for statement in (
+            "INSERT INTO events VALUES ('p2')",
+            "DELETE FROM events WHERE user_id = 'p1'",
+            "DROP TABLE events",
+            "CREATE TABLE t (a UInt8) ENGINE = Memory",
+        ):
+            with pytest.raises(DatabaseError, match=r"ACCESS_DENIED|READONLY"):
+                grafana.command(statement)
+        with pytest.raises(DatabaseError, match="READONLY"):
+            grafana.query("SELECT 1 SETTINGS max_threads = 1")
+        with pytest.raises(DatabaseError, match="AUTHENTICATION_FAILED"):
+            clickhouse_connect.get_client(dsn=server.url.replace("//", "//grafana:a-guess@"))
+    finally:
+        server.stop()
 
 
 def test_grafana_lets_nobody_in_anonymously_beyond_viewing() -> None:
