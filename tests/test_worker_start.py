@@ -18,6 +18,7 @@ from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess
 from tests.harness import worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
+READY_WITHIN = 25.0  # seconds
 
 
 def nowhere_env(tmp_path: Path, **files: str) -> dict[str, str]:
@@ -91,8 +92,9 @@ def test_settings_that_faust_would_refuse_are_named_before_connecting(
 def test_a_worker_finds_the_embedded_broker_and_is_ready_in_seconds(
     broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    """No FOREWARN_BROKER_* but the URL: with Kafka's group timeouts each group join on the embedded
-    broker waits about 30 s (35 s to ready)."""
+    """No FOREWARN_BROKER_* but the URL: with Kafka's group timeouts a group join on the embedded broker
+    waits about 30 s (33 s to ready), with the embedded broker's 7 s; the bound leaves room for a
+    machine whose cores are busy with other tests (starting a worker is itself seconds of CPU)."""
     env = {
         name: value
         for name, value in worker_env(broker.bootstrap, tmp_path).items()
@@ -101,7 +103,7 @@ def test_a_worker_finds_the_embedded_broker_and_is_ready_in_seconds(
     worker = WorkerProcess(env, tmp_path / "worker.log")
     started = time.monotonic()
     try:
-        worker.start(timeout=15)
+        worker.start(timeout=READY_WITHIN)
         ready = time.monotonic() - started
         assert "forewarn_assigned_partitions" in worker.metrics()
         log = worker.log_text()
@@ -109,4 +111,4 @@ def test_a_worker_finds_the_embedded_broker_and_is_ready_in_seconds(
         worker.stop()
     assert "the embedded Tansu broker (cluster id tansu_cluster)" in log
     assert "FOREWARN_BROKER_SESSION_TIMEOUT=6.0" in log and "FOREWARN_BROKER_VERIFY_END_OFFSETS=True" in log
-    assert ready < 15
+    assert ready < READY_WITHIN
