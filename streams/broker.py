@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,3 +84,49 @@ def start_broker(
             raise RuntimeError(f"the embedded Tansu broker did not start on port {port}")
         time.sleep(0.05)
     return broker
+
+
+def serve_broker(port: int, compat_port: int) -> int:
+    """``forewarn broker``: the embedded broker on ``127.0.0.1:port`` (and the listener for older
+    librdkafka clients on ``compat_port``, unless 0) until SIGINT or SIGTERM; both stopped then."""
+    from streams.compat_listener import CompatListener
+
+    if not _free(port) or (compat_port and not _free(compat_port)):
+        taken = port if not _free(port) else compat_port
+        print(f"forewarn: port {taken} on 127.0.0.1 is taken: choose another (--port, --compat-port)")
+        return 2
+    broker = start_broker(port)
+    listener = CompatListener(port, compat_port).start() if compat_port else None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print(
+        f"embedded Kafka broker (Tansu, in memory) on {broker.bootstrap} until Ctrl-C: workers started with"
+        f" FOREWARN_BROKER_URL={broker.url} (the default for port 9092) find it and tune themselves for it",
+        flush=True,
+    )
+    if listener is not None:
+        print(
+            f"clients on librdkafka before 2.2 (Debian bookworm's kcat): {listener.bootstrap}, e.g."
+            f" kcat -b {listener.bootstrap} -C -t dead_letters -f '%h %s\\n'",
+            flush=True,
+        )
+    try:
+        while not stop.wait(0.5):
+            if broker.process.poll() is not None:
+                print(f"forewarn: the embedded broker exited ({broker.process.returncode})")
+                return 1
+    finally:
+        if listener is not None:
+            listener.stop()
+        broker.stop()
+    return 0
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -1,6 +1,7 @@
 """The ``forewarn`` command.
 
 forewarn demo [--duration S]   the whole pipeline on this machine: embedded broker, chdb, traffic
+forewarn broker                the embedded Kafka broker (Tansu, in memory) until stopped, for workers by hand
 forewarn worker                a worker (agents, timers, ClickHouse sink) against FOREWARN_* settings
 forewarn topics                create the topics with their partition counts
 forewarn schema                apply the ClickHouse schema migrations
@@ -18,7 +19,19 @@ import asyncio
 import logging
 import sys
 
-from streams.config import Settings, settings_table
+from streams.config import PREFIX, Settings, settings_table
+
+
+def preflight(command: str, settings: Settings) -> list[str]:
+    """What is wrong with the files ``command`` reads (policy, catalog, tokens, keys, ...), one line
+    each; checked before anything connects, by the checks ``forewarn doctor`` runs."""
+    from streams.doctor import FILE_CHECKS, failures, policy_check
+
+    checks = {"worker": FILE_CHECKS, "traffic": (policy_check,)}.get(command, ())
+    return [
+        f"{check.name}: {check.message}" + (f" -> {check.hint}" if check.hint else "")
+        for check in failures(check(settings) for check in checks)
+    ]
 
 
 def run_worker(settings: Settings, loglevel: str) -> None:
@@ -48,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--metrics-port", type=int, default=0, help="the worker's /metrics port (default: a free one)"
     )
+    broker = commands.add_parser("broker", help="run the embedded Kafka broker (Tansu) until stopped")
+    broker.add_argument("--port", type=int, default=9092, help="its port on 127.0.0.1 (default 9092)")
+    broker.add_argument(
+        "--compat-port",
+        type=int,
+        default=9093,
+        help="port for clients on librdkafka before 2.2, e.g. Debian bookworm's kcat (default 9093; 0: none)",
+    )
     commands.add_parser("topics", help="create the topics")
     commands.add_parser("schema", help="apply the ClickHouse schema")
     commands.add_parser("config", help="print the settings table")
@@ -69,11 +90,46 @@ def main(argv: list[str] | None = None) -> int:
         from streams.demo import run_demo
 
         return run_demo(args.duration, args.sessions_per_second, args.workdir, args.seed, args.metrics_port)
+    if args.command == "broker":
+        from streams.broker import serve_broker
+
+        return serve_broker(args.port, args.compat_port)
     try:
         settings = Settings.from_env()
     except ValueError as error:  # a FOREWARN_* value that is not valid: say which, no traceback
         print(f"forewarn: {error}", file=sys.stderr)
         return 2
+    problems = preflight(args.command, settings)
+    if problems:  # said before connecting anywhere: a bad file is not a broker problem
+        for problem in problems:
+            print(f"forewarn: {problem}", file=sys.stderr)
+        return 2
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
+        if args.command == "worker":  # the notifier asks once the broker answers (it waits for it)
+            from streams.topics import for_the_broker
+
+            try:
+                settings = asyncio.run(for_the_broker(settings))
+            except ValueError as error:  # what was set does not fit with the embedded broker's values
+                print(f"forewarn: {error}", file=sys.stderr)
+                return 2
+        return run_command(args, settings)
+    except KafkaConnectionError:  # said in words, as `forewarn doctor` would
+        from streams.doctor import unreachable_reason
+
+        servers = settings.bootstrap_servers
+        print(
+            f"forewarn: cannot reach the Kafka broker at {', '.join(servers)}: {unreachable_reason(servers)}"
+            f" -> start it, or set {PREFIX}BROKER_URL",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """Run a command that reads the settings."""
     if args.command == "worker":
         run_worker(settings, args.loglevel)
     elif args.command == "topics":

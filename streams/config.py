@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -191,18 +191,24 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "sink_flush_seconds": (1.0, "ClickHouse sink: longest wait before a partial batch is inserted."),
     "sink_max_retry_seconds": (30.0, "ClickHouse sink: longest back-off between insert retries."),
     "sink_dedup_window": (100000, "ClickHouse sink: recent ids remembered per partition to drop duplicates."),
+    "broker_profile": (
+        "auto",
+        "`embedded`: the embedded Tansu broker's values of the five settings below for those not set"
+        " (group timeouts 3, 6 and 1 s, fetch wait 0.1 s, end offsets verified); `kafka`: the settings as"
+        " set; `auto`: `embedded` when the broker's cluster id is Tansu's default, `tansu_cluster`.",
+    ),
     "broker_rebalance_timeout": (60.0, "Consumer group rebalance timeout (seconds)."),
     "broker_session_timeout": (60.0, "Consumer group session timeout (seconds)."),
     "broker_heartbeat_interval": (3.0, "Consumer group heartbeat interval (seconds)."),
     "broker_fetch_max_wait": (
         0.5,
         "Longest a fetch waits for data (seconds). Kafka answers as soon as data arrives; the embedded"
-        " broker holds fetches, so embedded runs use 0.1.",
+        " broker holds fetches, so its profile (`FOREWARN_BROKER_PROFILE`) uses 0.1.",
     ),
     "broker_verify_end_offsets": (
         False,
         "Read end offsets from a fetch's high watermark (table recovery): the embedded broker reports"
-        ' them short (README "Guarantees"); embedded runs set it.',
+        ' them short (README "Guarantees"); its profile (`FOREWARN_BROKER_PROFILE`) sets it.',
     ),
     "producer_linger_ms": (
         5,
@@ -225,6 +231,30 @@ def _parse_bool(raw: str) -> bool:
     if value in ("false", "0", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+BROKER_PROFILES = ("auto", "kafka", "embedded")
+# The cluster id a Tansu broker reports unless told another one: the embedded broker's.
+TANSU_CLUSTER_ID = "tansu_cluster"
+# What the embedded Tansu broker needs (streams.transport says why for the last two). Joining a consumer
+# group there waits in proportion to the group timeouts (about 30 s with Kafka's), so short ones make a
+# worker ready in seconds.
+EMBEDDED_BROKER_SETTINGS: dict[str, Any] = {
+    "broker_rebalance_timeout": 3.0,
+    "broker_session_timeout": 6.0,
+    "broker_heartbeat_interval": 1.0,
+    "broker_fetch_max_wait": 0.1,
+    "broker_verify_end_offsets": True,
+}
+
+
+def names_set(environ: Mapping[str, str]) -> frozenset[str]:
+    """The settings ``environ`` sets (``FOREWARN_<NAME>`` present).
+
+    >>> sorted(names_set({"FOREWARN_PARTITIONS": "4", "HOME": "/root"}))
+    ['partitions']
+    """
+    return frozenset(name for name in SETTINGS_DOC if PREFIX + name.upper() in environ)
 
 
 SECRETS = frozenset({"broker_sasl_password", "pseudonym_key", "cluster_secret"})
@@ -298,6 +328,7 @@ class Settings:
     sink_flush_seconds: float
     sink_max_retry_seconds: float
     sink_dedup_window: int
+    broker_profile: str
     broker_rebalance_timeout: float
     broker_session_timeout: float
     broker_heartbeat_interval: float
@@ -332,8 +363,23 @@ class Settings:
         protocols = {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
         if self.broker_security_protocol not in protocols:
             raise ValueError(f"{PREFIX}BROKER_SECURITY_PROTOCOL must be one of {sorted(protocols)}")
+        if self.broker_profile not in BROKER_PROFILES:
+            raise ValueError(f"{PREFIX}BROKER_PROFILE must be one of {', '.join(BROKER_PROFILES)}")
         if self.partitions < 1:
             raise ValueError(f"{PREFIX}PARTITIONS must be at least 1")
+        if self.replication_factor < 1:
+            raise ValueError(f"{PREFIX}REPLICATION_FACTOR must be at least 1")
+        if not 1 <= self.web_port <= 65535:
+            raise ValueError(f"{PREFIX}WEB_PORT must be a port, 1 to 65535")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"{PREFIX}METRICS_PORT must be a port, 1 to 65535, or 0 (none)")
+        for name in ("broker_rebalance_timeout", "broker_session_timeout", "broker_heartbeat_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{PREFIX}{name.upper()} must be more than 0 seconds")
+        if self.broker_heartbeat_interval >= self.broker_session_timeout:
+            raise ValueError(
+                f"{PREFIX}BROKER_HEARTBEAT_INTERVAL must be shorter than {PREFIX}BROKER_SESSION_TIMEOUT"
+            )
         if not self.clickhouse_dsn.startswith(("chdb://", "http://", "https://")):
             raise ValueError(f"{PREFIX}CLICKHOUSE_DSN must start with chdb://, http:// or https://")
         if self.clickhouse_cluster and not _CLUSTER_NAME.match(self.clickhouse_cluster):
@@ -348,6 +394,37 @@ class Settings:
             ) from None
         if any(days < 1 for days in overrides.values()):
             raise ValueError(f"{PREFIX}RETENTION_OVERRIDES: every retention must be at least 1 day")
+
+    def embedded_broker(self, cluster_id: str | None) -> bool:
+        """Whether the broker, which reports ``cluster_id``, is taken for the embedded one.
+
+        >>> settings = Settings.from_env({})
+        >>> settings.embedded_broker("tansu_cluster"), settings.embedded_broker("kafka-prod-1")
+        (True, False)
+        """
+        if self.broker_profile == "auto":
+            return cluster_id == TANSU_CLUSTER_ID
+        return self.broker_profile == "embedded"
+
+    def for_broker(self, cluster_id: str | None, given: Collection[str]) -> Settings:
+        """These settings for the broker that reports ``cluster_id``: for the embedded broker
+        (:meth:`embedded_broker`), :data:`EMBEDDED_BROKER_SETTINGS` in place of the values of the
+        settings not ``given`` (set by name); else unchanged.
+
+        >>> settings = Settings.from_env({"FOREWARN_BROKER_FETCH_MAX_WAIT": "0.2"})
+        >>> tuned = settings.for_broker("tansu_cluster", {"broker_fetch_max_wait"})
+        >>> tuned.broker_session_timeout, tuned.broker_fetch_max_wait, tuned.broker_verify_end_offsets
+        (6.0, 0.2, True)
+        >>> settings.for_broker("kafka-prod-1", ()) == settings
+        True
+        """
+        if not self.embedded_broker(cluster_id):
+            return self
+        tuned = self.with_overrides(
+            **{name: value for name, value in EMBEDDED_BROKER_SETTINGS.items() if name not in given}
+        )
+        tuned.check()  # what was set must still fit with what was not (a heartbeat within the session)
+        return tuned
 
     def retention(self) -> dict[str, int]:
         """``retention_overrides`` read: table -> days (checked by :meth:`check`)."""

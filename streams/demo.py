@@ -36,7 +36,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from models.tagger import ROUTES
 from sinks.privacy import Pseudonymizer, load_key
-from streams.broker import start_broker
+from streams.broker import free_port, start_broker
+from streams.compat_listener import CompatListener
 from streams.config import Settings
 from streams.contact import EMITTED
 from streams.events import CRM, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT
@@ -461,6 +462,7 @@ def run_demo(
     policy_file.write_text(DEMO_POLICY)
     policy = load_policy(str(policy_file))
     broker = start_broker(log_path=root / "broker.log")
+    listener = CompatListener(broker.port, free_port()).start()  # for kcat on librdkafka before 2.2
     dsn = f"chdb://{root / 'clickhouse'}"
     env = {
         "FOREWARN_BROKER_URL": broker.url,
@@ -480,6 +482,10 @@ def run_demo(
         worker.metrics_port = metrics_port
     try:
         print(f"Forewarn demo: embedded Kafka (Tansu) on {broker.bootstrap}, ClickHouse (chdb) in {dsn}")
+        print(
+            f"kcat (any librdkafka): kcat -b {listener.bootstrap} -C -t dead_letters -f '%h %s\\n'"
+            f" (on {broker.bootstrap}: librdkafka 2.2 or later)"
+        )
         worker.start(timeout=60)
         print(
             f"worker ready (pid {worker.pid}, log {worker.log_path},"
@@ -503,6 +509,7 @@ def run_demo(
         if worker.running():
             print("stopping the worker (it flushes the ClickHouse sink and commits) ...")
         worker.stop()
+        listener.stop()
         broker.stop()
     print(_summary(dsn, tally, generator, settings, pseudonymize))
     return 0

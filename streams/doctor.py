@@ -408,77 +408,116 @@ def writable_place(path: Path) -> tuple[bool, Path]:
 # --- local files: the same loaders as the worker
 
 
-def file_checks(settings: Settings) -> list[Check]:
-    """The policy, catalog, service-point and tokens files load; the pseudonym key and data dir are
-    usable."""
-    from streams.auth import TokenFileError, load_tokens
-    from streams.catalog import CatalogError, load_catalog
-    from streams.policy import PolicyError, load_policy
-    from streams.service import ServicePointError, load_service_points
+FIX_FILE = "fix the file: the worker refuses to start with it"
 
-    checks = []
-    fix = "fix the file: the worker refuses to start with it"
+
+def policy_check(settings: Settings) -> Check:
+    from streams.policy import PolicyError, load_policy
+
     try:
         policy = load_policy(settings.policy_file)
-        source = settings.policy_file or "the packaged default"
-        checks.append(Check("policy", OK, f"{source} loads: {plural(len(policy.triggers), 'trigger')}"))
     except PolicyError as error:
-        checks.append(Check("policy", FAIL, str(error), fix))
+        return Check("policy", FAIL, str(error), FIX_FILE)
+    source = settings.policy_file or "the packaged default"
+    return Check("policy", OK, f"{source} loads: {plural(len(policy.triggers), 'trigger')}")
+
+
+def catalog_check(settings: Settings) -> Check:
+    from streams.catalog import CatalogError, load_catalog
+
     try:
         catalog = load_catalog(settings.catalog_file)
-        source = settings.catalog_file or "the packaged sample"
-        products, skus = plural(len(catalog.products), "product"), plural(len(catalog.skus), "SKU")
-        checks.append(Check("catalog", OK, f"{source}: {products}, {skus}"))
     except CatalogError as error:
-        checks.append(Check("catalog", FAIL, str(error), fix))
+        return Check("catalog", FAIL, str(error), FIX_FILE)
+    source = settings.catalog_file or "the packaged sample"
+    products, skus = plural(len(catalog.products), "product"), plural(len(catalog.skus), "SKU")
+    return Check("catalog", OK, f"{source}: {products}, {skus}")
+
+
+def service_points_check(settings: Settings) -> Check:
+    from streams.service import ServicePointError, load_service_points
+
     try:
         points = load_service_points(settings.service_points_file)
-        source = settings.service_points_file or "the packaged sample"
-        checks.append(Check("service-points", OK, f"{source}: {plural(len(points), 'service point')}"))
     except ServicePointError as error:
-        checks.append(Check("service-points", FAIL, str(error), fix))
+        return Check("service-points", FAIL, str(error), FIX_FILE)
+    source = settings.service_points_file or "the packaged sample"
+    return Check("service-points", OK, f"{source}: {plural(len(points), 'service point')}")
+
+
+def api_tokens_check(settings: Settings) -> Check:
+    from streams.auth import TokenFileError, load_tokens
+
     if not settings.api_tokens_file:
-        checks.append(
-            Check(
-                "api-tokens",
-                INFO,
-                "FOREWARN_API_TOKENS_FILE is empty: every API call is refused",
-                "give it a tokens file to open the CRM/ERP API",
-            )
+        return Check(
+            "api-tokens",
+            INFO,
+            "FOREWARN_API_TOKENS_FILE is empty: every API call is refused",
+            "give it a tokens file to open the CRM/ERP API",
         )
-    else:
-        try:
-            tokens = plural(len(load_tokens(settings.api_tokens_file)), "token")
-            checks.append(Check("api-tokens", OK, f"{settings.api_tokens_file}: {tokens}"))
-        except TokenFileError as error:
-            checks.append(Check("api-tokens", FAIL, str(error), fix))
-    checks.append(pseudonym_key_check(settings))
-    checks.append(data_dir_check(settings))
-    return checks
+    try:
+        tokens = plural(len(load_tokens(settings.api_tokens_file)), "token")
+    except TokenFileError as error:
+        return Check("api-tokens", FAIL, str(error), FIX_FILE)
+    return Check("api-tokens", OK, f"{settings.api_tokens_file}: {tokens}")
+
+
+def tls_check(settings: Settings) -> Check:
+    """The CA, certificate and key files of an SSL or SASL_SSL connection load."""
+    protocol = settings.broker_security_protocol
+    if protocol not in ("SSL", "SASL_SSL"):
+        return Check("broker-tls", INFO, f"not used: FOREWARN_BROKER_SECURITY_PROTOCOL is {protocol}")
+    try:
+        settings.ssl_context()
+    except OSError as error:  # ssl.SSLError is one too
+        return Check(
+            "broker-tls",
+            FAIL,
+            f"the TLS files cannot be used: {short_error(error)}",
+            "check FOREWARN_BROKER_SSL_*",
+        )
+    return Check("broker-tls", OK, "the TLS files load")
+
+
+def file_checks(settings: Settings) -> list[Check]:
+    """The policy, catalog, service-point and tokens files load; the pseudonym key, the cluster secret,
+    the data dir and the broker's TLS files are usable. None of them connects anywhere."""
+    return [check(settings) for check in FILE_CHECKS]
 
 
 def pseudonym_key_check(settings: Settings) -> Check:
     """The key is given, or its file is usable, or can be created; never creates it, never shows it."""
-    from sinks.privacy import MIN_KEY_CHARS, load_key
+    return secret_check(
+        "pseudonym-key", settings.pseudonym_key, settings.pseudonym_key_file, "PSEUDONYM_KEY", "key"
+    )
 
-    name = "pseudonym-key"
-    if settings.pseudonym_key:
-        if len(settings.pseudonym_key) < MIN_KEY_CHARS:
+
+def cluster_secret_check(settings: Settings) -> Check:
+    """The cluster secret is given, or its file is usable, or can be created; never shown."""
+    return secret_check(
+        "cluster-secret", settings.cluster_secret, settings.cluster_secret_file, "CLUSTER_SECRET", "secret"
+    )
+
+
+def secret_check(name: str, value: str, file: str, setting: str, what: str) -> Check:
+    """A secret given as ``FOREWARN_<setting>`` (``value``) or read from ``file``
+    (``FOREWARN_<setting>_FILE``): given and long enough, or its file usable, or creatable by the
+    worker (:func:`sinks.privacy.load_secret`); never creates it, never shows it."""
+    from sinks.privacy import MIN_KEY_CHARS, load_secret
+
+    variable = f"FOREWARN_{setting}"
+    if value:
+        if len(value) < MIN_KEY_CHARS:
             return Check(
                 name,
                 FAIL,
-                f"FOREWARN_PSEUDONYM_KEY is shorter than {MIN_KEY_CHARS} characters",
-                "set a longer key, the same in every worker",
+                f"{variable} is shorter than {MIN_KEY_CHARS} characters",
+                f"set a longer {what}, the same in every worker",
             )
-        return Check(name, OK, "given by FOREWARN_PSEUDONYM_KEY (not shown)")
-    if not settings.pseudonym_key_file:
-        return Check(
-            name,
-            FAIL,
-            "neither FOREWARN_PSEUDONYM_KEY nor FOREWARN_PSEUDONYM_KEY_FILE is set",
-            "set one of them",
-        )
-    path = Path(settings.pseudonym_key_file)
+        return Check(name, OK, f"given by {variable} (not shown)")
+    if not file:
+        return Check(name, FAIL, f"neither {variable} nor {variable}_FILE is set", "set one of them")
+    path = Path(file)
     if not path.exists():
         writable, place = writable_place(path)
         if not writable:
@@ -486,24 +525,24 @@ def pseudonym_key_check(settings: Settings) -> Check:
                 name,
                 FAIL,
                 f"{path} does not exist and {place} is not writable: the worker cannot create it",
-                "make the directory writable by the worker, or set FOREWARN_PSEUDONYM_KEY",
+                f"make the directory writable by the worker, or set {variable}",
             )
         return Check(
             name,
             INFO,
-            f"{path} does not exist yet: the first worker creates it with a new random key",
-            "every worker must read the same file (a shared volume) or get FOREWARN_PSEUDONYM_KEY",
+            f"{path} does not exist yet: the first worker creates it with a new random {what}",
+            f"every worker must read the same file (a shared volume) or get {variable}",
         )
     try:
-        load_key(settings, wait_seconds=0)
+        load_secret("", file, setting, wait_seconds=0)
     except UnicodeDecodeError:
-        return Check(name, FAIL, f"{path} is not a text key", "delete it before the first worker starts")
+        return Check(name, FAIL, f"{path} is not a text {what}", "delete it before the first worker starts")
     except (OSError, ValueError) as error:
         return Check(name, FAIL, f"{path} cannot be used: {short_error(error)}", "fix the file or its rights")
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         return Check(name, WARN, f"{path} is readable by others (mode {mode:o})", f"chmod 600 {path}")
-    return Check(name, OK, f"{path} holds a key (not shown)")
+    return Check(name, OK, f"{path} holds a {what} (not shown)")
 
 
 def data_dir_check(settings: Settings) -> Check:
@@ -521,6 +560,22 @@ def data_dir_check(settings: Settings) -> Check:
             "make it writable by the worker, or point FOREWARN_DATA_DIR elsewhere",
         )
     return Check("data-dir", OK, f"{path} is writable" if path.is_dir() else f"{path} can be created")
+
+
+FILE_CHECKS = (
+    policy_check,
+    catalog_check,
+    service_points_check,
+    api_tokens_check,
+    pseudonym_key_check,
+    cluster_secret_check,
+    data_dir_check,
+    tls_check,
+)
+
+
+def failures(checks: Iterable[Check]) -> list[Check]:
+    return [check for check in checks if check.status == FAIL]
 
 
 # --- looking (I/O, bounded in time)

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.config import Settings
 from streams.interventions import iso_time
+from streams.topics import for_the_broker
 from streams.traffic_runner import stopped_by_signals, wait_for_topics
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ async def _serve(settings: Settings, seed: int) -> int:
     reported: Counter[str] = Counter()
     with stopped_by_signals(stop):
         if await wait_for_topics(settings, {settings.topic_interventions, settings.topic_outcomes}, stop):
+            settings = await for_the_broker(settings)  # its consumer group joins in seconds on Tansu
             log.info(
                 "reporting the outcomes of %s on %s (seed %d)",
                 settings.topic_interventions,

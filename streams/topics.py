@@ -7,10 +7,12 @@ The internal events and ticks topics must have the same partition count as the p
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.config import Settings
+from streams.config import EMBEDDED_BROKER_SETTINGS, PREFIX, Settings, names_set
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,34 @@ def partition_mismatch(settings: Settings, name: str, partitions: int | None) ->
         f"{name} has {partitions} partitions, FOREWARN_PARTITIONS is {settings.partitions}:"
         f" {tables} must be co-partitioned with it"
     )
+
+
+async def broker_cluster_id(settings: Settings) -> str | None:
+    """The cluster id the broker reports (None if it reports none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **settings.aiokafka_security())
+    await admin.start()
+    try:
+        return (await admin.describe_cluster()).get("cluster_id")
+    finally:
+        await admin.close()
+
+
+async def for_the_broker(settings: Settings, environ: Mapping[str, str] | None = None) -> Settings:
+    """``settings`` (read from ``environ``, the process's by default) for the broker they name
+    (:meth:`Settings.for_broker`): with ``FOREWARN_BROKER_PROFILE=auto`` the broker is asked its cluster
+    id. Says what it changed in the log. Raises aiokafka's KafkaConnectionError if the broker does not
+    answer, ValueError if what was set does not fit with the embedded broker's values."""
+    cluster_id = await broker_cluster_id(settings) if settings.broker_profile == "auto" else None
+    tuned = settings.for_broker(cluster_id, names_set(os.environ if environ is None else environ))
+    if tuned != settings:
+        chosen = ", ".join(
+            f"{PREFIX}{name.upper()}={getattr(tuned, name)}"
+            for name in EMBEDDED_BROKER_SETTINGS
+            if getattr(tuned, name) != getattr(settings, name)
+        )
+        found = f"cluster id {cluster_id}" if cluster_id else f"{PREFIX}BROKER_PROFILE=embedded"
+        log.info("the embedded Tansu broker (%s): %s", found, chosen)
+    return tuned
 
 
 async def ensure_topics(settings: Settings) -> dict[str, int]:

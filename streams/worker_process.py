@@ -4,10 +4,9 @@ The child gets its own web and metrics ports and its own session (so Ctrl-C in a
 its owner, which stops it in order), logs to a file, and is stopped by PID: SIGTERM lets it flush the
 ClickHouse sink and commit; SIGKILL follows if it does not exit in time.
 
-Settings for the embedded broker (:data:`EMBEDDED_BROKER_ENV`): joining a consumer group there waits for
-the whole rebalance timeout, so short group timeouts make a worker ready in about 4 s instead of a
-minute; it holds fetches for a share of their longest wait, so a short one keeps latency low; and it
-reports end offsets short, so table recovery checks them by a fetch (both in :mod:`streams.transport`).
+Settings for the embedded broker (:data:`EMBEDDED_BROKER_ENV`): a worker finds them itself
+(``FOREWARN_BROKER_PROFILE``, :meth:`streams.config.Settings.for_broker`); the demo, the tests and the
+benchmarks set them all the same, so that their own clients read them too.
 """
 
 from __future__ import annotations
@@ -22,13 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.broker import free_port
+from streams.config import EMBEDDED_BROKER_SETTINGS, PREFIX
 
 EMBEDDED_BROKER_ENV = {
-    "FOREWARN_BROKER_REBALANCE_TIMEOUT": "3",
-    "FOREWARN_BROKER_SESSION_TIMEOUT": "6",
-    "FOREWARN_BROKER_HEARTBEAT_INTERVAL": "1",
-    "FOREWARN_BROKER_FETCH_MAX_WAIT": "0.1",
-    "FOREWARN_BROKER_VERIFY_END_OFFSETS": "true",
+    PREFIX + name.upper(): str(value).lower() if isinstance(value, bool) else str(value)
+    for name, value in EMBEDDED_BROKER_SETTINGS.items()
 }
 
 

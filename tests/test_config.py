@@ -7,7 +7,7 @@ import ssl
 import pytest
 
 from streams.clock import PartitionClocks
-from streams.config import SETTINGS_DOC, Settings, settings_table
+from streams.config import EMBEDDED_BROKER_SETTINGS, SETTINGS_DOC, Settings, names_set, settings_table
 
 
 def test_defaults_without_environment() -> None:
@@ -37,11 +37,45 @@ def test_environment_overrides_with_types() -> None:
         ({"FOREWARN_PARTITIONS": "0"}, "FOREWARN_PARTITIONS must be at least 1"),
         ({"FOREWARN_BROKER_SECURITY_PROTOCOL": "TLS"}, "FOREWARN_BROKER_SECURITY_PROTOCOL must be one of"),
         ({"FOREWARN_CLICKHOUSE_DSN": "clickhouse://x"}, "FOREWARN_CLICKHOUSE_DSN must start with"),
+        (
+            {"FOREWARN_BROKER_PROFILE": "tansu"},
+            "FOREWARN_BROKER_PROFILE must be one of auto, kafka, embedded",
+        ),
+        ({"FOREWARN_METRICS_PORT": "70000"}, "FOREWARN_METRICS_PORT must be a port"),
+        ({"FOREWARN_BROKER_HEARTBEAT_INTERVAL": "60"}, "FOREWARN_BROKER_HEARTBEAT_INTERVAL must be shorter"),
+        ({"FOREWARN_BROKER_SESSION_TIMEOUT": "0"}, "FOREWARN_BROKER_SESSION_TIMEOUT must be more than 0"),
     ],
 )
 def test_invalid_settings_name_the_variable(environment: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         Settings.from_env(environment)
+
+
+@pytest.mark.parametrize(
+    ("profile", "cluster_id", "embedded"),
+    [
+        ("auto", "tansu_cluster", True),
+        ("auto", "MkU3OEVBNTcwNTJENDM2Qk", False),  # an Apache Kafka cluster
+        ("auto", None, False),
+        ("kafka", "tansu_cluster", False),
+        ("embedded", "MkU3OEVBNTcwNTJENDM2Qk", True),
+    ],
+)
+def test_the_embedded_brokers_settings_replace_only_those_not_set(
+    profile: str, cluster_id: str | None, embedded: bool
+) -> None:
+    environ = {"FOREWARN_BROKER_PROFILE": profile, "FOREWARN_BROKER_FETCH_MAX_WAIT": "0.25"}
+    settings = Settings.from_env(environ)
+    tuned = settings.for_broker(cluster_id, names_set(environ))
+    expected = {**EMBEDDED_BROKER_SETTINGS, "broker_fetch_max_wait": 0.25} if embedded else {}
+    assert {name: getattr(tuned, name) for name in expected} == expected
+    assert tuned == settings if not embedded else tuned != settings
+
+
+def test_a_heartbeat_set_for_kafka_that_outlasts_the_embedded_session_is_refused() -> None:
+    environ = {"FOREWARN_BROKER_HEARTBEAT_INTERVAL": "10"}
+    with pytest.raises(ValueError, match="HEARTBEAT_INTERVAL must be shorter"):
+        Settings.from_env(environ).for_broker("tansu_cluster", names_set(environ))
 
 
 @pytest.mark.parametrize("url", ["kafka://a:1;b:2", "kafka://a:1,b:2", "a:1;b:2"])

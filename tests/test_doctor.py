@@ -31,6 +31,7 @@ from streams.doctor import (
     broker_checks,
     changelog_check,
     clickhouse_checks,
+    cluster_secret_check,
     embedded_holder,
     exit_code,
     file_checks,
@@ -269,6 +270,11 @@ def test_the_pseudonym_key_is_checked_without_being_created_or_shown(tmp_path: P
     assert check.status == FAIL and "tooshort" not in check.line()
     check = pseudonym_key_check(settings_with(pseudonym_key=secret))
     assert check.status == OK and secret not in check.line()
+    # The cluster secret the same way, under its own name.
+    check = cluster_secret_check(settings_with(cluster_secret_file=str(key_file)))
+    assert check.name == "cluster-secret" and check.status == OK and secret not in check.line()
+    check = cluster_secret_check(settings_with(cluster_secret="tooshort"))
+    assert check.status == FAIL and "FOREWARN_CLUSTER_SECRET is shorter" in check.message
 
 
 def test_file_checks_use_the_workers_loaders(tmp_path: Path) -> None:
@@ -287,8 +293,11 @@ def test_file_checks_use_the_workers_loaders(tmp_path: Path) -> None:
     assert checks["catalog"].status == OK and checks["service-points"].status == OK
     assert checks["data-dir"].status == OK
     (tmp_path / "not-a-dir").write_text("")
-    check = file_checks(settings.with_overrides(data_dir=str(tmp_path / "not-a-dir")))[-1]
-    assert check.name == "data-dir" and check.status == FAIL
+    checks = {
+        check.name: check
+        for check in file_checks(settings.with_overrides(data_dir=str(tmp_path / "not-a-dir")))
+    }
+    assert checks["data-dir"].status == FAIL
 
 
 # --- the command, end to end

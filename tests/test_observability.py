@@ -7,7 +7,7 @@ configuration and the rules and passes their unit tests (deploy/prometheus/alert
 ClickHouse panel runs against the schema and says what ``forewarn report`` says.
 
 Then live, against one ``forewarn demo`` scraped every second by a real Prometheus (the Debian package,
-see tests/prometheus_tools.py) that also evaluates the alerting rules: the worker's /metrics passes
+see tests/debian_tools.py) that also evaluates the alerting rules: the worker's /metrics passes
 ``promtool check metrics``; the dashboards and rules name only metrics it exports; Prometheus accepts
 every expression, and the main panels show data.
 """
@@ -41,7 +41,7 @@ from sinks.clickhouse import ClickHouseStore
 from sinks.report import HOLDOUT, ArmTotals, ArmValue, arm_value, value_report
 from streams import metrics
 from streams.broker import free_port
-from tests.prometheus_tools import PrometheusTools, ensure_prometheus
+from tests.debian_tools import PrometheusTools, ensure_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
