@@ -65,7 +65,7 @@ from sinks.erasure import (
 from sinks.privacy import RowPseudonymizer, UserTable
 from sinks.rows import TableSpec
 from streams import metrics
-from streams.deadletters import dead_letter_headers
+from streams.deadletters import dead_letter_record
 from streams.offsets import verified_end_offsets
 
 log = logging.getLogger(__name__)
@@ -519,11 +519,18 @@ class ClickHouseSink:
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
         assert self.producer is not None
-        headers = dead_letter_headers(
-            message.topic, message.partition, message.offset, reason, detail, time.time()
+        letter = dead_letter_record(
+            message.key,
+            message.value,
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            detail,
+            time.time(),
         )
         await self.producer.send_and_wait(
-            self.dead_letter_topic, value=message.value, key=message.key, headers=headers
+            self.dead_letter_topic, value=letter.value, key=letter.key, headers=letter.headers
         )
         metrics.DEAD_LETTERS.labels(reason).inc()
 

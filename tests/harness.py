@@ -74,8 +74,9 @@ def event_bytes(**fields: Any) -> bytes:
     return orjson.dumps(fields)
 
 
-async def produce(bootstrap: str, messages: Iterable[Message]) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+async def produce(bootstrap: str, messages: Iterable[Message], **options: Any) -> int:
+    """Send ``messages`` and wait for all; ``options`` for the producer (``max_request_size``...)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **options)
     await producer.start()
     try:
         futures = [await producer.send(topic, value=value, key=key) for topic, key, value in messages]
