@@ -19,6 +19,7 @@ from models.surge import SurgeRules
 from models.tagger import Correction
 from sinks.rows import DEAD_LETTERS, dead_letter_row
 from streams import metrics
+from streams.app import each_event
 from streams.catalog import load_catalog
 from streams.deadletters import (
     MAX_DETAIL_CHARS,
@@ -138,6 +139,50 @@ def test_a_stopping_worker_gives_up_the_send_instead_of_waiting() -> None:
     with pytest.raises(StopRequested):
         asyncio.run(sender.send(message(), "oversized", "big", T))
     assert time.monotonic() - started < 1
+
+
+# --- the agents' guard
+
+
+class FakeStream:
+    """What :func:`streams.app.each_event` uses of a Faust stream, its events and its app's consumer."""
+
+    def __init__(self, count: int) -> None:
+        self.abandoned: list[int] = []
+        self.acked: list[int] = []
+        consumer = SimpleNamespace(abandon=lambda message: self.abandoned.append(message.offset))
+        app = SimpleNamespace(consumer=consumer)
+        self.events_ = [SimpleNamespace(app=app, message=message(offset)) for offset in range(count)]
+
+    def noack(self) -> FakeStream:
+        return self
+
+    async def events(self):
+        for event in self.events_:
+            yield event
+
+    async def ack(self, event) -> None:
+        self.acked.append(event.message.offset)
+
+
+def test_whatever_an_agent_raises_the_event_is_dead_lettered_and_the_agent_goes_on() -> None:
+    stream = FakeStream(5)
+    failures = []
+
+    async def handle(event) -> None:
+        offset = event.message.offset
+        if offset == 1:
+            raise KeyError("a bug")
+        if offset == 3:
+            raise StopRequested  # its dead letter could not be sent before the worker stopped
+
+    async def on_error(failed, error: Exception) -> None:
+        failures.append((failed.offset, type(error).__name__))
+
+    asyncio.run(each_event(stream, handle, on_error))
+    assert failures == [(1, "KeyError")]
+    assert stream.acked == [0, 1, 2, 4]  # the failed one after its dead letter
+    assert stream.abandoned == [3]  # never acknowledged: read again after the restart
 
 
 # --- internal topics
@@ -292,7 +337,7 @@ def test_messages_of_any_size_and_foreign_internal_records_never_stop_a_worker(
         worker.stop()
     log = worker.log_text()
     assert code == 0 and stop_seconds < 10, (code, stop_seconds, log[-3000:])
-    assert "crashed" not in log.lower() and "wait_empty" not in log, log[-3000:]
+    assert "Crashed reason" not in log and "wait_empty" not in log, log[-3000:]
 
     infos = [(read_dead_letter_headers(m.headers), m) for m in dead]
     assert {reason: sum(1 for i, _ in infos if i.reason == reason) for reason in expected} == expected

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import math
 import os
 import pickle
@@ -70,7 +71,7 @@ from sinks.rows import (
 from streams.api import PREFERENCES_ROUTE, ROUTES, ApiError, command, user_view
 from streams.auth import Caller
 from streams.contact import EMITTED, SUPPRESSED
-from streams.deadletters import dead_letter_headers, read_dead_letter_headers
+from streams.deadletters import MAX_KEY_BYTES, MAX_VALUE_BYTES, dead_letter_headers, read_dead_letter_headers
 from streams.events import (
     CLICKSTREAM,
     CRM,
@@ -598,6 +599,15 @@ def wait_until(check: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+def cut(data: bytes | None, limit: int) -> bytes | None:
+    """``data`` as a dead letter keeps it (streams.deadletters.dead_letter_record)."""
+    return data if data is None else data[:limit]
+
+
+def sha256(data: bytes | None) -> str:
+    return hashlib.sha256(data or b"").hexdigest()
+
+
 @pytest.mark.integration
 def test_hostile_input_through_a_worker(broker, tmp_path: Path) -> None:
     """A seeded mix of good and bad messages on every source topic: the worker stays up, every bad
@@ -646,14 +656,18 @@ def test_hostile_input_through_a_worker(broker, tmp_path: Path) -> None:
         code = worker.stop()
     assert code == 0, worker.log_text()[-3000:]
 
-    # Every bad message on dead_letters: its topic, key and bytes, the expected reason, a detail.
-    sent = Counter((s.topic, key, s.raw, s.expected) for s, key in bad)
-    got: Counter[tuple[str, bytes | None, bytes | None, str | None]] = Counter()
+    # Every bad message on dead_letters: its topic, key and bytes (their first bytes beyond the dead
+    # letter's bounds), its SHA-256, the expected reason, a detail.
+    sent = Counter(
+        (s.topic, cut(key, MAX_KEY_BYTES), cut(s.raw, MAX_VALUE_BYTES), sha256(s.raw), s.expected)
+        for s, key in bad
+    )
+    got: Counter[tuple[str, bytes | None, bytes | None, str, str | None]] = Counter()
     sources = set()
     for message in dead:
         info = read_dead_letter_headers(message.headers)
         assert info.detail and info.source_offset >= 0, info
-        got[(info.source_topic, message.key, message.value, info.reason)] += 1
+        got[(info.source_topic, message.key, message.value, info.original_sha256, info.reason)] += 1
         sources.add((info.source_topic, info.source_partition, info.source_offset))
     missing, unexpected = sent - got, got - sent
     assert not missing and not unexpected, (list(missing)[:3], list(unexpected)[:3])
@@ -669,7 +683,7 @@ def test_hostile_input_through_a_worker(broker, tmp_path: Path) -> None:
         dsn, "SELECT source_topic, source_partition, source_offset, reason, hex(payload) FROM dead_letters"
     )
     assert Counter((r[0], r[3], r[4]) for r in dead_rows) == Counter(
-        (s.topic, s.expected, (s.raw or b"").hex().upper()) for s, _ in bad
+        (s.topic, s.expected, (cut(s.raw, MAX_VALUE_BYTES) or b"").hex().upper()) for s, _ in bad
     )
     lost = len(Counter(want_ids) - Counter(stored_ids)) + len(
         Counter(want_questions) - Counter(stored_questions)
