@@ -568,7 +568,8 @@ def create_app(settings: Settings) -> faust.App:
                 intervention = decision.intervention
                 records.append((settings.topic_interventions, key, orjson.dumps(intervention.to_wire(wall))))
         if records:
-            # Delivered (acks=all) or this raises and the event is delivered again (streams.acknowledged).
+            # Delivered (acks=all) or this raises (streams.acknowledged): the event is then dead-lettered
+            # (each_event), or delivered again after the restart if the worker was stopping.
             try:
                 await acknowledged.send_all(records)
             except BaseException:  # failed, or the worker stopping mid-send: not known to be delivered
