@@ -476,6 +476,11 @@ def create_app(settings: Settings) -> faust.App:
                 key=correction.feedback_id.encode(), value=correction.to_wire(), partition=partition
             )
 
+    user_input_readers: dict[str, Callable[[bytes | None, int], Any]] = {
+        settings.topic_labels: read_correction,
+        settings.topic_events: read_wire_event,
+    }
+
     @app.agent(user_input)
     async def track_users(stream: faust.StreamT) -> None:
         await each_event(stream, track_user, processing_failed)
@@ -483,12 +488,8 @@ def create_app(settings: Settings) -> faust.App:
     async def track_user(event: faust.EventT) -> None:
         """A correction, an event or a tick, each read back through its contract (streams.internal)."""
         message = event.message
-        topics: dict[str, Callable[[bytes | None, int], Any]] = {
-            settings.topic_labels: read_correction,
-            settings.topic_events: read_wire_event,
-        }
         try:
-            record = topics.get(message.topic, read_tick)(message.value, internal_max_bytes)
+            record = user_input_readers.get(message.topic, read_tick)(message.value, internal_max_bytes)
         except InvalidEvent as error:
             await dead_letter(message, error.reason, error.detail, time.time())
             return

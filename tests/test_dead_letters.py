@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import orjson
 import pytest
-from harness import consume_all, produce, rows, worker_env
+from harness import consume_all, metric, produce, rows, worker_env
 
 from models.surge import SurgeRules
 from models.tagger import Correction
@@ -277,28 +276,19 @@ def page_view(event_id: str, pad: int = 0) -> bytes:
     return raw if not pad else raw[:-1] + b', "pad": "' + b"x" * (pad - len(raw) - 11) + b'"}'
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    match = re.search(rf"^{name}{{{wanted}}} (\S+)$" if labels else rf"^{name} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
-
-
 @pytest.mark.integration
 def test_messages_of_any_size_and_foreign_internal_records_never_stop_a_worker(
     broker, tmp_path: Path
 ) -> None:
     dsn = f"chdb://{tmp_path / 'clickhouse'}"
     worker = WorkerProcess(worker_env(broker.bootstrap, tmp_path, dsn), tmp_path / "worker.log").start()
-    oversized = {
-        1: page_view("big-1", 1_000_131),
-        5: page_view("big-5", 5 * MB),
-        20: page_view("big-20", 20 * MB),
-    }
-    assert [len(raw) for raw in oversized.values()] == [1_000_131, 5 * MB, 20 * MB]
+    # 1,000,131 bytes: under the producers' default request limit, over what a dead letter could hold.
+    oversized = [page_view("big-1", 1_000_131), page_view("big-5", 5 * MB), page_view("big-20", 20 * MB)]
+    assert [len(raw) for raw in oversized] == [1_000_131, 5 * MB, 20 * MB]
     valid = [f"v{i}" for i in range(4)]
     # One user, so one partition: every oversized message between two valid events.
     clickstream = [("clickstream", b"u1", page_view(valid[0]))]
-    for raw, after in zip(oversized.values(), valid[1:], strict=True):
+    for raw, after in zip(oversized, valid[1:], strict=True):
         clickstream += [("clickstream", b"u1", raw), ("clickstream", b"u1", page_view(after))]
     junk = b"[1,2,3]"
     internal = [
@@ -345,7 +335,7 @@ def test_messages_of_any_size_and_foreign_internal_records_never_stop_a_worker(
     assert all(len(m.value) <= MAX_VALUE_BYTES for m in dead)
     cut = sorted((i.original_bytes, i.original_sha256, m.value) for i, m in infos if i.reason == "oversized")
     assert [(size, sha) for size, sha, _ in cut] == sorted(
-        (len(raw), hashlib.sha256(raw).hexdigest()) for raw in oversized.values()
+        (len(raw), hashlib.sha256(raw).hexdigest()) for raw in oversized
     )
     assert all(len(value) == MAX_VALUE_BYTES for *_, value in cut)
     internal_details = sorted(i.detail.split(":")[0] for i, _ in infos if i.reason == INVALID_INTERNAL)
