@@ -92,6 +92,7 @@ from streams.events import (
     InvalidEvent,
     parse_event,
 )
+from streams.internal import read_correction, read_question, read_tick, read_wire_event
 from streams.orders import OrderCommand, StockLevels, parse_stock
 from streams.policy import load_policy
 from streams.processes import (
@@ -225,8 +226,8 @@ class InProcessWorker:
         return parsed
 
     def learn(self, correction: Correction) -> None:
-        """``ingest_labels`` then ``track_users``: the wire form read back by the same parser."""
-        again = parse_label(orjson.dumps(correction.to_wire()))
+        """``ingest_labels`` then ``track_users``: the wire form read back as the agent reads it."""
+        again = read_correction(orjson.dumps(correction.to_wire()))
         assert again.key == correction.key and again.tags == correction.tags
         assert self.models.tagger.learn_correction(again)
         assert not self.models.tagger.learn_correction(again)  # a replay is skipped
@@ -236,7 +237,9 @@ class InProcessWorker:
         """``ingest`` to the questions topic, ``watch_issues``, and the sink's rows."""
         raw = orjson.dumps(question)
         stored(SUPPORT_QUESTIONS, raw)
-        alerts = observe_question(orjson.loads(raw), CATALOG, self.counts, self.profiles, RULES)
+        value = read_question(raw, CATALOG.category_of)  # as watch_issues reads it
+        assert value == question
+        alerts = observe_question(value, CATALOG, self.counts, self.profiles, RULES)
         for alert in alerts:
             hot_issue_row(orjson.dumps(alert.to_wire(self.wall)), [], 0, 1)
         product = question["product_id"]
@@ -251,7 +254,8 @@ class InProcessWorker:
         wire = event.to_wire()
         raw = orjson.dumps(wire)  # the internal topic's serializer
         value = orjson.loads(raw)
-        back = Event.from_wire(value)
+        back = read_wire_event(raw)  # as track_users reads it
+        assert back == Event.from_wire(value)
         assert back.to_wire() == wire and back.attrs.keys() == event.attrs.keys()
         assert abs(back.event_time - event.event_time) <= 0.0005
         stored(EVENTS, raw)
@@ -282,7 +286,7 @@ class InProcessWorker:
     def behaviour(self, state: UserState, value: dict[str, Any] | None, now_ms: int | None = None) -> None:
         """One round (an event, or a tick at ``now_ms`` when ``value`` is None), as ``handle_behaviour``."""
         tick = value is None
-        message = {"user_id": state.user_id, "now": now_ms} if tick else value
+        message = read_tick(orjson.dumps({"user_id": state.user_id, "now": now_ms})) if tick else value
         done = run_round(state, message, tick=tick, policy=POLICY, models=self.models, session_gap=1800.0)
         if done.duplicate:  # delivered again: nothing changed, nothing to emit
             return
