@@ -65,7 +65,7 @@ from sinks.erasure import (
 from sinks.privacy import RowPseudonymizer, UserTable
 from sinks.rows import TableSpec
 from streams import metrics
-from streams.deadletters import dead_letter_headers
+from streams.deadletters import DeadLetterSender, StopRequested
 from streams.offsets import verified_end_offsets
 
 log = logging.getLogger(__name__)
@@ -277,6 +277,12 @@ class ClickHouseSink:
         self.verify_end_offsets = verify_end_offsets
         self._probe: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
+        self._dead_letters = DeadLetterSender(
+            dead_letter_topic,
+            self._send_dead_letter,
+            stopping=self._stopping.is_set,
+            sleep=lambda seconds: self._back_off(seconds, None),
+        )
         self._flush_lock = asyncio.Lock()  # one store at a time, in the order the batches were sealed
         self._storing: asyncio.Task[bool] | None = None  # the batch being stored while the next is taken
         self._storing_rows = 0
@@ -318,19 +324,22 @@ class ClickHouseSink:
         await self.producer.start()
         await self.consumer.start()
         try:
-            while not self._stopping.is_set():
-                wait = self.batcher.wait_seconds(time.monotonic())
-                room = self.batcher.room()  # never more than batch_rows rows held (memory bound)
-                batches = (
-                    await self.consumer.getmany(timeout_ms=int(wait * 1000) + 1, max_records=room)
-                    if room
-                    else {}
-                )
-                for tp, messages in batches.items():
-                    await self._take(tp, messages)
-                self._report_lag()
-                await self._store_if_due()
-                await self._erase_due()
+            # Stopping with a dead letter not sent: what was taken before its message is stored and
+            # committed, the message is read again after the restart.
+            with contextlib.suppress(StopRequested):
+                while not self._stopping.is_set():
+                    wait = self.batcher.wait_seconds(time.monotonic())
+                    room = self.batcher.room()  # never more than batch_rows rows held (memory bound)
+                    batches = (
+                        await self.consumer.getmany(timeout_ms=int(wait * 1000) + 1, max_records=room)
+                        if room
+                        else {}
+                    )
+                    for tp, messages in batches.items():
+                        await self._take(tp, messages)
+                    self._report_lag()
+                    await self._store_if_due()
+                    await self._erase_due()
             await self.flush()
             await self._erase_due()
         finally:
@@ -518,14 +527,15 @@ class ClickHouseSink:
         return deleted
 
     async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
+        """Dead-letter ``message``: bounded, and tried again until the broker takes it
+        (:class:`streams.deadletters.DeadLetterSender`); raises StopRequested if the sink stops first."""
+        await self._dead_letters.send(message, reason, detail, time.time())
+
+    async def _send_dead_letter(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
         assert self.producer is not None
-        headers = dead_letter_headers(
-            message.topic, message.partition, message.offset, reason, detail, time.time()
-        )
-        await self.producer.send_and_wait(
-            self.dead_letter_topic, value=message.value, key=message.key, headers=headers
-        )
-        metrics.DEAD_LETTERS.labels(reason).inc()
+        await self.producer.send_and_wait(topic, value=value, key=key, headers=headers)
 
     async def flush(self, *, keep_alive: bool = False) -> None:
         """Store and commit everything taken so far: the batch being stored in the background, then

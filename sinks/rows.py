@@ -12,6 +12,7 @@ order of its table's ``COLUMNS``; a value it cannot read raises ``ValueError``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -180,10 +181,16 @@ def payload_user_id(payload: bytes) -> str:
 
 
 def dead_letter_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
-    """A rejected message (the dead-letter topic): where it came from and why, its original bytes, and
-    the user it names (:func:`payload_user_id`), pseudonymised by the sink like every user id."""
+    """A dead letter: what it says of its source, its payload (the original message, or its first
+    bytes when that was too large: :func:`streams.deadletters.dead_letter_record`), the original's
+    size and SHA-256 (from the headers; of the payload for a dead letter that does not say), and the
+    user it names (:func:`payload_user_id`), pseudonymised by the sink like every user id."""
     info = read_dead_letter_headers(headers)
     payload = value or b""
+    original_bytes = len(payload) if info.original_bytes is None else info.original_bytes
+    original_sha256 = info.original_sha256
+    if not original_sha256 and original_bytes == len(payload):
+        original_sha256 = hashlib.sha256(payload).hexdigest()
     return (
         info.source_topic,
         info.source_partition,
@@ -193,6 +200,8 @@ def dead_letter_row(value: bytes, headers: Headers, partition: int, offset: int)
         round(info.rejected_at * 1000),
         payload,
         len(payload),
+        original_bytes,
+        original_sha256,
         payload_user_id(payload),
         partition,
         offset,
@@ -273,15 +282,19 @@ DEAD_LETTERS = TableSpec(
         "rejected_at",
         "payload",
         "payload_bytes",
+        "original_bytes",
+        "original_sha256",
         "user_id",
         "kafka_partition",
         "kafka_offset",
     ),
     dead_letter_row,
-    id_index=(0, 1, 2),
-    id_sql="concat(source_topic, ':', toString(source_partition), ':', toString(source_offset))",
+    # The reason too, as in the table's ORDER BY: one message can be refused by two consumers (an agent
+    # and the sink), each with its own reason.
+    id_index=(0, 1, 2, 3),
+    id_sql="concat(source_topic, ':', toString(source_partition), ':', toString(source_offset), ':', reason)",
     # The payload is bytes, so the pseudonymisation leaves it as it is (the original message).
-    user_index=8,
+    user_index=10,
     time_index=5,
 )
 DECISIONS = TableSpec(

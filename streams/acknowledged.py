@@ -49,3 +49,11 @@ class AcknowledgedSender(mode.Service):
             raise RuntimeError("the acknowledged sender is not running")
         sends = [await self._producer.send(topic, value, key=key) for topic, key, value in records]
         await asyncio.gather(*sends)
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Send one record with ``headers``; raises if it was not acknowledged."""
+        if self._producer is None:
+            raise RuntimeError("the acknowledged sender is not running")
+        await self._producer.send_and_wait(topic, value, key=key, headers=headers)

@@ -26,10 +26,15 @@ Data flow::
   and rebuilt from the table after each rebalance), never at the whole table.
 * The ClickHouse sink runs as a service of the same worker, with its own consumer group.
 
+Every agent reads bytes and checks them, internal topics included (:mod:`streams.internal`), and
+handles each event through :func:`each_event`: whatever the handling raises, the event is
+dead-lettered (``processing_error``), never left unacknowledged. Dead letters are bounded in size and
+sent until the broker takes them (:mod:`streams.deadletters`).
+
 Faust flushes the producer before committing offsets, so an input offset is committed only after
 everything its processing sent (dead letters, re-keyed events, the changelog records written right
-before the commit: :mod:`streams.statewrites`) is acknowledged; decisions and interventions are
-acknowledged before their event is (:mod:`streams.acknowledged`).
+before the commit: :mod:`streams.statewrites`) is acknowledged; decisions, interventions and dead
+letters are acknowledged before their event is (:mod:`streams.acknowledged`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
@@ -47,7 +52,7 @@ import orjson
 
 from models.learners import PartitionModels
 from models.surge import SurgeRules
-from models.tagger import parse_label
+from models.tagger import Correction, parse_label
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
 from sinks.erasure import ErasedUsers
@@ -59,7 +64,7 @@ from streams.catalog import load_catalog
 from streams.clock import PartitionClocks
 from streams.config import Settings
 from streams.contact import EMITTED
-from streams.deadletters import dead_letter_headers
+from streams.deadletters import DeadLetterSender, StopRequested
 from streams.events import (
     CRM,
     ERASURE,
@@ -72,6 +77,7 @@ from streams.events import (
     parse_event,
     to_millis,
 )
+from streams.internal import read_correction, read_question, read_tick, read_wire_event
 from streams.orders import OrderCommand
 from streams.policy import load_policy
 from streams.processes import (
@@ -162,8 +168,19 @@ class SinkService(mode.Service):
                 self._task.cancel()
 
 
-async def finished_events(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
-    """The events of an agent's ``stream``, each acknowledged only once the agent's body for it is done.
+async def each_event(
+    stream: faust.StreamT,
+    handle: Callable[[faust.EventT], Awaitable[None]],
+    on_error: Callable[[Any, Exception], Awaitable[None]],
+) -> None:
+    """Run ``handle`` on each event of an agent's ``stream``; acknowledge the event once it is done.
+
+    Whatever ``handle`` raises is given to ``on_error`` with the event's message (to dead-letter it):
+    an agent that raised would stop, and the event it held would never be acknowledged, so every
+    rebalance and the shutdown would wait for it for ever (Faust's ``wait_empty``), and a restarted
+    agent would have it committed past. An event whose dead letter cannot be sent before the worker stops
+    (:class:`streams.deadletters.StopRequested`) is left unacknowledged without the shutdown waiting
+    for it: it is read again after the restart.
 
     Faust acknowledges an event in a ``finally`` around its ``yield``: an agent cancelled while handling
     an event (a worker stopping mid-send) would still acknowledge it, and the commit at shutdown would
@@ -172,7 +189,16 @@ async def finished_events(stream: faust.StreamT) -> AsyncIterator[faust.EventT]:
     state recognises it: :func:`streams.state.first_delivery`)."""
     manual = stream.noack()
     async for event in manual.events():
-        yield event
+        try:
+            try:
+                await handle(event)
+            except StopRequested:
+                raise
+            except Exception as error:
+                await on_error(event.message, error)
+        except StopRequested:
+            event.app.consumer.abandon(event.message)
+            continue
         await manual.ack(event)
 
 
@@ -209,13 +235,18 @@ def create_app(settings: Settings) -> faust.App:
 
     raw_input = app.topic(*source_of, key_serializer="raw", value_serializer="raw")
     raw_labels = app.topic(settings.topic_feedback_labels, key_serializer="raw", value_serializer="raw")
+    # Internal topics are read as bytes too, and each record checked by the agent (streams.internal):
+    # a value Faust could not decode would be thrown into the agent, and what decodes need not have
+    # the shape the agent reads.
     user_input = app.topic(
-        settings.topic_events, settings.topic_ticks, settings.topic_labels, value_serializer="orjson"
+        settings.topic_events, settings.topic_ticks, settings.topic_labels, value_serializer="raw"
     )
+    internal_max_bytes = 2 * settings.max_event_bytes  # see streams.internal.DEFAULT_MAX_BYTES
     events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
     ticks_topic = app.topic(settings.topic_ticks, partitions=settings.partitions)
     labels_topic = app.topic(settings.topic_labels, partitions=settings.partitions)
     questions_topic = app.topic(settings.topic_questions, value_serializer="orjson")
+    raw_questions = app.topic(settings.topic_questions, value_serializer="raw")
     scores_topic = app.topic(settings.topic_scores)
     tickets_topic = app.topic(settings.topic_tickets)
     order_commands_topic = app.topic(settings.topic_order_commands)
@@ -223,7 +254,6 @@ def create_app(settings: Settings) -> faust.App:
     feedback_tagged_topic = app.topic(settings.topic_feedback_tagged)
     crm_sync_topic = app.topic(settings.topic_crm_sync)
     erasures_topic = app.topic(settings.topic_erasures)
-    dead_letter_topic = app.topic(settings.topic_dead_letters, value_serializer="raw")
     # Built as app.Table does, but with the serializers set before the table is added: Faust derives a
     # table's serializers from key_type/value_type (ignoring a Schema) and makes the changelog topic when
     # the table is added. Values recovered from the changelog then decode into UserState objects, the same
@@ -347,23 +377,23 @@ def create_app(settings: Settings) -> faust.App:
     hot_issues_topic = app.topic(settings.topic_hot_issues)
     surge_rules = SurgeRules()
 
-    @app.agent(questions_topic)
+    @app.agent(raw_questions)
     async def watch_issues(stream: faust.StreamT) -> None:
-        async for event in finished_events(stream):
-            message = event.message
-            wall = time.time()
-            try:
-                alerts = observe_question(
-                    event.value, references.catalog, issue_counts, launch_profiles, surge_rules
-                )
-            except Exception as error:  # a bug must not stop the agent; the message is kept for replay
-                log.exception("hot issues: %s:%s@%s failed", message.topic, message.partition, message.offset)
-                await dead_letter(message, "processing_error", repr(error)[:300], wall)
-                continue
-            metrics.SUPPORT_QUESTIONS.labels(event.value["category"]).inc()
-            for alert in alerts:
-                await hot_issues_topic.send(key=alert.product_id.encode(), value=alert.to_wire(wall))
-                metrics.HOT_ISSUES.labels(alert.category).inc()
+        await each_event(stream, watch_question, processing_failed)
+
+    async def watch_question(event: faust.EventT) -> None:
+        message = event.message
+        wall = time.time()
+        try:
+            question = read_question(message.value, references.catalog.category_of, internal_max_bytes)
+        except InvalidEvent as error:
+            await dead_letter(message, error.reason, error.detail, wall)
+            return
+        alerts = observe_question(question, references.catalog, issue_counts, launch_profiles, surge_rules)
+        metrics.SUPPORT_QUESTIONS.labels(question["category"]).inc()
+        for alert in alerts:
+            await hot_issues_topic.send(key=alert.product_id.encode(), value=alert.to_wire(wall))
+            metrics.HOT_ISSUES.labels(alert.category).inc()
 
     clocks = PartitionClocks()
     pending_timers = PendingTimers(policy)  # what the sweep looks at, instead of every user
@@ -377,84 +407,105 @@ def create_app(settings: Settings) -> faust.App:
         """After each rebalance the table holds other users: index their pending timers again."""
         pending_timers.rebuild(users.values())
 
-    async def dead_letter(message: Any, reason: str, detail: str, wall: float) -> None:
-        headers = dead_letter_headers(message.topic, message.partition, message.offset, reason, detail, wall)
-        await dead_letter_topic.send(key=message.key, value=message.value, headers=headers)
-        metrics.DEAD_LETTERS.labels(reason).inc()
+    acknowledged = app.service(AcknowledgedSender(settings))
+    # Through the producer that waits for the broker's acknowledgement: a dead letter the broker
+    # refused is known at once, and tried again (streams.deadletters), before its message is.
+    dead_letters = DeadLetterSender(
+        settings.topic_dead_letters, acknowledged.send, stopping=lambda: app.should_stop, sleep=app.sleep
+    )
+    dead_letter = dead_letters.send
+
+    async def processing_failed(message: Any, error: Exception) -> None:
+        """Whatever handling ``message`` raised: logged, and the message dead-lettered."""
+        log.error(
+            "processing %s:%s@%s failed", message.topic, message.partition, message.offset, exc_info=error
+        )
+        await dead_letter(message, "processing_error", repr(error)[:300], time.time())
 
     async def dead_letter_stock(message: Any, error: InvalidEvent) -> None:
-        await dead_letter(message, error.reason, error.detail, time.time())
+        with contextlib.suppress(StopRequested):  # the stock reader stops too, and reads it again
+            await dead_letter(message, error.reason, error.detail, time.time())
 
     stock_reader = app.service(StockReader(settings, on_invalid=dead_letter_stock))
-    acknowledged = app.service(AcknowledgedSender(settings))
 
     @app.agent(raw_input)
     async def ingest(stream: faust.StreamT) -> None:
-        async for event in finished_events(stream):
-            message = event.message
-            wall = time.time()
-            try:
-                parsed = parse_event(
-                    message.value,
-                    source_of[message.topic],
-                    max_bytes=settings.max_event_bytes,
-                    now=wall,
-                    max_future_skew=settings.max_future_skew_seconds,
-                )
-                # Counted per product category, not per user: its own topic, keyed by the category.
-                question = (
-                    question_record(parsed, references.catalog, surge_rules)
-                    if parsed.source == SUPPORT
-                    else None
-                )
-            except InvalidEvent as error:
-                await dead_letter(message, error.reason, error.detail, wall)
-                continue
-            metrics.EVENTS_IN.labels(message.topic, parsed.event_type).inc()
-            if parsed.source == OUTCOMES:
-                metrics.OUTCOMES.labels(parsed.event_type).inc()
-            if question is not None:
-                await questions_topic.send(key=question["category"].encode(), value=question)
-                continue
-            await events_topic.send(key=parsed.user_id.encode(), value=parsed.to_wire())
+        await each_event(stream, ingest_event, processing_failed)
+
+    async def ingest_event(event: faust.EventT) -> None:
+        message = event.message
+        wall = time.time()
+        try:
+            parsed = parse_event(
+                message.value,
+                source_of[message.topic],
+                max_bytes=settings.max_event_bytes,
+                now=wall,
+                max_future_skew=settings.max_future_skew_seconds,
+            )
+            # Counted per product category, not per user: its own topic, keyed by the category.
+            question = (
+                question_record(parsed, references.catalog, surge_rules) if parsed.source == SUPPORT else None
+            )
+        except InvalidEvent as error:
+            await dead_letter(message, error.reason, error.detail, wall)
+            return
+        metrics.EVENTS_IN.labels(message.topic, parsed.event_type).inc()
+        if parsed.source == OUTCOMES:
+            metrics.OUTCOMES.labels(parsed.event_type).inc()
+        if question is not None:
+            await questions_topic.send(key=question["category"].encode(), value=question)
+            return
+        await events_topic.send(key=parsed.user_id.encode(), value=parsed.to_wire())
 
     @app.agent(raw_labels)
     async def ingest_labels(stream: faust.StreamT) -> None:
         """Every partition's tagger learns every correction: each goes to every partition."""
-        async for event in finished_events(stream):
-            message = event.message
-            wall = time.time()
-            try:
-                correction = parse_label(message.value, max_bytes=settings.max_event_bytes)
-            except InvalidEvent as error:
-                await dead_letter(message, error.reason, error.detail, wall)
-                continue
-            metrics.FEEDBACK_LABELS.inc()
-            for partition in range(settings.partitions):
-                await labels_topic.send(
-                    key=correction.feedback_id.encode(), value=correction.to_wire(), partition=partition
-                )
+        await each_event(stream, ingest_label, processing_failed)
+
+    async def ingest_label(event: faust.EventT) -> None:
+        message = event.message
+        try:
+            correction = parse_label(message.value, max_bytes=settings.max_event_bytes)
+        except InvalidEvent as error:
+            await dead_letter(message, error.reason, error.detail, time.time())
+            return
+        metrics.FEEDBACK_LABELS.inc()
+        for partition in range(settings.partitions):
+            await labels_topic.send(
+                key=correction.feedback_id.encode(), value=correction.to_wire(), partition=partition
+            )
+
+    user_input_readers: dict[str, Callable[[bytes | None, int], Any]] = {
+        settings.topic_labels: read_correction,
+        settings.topic_events: read_wire_event,
+    }
 
     @app.agent(user_input)
     async def track_users(stream: faust.StreamT) -> None:
-        async for event in finished_events(stream):
-            message = event.message
-            if message.topic == settings.topic_labels:
-                try:
-                    learn_correction(message.partition, event.value)
-                except Exception as error:  # a bug must not stop the agent; the message is kept for replay
-                    log.exception("correction %s@%s failed", message.partition, message.offset)
-                    await dead_letter(message, "processing_error", repr(error)[:300], time.time())
-                continue
-            if message.topic == settings.topic_events and event.value.get("source") in PROCESS_SOURCES:
-                await handle_process(message, Event.from_wire(event.value))
-            else:
-                await handle_behaviour(message, event.value)
+        await each_event(stream, track_user, processing_failed)
 
-    def learn_correction(partition: int, value: dict[str, Any]) -> None:
-        # Read back through the contract's one parser; a correction replayed after a restore from a
-        # checkpoint is skipped, so every partition's tagger learns each correction once, in order.
-        if models_of(partition).tagger.learn_correction(parse_label(orjson.dumps(value))):
+    async def track_user(event: faust.EventT) -> None:
+        """A correction, an event or a tick, each read back through its contract (streams.internal)."""
+        message = event.message
+        try:
+            record = user_input_readers.get(message.topic, read_tick)(message.value, internal_max_bytes)
+        except InvalidEvent as error:
+            await dead_letter(message, error.reason, error.detail, time.time())
+            return
+        if isinstance(record, Correction):
+            learn_correction(message.partition, record)
+        elif not isinstance(record, Event):  # a tick
+            await handle_behaviour(message, record)
+        elif record.source in PROCESS_SOURCES:
+            await handle_process(message, record)
+        else:
+            await handle_behaviour(message, record.to_wire())
+
+    def learn_correction(partition: int, correction: Correction) -> None:
+        # A correction replayed after a restore from a checkpoint is skipped, so every partition's
+        # tagger learns each correction once, in order.
+        if models_of(partition).tagger.learn_correction(correction):
             learned_since_checkpoint.add(partition)
             metrics.FEEDBACK_CORRECTIONS_LEARNED.inc()
 
@@ -505,7 +556,7 @@ def create_app(settings: Settings) -> faust.App:
             # (a coupon order, abandoned payments); the record is None while health and tags stay put.
             sync = crm_sync_record(state, state.last_event_time)
         except Exception as error:  # a bug must not stop the agent; the message is kept for replay
-            await failed(message, user_id, snapshot, error, wall)
+            await failed(message, user_id, snapshot, error)
             return
         key = user_id.encode()
         # Decisions and interventions first, acknowledged by the broker, then the state that records
@@ -518,7 +569,8 @@ def create_app(settings: Settings) -> faust.App:
                 intervention = decision.intervention
                 records.append((settings.topic_interventions, key, orjson.dumps(intervention.to_wire(wall))))
         if records:
-            # Delivered (acks=all) or this raises and the event is delivered again (streams.acknowledged).
+            # Delivered (acks=all) or this raises (streams.acknowledged): the event is then dead-lettered
+            # (each_event), or delivered again after the restart if the worker was stopping.
             try:
                 await acknowledged.send_all(records)
             except BaseException:  # failed, or the worker stopping mid-send: not known to be delivered
@@ -541,7 +593,7 @@ def create_app(settings: Settings) -> faust.App:
             state_writes.changed(user_id)
             pending_timers.track(state)
         except Exception as error:  # as above: the table and its changelog must not disagree
-            await failed(message, user_id, snapshot, error, wall)
+            await failed(message, user_id, snapshot, error)
             return
         if done.model.publish and done.model.scores is not None:
             await scores_topic.send(key=key, value=done.model.scores.to_wire(user_id))
@@ -595,7 +647,7 @@ def create_app(settings: Settings) -> faust.App:
             sync = crm_sync_record(state, event.event_time) if event.source == CRM else None
             users[user_id] = state
         except Exception as error:  # a bug must not stop the agent; the message is kept for replay
-            await failed(message, user_id, snapshot, error, wall)
+            await failed(message, user_id, snapshot, error)
             return
         if done.duplicate:
             metrics.PROCESS_DUPLICATES.labels(event.source).inc()
@@ -612,17 +664,14 @@ def create_app(settings: Settings) -> faust.App:
             await order_rejections_topic.send(key=key, value=done.order.to_wire(wall))
             metrics.ORDERS.labels(done.order.reason).inc()
 
-    async def failed(
-        message: Any, user_id: str | None, snapshot: StateSnapshot, error: Exception, wall: float
-    ) -> None:
-        log.exception("processing %s:%s@%s failed", message.topic, message.partition, message.offset)
+    async def failed(message: Any, user_id: str | None, snapshot: StateSnapshot, error: Exception) -> None:
         before = snapshot.restore()
         if (
             before is not None and user_id is not None
         ):  # undo the half-applied round: table and changelog agree
             with contextlib.suppress(Exception):
                 users[user_id] = before
-        await dead_letter(message, "processing_error", repr(error)[:300], wall)
+        await processing_failed(message, error)
 
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:

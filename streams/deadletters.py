@@ -3,6 +3,12 @@
 This follows the Kafka Connect convention, so any Kafka tool can inspect or replay a dead letter
 (``kcat -C -t dead_letters -f '%h %s\\n'``).
 
+A dead letter fits any broker, whatever it rejects: :func:`dead_letter_record` keeps the original
+value whole up to :data:`MAX_VALUE_BYTES` and the key up to :data:`MAX_KEY_BYTES`, else their first
+bytes, and always says how long the original value was and its SHA-256 (for a key cut short, the
+same of the key); the detail is cut at :data:`MAX_DETAIL_CHARS`. So the whole record stays under
+:data:`MAX_RECORD_BYTES`, far below the 1 MB Kafka and Faust's producer accept by default.
+
 >>> headers = dead_letter_headers("clickstream", 3, 17, "missing_field", "field 'user_id' is required", 1.5)
 >>> info = read_dead_letter_headers(headers)
 >>> info.reason, info.source_topic, info.source_partition, info.source_offset
@@ -11,11 +17,28 @@ This follows the Kafka Connect convention, so any Kafka tool can inspect or repl
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from streams import metrics
+
+log = logging.getLogger(__name__)
+
 HEADER_PREFIX = "forewarn.dlq."
+# A value up to this size is kept whole: four times FOREWARN_MAX_EVENT_BYTES' default, so every message
+# refused for its content (not its size) can be replayed from its dead letter.
+MAX_VALUE_BYTES = 256 * 1024
+MAX_KEY_BYTES = 1024  # keys are user ids, product categories, feedback ids: at most 128 characters
+MAX_DETAIL_CHARS = 1000
+MAX_SOURCE_TOPIC_CHARS = 255  # Kafka's own limit on topic names is 249
+# The value, the key, the headers (each bounded above) and Kafka's record overhead.
+MAX_RECORD_BYTES = MAX_VALUE_BYTES + MAX_KEY_BYTES + 8 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +49,55 @@ class DeadLetterInfo:
     source_partition: int
     source_offset: int
     rejected_at: float
+    original_bytes: int | None  # None: the header is missing (a dead letter written by someone else)
+    original_sha256: str  # "" when missing or not a SHA-256
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead letter as it is sent: key, value (both possibly cut short) and headers."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter_record(
+    key: bytes | None,
+    value: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    reason: str,
+    detail: str,
+    rejected_at: float,
+) -> DeadLetter:
+    """The dead letter of the message ``key``/``value`` read at ``topic``/``partition``/``offset``: its
+    bytes (whole up to the bounds, else their first bytes), the headers of :func:`dead_letter_headers`,
+    and the original value's size and SHA-256 (``original_bytes``, ``original_sha256``; for a key cut
+    short ``original_key_bytes`` and ``original_key_sha256`` too). Never larger than
+    :data:`MAX_RECORD_BYTES`.
+
+    >>> letter = dead_letter_record(b"u1", b"x" * 300_000, "clickstream", 0, 30, "oversized", "big", 1.5)
+    >>> len(letter.value), dict(letter.headers)["forewarn.dlq.original_bytes"]
+    (262144, b'300000')
+    """
+    headers = dead_letter_headers(topic, partition, offset, reason, detail, rejected_at)
+    headers += _measured("original", value or b"")
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        headers += _measured("original_key", key)
+        key = key[:MAX_KEY_BYTES]
+    if value is not None and len(value) > MAX_VALUE_BYTES:
+        value = value[:MAX_VALUE_BYTES]
+    return DeadLetter(key, value, headers)
+
+
+def _measured(name: str, data: bytes) -> list[tuple[str, bytes]]:
+    """The headers ``<name>_bytes`` and ``<name>_sha256``: how long ``data`` is, and its SHA-256."""
+    return [
+        (f"{HEADER_PREFIX}{name}_bytes", str(len(data)).encode()),
+        (f"{HEADER_PREFIX}{name}_sha256", hashlib.sha256(data).hexdigest().encode()),
+    ]
 
 
 def dead_letter_headers(
@@ -33,8 +105,8 @@ def dead_letter_headers(
 ) -> list[tuple[str, bytes]]:
     values = {
         "reason": reason,
-        "detail": detail,
-        "source_topic": topic,
+        "detail": detail[:MAX_DETAIL_CHARS],
+        "source_topic": topic[:MAX_SOURCE_TOPIC_CHARS],
         "source_partition": str(partition),
         "source_offset": str(offset),
         "rejected_at": repr(rejected_at),
@@ -50,17 +122,97 @@ def read_dead_letter_headers(headers: Iterable[tuple[str, bytes]]) -> DeadLetter
     }
     return DeadLetterInfo(
         reason=values.get("reason", "unknown")[:64],
-        detail=values.get("detail", ""),
+        detail=values.get("detail", "")[:MAX_DETAIL_CHARS],
         source_topic=values.get("source_topic", "")[:256],
         source_partition=_number(values.get("source_partition"), int, -1),
         source_offset=_number(values.get("source_offset"), int, -1),
         rejected_at=_number(values.get("rejected_at"), float, 0.0),
+        original_bytes=_number(values.get("original_bytes"), int, None),
+        original_sha256=sha if _SHA256.match(sha := values.get("original_sha256", "")) else "",
     )
 
 
-def _number(text: str | None, kind: type, default: float) -> Any:
+def _number(text: str | None, kind: type, default: float | None) -> Any:
     """Headers written by anyone else may hold anything: read leniently, never raise."""
     try:
         return kind(text)
     except (TypeError, ValueError):
         return default
+
+
+class StopRequested(Exception):
+    """The worker stops before a dead letter could be sent: its message is not acknowledged, and is
+    read again after the restart."""
+
+
+class DeadLetterSender:
+    """Sends dead letters (:func:`dead_letter_record`), each until the broker has acknowledged it.
+
+    ``send(topic, key, value, headers)`` sends one record and raises if it was not acknowledged. A
+    failed send (the broker away, the topic refused, no answer within ``attempt_timeout``) is logged,
+    counted by ``forewarn_dead_letter_send_failures_total`` and tried again after a back-off doubling
+    up to ``max_backoff`` seconds: a message is never acknowledged without its dead letter. Once
+    ``stopping()`` says the worker stops, a failed send raises :class:`StopRequested` instead, so
+    that the worker can stop; nothing else is raised."""
+
+    def __init__(
+        self,
+        topic: str,
+        send: Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]]], Awaitable[None]],
+        *,
+        stopping: Callable[[], bool],
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        max_backoff: float = 5.0,
+        attempt_timeout: float = 5.0,
+    ) -> None:
+        self.topic = topic
+        self._send = send
+        self._stopping = stopping
+        self._sleep = sleep
+        self.max_backoff = max_backoff
+        self.attempt_timeout = attempt_timeout
+
+    async def send(self, message: Any, reason: str, detail: str, rejected_at: float) -> None:
+        """Dead-letter ``message`` (a Kafka message: ``key``, ``value``, ``topic``, ``partition``,
+        ``offset``) with ``reason`` and ``detail``; counted by ``forewarn_dead_letters_total``."""
+        letter = dead_letter_record(
+            message.key,
+            message.value,
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            detail,
+            rejected_at,
+        )
+        backoff = 0.1
+        while True:
+            try:
+                # Bounded, so that a worker stopping while the broker is away is not held up for the
+                # client's own timeout (a record sent meanwhile may then be sent twice: stored once).
+                await asyncio.wait_for(
+                    self._send(self.topic, letter.key, letter.value, letter.headers), self.attempt_timeout
+                )
+                break
+            except Exception as error:  # whatever the client raises: the dead letter is not sent
+                metrics.DEAD_LETTER_SEND_FAILURES.inc()
+                if self._stopping():
+                    log.warning(
+                        "dead letter of %s:%s@%s not sent (%r); stopping: it is read again after the restart",
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        error,
+                    )
+                    raise StopRequested from error
+                log.warning(
+                    "dead letter of %s:%s@%s not sent (%r); trying again in %.1f s",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    error,
+                    backoff,
+                )
+                await self._sleep(backoff)
+                backoff = min(2 * backoff, self.max_backoff)
+        metrics.DEAD_LETTERS.labels(reason).inc()

@@ -87,6 +87,7 @@ DEAD_LETTER_REASONS = (
     "invalid_value",
     "unknown_event_type",
     "unknown_product",  # a support question about a product the catalog does not know
+    "invalid_internal",  # a record of an internal topic not as Forewarn writes it (streams.internal)
 )
 
 
@@ -496,7 +497,20 @@ def parse_event(
 
     ``now`` (epoch seconds) bounds how far in the future ``event_time`` may be; ``None`` skips that check.
     """
-    data = read_json_object(raw, max_bytes)
+    return event_from_object(
+        read_json_object(raw, max_bytes), source, now=now, max_future_skew=max_future_skew
+    )
+
+
+def event_from_object(
+    data: Mapping[str, Any],
+    source: str,
+    *,
+    now: float | None = None,
+    max_future_skew: float = DEFAULT_MAX_FUTURE_SKEW,
+) -> Event:
+    """The checks of :func:`parse_event` past the envelope: ``data`` (a JSON object's fields) as an
+    event of ``source``, or :class:`InvalidEvent`."""
     event_type = _require(data, "event_type")
     if not isinstance(event_type, str):
         raise InvalidEvent("wrong_type", "field 'event_type' must be a string")

@@ -15,6 +15,10 @@ EVENTS_IN = Counter(
 DEAD_LETTERS = Counter(
     "forewarn_dead_letters_total", "Messages rejected to the dead-letter topic.", ["reason"]
 )
+DEAD_LETTER_SEND_FAILURES = Counter(
+    "forewarn_dead_letter_send_failures_total",
+    "Dead letters the broker did not take at the first try (each is tried again until it does).",
+)
 INTERVENTIONS = Counter("forewarn_interventions_total", "Interventions emitted, by trigger.", ["trigger"])
 INTERVENTION_LATENCY = Histogram(
     "forewarn_intervention_latency_seconds",

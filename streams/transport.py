@@ -143,6 +143,12 @@ class _Consumer(faust_aiokafka.Consumer):
     # their records start, as the committed offset says for the others
     _start: dict[Any, int] = {}
 
+    def abandon(self, message: Any) -> None:
+        """Leave ``message`` unacknowledged for good in this run: it is not committed past (it is read
+        again after the restart), and the shutdown and the rebalances, which wait for every message
+        delivered to be acknowledged (Faust's ``wait_empty``), no longer wait for it."""
+        self._unacked_messages.discard(message)
+
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 

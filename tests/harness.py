@@ -16,6 +16,7 @@ from typing import Any
 import clickhouse_connect
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from sinks.privacy import Pseudonymizer
 from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy
@@ -74,8 +75,9 @@ def event_bytes(**fields: Any) -> bytes:
     return orjson.dumps(fields)
 
 
-async def produce(bootstrap: str, messages: Iterable[Message]) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+async def produce(bootstrap: str, messages: Iterable[Message], **options: Any) -> int:
+    """Send ``messages`` and wait for all; ``options`` for the producer (``max_request_size``...)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **options)
     await producer.start()
     try:
         futures = [await producer.send(topic, value=value, key=key) for topic, key, value in messages]
@@ -132,6 +134,16 @@ def events_seen(port: int, user: str, token: str) -> int | None:
             return orjson.loads(response.read())["state"]["events_seen"]
     except (urllib.error.URLError, TimeoutError, ConnectionError):
         return None
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """A sample of a worker's Prometheus text (:meth:`WorkerProcess.metrics`) by name and labels; 0 when
+    absent."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
 
 
 def pseudonyms(workdir: Path) -> Pseudonymizer:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import math
 import os
 import pickle
@@ -70,7 +71,7 @@ from sinks.rows import (
 from streams.api import PREFERENCES_ROUTE, ROUTES, ApiError, command, user_view
 from streams.auth import Caller
 from streams.contact import EMITTED, SUPPRESSED
-from streams.deadletters import dead_letter_headers, read_dead_letter_headers
+from streams.deadletters import MAX_KEY_BYTES, MAX_VALUE_BYTES, dead_letter_headers, read_dead_letter_headers
 from streams.events import (
     CLICKSTREAM,
     CRM,
@@ -91,6 +92,7 @@ from streams.events import (
     InvalidEvent,
     parse_event,
 )
+from streams.internal import read_correction, read_question, read_tick, read_wire_event
 from streams.orders import OrderCommand, StockLevels, parse_stock
 from streams.policy import load_policy
 from streams.processes import (
@@ -224,8 +226,8 @@ class InProcessWorker:
         return parsed
 
     def learn(self, correction: Correction) -> None:
-        """``ingest_labels`` then ``track_users``: the wire form read back by the same parser."""
-        again = parse_label(orjson.dumps(correction.to_wire()))
+        """``ingest_labels`` then ``track_users``: the wire form read back as the agent reads it."""
+        again = read_correction(orjson.dumps(correction.to_wire()))
         assert again.key == correction.key and again.tags == correction.tags
         assert self.models.tagger.learn_correction(again)
         assert not self.models.tagger.learn_correction(again)  # a replay is skipped
@@ -235,7 +237,9 @@ class InProcessWorker:
         """``ingest`` to the questions topic, ``watch_issues``, and the sink's rows."""
         raw = orjson.dumps(question)
         stored(SUPPORT_QUESTIONS, raw)
-        alerts = observe_question(orjson.loads(raw), CATALOG, self.counts, self.profiles, RULES)
+        value = read_question(raw, CATALOG.category_of)  # as watch_issues reads it
+        assert value == question
+        alerts = observe_question(value, CATALOG, self.counts, self.profiles, RULES)
         for alert in alerts:
             hot_issue_row(orjson.dumps(alert.to_wire(self.wall)), [], 0, 1)
         product = question["product_id"]
@@ -250,7 +254,8 @@ class InProcessWorker:
         wire = event.to_wire()
         raw = orjson.dumps(wire)  # the internal topic's serializer
         value = orjson.loads(raw)
-        back = Event.from_wire(value)
+        back = read_wire_event(raw)  # as track_users reads it
+        assert back == Event.from_wire(value)
         assert back.to_wire() == wire and back.attrs.keys() == event.attrs.keys()
         assert abs(back.event_time - event.event_time) <= 0.0005
         stored(EVENTS, raw)
@@ -281,7 +286,7 @@ class InProcessWorker:
     def behaviour(self, state: UserState, value: dict[str, Any] | None, now_ms: int | None = None) -> None:
         """One round (an event, or a tick at ``now_ms`` when ``value`` is None), as ``handle_behaviour``."""
         tick = value is None
-        message = {"user_id": state.user_id, "now": now_ms} if tick else value
+        message = read_tick(orjson.dumps({"user_id": state.user_id, "now": now_ms})) if tick else value
         done = run_round(state, message, tick=tick, policy=POLICY, models=self.models, session_gap=1800.0)
         if done.duplicate:  # delivered again: nothing changed, nothing to emit
             return
@@ -598,6 +603,15 @@ def wait_until(check: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+def cut(data: bytes | None, limit: int) -> bytes | None:
+    """``data`` as a dead letter keeps it (streams.deadletters.dead_letter_record)."""
+    return data if data is None else data[:limit]
+
+
+def sha256(data: bytes | None) -> str:
+    return hashlib.sha256(data or b"").hexdigest()
+
+
 @pytest.mark.integration
 def test_hostile_input_through_a_worker(broker, tmp_path: Path) -> None:
     """A seeded mix of good and bad messages on every source topic: the worker stays up, every bad
@@ -646,14 +660,18 @@ def test_hostile_input_through_a_worker(broker, tmp_path: Path) -> None:
         code = worker.stop()
     assert code == 0, worker.log_text()[-3000:]
 
-    # Every bad message on dead_letters: its topic, key and bytes, the expected reason, a detail.
-    sent = Counter((s.topic, key, s.raw, s.expected) for s, key in bad)
-    got: Counter[tuple[str, bytes | None, bytes | None, str | None]] = Counter()
+    # Every bad message on dead_letters: its topic, key and bytes (their first bytes beyond the dead
+    # letter's bounds), its SHA-256, the expected reason, a detail.
+    sent = Counter(
+        (s.topic, cut(key, MAX_KEY_BYTES), cut(s.raw, MAX_VALUE_BYTES), sha256(s.raw), s.expected)
+        for s, key in bad
+    )
+    got: Counter[tuple[str, bytes | None, bytes | None, str, str | None]] = Counter()
     sources = set()
     for message in dead:
         info = read_dead_letter_headers(message.headers)
         assert info.detail and info.source_offset >= 0, info
-        got[(info.source_topic, message.key, message.value, info.reason)] += 1
+        got[(info.source_topic, message.key, message.value, info.original_sha256, info.reason)] += 1
         sources.add((info.source_topic, info.source_partition, info.source_offset))
     missing, unexpected = sent - got, got - sent
     assert not missing and not unexpected, (list(missing)[:3], list(unexpected)[:3])
@@ -669,7 +687,7 @@ def test_hostile_input_through_a_worker(broker, tmp_path: Path) -> None:
         dsn, "SELECT source_topic, source_partition, source_offset, reason, hex(payload) FROM dead_letters"
     )
     assert Counter((r[0], r[3], r[4]) for r in dead_rows) == Counter(
-        (s.topic, s.expected, (s.raw or b"").hex().upper()) for s, _ in bad
+        (s.topic, s.expected, (cut(s.raw, MAX_VALUE_BYTES) or b"").hex().upper()) for s, _ in bad
     )
     lost = len(Counter(want_ids) - Counter(stored_ids)) + len(
         Counter(want_questions) - Counter(stored_questions)

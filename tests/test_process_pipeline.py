@@ -551,6 +551,6 @@ def test_erasure_holds_tags_reach_the_crm_and_a_bad_correction_is_dead_lettered(
     # The bad correction: dead-lettered, and the agent went on (the good one reached all 4 partitions).
     [letter] = dead
     info = read_dead_letter_headers(letter.headers)
-    assert (info.source_topic, info.reason) == ("forewarn-labels", "processing_error")
+    assert (info.source_topic, info.reason) == ("forewarn-labels", "invalid_internal")
     assert metric(final_metrics, "forewarn_feedback_corrections_learned_total") == 4
     assert metric(final_metrics, "forewarn_dead_letters_total") == 1

@@ -4,6 +4,7 @@ inserts, the views, and what a restarted sink reads back."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -110,16 +111,17 @@ def test_rows_match_their_tables_columns() -> None:
     assert len(row) == len(INTERVENTIONS.columns) and row[5] == T * 1000 and row[6] == (T + 1) * 1000
     headers = dead_letter_headers("clickstream", 4, 99, "malformed_json", "bad", T)
     row = dead_letter_row(b"{oops", headers, 0, 5)
-    assert row == ("clickstream", 4, 99, "malformed_json", "bad", T * 1000, b"{oops", 5, "", 0, 5)
+    oops = hashlib.sha256(b"{oops").hexdigest()
+    assert row == ("clickstream", 4, 99, "malformed_json", "bad", T * 1000, b"{oops", 5, 5, oops, "", 0, 5)
     assert (
-        DEAD_LETTERS.row_id(row) == "clickstream:4:99"
+        DEAD_LETTERS.row_id(row) == "clickstream:4:99:malformed_json"
         and EVENTS.row_id(event_row(event_message(3), [], 0, 0)) == "e3"
     )
 
 
 def test_dead_letter_rows_tolerate_foreign_headers() -> None:
     row = dead_letter_row(None, [("forewarn.dlq.source_offset", b"nan?"), ("other", b"\xff")], 1, 2)
-    assert row == ("", -1, -1, "unknown", "", 0, b"", 0, "", 1, 2)
+    assert row == ("", -1, -1, "unknown", "", 0, b"", 0, 0, hashlib.sha256(b"").hexdigest(), "", 1, 2)
 
 
 @pytest.mark.parametrize("table_row", [event_row, intervention_row])
@@ -352,4 +354,7 @@ def test_interventions_and_dead_letters_feed_their_views(store: ClickHouseStore)
         ("oversized", 2)
     ]
     assert store.stored_offsets("interventions") == {1: 2} and store.stored_offsets("dead_letters") == {2: 1}
-    assert store.recent_ids("dead_letters", DEAD_LETTERS.id_sql, 2, 0) == ["logistics:0:0", "logistics:0:1"]
+    assert store.recent_ids("dead_letters", DEAD_LETTERS.id_sql, 2, 0) == [
+        "logistics:0:0:oversized",
+        "logistics:0:1:oversized",
+    ]
