@@ -251,7 +251,7 @@ def _learned_models(seed: int) -> tuple[PartitionModels, list[dict[str, float]]]
 
 
 def test_checkpoint_then_restore_gives_identical_predictions_and_learning() -> None:
-    codec = PartitionModelsCodec()
+    codec = PartitionModelsCodec(b"a cluster secret")
     models, xs = _learned_models(5)
     restored = codec.loads(codec.dumps(models))
     for x in xs[:50]:
@@ -275,7 +275,8 @@ def test_a_users_features_and_pending_examples_survive_the_changelog_codec() -> 
     restored = codec.loads(codec.dumps(state))
     assert restored == state
     assert vector(restored, 300.0) == vector(state, 300.0)
-    twin = PartitionModelsCodec().loads(PartitionModelsCodec().dumps(models))
+    checkpoints = PartitionModelsCodec(b"a cluster secret")
+    twin = checkpoints.loads(checkpoints.dumps(models))
     assert observe(restored, None, twin, RULES, 3000.0) == observe(state, None, models, RULES, 3000.0)
 
 
