@@ -20,6 +20,7 @@ then leaves refused records out of the table, logs and counts them.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from models.surge import LaunchProfile, ProductIssues
 from streams import metrics
 from streams.checkpoints import MALFORMED, CheckpointRefused, open_sealed, seal
 from streams.state import UserState
+from streams.typed import type_error
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +77,23 @@ class TableCodec(codecs.Codec):
             return Refused(MALFORMED, f"{type(error).__name__}: {str(error)[:200]}")
 
 
-class UserStateCodec(TableCodec):
-    def __init__(self) -> None:
-        # orjson serializes dataclasses natively
-        super().__init__(orjson.dumps, lambda s: UserState.from_dict(orjson.loads(s)))
-
-
 class DataclassCodec(TableCodec):
-    """JSON of a dataclass, read back by its ``from_dict``. orjson writes the dataclass's fields itself,
-    five times faster than building the dict first (``to_dict``, which gives the same JSON): these
-    values are written on every support question."""
+    """JSON of a dataclass, read back by its ``from_dict`` and refused unless every field, all the way
+    down, has its declared type (:func:`streams.typed.type_error`): a value built from a record with,
+    say, a string for a time would fail later in whatever reads it (a table's recovery callback, every
+    round of the user's). orjson writes the dataclass's fields itself, five times faster than building
+    the dict first (``to_dict``, which gives the same JSON): these values are written on every support
+    question and every user's round."""
 
     def __init__(self, cls: Any) -> None:
-        super().__init__(orjson.dumps, lambda s: cls.from_dict(orjson.loads(s)))
+        super().__init__(orjson.dumps, functools.partial(read_dataclass, cls))
+
+
+def read_dataclass(cls: Any, raw: bytes) -> Any:
+    value = cls.from_dict(orjson.loads(raw))
+    if error := type_error(value, cls):
+        raise TypeError(error)
+    return value
 
 
 class PartitionModelsCodec(TableCodec):
@@ -127,7 +133,7 @@ def register(cluster_secret: bytes) -> None:
     codecs.register("orjson", OrjsonCodec())
     faust_json = codecs.get_codec("json")  # the tables' keys, byte for byte as Faust has always written them
     codecs.register("table_key", TableCodec(faust_json.dumps, faust_json.loads))
-    codecs.register("user_state", UserStateCodec())
+    codecs.register("user_state", DataclassCodec(UserState))
     codecs.register("partition_models", PartitionModelsCodec(cluster_secret))
     codecs.register("product_issues", DataclassCodec(ProductIssues))
     codecs.register("launch_profile", DataclassCodec(LaunchProfile))
