@@ -69,7 +69,7 @@ from sinks.rows import (
 )
 from streams.api import PREFERENCES_ROUTE, ROUTES, ApiError, command, user_view
 from streams.auth import Caller
-from streams.codec import DataclassCodec
+from streams.codec import DataclassCodec, PartitionModelsCodec
 from streams.contact import EMITTED, SUPPRESSED
 from streams.deadletters import dead_letter_headers, read_dead_letter_headers
 from streams.events import (
@@ -120,6 +120,7 @@ PSEUDONYMIZE = Pseudonymizer(b"fuzz-key")
 # (and a failure shrinks to the same example when it is replayed).
 FRESH_MODELS = pickle.dumps(PartitionModels())
 USERS_CODEC, ISSUES_CODEC = DataclassCodec(UserState), DataclassCodec(ProductIssues)
+CHECKPOINTS = PartitionModelsCodec(b"the fuzz tests' cluster secret")
 
 
 def fuzz(examples: int) -> settings:
@@ -520,7 +521,7 @@ def test_a_users_events_out_of_order_and_twice_keep_the_state_sane(rnd: random.R
     assert not [i for i, n in worker.final.items() if n > 1], worker.final
     # The partition's models, after learning from all that, still score a newcomer with numbers.
     worker.take(Sample(CLICKSTREAM, "good", clicks(event_type="page_view", page="/", user_id="canary"), OK))
-    pickle.loads(pickle.dumps(worker.models))  # the models' checkpoint
+    assert isinstance(CHECKPOINTS.loads(CHECKPOINTS.dumps(worker.models)), PartitionModels)
 
 
 # --- the API's request bodies
