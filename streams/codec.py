@@ -3,9 +3,11 @@
 ``orjson`` is registered as a Faust codec for the topics Forewarn writes (interventions, internal
 events) and ``user_state`` for the per-user table, whose values decode straight into
 :class:`~streams.state.UserState` so that a recovered table holds the same objects as a live one.
+``table_key`` is the tables' keys (JSON, as Faust writes them).
 
 ``product_issues`` and ``launch_profile`` hold a product's hot-issue counts and its launch profile
-(:mod:`models.surge`) as JSON.
+(:mod:`models.surge`) as JSON. Every JSON value is read back only if each of its fields has its
+declared type (:class:`DataclassCodec`).
 
 ``partition_models`` holds a partition's River models (:class:`models.learners.PartitionModels`) as a
 checkpoint signed with the deployment's cluster secret (:mod:`streams.checkpoints`): a record that
