@@ -511,7 +511,8 @@ def measure_feedback(
 
 
 def checkpoint_size(models: PartitionModels, repeats: int, when: str) -> Size:
-    """The partition's models as the ``partition_models`` codec writes them (pickle, highest protocol)."""
+    """The partition's models as the ``partition_models`` codec pickles them (highest protocol; the
+    checkpoint adds a 36-byte header and signature, streams/checkpoints.py)."""
     raw = pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL)
     return Size(
         f"checkpoint: `PartitionModels` pickled, {when}",

@@ -56,12 +56,14 @@ from models.tagger import Correction, parse_label
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
 from sinks.erasure import ErasedUsers
+from sinks.privacy import load_cluster_secret
 from sinks.rows import sink_specs
 from streams import codec, metrics
 from streams.acknowledged import AcknowledgedSender
 from streams.api import register_api
 from streams.catalog import load_catalog
 from streams.clock import PartitionClocks
+from streams.codec import CheckedTable
 from streams.config import Settings
 from streams.contact import EMITTED
 from streams.deadletters import DeadLetterSender, StopRequested
@@ -210,7 +212,7 @@ def create_app(settings: Settings) -> faust.App:
         load_service_points(settings.service_points_file),
         settings.dispatch_max_km,
     )
-    codec.register()
+    codec.register(load_cluster_secret(settings))
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
@@ -257,9 +259,9 @@ def create_app(settings: Settings) -> faust.App:
     # Built as app.Table does, but with the serializers set before the table is added: Faust derives a
     # table's serializers from key_type/value_type (ignoring a Schema) and makes the changelog topic when
     # the table is added. Values recovered from the changelog then decode into UserState objects, the same
-    # as live writes.
-    users = app.conf.Table(app, name="users", partitions=settings.partitions, beacon=app.tables.beacon)
-    users.key_serializer = "json"
+    # as live writes. Every table is a CheckedTable: a changelog record that does not decode is left out.
+    users = CheckedTable(app, name="users", partitions=settings.partitions, beacon=app.tables.beacon)
+    users.key_serializer = "table_key"
     users.value_serializer = "user_state"
     app.tables.add(users)
     # The intent and churn models of each partition of the events topic, keyed by partition number, so
@@ -267,10 +269,12 @@ def create_app(settings: Settings) -> faust.App:
     # every model_checkpoint_seconds, when their partition is revoked and at shutdown, not on every
     # event (a model is far larger than a user's state): a crash loses at most one interval of their
     # learning, never a prediction or a user's features.
-    partition_models = app.conf.Table(
+    # The checkpoints are signed with the cluster secret (streams.checkpoints): one without a valid tag
+    # is refused at recovery and its partition starts from fresh models.
+    partition_models = CheckedTable(
         app, name="models", partitions=settings.partitions, beacon=app.tables.beacon
     )
-    partition_models.key_serializer = "json"
+    partition_models.key_serializer = "table_key"
     partition_models.value_serializer = "partition_models"
     app.tables.add(partition_models)
     # The live models of this worker's partitions (a RocksDB store would hand out a fresh copy of the
@@ -320,7 +324,7 @@ def create_app(settings: Settings) -> faust.App:
                 key=str(partition),
                 value=models,
                 partition=partition,
-                key_serializer="json",
+                key_serializer="table_key",
                 value_serializer="partition_models",
             )
             learned_since_checkpoint.discard(partition)
@@ -364,14 +368,14 @@ def create_app(settings: Settings) -> faust.App:
     # category and every earlier launch (the launch prior) is on one partition. The counts are kept per
     # product and the launch profiles per launched product, not per category: a category's whole state
     # would be one changelog record of megabytes, rewritten on every question.
-    issue_counts = app.conf.Table(
+    issue_counts = CheckedTable(
         app, name="issue-counts", partitions=settings.partitions, beacon=app.tables.beacon
     )
-    launch_profiles = app.conf.Table(
+    launch_profiles = CheckedTable(
         app, name="launch-profiles", partitions=settings.partitions, beacon=app.tables.beacon
     )
     for table, codec_name in ((issue_counts, "product_issues"), (launch_profiles, "launch_profile")):
-        table.key_serializer = "json"
+        table.key_serializer = "table_key"
         table.value_serializer = codec_name
         app.tables.add(table)
     hot_issues_topic = app.topic(settings.topic_hot_issues)

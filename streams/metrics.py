@@ -123,6 +123,12 @@ MODEL_DRIFTS = Counter(
 MODEL_CHECKPOINTS = Counter(
     "forewarn_model_checkpoints_total", "Partition models written to their changelog.", ["partition"]
 )
+CHANGELOG_REFUSED = Counter(
+    "forewarn_changelog_refused_total",
+    "Table changelog records refused at recovery, not applied: a model checkpoint that is unsigned, or"
+    " whose signature does not verify, or a key or value that does not decode.",
+    ["table", "reason"],
+)
 SCORES_PUBLISHED = Counter("forewarn_scores_published_total", "User scores published.")
 
 # Processes (issue 5).

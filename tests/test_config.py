@@ -136,7 +136,11 @@ async def test_the_fetch_wait_reaches_the_consumer_faust_builds(tmp_path) -> Non
     from streams.app import create_app
 
     settings = Settings.from_env(
-        {"FOREWARN_BROKER_FETCH_MAX_WAIT": "0.07", "FOREWARN_CLICKHOUSE_DSN": f"chdb://{tmp_path}"}
+        {
+            "FOREWARN_BROKER_FETCH_MAX_WAIT": "0.07",
+            "FOREWARN_CLICKHOUSE_DSN": f"chdb://{tmp_path}",
+            "FOREWARN_CLUSTER_SECRET_FILE": f"{tmp_path}/cluster.key",
+        }
     )
     app = create_app(settings)
     consumer = app.consumer._thread._create_worker_consumer(app.transport)

@@ -70,6 +70,7 @@ from sinks.rows import (
 )
 from streams.api import PREFERENCES_ROUTE, ROUTES, ApiError, command, user_view
 from streams.auth import Caller
+from streams.codec import DataclassCodec, PartitionModelsCodec
 from streams.contact import EMITTED, SUPPRESSED
 from streams.deadletters import MAX_KEY_BYTES, MAX_VALUE_BYTES, dead_letter_headers, read_dead_letter_headers
 from streams.events import (
@@ -120,6 +121,8 @@ PSEUDONYMIZE = Pseudonymizer(b"fuzz-key")
 # A partition's fresh models, copied for each example so that examples do not leak into each other
 # (and a failure shrinks to the same example when it is replayed).
 FRESH_MODELS = pickle.dumps(PartitionModels())
+USERS_CODEC, ISSUES_CODEC = DataclassCodec(UserState), DataclassCodec(ProductIssues)
+CHECKPOINTS = PartitionModelsCodec(b"the fuzz tests' cluster secret")
 
 
 def fuzz(examples: int) -> settings:
@@ -243,11 +246,9 @@ class InProcessWorker:
         for alert in alerts:
             hot_issue_row(orjson.dumps(alert.to_wire(self.wall)), [], 0, 1)
         product = question["product_id"]
-        # The tables' codecs: the counts as JSON, read back equal.
+        # The table's codec: the counts as JSON, read back equal (each field of its declared type).
         issues = self.counts[product]
-        assert orjson.dumps(ProductIssues.from_dict(orjson.loads(orjson.dumps(issues)))) == orjson.dumps(
-            issues
-        )
+        assert orjson.dumps(ISSUES_CODEC.loads(ISSUES_CODEC.dumps(issues))) == orjson.dumps(issues)
 
     def event(self, event: Event) -> None:
         """``ingest`` to forewarn-events (the wire form), then ``track_users`` and the sink."""
@@ -317,6 +318,8 @@ class InProcessWorker:
         finite_everywhere(state)
         back = StateSnapshot(state).restore()
         assert back is not None and orjson.dumps(back) == orjson.dumps(state)
+        # The users changelog's codec takes it back too: every field of its declared type.
+        assert orjson.dumps(USERS_CODEC.loads(USERS_CODEC.dumps(state))) == orjson.dumps(state)
         orjson.dumps(user_view(state.user_id, state))
 
     def tick(self, user_id: str, now_ms: int) -> None:
@@ -523,7 +526,7 @@ def test_a_users_events_out_of_order_and_twice_keep_the_state_sane(rnd: random.R
     assert not [i for i, n in worker.final.items() if n > 1], worker.final
     # The partition's models, after learning from all that, still score a newcomer with numbers.
     worker.take(Sample(CLICKSTREAM, "good", clicks(event_type="page_view", page="/", user_id="canary"), OK))
-    pickle.loads(pickle.dumps(worker.models))  # the models' checkpoint
+    assert isinstance(CHECKPOINTS.loads(CHECKPOINTS.dumps(worker.models)), PartitionModels)
 
 
 # --- the API's request bodies

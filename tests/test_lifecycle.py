@@ -8,7 +8,7 @@ import pytest
 
 from streams.activity import DAY, Activity
 from streams.clock import PartitionClocks
-from streams.codec import UserStateCodec
+from streams.codec import DataclassCodec
 from streams.contact import decide
 from streams.events import CLICKSTREAM, SUBSCRIPTIONS, Event
 from streams.interventions import Intervention, intervention_id
@@ -193,5 +193,5 @@ def test_the_whole_state_round_trips_through_the_table_codec() -> None:
         Deferred(T0 + 5.0, Intervention("i1", "delay_notice", "notify_delay", "u1", T0, "r", "e"))
     )
     state.decline_fired.append("feature_tip")
-    codec = UserStateCodec()
+    codec = DataclassCodec(UserState)
     assert codec._loads(codec._dumps(state)) == state

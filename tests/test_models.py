@@ -16,7 +16,7 @@ from models.health import Scores, health_score
 from models.learners import PartitionModels
 from models.scoring import CHURNED, STAYED, observe, vector
 from models.stats import DecayedCount, EWMean, MeanVar
-from streams.codec import PartitionModelsCodec, UserStateCodec
+from streams.codec import DataclassCodec, PartitionModelsCodec
 from streams.events import Event
 from streams.policy import ModelRules, PolicyError, load_policy
 from streams.simulation import InProcessPartition
@@ -251,7 +251,7 @@ def _learned_models(seed: int) -> tuple[PartitionModels, list[dict[str, float]]]
 
 
 def test_checkpoint_then_restore_gives_identical_predictions_and_learning() -> None:
-    codec = PartitionModelsCodec()
+    codec = PartitionModelsCodec(b"a cluster secret")
     models, xs = _learned_models(5)
     restored = codec.loads(codec.dumps(models))
     for x in xs[:50]:
@@ -271,11 +271,12 @@ def test_a_users_features_and_pending_examples_survive_the_changelog_codec() -> 
     state, models = UserState("u1"), PartitionModels()
     turn(state, click("u1", "e1", "search", 100.0, query="warranty claim"), models, 100.0)
     turn(state, click("u1", "e2", "feedback", 150.0, session=None, score=2), models, 150.0)
-    codec = UserStateCodec()
+    codec = DataclassCodec(UserState)
     restored = codec.loads(codec.dumps(state))
     assert restored == state
     assert vector(restored, 300.0) == vector(state, 300.0)
-    twin = PartitionModelsCodec().loads(PartitionModelsCodec().dumps(models))
+    checkpoints = PartitionModelsCodec(b"a cluster secret")
+    twin = checkpoints.loads(checkpoints.dumps(models))
     assert observe(restored, None, twin, RULES, 3000.0) == observe(state, None, models, RULES, 3000.0)
 
 

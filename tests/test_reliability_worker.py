@@ -26,7 +26,6 @@ between a table's part and its views' parts leaves the per-minute views short by
 from __future__ import annotations
 
 import asyncio
-import pickle
 import signal
 import threading
 import time
@@ -59,7 +58,10 @@ from faults import (
 from harness import events_seen, worker_env
 from reliability import FaultRun, record
 
+from sinks.privacy import load_cluster_secret
 from streams.api import user_partition
+from streams.checkpoints import open_sealed
+from streams.config import Settings
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -158,7 +160,8 @@ def test_worker_sigkilled_twice_mid_stream_loses_nothing(broker, tmp_path: Path)
         seen_live = {user: events_seen(worker.web_port, user, TOKEN) for user in regulars}
         skipped += metric_total(worker, DUPLICATES)
         assert worker.stop() == 0, worker.log_text()[-3000:]
-        check(broker.bootstrap, clickhouse.url, truth, kills, seen_live, int(skipped), started)
+        secret = load_cluster_secret(Settings.from_env(env))  # the workers' checkpoints are signed with it
+        check(broker.bootstrap, clickhouse.url, truth, kills, seen_live, int(skipped), started, secret)
     finally:
         traffic.stop()
         for each in workers:
@@ -176,6 +179,7 @@ def check(
     seen_live: dict[str, int | None],
     skipped: int,
     started: float,
+    secret: bytes,
 ) -> None:
     accepted = Counter(
         orjson.loads(m.value)["event_id"] for m in asyncio.run(read_topic(bootstrap, "forewarn-events"))
@@ -192,7 +196,7 @@ def check(
     # The kills landed on work handled and not committed: it was delivered again.
     assert reingested + skipped > 0, "no kill landed on work done and not committed"
 
-    lost_examples = check_models(bootstrap, kills)
+    lost_examples = check_models(bootstrap, kills, secret)
 
     stored_twice = check_stored_once(dsn, truth)
 
@@ -214,7 +218,7 @@ def check(
     )
 
 
-def check_models(bootstrap: str, kills: list[int]) -> int:
+def check_models(bootstrap: str, kills: list[int], secret: bytes) -> int:
     """After each restart no score counts less than its partition's models had learned at their last
     checkpoint before the kill (fresh models would count 0). Returns the examples learned after that
     checkpoint and lost. The broker's record timestamps tell which worker wrote what."""
@@ -228,8 +232,10 @@ def check_models(bootstrap: str, kills: list[int]) -> int:
     for index, killed_at in enumerate(kills):
         next_kill = kills[index + 1] if index + 1 < len(kills) else float("inf")
         last = {int(orjson.loads(m.key)): m.value for m in checkpoints if m.timestamp < killed_at}
-        # The workers' own pickles (README "Prediction": the models changelog is a trust boundary).
-        checkpoint = {partition: pickle.loads(value).intent.examples for partition, value in last.items()}
+        # The workers' own checkpoints, signed with their cluster secret.
+        checkpoint = {
+            partition: open_sealed(value, secret).intent.examples for partition, value in last.items()
+        }
         after = [(p, n) for at, p, n in scores if killed_at <= at < next_kill]
         assert after, "scores after the restart"
         for partition, examples in after:

@@ -56,7 +56,12 @@ def app_consumer(tmp_path: Path) -> Any:
     """The app's Faust consumer (the transport's), never started; its seeks recorded in ``seeks``."""
     from streams.app import create_app
 
-    settings = Settings.from_env({"FOREWARN_CLICKHOUSE_DSN": f"chdb://{tmp_path}"})
+    settings = Settings.from_env(
+        {
+            "FOREWARN_CLICKHOUSE_DSN": f"chdb://{tmp_path}",
+            "FOREWARN_CLUSTER_SECRET_FILE": f"{tmp_path}/cluster.key",
+        }
+    )
     consumer = create_app(settings).consumer
     consumer.seeks = []
 
