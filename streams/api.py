@@ -104,7 +104,7 @@ from streams.events import (
     PREFERENCES,
     SCHEMA_VERSION,
     InvalidEvent,
-    _identifier,
+    check_identifier,
     parse_event,
     to_millis,
 )
@@ -218,7 +218,7 @@ def unavailable(detail: str) -> ApiError:
 def check_user_id(user_id: str) -> str:
     """A user id from a path, checked as an event's ``user_id`` is (400 otherwise)."""
     try:
-        return _identifier("user_id", user_id)
+        return check_identifier("user_id", user_id)
     except InvalidEvent as error:
         raise ApiError(400, f"{error.reason}: {error.detail}") from None
 

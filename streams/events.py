@@ -143,7 +143,8 @@ def to_millis(seconds: float) -> int:
 # --- field checkers: each returns the normalized value or raises InvalidEvent(wrong_type/invalid_value)
 
 
-def _identifier(name: str, value: Any) -> str:
+def check_identifier(name: str, value: Any) -> str:
+    """``value`` of the field ``name`` as an id: a string of 1 to MAX_ID_LENGTH printable characters."""
     if not isinstance(value, str):
         raise InvalidEvent("wrong_type", f"field {name!r} must be a string, got {type(value).__name__}")
     if not 0 < len(value) <= MAX_ID_LENGTH or not value.isprintable():
@@ -151,7 +152,8 @@ def _identifier(name: str, value: Any) -> str:
     return value
 
 
-def _text(name: str, value: Any) -> str:
+def check_text(name: str, value: Any) -> str:
+    """``value`` of the field ``name`` as free text: a string of at most MAX_TEXT_LENGTH characters."""
     if not isinstance(value, str):
         raise InvalidEvent("wrong_type", f"field {name!r} must be a string, got {type(value).__name__}")
     if len(value) > MAX_TEXT_LENGTH:
@@ -213,14 +215,14 @@ def _channel_switches(name: str, value: Any) -> dict[str, bool]:
 
 
 def _timezone(name: str, value: Any) -> str:
-    text = _text(name, value)
+    text = check_text(name, value)
     if len(text) > 64 or not check_timezone(text):
         raise InvalidEvent("invalid_value", f"field {name!r} is not an IANA time zone")
     return text
 
 
 def _uuid(name: str, value: Any) -> str:
-    text = _text(name, value)
+    text = check_text(name, value)
     try:
         return str(uuid.UUID(text))
     except ValueError:
@@ -228,7 +230,7 @@ def _uuid(name: str, value: Any) -> str:
 
 
 def _subscription_status(name: str, value: Any) -> str:
-    text = _text(name, value)
+    text = check_text(name, value)
     if text not in SUBSCRIPTION_STATUSES:
         raise InvalidEvent(
             "invalid_value", f"field {name!r} must be one of {', '.join(SUBSCRIPTION_STATUSES)}"
@@ -263,8 +265,8 @@ def _order_items(name: str, value: Any) -> list[dict[str, Any]]:
         where = f"{name}[{index}]"
         if not isinstance(item, dict):
             raise InvalidEvent("wrong_type", f"field {where!r} must be an object")
-        sku = _identifier(f"{where}.sku", _require(item, "sku"))
-        quantity = _require(item, "quantity")
+        sku = check_identifier(f"{where}.sku", required_field(item, "sku"))
+        quantity = required_field(item, "quantity")
         if isinstance(quantity, bool) or not isinstance(quantity, int | float):
             raise InvalidEvent("wrong_type", f"field {where + '.quantity'!r} must be a number")
         if not math.isfinite(quantity):
@@ -279,7 +281,7 @@ def _labels(name: str, value: Any) -> list[str]:
         raise InvalidEvent("wrong_type", f"field {name!r} must be a list of names")
     if len(value) > 32:
         raise InvalidEvent("invalid_value", f"field {name!r} holds more than 32 names")
-    return [_identifier(name, item) for item in value]
+    return [check_identifier(name, item) for item in value]
 
 
 def parse_time(name: str, value: Any) -> float:
@@ -308,58 +310,58 @@ def parse_time(name: str, value: Any) -> float:
 Checker = Callable[[str, Any], Any]
 
 # Type-specific fields: name -> (checker, required).
-_PAGE = {"page": (_text, True), "category": (_text, False)}
+_PAGE = {"page": (check_text, True), "category": (check_text, False)}
 CLICKSTREAM_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "page_view": _PAGE,
-    "search": {"query": (_text, True)},
+    "search": {"query": (check_text, True)},
     "add_to_cart": {
-        "sku": (_identifier, True),
+        "sku": (check_identifier, True),
         "quantity": (_positive_int, False),
         "price": (_non_negative, False),
     },
-    "remove_from_cart": {"sku": (_identifier, True)},
+    "remove_from_cart": {"sku": (check_identifier, True)},
     "checkout_start": {"cart_value": (_non_negative, False)},
-    "payment_page_view": {"page": (_text, False), "cart_value": (_non_negative, False)},
+    "payment_page_view": {"page": (check_text, False), "cart_value": (_non_negative, False)},
     "payment_completed": {
-        "order_id": (_identifier, True),
+        "order_id": (check_identifier, True),
         "amount": (_non_negative, False),
-        "coupon_code": (_identifier, False),
+        "coupon_code": (check_identifier, False),
     },
-    "payment_failed": {"reason": (_text, False)},
+    "payment_failed": {"reason": (check_text, False)},
     "order_completed": {
-        "order_id": (_identifier, True),
+        "order_id": (check_identifier, True),
         "amount": (_non_negative, False),
-        "coupon_code": (_identifier, False),
+        "coupon_code": (check_identifier, False),
     },
     "support_contact": {
-        "reason": (_text, False),
-        "order_id": (_identifier, False),
-        "channel": (_text, False),
+        "reason": (check_text, False),
+        "order_id": (check_identifier, False),
+        "channel": (check_text, False),
     },
     # A satisfaction score the user gave (after a delivery, a support contact, ...).
     "feedback": {
         "score": (_csat_score, True),
-        "comment": (_text, False),
-        "order_id": (_identifier, False),
-        "product_id": (_identifier, False),
+        "comment": (check_text, False),
+        "order_id": (check_identifier, False),
+        "product_id": (check_identifier, False),
     },
 }
 _SHIPMENT = {
-    "shipment_id": (_identifier, True),
-    "order_id": (_identifier, True),
+    "shipment_id": (check_identifier, True),
+    "order_id": (check_identifier, True),
     "promised_eta": (parse_time, True),
-    "carrier": (_text, False),
-    "location": (_text, False),
+    "carrier": (check_text, False),
+    "location": (check_text, False),
 }
 LOGISTICS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "shipment_created": {**_SHIPMENT, "eta": (parse_time, False)},
     "in_transit": {**_SHIPMENT, "eta": (parse_time, False)},
     "eta_changed": {**_SHIPMENT, "eta": (parse_time, True)},
-    "delayed": {**_SHIPMENT, "eta": (parse_time, True), "detail": (_text, False)},
+    "delayed": {**_SHIPMENT, "eta": (parse_time, True), "detail": (check_text, False)},
     "exception": {
         **_SHIPMENT,
-        "exception_code": (_identifier, True),
-        "detail": (_text, False),
+        "exception_code": (check_identifier, True),
+        "detail": (check_text, False),
         "eta": (parse_time, False),
     },
     "delivered": {**_SHIPMENT},
@@ -372,7 +374,7 @@ PREFERENCES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
         "timezone": (_timezone, False),
     },
 }
-_OUTCOME = {"intervention_id": (_uuid, True), "channel": (_text, False)}
+_OUTCOME = {"intervention_id": (_uuid, True), "channel": (check_text, False)}
 # What the notifier reports back about an intervention.
 OUTCOMES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "delivered": _OUTCOME,
@@ -387,8 +389,8 @@ OUTCOMES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
 # The subscription as it now stands (a snapshot, latest event time wins), from the billing system.
 SUBSCRIPTIONS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "subscription_updated": {
-        "subscription_id": (_identifier, True),
-        "plan": (_identifier, True),
+        "subscription_id": (check_identifier, True),
+        "plan": (check_identifier, True),
         "status": (_subscription_status, True),
         "renews_at": (parse_time, True),
     },
@@ -396,9 +398,9 @@ SUBSCRIPTIONS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
 # A repair request from the chat: becomes a service ticket (streams.service).
 SERVICE_REQUEST_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "repair_requested": {
-        "request_id": (_identifier, True),
-        "device_id": (_identifier, True),
-        "fault": (_text, True),
+        "request_id": (check_identifier, True),
+        "device_id": (check_identifier, True),
+        "fault": (check_text, True),
         "latitude": (_latitude, True),
         "longitude": (_longitude, True),
     },
@@ -406,10 +408,10 @@ SERVICE_REQUEST_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
 # A device the user owns, from the product registration or ERP system; the user is its owner.
 DEVICES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "device_registered": {
-        "device_id": (_identifier, True),
-        "category": (_identifier, True),
-        "model": (_text, True),
-        "serial": (_identifier, False),
+        "device_id": (check_identifier, True),
+        "category": (check_identifier, True),
+        "model": (check_text, True),
+        "serial": (check_identifier, False),
         "purchased_at": (parse_time, False),
         "warranty_until": (parse_time, False),
     },
@@ -417,29 +419,29 @@ DEVICES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
 # An order the customer asked the chat for: becomes an order command or a rejection (streams.orders).
 ORDER_REQUEST_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "order_requested": {
-        "request_id": (_identifier, True),
+        "request_id": (check_identifier, True),
         "items": (_order_items, True),
-        "address_ref": (_identifier, True),
+        "address_ref": (check_identifier, True),
     },
 }
 # Attributes the CRM/ERP keeps about the customer; fields left out keep their value, latest wins.
 CRM_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "crm_attributes": {
-        "tier": (_identifier, False),
+        "tier": (check_identifier, False),
         "lifetime_value": (_non_negative, False),
         "segments": (_labels, False),
     },
 }
 # The right to erasure: every trace of the user goes (streams.privacy, sinks.erasure).
 ERASURE_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
-    "erasure_requested": {"request_id": (_identifier, True), "requested_by": (_text, True)},
+    "erasure_requested": {"request_id": (check_identifier, True), "requested_by": (check_text, True)},
 }
 # A question a customer asked support about a product (the chat's intent as ``topic`` when it has one).
 SUPPORT_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "question_asked": {
-        "product_id": (_identifier, True),
-        "text": (_text, True),
-        "topic": (_identifier, False),
+        "product_id": (check_identifier, True),
+        "text": (check_text, True),
+        "topic": (check_identifier, False),
     },
 }
 FIELDS_BY_SOURCE = {
@@ -456,11 +458,12 @@ FIELDS_BY_SOURCE = {
     SUPPORT: SUPPORT_FIELDS,
 }
 # Common fields on every clickstream event besides the type-specific ones.
-_CLICKSTREAM_COMMON = {"session_id": (_identifier, False)}
+_CLICKSTREAM_COMMON = {"session_id": (check_identifier, False)}
 TIME_FIELDS = frozenset({"promised_eta", "eta", "renews_at", "purchased_at", "warranty_until"})
 
 
-def _require(data: Mapping[str, Any], name: str) -> Any:
+def required_field(data: Mapping[str, Any], name: str) -> Any:
+    """The field ``name`` of ``data``; absent or null is ``missing_field``."""
     if name not in data or data[name] is None:
         raise InvalidEvent("missing_field", f"field {name!r} is required")
     return data[name]
@@ -511,7 +514,7 @@ def event_from_object(
 ) -> Event:
     """The checks of :func:`parse_event` past the envelope: ``data`` (a JSON object's fields) as an
     event of ``source``, or :class:`InvalidEvent`."""
-    event_type = _require(data, "event_type")
+    event_type = required_field(data, "event_type")
     if not isinstance(event_type, str):
         raise InvalidEvent("wrong_type", "field 'event_type' must be a string")
     known = FIELDS_BY_SOURCE[source]
@@ -519,11 +522,11 @@ def event_from_object(
     if spec is None:
         raise InvalidEvent("unknown_event_type", f"{event_type[:64]!r} is not a {source} event type")
 
-    event_id = _identifier("event_id", _require(data, "event_id"))
-    event_time = parse_time("event_time", _require(data, "event_time"))
+    event_id = check_identifier("event_id", required_field(data, "event_id"))
+    event_time = parse_time("event_time", required_field(data, "event_time"))
     if now is not None and event_time > now + max_future_skew:
         raise InvalidEvent("invalid_value", "field 'event_time' is too far in the future")
-    user_id = _identifier("user_id", _require(data, "user_id"))
+    user_id = check_identifier("user_id", required_field(data, "user_id"))
 
     attrs: dict[str, Any] = {}
     checks = {**_CLICKSTREAM_COMMON, **spec} if source == CLICKSTREAM else spec

@@ -29,12 +29,12 @@ from streams.events import (
     FIELDS_BY_SOURCE,
     Event,
     InvalidEvent,
-    _identifier,
-    _require,
-    _text,
+    check_identifier,
+    check_text,
     event_from_object,
     parse_time,
     read_json_object,
+    required_field,
     to_millis,
 )
 
@@ -59,7 +59,7 @@ def read_wire_event(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Ev
     against the clock again: it was when the event came in)."""
     with _internal():
         data = read_json_object(raw, max_bytes)
-        source, attrs = _require(data, "source"), _require(data, "attrs")
+        source, attrs = required_field(data, "source"), required_field(data, "attrs")
         if not isinstance(source, str) or source not in FIELDS_BY_SOURCE:
             raise InvalidEvent("invalid_value", f"field 'source' is not a source: {str(source)[:64]!r}")
         if not isinstance(attrs, dict):
@@ -72,8 +72,8 @@ def read_tick(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str
     """A ``forewarn-ticks`` record: ``{"user_id": ..., "now": epoch ms}``, as the sweep writes it."""
     with _internal():
         data = read_json_object(raw, max_bytes)
-        user_id = _identifier("user_id", _require(data, "user_id"))
-        now = parse_time("now", _require(data, "now"))
+        user_id = check_identifier("user_id", required_field(data, "user_id"))
+        now = parse_time("now", required_field(data, "now"))
         return {"user_id": user_id, "now": to_millis(now)}
 
 
@@ -92,11 +92,14 @@ def read_question(
     counting reads checked, its product known to the catalog (``category_of``) under its category."""
     with _internal():
         data = read_json_object(raw, max_bytes)
-        question = {name: _identifier(name, _require(data, name)) for name in ("question_id", "user_id")}
-        question |= {
-            name: _text(name, _require(data, name)) for name in ("product_id", "category", "topic", "text")
+        question = {
+            name: check_identifier(name, required_field(data, name)) for name in ("question_id", "user_id")
         }
-        question["event_time"] = to_millis(parse_time("event_time", _require(data, "event_time")))
+        question |= {
+            name: check_text(name, required_field(data, name))
+            for name in ("product_id", "category", "topic", "text")
+        }
+        question["event_time"] = to_millis(parse_time("event_time", required_field(data, "event_time")))
         if category_of(question["product_id"]) != question["category"]:
             raise InvalidEvent(
                 "invalid_value",
