@@ -160,14 +160,17 @@ def is_forward(headers: Mapping[str, str]) -> bool:
 @dataclass
 class ReplayGuard:
     """The request ids of the forwards taken in the last ``2 * MAX_SKEW`` seconds (older forwards are
-    refused as stale, so forgetting them is safe)."""
+    refused as stale, so forgetting them is safe). Only signed forwards are remembered, so what it
+    holds is bounded by the workers' own forwarding rate."""
 
     seen: dict[str, float] = field(default_factory=dict)
+    next_purge: float = 0.0
 
     def first_time(self, request_id: str, now: float) -> bool:
         """Whether ``request_id`` was not taken before (and take it)."""
-        if len(self.seen) > 1000:  # drop the expired ones now and then, not on every call
+        if now >= self.next_purge:  # drop the expired ids now and then, not on every call
             self.seen = {key: until for key, until in self.seen.items() if until > now}
+            self.next_purge = now + MAX_SKEW
         if self.seen.get(request_id, 0.0) > now:
             return False
         self.seen[request_id] = now + 2 * MAX_SKEW

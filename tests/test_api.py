@@ -60,6 +60,7 @@ from streams.forwarding import (
     ORIGIN_HEADER,
     SIGNATURE_HEADER,
     Forward,
+    ReplayGuard,
     same_node,
 )
 from streams.interventions import Intervention
@@ -688,6 +689,16 @@ async def test_a_worker_takes_no_forward_that_a_worker_of_the_deployment_did_not
     assert len(audited(b)) == len(cases) + 4
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert TOKENS["ops-admin"] not in logged
+
+
+def test_a_forward_id_is_taken_once_while_a_forward_could_be_fresh() -> None:
+    guard = ReplayGuard()
+    assert guard.first_time("a" * 32, 1000.0) and not guard.first_time("a" * 32, 1059.0)
+    assert guard.first_time("b" * 32, 1059.0)
+    # Past twice the skew a forward is refused as stale anyway: its id is forgotten.
+    assert guard.first_time("a" * 32, 1061.0) and set(guard.seen) == {"a" * 32, "b" * 32}
+    guard.first_time("c" * 32, 1120.0)
+    assert set(guard.seen) == {"a" * 32, "c" * 32}
 
 
 async def test_an_answer_not_signed_for_the_forward_is_not_relayed(tmp_path: Path) -> None:
