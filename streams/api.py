@@ -728,9 +728,15 @@ class _Protocol(web.RequestHandler):
     def handle_error(
         self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
     ) -> web.StreamResponse:
-        # Any other error aiohttp answers itself (a handler timeout, a bug): neither the message nor the
-        # exception's text, which may quote the request, is logged or answered.
-        log.error("API: HTTP error %s (%s) answered", status, type(exc).__name__ if exc else "-")
+        # Any other error aiohttp answers itself: neither its message nor, for a refused request, the
+        # exception's text (which may quote the request) is logged or answered. A 5xx is a bug of the
+        # handler (which never lets the request's headers into an exception): its traceback is logged.
+        log.error(
+            "API: HTTP error %s (%s) answered",
+            status,
+            type(exc).__name__ if exc else "-",
+            exc_info=exc if status >= 500 else None,
+        )
         if request.writer.output_size > 0:
             raise ConnectionError("Response is sent already, cannot send another response")
         detail = "malformed request" if 400 <= status < 500 else "internal error"
