@@ -1,4 +1,4 @@
-"""The CRM/ERP API, served by every worker's Faust web server (setting ``web_port``).
+"""The CRM/ERP API, served by every worker's HTTP server (setting ``web_port``), which serves nothing else.
 
 Routes (``Authorization: Bearer <token>``, scopes in :mod:`streams.auth`; JSON in, JSON out):
 
@@ -27,22 +27,31 @@ POST     ``/api/v1/crm/{user_id}``             admin              202 ``{"event_
   your own ``request_id`` to retry safely.
 * **POST crm** takes ``{"tier"?, "lifetime_value"?, "segments"?}`` (at least one): a ``crm_attributes``
   event to ``crm_updates``.
-* Errors answer ``{"error": "<detail>"}``: 400 invalid body or user id (the validation's detail), 401
-  with ``WWW-Authenticate``, 403, 404, 405 (a route, another method; ``Allow`` says which), 413 body over
-  ``max_event_bytes``, 503 (``Retry-After``) while the worker rebalances or the broker does not answer.
-  Unknown fields in a body are refused (400), not dropped: a misspelt field must not look accepted.
+* Errors answer ``{"error": "<detail>"}``: 400 invalid body or user id (the validation's detail), or a
+  request the HTTP parser refuses (a request line or header over 8,190 bytes, a malformed request
+  line or header, a method it does not know: a fixed detail that never quotes the request), 401 with
+  ``WWW-Authenticate``, 403, 404, 405 (any other method on a route's path, TRACE and PROPFIND
+  included; ``Allow`` says which), 413 body over ``max_event_bytes``, 502 when the worker a read was
+  forwarded to gave no answer signed for it, 503 (``Retry-After``) while the worker rebalances or the
+  broker does not answer. Unknown fields in a body are refused (400), not dropped: a misspelt field
+  must not look accepted.
+  A path outside ``/api/`` is 404 (not audited: Faust's own pages, ``/router/``, ``/table/``, the
+  statistics, are not served; :class:`ApiServer` replaces Faust's web server).
 
 **Audit.** Every call under ``/api/``, allowed or refused (401s included), writes exactly one record to
 the ``api_audit`` topic (setting ``topic_api_audit``), keyed by the subject user id, and the answer is
-given only once the broker has acknowledged it (else 503). Record (schema 1)::
+given only once the broker has acknowledged it (else 503); so does every request the HTTP parser
+refuses (its path unknown: route :data:`UNPARSED`). A forwarded read writes a second record, on the
+holder (see Routing). Record (schema 1)::
 
     {"schema": 1, "audit_id": "<uuid4>", "at": "2026-11-24T10:00:00.250Z", "caller": "crm-prod",
      "method": "PUT", "route": "/api/v1/users/{user_id}/preferences", "user_id": "u1",
      "scope": "write:preferences", "status": 202, "result": "ok", "detail": "event 6f1d..."}
 
 ``caller`` is the token's name (also when it lacks the scope: 403), "" when unauthenticated (401, or
-no route); ``route`` the route template, never the raw path (``/api/{unmatched}`` for a path that is no
-route); ``user_id`` the subject as given (at most 128 characters; "" when there is none): the ClickHouse
+no route); ``method`` at most 16 characters ("" when unparsed); ``route`` the route template, never the
+raw path (``/api/{unmatched}`` for a path that is no route, ``{unparsed}`` for a request the parser
+refused); ``user_id`` the subject as given (at most 128 characters; "" when there is none): the ClickHouse
 sink pseudonymises it; ``scope`` the scope the route requires ("" for no route); ``status`` the HTTP
 status answered; ``result`` one of :data:`RESULTS` (``ok`` 2xx, ``unauthorized`` 401, ``forbidden``
 403, ``not_found`` 404, ``invalid`` other 4xx, ``error`` 5xx); ``detail`` short (200 characters at
@@ -50,17 +59,24 @@ most). Tokens and ``Authorization`` headers never appear in a record, a response
 
 **Routing.** A user's state lives on the worker that holds their partition of the ``users`` table, the
 partition of their id in the internal events topic (keyed by the raw id bytes). A GET reaching another
-worker is forwarded over HTTP to the holder (its ``canonical_url``, from the group's assignment), with
-the ``Authorization`` header and :data:`FORWARDED_HEADER`, and the holder's answer is relayed (status,
-body, ``WWW-Authenticate``). Calls are authenticated before forwarding (a refused call never leaves the
-first worker) and audited where they are finally handled: the holder audits a forwarded call, the
-forwarding worker does not (unless the holder could not be reached: then it audits its own 503). A
-forwarded call is never forwarded again: a holder that lost the partition meanwhile answers 503.
+worker is authenticated there (a refused call never leaves it) and forwarded over HTTP to the holder
+(its ``canonical_url``, from the group's assignment) as a signed forward (:mod:`streams.forwarding`):
+the caller's name and scopes under an HMAC of the deployment's cluster secret, never the token. The
+holder refuses a forward that is unsigned, badly signed, stale, meant for another worker or replayed
+(401, audited), and signs its answer; the first worker relays only an answer signed for that forward
+(status, body, ``Retry-After``), else answers 502. A process that joins the consumer group without the
+secret thus learns no token, and its answers never reach a client. A forwarded call is never forwarded
+again: a holder that lost the partition meanwhile answers 503.
+
+Both workers audit a forwarded read, with the same request id in their ``detail``: the first worker's
+record is the call's (caller, route, the status the client got) with ``detail`` starting
+``forwarded to <holder url> request <id>``; the holder's starts ``forwarded from <first worker url>
+request <id>``. Counting calls means leaving out the records whose detail starts ``forwarded from``.
+
 Faust's ``app.table_route`` is not used: it hashes the table's JSON-serialized key (``"u1"`` with
 quotes), not the raw bytes the events topic is keyed by, so it would send most users' reads to the
 wrong worker, and it relays neither the request body nor the response headers. Writes need no routing:
-any worker produces them. Faust's unauthenticated ``/table/`` views are turned off (they would show any
-user's state without a token).
+any worker produces them.
 
 >>> from streams.auth import Caller
 >>> done = command(PREFERENCES_ROUTE, "u1", b'{"opt_out": true}', Caller("crm", frozenset()),
@@ -85,16 +101,30 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+import aiohttp
 import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiokafka.partitioner import murmur2
+from mode import Service
 from yarl import URL
 
+from sinks.privacy import load_cluster_secret
 from streams import metrics
-from streams.auth import ADMIN, READ_SCORES, WRITE_PREFERENCES, Caller, Refusal, authorize, load_tokens
+from streams.auth import (
+    ADMIN,
+    READ_SCORES,
+    WRITE_PREFERENCES,
+    Caller,
+    Refusal,
+    allows,
+    authorize,
+    load_tokens,
+)
 from streams.config import Settings
 from streams.events import (
     CRM,
@@ -108,6 +138,17 @@ from streams.events import (
     parse_event,
     to_millis,
 )
+from streams.forwarding import (
+    SIGNATURE_HEADER,
+    Forward,
+    ForwardRefused,
+    ReplayGuard,
+    answer_is_signed,
+    is_forward,
+    read_forward,
+    same_node,
+    sign_answer,
+)
 from streams.interventions import iso_time
 from streams.state import UserState
 
@@ -116,14 +157,23 @@ log = logging.getLogger(__name__)
 API_SCHEMA = 1
 AUDIT_SCHEMA = 1
 RESULTS = ("ok", "unauthorized", "forbidden", "invalid", "not_found", "error")
-# Set on a call one worker forwards to another; a call carrying it is never forwarded again.
-FORWARDED_HEADER = "X-Forewarn-Forwarded-By"
 UNMATCHED = "/api/{unmatched}"  # the audit's route for a path under /api/ that is no route
+UNPARSED = "{unparsed}"  # the audit's route for a request the HTTP parser refused (its path unknown)
 MAX_DETAIL = 200
+MAX_METHOD = 16  # characters of a method kept in the audit (a method is any token the client sends)
 SEND_TIMEOUT = 15.0  # seconds to wait for the broker's acknowledgement before answering 503
 FORWARD_TIMEOUT = 10.0
-# What the catch-all view answers (404 or 405, audited); aiohttp answers other methods itself.
-ANY_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+MAX_ANSWER_BYTES = 1 << 20  # of a forwarded read's answer (a user's view is a few kB)
+FORWARDED_TO, FORWARDED_FROM = "forwarded to", "forwarded from"  # how a forwarded call's details start
+# What the HTTP parser's refusals are answered and audited with: a fixed detail by kind, never the
+# parser's own message, which quotes the offending bytes (a header holding a token, say).
+UNPARSED_DETAILS = {
+    "LineTooLong": "a request line or header is longer than 8190 bytes",
+    "BadHttpMethod": "malformed method",
+    "BadStatusLine": "malformed request line",
+    "InvalidHeader": "malformed header",
+    "InvalidURLError": "malformed URL",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +381,19 @@ def command(
     return Command(route.source, user_id.encode(), raw, Reply(202, answer, detail[:MAX_DETAIL]))
 
 
+def match_route(method: str, path: str) -> tuple[Route | None, str]:
+    """The route a call takes and its subject user id (None and "" when it takes none).
+
+    >>> match_route("GET", "/api/v1/users/u1")[1], match_route("TRACE", "/api/v1/users/u1")
+    ('u1', (None, ''))
+    """
+    for route in ROUTES:
+        found = route.pattern.fullmatch(path)
+        if found and route.method == method:
+            return route, found["user_id"]
+    return None, ""
+
+
 def no_route(method: str, path: str) -> tuple[Reply, str, str]:
     """What a call under /api/ that no route takes gets: the reply (405 when the path is a route's, with
     ``Allow``; 404 otherwise), the route template to audit and the subject user id."""
@@ -338,7 +401,7 @@ def no_route(method: str, path: str) -> tuple[Reply, str, str]:
     if not matched:
         return Reply(404, {"error": "no such API route"}, "no such API route"), UNMATCHED, ""
     allow = ", ".join(sorted({route.method for route, _ in matched}))
-    detail = f"method {method[:16]} not allowed; allowed: {allow}"
+    detail = f"method {method[:MAX_METHOD]} not allowed; allowed: {allow}"
     route, found = matched[0]
     return Reply(405, {"error": detail}, detail, {"Allow": allow}), route.template, found["user_id"]
 
@@ -360,7 +423,7 @@ def audit_record(
         "audit_id": audit_id,
         "at": iso_time(at),
         "caller": caller,
-        "method": method,
+        "method": method[:MAX_METHOD],
         "route": route,
         "user_id": user_id[:MAX_ID_LENGTH],
         "scope": scope,
@@ -389,62 +452,148 @@ def owner_of(metadata: Mapping[str, Mapping[str, Sequence[int]]], topic: str, pa
     return None
 
 
-def same_node(url: str, other: str) -> bool:
-    """Whether two canonical URLs name the same web server (host and port)."""
-    a, b = URL(url), URL(other)
-    return (a.host, a.port) == (b.host, b.port)
+def unparsed_reply(error: BaseException) -> Reply:
+    """The answer to a request the HTTP parser refused (``error``, its exception): 400 with a fixed
+    detail by the kind of error, never the error's own text."""
+    kinds = [kind.__name__ for kind in type(error).__mro__]
+    detail = next((UNPARSED_DETAILS[kind] for kind in kinds if kind in UNPARSED_DETAILS), "malformed request")
+    return Reply(400, {"error": detail}, detail)
 
 
-# --- the web layer: thin views over the functions above ------------------------------------------------
+def forwarded_detail(direction: str, url: str, request_id: str, detail: str) -> str:
+    """The audit detail of a forwarded call, on either side (``direction``: :data:`FORWARDED_TO` or
+    :data:`FORWARDED_FROM`), the request id joining the two records.
+
+    >>> forwarded_detail(FORWARDED_FROM, "http://a:6066", "9f" * 16, "unknown user")[:40]
+    'forwarded from http://a:6066 request 9f9'
+    """
+    head = f"{direction} {url[:80]} request {request_id}"
+    return f"{head}: {detail}" if detail else head
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a call is answered: status, JSON body bytes, headers."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def response(self) -> web.Response:
+        return web.Response(
+            body=self.body, status=self.status, headers=dict(self.headers), content_type="application/json"
+        )
+
+    def signed(self, secret: bytes, request_id: str) -> Answer:
+        """This answer with its signature for forward ``request_id`` (:mod:`streams.forwarding`)."""
+        signature = sign_answer(secret, request_id, self.status, self.body, self.headers.get("Retry-After"))
+        return replace(self, headers={**self.headers, SIGNATURE_HEADER: signature})
+
+
+NOT_FOUND = Answer(404, b'{"error":"not found"}')  # any path outside /api/: there is nothing else
+
+
+# --- the web layer: thin handling over the functions above --------------------------------------------
 
 
 class _Api:
-    """What the views share: the tokens, the topics, the table, and the handling of a call."""
+    """What the handling of a call needs: the tokens, the cluster secret, the topics, the table."""
 
-    def __init__(self, app: Any, settings: Settings, users: Any, topics: dict[str, Any], audit: Any) -> None:
+    def __init__(
+        self, app: Any, settings: Settings, users: Any, topics: dict[str, Any], audit: Any, secret: bytes
+    ) -> None:
         self.app = app
         self.settings = settings
         self.users = users
         self.topics = topics
         self.audit_topic = audit
+        self.secret = secret
         self.tokens = load_tokens(settings.api_tokens_file)
+        self.replays = ReplayGuard()
 
-    async def handle(self, view: Any, request: Any, route: Route | None) -> Any:
-        method = request.method
-        if route is None or method != route.method:
-            reply, template, user_id = no_route(method, request.path)
-            return await self._finish(view, reply, template, method, user_id, "", "")
-        user_id = request.match_info.get("user_id", "")
+    async def handle(self, request: Any) -> Answer:
+        """Answer and audit one call under /api/ (an aiohttp request)."""
+        method, path = request.method, request.path
+        route, user_id = match_route(method, path)
+        if route is None:
+            reply, template, user_id = no_route(method, path)
+            return await self._finish(reply, template, method, user_id, "", "")
+        if is_forward(request.headers):
+            return await self._take_forward(request, route, user_id)
         verdict = authorize(request.headers.get("Authorization"), route.scope, self.tokens)
-        caller = verdict.name  # "" unless the token is known
         if isinstance(verdict, Refusal):
             reply = refused(verdict)
         else:
-            try:
-                check_user_id(user_id)
-                if route.source is None:
-                    answer = await self._read_user(view, request, user_id)
-                    if not isinstance(answer, Reply):  # the holder's answer: it audited the call
-                        metrics.API_FORWARDED.labels(route.template).inc()
-                        return answer
-                    reply = answer
-                else:
-                    raw = await _read_limited(request, self.settings.max_event_bytes)
-                    done = command(
-                        route, user_id, raw, verdict, now=time.time(), max_bytes=self.settings.max_event_bytes
-                    )
-                    if not await self._send(self.topics[done.source], done.key, done.value):
-                        raise unavailable("the broker did not acknowledge the event; retry")
-                    reply = done.reply
-            except ApiError as error:
-                reply = error.reply()
-            except Exception:  # a bug: answered and audited, never the request's headers in the log
-                log.exception("API %s %s failed", method, route.template)
-                reply = Reply(500, {"error": "internal error"}, "internal error")
-        return await self._finish(view, reply, route.template, method, user_id, route.scope, caller)
+            reply = await self._serve(request, route, user_id, verdict, None)
+        return await self._finish(reply, route.template, method, user_id, route.scope, verdict.name)
 
-    async def _read_user(self, view: Any, request: Any, user_id: str) -> Any:
-        """The user's reply when this worker holds them, else the holder's answer (forwarded)."""
+    async def unparsed(self, error: BaseException) -> Answer:
+        """Answer and audit a request the HTTP parser refused (nothing of it is known for sure)."""
+        return await self._finish(unparsed_reply(error), UNPARSED, "", "", "", "")
+
+    async def _take_forward(self, request: Any, route: Route, user_id: str) -> Answer:
+        """Answer a call that claims to come from another worker: a signed forward of a read, answered
+        signed, or a refusal (never signed)."""
+        method = request.method
+        try:
+            forward = read_forward(
+                request.headers,
+                method,
+                request.rel_url.raw_path_qs,
+                self.secret,
+                here=str(self.app.conf.canonical_url),
+                now=time.time(),
+                seen=self.replays,
+            )
+        except ForwardRefused as refusal:
+            log.warning("API: %s (from %s)", refusal.detail, request.remote)
+            reply = Reply(401, {"error": refusal.detail}, refusal.detail)
+            return await self._finish(reply, route.template, method, user_id, route.scope, "")
+        caller = forward.caller
+        if route.source is not None:
+            reply = Reply(400, {"error": "only reads are forwarded"}, "only reads are forwarded")
+        elif not allows(caller.scopes, route.scope):
+            detail = f"token {caller.name!r} lacks scope {route.scope!r}"
+            reply = Reply(403, {"error": detail}, detail)
+        else:
+            reply = await self._serve(request, route, user_id, caller, forward)
+        reply = replace(
+            reply, detail=forwarded_detail(FORWARDED_FROM, forward.origin, forward.request_id, reply.detail)
+        )
+        answer = await self._finish(reply, route.template, method, user_id, route.scope, caller.name)
+        return answer.signed(self.secret, forward.request_id)
+
+    async def _serve(
+        self, request: Any, route: Route, user_id: str, caller: Caller, forward: Forward | None
+    ) -> Reply:
+        """The reply to an allowed call (``forward``: the signed forward it came as, if it did)."""
+        try:
+            check_user_id(user_id)
+            if route.source is None:
+                return await self._read_user(request, user_id, caller, forward)
+            raw = await _read_limited(
+                request.content,
+                request.content_length,
+                self.settings.max_event_bytes,
+                ApiError(413, f"the body is larger than {self.settings.max_event_bytes} bytes"),
+            )
+            done = command(
+                route, user_id, raw, caller, now=time.time(), max_bytes=self.settings.max_event_bytes
+            )
+            if not await self._send(self.topics[done.source], done.key, done.value):
+                raise unavailable("the broker did not acknowledge the event; retry")
+            return done.reply
+        except ApiError as error:
+            return error.reply()
+        except HttpProcessingError as error:  # a body the HTTP parser refused (chunks, length)
+            return unparsed_reply(error)
+        except Exception:  # a bug: answered and audited, never the request's headers in the log
+            log.exception("API %s %s failed", request.method, route.template)
+            return Reply(500, {"error": "internal error"}, "internal error")
+
+    async def _read_user(self, request: Any, user_id: str, caller: Caller, forward: Forward | None) -> Reply:
+        """The user's reply when this worker holds them, else the holder's answer to a signed forward
+        (a call that came as a forward is not forwarded again)."""
         app = self.app
         if app.rebalancing or app.in_recovery:
             raise unavailable("the workers are rebalancing; retry")
@@ -456,31 +605,61 @@ class _Api:
             raise unavailable("no worker holds the user's partition yet; retry")
         if same_node(owner, here):
             return user_reply(user_id, self.users.get(user_id))
-        if FORWARDED_HEADER in request.headers:
+        if forward is not None:
             raise unavailable("the user's partition is moving between workers; retry")
-        return await self._forward(view, request, owner, here)
+        metrics.API_FORWARDED.labels(USER_ROUTE.template).inc()
+        forward = Forward(
+            caller,
+            request.method,
+            request.rel_url.raw_path_qs,
+            here,
+            owner,
+            uuid.uuid4().hex,
+            int(time.time() * 1000),
+        )
+        return await self._forward(forward)
 
-    async def _forward(self, view: Any, request: Any, owner: str, here: str) -> Any:
-        import aiohttp
-
-        url = URL(owner).join(request.rel_url)
-        headers = {"Authorization": request.headers.get("Authorization", ""), FORWARDED_HEADER: here}
+    async def _forward(self, forward: Forward) -> Reply:
+        """Send ``forward`` to its target; its answer when it is signed for it, else 502."""
+        owner, request_id = forward.target, forward.request_id
+        sent = forwarded_detail(FORWARDED_TO, owner, request_id, "")
+        url = URL(str(URL(owner).origin()) + forward.path, encoded=True)
+        invalid = ApiError(502, "the worker holding the user's partition gave no valid answer")
         try:
             async with self.app.http_client.request(
-                request.method, url, headers=headers, timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT)
+                forward.method,
+                url,
+                headers=forward.headers(self.secret),
+                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT),
+                allow_redirects=False,
             ) as response:
-                body = await response.read()
-                relayed = {
-                    name: response.headers[name]
-                    for name in ("WWW-Authenticate", "Retry-After", "Allow")
-                    if name in response.headers
-                }
-                return view.bytes(
-                    body, content_type=response.content_type, status=response.status, headers=relayed
+                body = await _read_limited(
+                    response.content, response.content_length, MAX_ANSWER_BYTES, invalid
                 )
+                status, headers = response.status, response.headers
+            if not answer_is_signed(self.secret, request_id, status, body, headers):
+                log.warning(
+                    "API: the answer of %s to forward %s (status %s) is not signed for it by a worker of"
+                    " this deployment: refused (does it share the cluster secret?)",
+                    owner,
+                    request_id,
+                    status,
+                )
+                raise invalid
+            data = orjson.loads(body)
+            if not isinstance(data, dict):
+                raise invalid
         except (aiohttp.ClientError, TimeoutError) as error:
             log.warning("API: the worker at %s holding the partition did not answer: %r", owner, error)
-            raise unavailable("the worker holding the user's partition did not answer; retry") from None
+            detail = "the worker holding the user's partition did not answer; retry"
+            return Reply(503, {"error": detail}, f"{sent}: no answer", {"Retry-After": "1"})
+        except (ApiError, orjson.JSONDecodeError):
+            return Reply(invalid.status, {"error": invalid.detail}, f"{sent}: no valid answer")
+        error = data.get("error") if status >= 400 else None
+        relayed = {"Retry-After": headers["Retry-After"]} if "Retry-After" in headers else {}
+        return Reply(
+            status, data, forwarded_detail(FORWARDED_TO, owner, request_id, str(error or "")), relayed
+        )
 
     async def _send(self, topic: Any, key: bytes | None, value: bytes) -> bool:
         """Produce and wait for the broker's acknowledgement; False when it does not come in time."""
@@ -493,8 +672,8 @@ class _Api:
             return False
 
     async def _finish(
-        self, view: Any, reply: Reply, route: str, method: str, user_id: str, scope: str, caller: str
-    ) -> Any:
+        self, reply: Reply, route: str, method: str, user_id: str, scope: str, caller: str
+    ) -> Answer:
         record = audit_record(
             route=route,
             method=method,
@@ -511,56 +690,110 @@ class _Api:
             log.error("API: audit record %s not written; answering 503", record["audit_id"])
             reply = unavailable("the audit is unavailable; retry").reply()
         metrics.API_REQUESTS.labels(route, str(reply.status)).inc()
-        return view.bytes(
-            orjson.dumps(reply.body),
-            content_type="application/json",
-            status=reply.status,
-            headers=dict(reply.headers),
-        )
+        return Answer(reply.status, orjson.dumps(reply.body), dict(reply.headers))
 
 
-async def _read_limited(request: Any, limit: int) -> bytes:
-    """The request body, 413 past ``limit`` bytes (read in chunks: never more than that in memory)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, f"the body is larger than {limit} bytes")
+async def _read_limited(stream: Any, declared: int | None, limit: int, too_large: ApiError) -> bytes:
+    """A request's or response's body, ``too_large`` raised past ``limit`` bytes (read in chunks: never
+    more than that in memory)."""
+    if declared is not None and declared > limit:
+        raise too_large
     body = bytearray()
-    while chunk := await request.content.read(65536):
+    while chunk := await stream.read(65536):
         body += chunk
         if len(body) > limit:
-            raise ApiError(413, f"the body is larger than {limit} bytes")
+            raise too_large
     return bytes(body)
 
 
-def register_api(app: Any, settings: Settings, users: Any) -> None:
-    """Add the API's routes to ``app`` (before it starts), with the topics it produces to. Reads the
-    tokens file now: an invalid one raises :class:`streams.auth.TokenFileError`."""
-    from faust.web import View
+# --- the HTTP server: aiohttp's low-level server, in place of Faust's web server ------------------------
 
-    if "web" in vars(app):
-        raise RuntimeError("register_api must run before anything creates app.web")
-    # Faust's /table/ views would show any user's state to anyone who can reach the port.
-    app.conf.web_tables_enabled = False
+
+class _Protocol(web.RequestHandler):
+    """aiohttp's connection handler, with the requests its parser refuses answered and audited by
+    :meth:`_Api.unparsed` instead of aiohttp's plain-text 400 (which quotes the offending bytes, and is
+    logged with them at ERROR)."""
+
+    api: _Api
+
+    def _make_error_handler(self, err_info: Any) -> Callable[[Any], Awaitable[web.StreamResponse]]:
+        # aiohttp's hook for a request its parser refused (status 400 and the parser's exception).
+        async def refuse(request: Any) -> web.StreamResponse:
+            response = (await self.api.unparsed(err_info.exc)).response()
+            response.force_close()  # the rest of the connection's bytes cannot be trusted
+            return response
+
+        return refuse
+
+    def handle_error(
+        self, request: Any, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
+        # Any other error aiohttp answers itself: neither its message nor, for a refused request, the
+        # exception's text (which may quote the request) is logged or answered. A 5xx is a bug of the
+        # handler (which never lets the request's headers into an exception): its traceback is logged.
+        log.error(
+            "API: HTTP error %s (%s) answered",
+            status,
+            type(exc).__name__ if exc else "-",
+            exc_info=exc if status >= 500 else None,
+        )
+        if request.writer.output_size > 0:
+            raise ConnectionError("Response is sent already, cannot send another response")
+        detail = "malformed request" if 400 <= status < 500 else "internal error"
+        response = Answer(status, orjson.dumps({"error": detail})).response()
+        response.force_close()
+        return response
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, making :class:`_Protocol` connection handlers."""
+
+    def __init__(self, api: _Api) -> None:
+        super().__init__(self._respond)
+        self.api = api
+
+    def __call__(self) -> _Protocol:
+        protocol = _Protocol(self, loop=asyncio.get_running_loop(), access_log=None)
+        protocol.api = self.api
+        return protocol
+
+    async def _respond(self, request: web.BaseRequest) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return NOT_FOUND.response()
+        return (await self.api.handle(request)).response()
+
+
+class ApiServer(Service):
+    """The worker's HTTP server (``web_bind``:``web_port``), registered with ``app.web_server`` so that
+    Faust's own web server, with its unauthenticated pages (``/router/`` lists every worker's URL,
+    partitions and topics; ``/table/`` any user's state), is not started at all. It serves the API
+    and answers 404 to anything else."""
+
+    def __init__(self, api: _Api, bind: str, port: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api, self.bind, self.port = api, bind, port
+        self._runner: web.BaseRunner | None = None
+
+    async def on_start(self) -> None:
+        self._runner = web.ServerRunner(_Server(self.api))
+        await self._runner.setup()
+        await web.TCPSite(self._runner, self.bind, self.port).start()
+
+    async def on_stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def register_api(app: Any, settings: Settings, users: Any) -> None:
+    """Serve the API as ``app``'s web server (before it starts), with the topics it produces to. Reads
+    the tokens file now (an invalid one raises :class:`streams.auth.TokenFileError`) and the cluster
+    secret."""
     topics = {
         source: app.topic(settings.source_topics[source], key_serializer="raw", value_serializer="raw")
         for source in (PREFERENCES, CRM, ERASURE)
     }
     audit = app.topic(settings.topic_api_audit, key_serializer="raw", value_serializer="raw")
-    api = _Api(app, settings, users, topics, audit)
+    api = _Api(app, settings, users, topics, audit, load_cluster_secret(settings))
     if not api.tokens:
         log.warning("API: no tokens configured (api_tokens_file is empty): every API call is refused")
-
-    class ApiView(View):
-        route: ClassVar[Route | None] = None
-
-        def get_methods(self) -> set[str]:  # what Faust registers the view for
-            return {self.route.method} if self.route is not None else set(ANY_METHODS)
-
-        async def dispatch(self, request: Any) -> Any:
-            return await api.handle(self, request, self.route)
-
-    for index, route in enumerate(ROUTES):
-        view = type(f"ApiRoute{index}", (ApiView,), {"route": route})
-        app.page(route.template, name=f"forewarn_api_{index}")(view)
-    # Last: whatever the routes above do not take under /api/ (another method, no such path) is
-    # answered 405 or 404 here, and audited.
-    app.page("/api/{unmatched:.*}", name="forewarn_api_unmatched")(type("ApiUnmatched", (ApiView,), {}))
+    app.web_server(ApiServer(api, app.conf.web_bind, app.conf.web_port))

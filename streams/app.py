@@ -18,8 +18,9 @@ Data flow::
 * ``ingest_labels`` sends each feedback correction to every partition of ``forewarn-labels``;
   ``ingest`` sends support questions to ``forewarn-questions`` keyed by product category, where
   ``watch_issues`` counts them (:func:`streams.processes.observe_question`) and raises hot issues.
-* The CRM/ERP API (:mod:`streams.api`) is served by the worker's web server; stock levels are read by
-  every worker (:class:`streams.stock.StockReader`).
+* The CRM/ERP API (:mod:`streams.api`) is served by the worker's HTTP server, which replaces Faust's
+  web server (none of Faust's pages is served); stock levels are read by every worker
+  (:class:`streams.stock.StockReader`).
 * ``sweep`` is a timer: users lingering on the payment page who send nothing more get a tick on their
   own partition, so the dwell trigger fires in ``track_users``, the only writer of user state. It looks
   only at users with a pending timer (:class:`streams.triggers.PendingTimers`, kept by ``track_users``

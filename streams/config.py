@@ -134,7 +134,7 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "memory://",
         "Faust table store: `memory://` (rebuilt from changelogs at start) or `rocksdb://`.",
     ),
-    "web_port": (6066, "Port of the worker's Faust web server."),
+    "web_port": (6066, "Port of the worker's HTTP server: the CRM/ERP API and nothing else."),
     "metrics_port": (9108, "Port Prometheus scrapes `/metrics` on; 0 disables."),
     "max_event_bytes": (65536, "Larger messages are dead-lettered as `oversized`."),
     "max_future_skew_seconds": (86400.0, "Events further in the future are dead-lettered."),

@@ -185,8 +185,8 @@ API_REQUESTS = Counter(
 )
 API_FORWARDED = Counter(
     "forewarn_api_forwarded_total",
-    "API reads this worker forwarded to the worker holding the user's partition (which answers and"
-    " audits them), by route template.",
+    "API reads this worker forwarded to the worker holding the user's partition (both audit them),"
+    " by route template.",
     ["route"],
 )
 

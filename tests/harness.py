@@ -146,6 +146,33 @@ def metric(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``check()`` once it is truthy, polled every 0.3 s; fails the test at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+    return result
+
+
+# What a worker holds of the user table: the events topic's partitions it consumes (active), and the
+# table's changelog partitions it keeps for a takeover (standby).
+USER_TABLE_TOPICS = {"active": "forewarn-events", "standby": "forewarn-users-changelog"}
+
+
+def assigned(worker: WorkerProcess, role: str) -> set[int]:
+    """The user-table partitions ``worker`` holds as ``role`` (active or standby), from its metrics."""
+    held = set()
+    for line in worker.metrics().splitlines():
+        if line.startswith("forewarn_assigned_partitions{") and line.endswith(" 1.0"):
+            labels = dict(
+                part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(",")
+            )
+            if (labels["topic"], labels["role"]) == (f'"{USER_TABLE_TOPICS[role]}"', f'"{role}"'):
+                held.add(int(labels["partition"].strip('"')))
+    return held
+
+
 def pseudonyms(workdir: Path) -> Pseudonymizer:
     """The pseudonyms ClickHouse holds for the user ids of the workers set up by :func:`worker_env`."""
     return Pseudonymizer((workdir / "pseudonym.key").read_text().strip().encode())

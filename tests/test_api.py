@@ -1,18 +1,21 @@
 """The CRM/ERP API (streams.api): its decisions as pure functions, the call handling against stand-ins
-for Faust (no broker), and end to end through real workers on the embedded broker: every route with
-each kind of token, one audit record per call, a preferences change read back, reads forwarded
-between two workers."""
+for Faust (no broker; a forward goes from one stand-in worker to another, or to a rogue), its HTTP
+server on a port (what the parser refuses is audited, nothing but the API is served), and end to end
+through real workers on the embedded broker: every route with each kind of token, one audit record per
+call, a preferences change read back, reads forwarded (signed) between two workers, and a rogue member
+of their consumer group."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,21 +23,25 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from harness import consume_all, produce, rows, worker_env, worker_group
+from harness import assigned, consume_all, produce, rows, until, worker_env, worker_group
 from multidict import CIMultiDict
+from rogue_worker import rogue_worker
 from yarl import URL
 
 from models.health import Scores
 from streams.api import (
     CRM_ROUTE,
     ERASURE_ROUTE,
-    FORWARDED_HEADER,
+    FORWARDED_FROM,
+    FORWARDED_TO,
     PREFERENCES_ROUTE,
     RESULTS,
-    ROUTES,
     UNMATCHED,
+    UNPARSED,
     USER_ROUTE,
+    Answer,
     ApiError,
+    ApiServer,
     Reply,
     _Api,
     audit_record,
@@ -43,16 +50,22 @@ from streams.api import (
     no_route,
     owner_of,
     result_of,
-    same_node,
     user_partition,
     user_reply,
 )
 from streams.auth import Caller, token_entry, tokens_file_text
 from streams.config import Settings
 from streams.events import Event, parse_event
+from streams.forwarding import (
+    ORIGIN_HEADER,
+    SIGNATURE_HEADER,
+    Forward,
+    ReplayGuard,
+    same_node,
+)
 from streams.interventions import Intervention
 from streams.state import Subscription, UserState, apply_event, record_contact
-from streams.worker_process import WorkerProcess
+from streams.worker_process import WorkerProcess, free_port
 
 NOW = 1_764_000_000.0
 ADMIN = Caller("ops-admin", frozenset({"admin"}))
@@ -364,8 +377,6 @@ class FakeContent:
 
 
 def fake_request(method: str, path: str, token: str | None = None, body: bytes = b"", **headers: str) -> Any:
-    route = next((r for r in ROUTES if r.pattern.fullmatch(path)), None)
-    found = route.pattern.fullmatch(path) if route else None
     all_headers = CIMultiDict(headers)
     if token is not None:
         all_headers["Authorization"] = f"Bearer {token}"
@@ -373,57 +384,63 @@ def fake_request(method: str, path: str, token: str | None = None, body: bytes =
         method=method,
         path=path,
         rel_url=URL(path),
-        match_info=found.groupdict() if found else {},
         headers=all_headers,
         content=FakeContent(body),
         content_length=len(body),
+        remote="10.0.0.9",
     )
 
 
-class FakeView:
-    def bytes(self, body: bytes, *, content_type: str, status: int, headers: dict[str, str]) -> Any:
-        return SimpleNamespace(body=body, content_type=content_type, status=status, headers=headers)
-
-
 class FakeHttpClient:
-    """Answers a forwarded call as the holding worker would."""
+    """Sends a forwarded call to ``holder`` (an ``async (request) -> Answer``: another worker's
+    :meth:`_Api.handle`, or a rogue's), keeping what it was sent."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, URL, dict[str, str]]] = []
+        self.holder: Any = None
 
-    def request(self, method: str, url: URL, *, headers: dict[str, str], timeout: Any) -> Any:
+    def request(self, method: str, url: URL, *, headers: dict[str, str], timeout: Any, **options: Any) -> Any:
+        assert options == {"allow_redirects": False}
         self.calls.append((method, url, headers))
-        response = SimpleNamespace(
-            status=200, content_type="application/json", headers={"X-Other": "dropped"}, read=self._read
-        )
+        holder = self.holder
 
         class Context:
             async def __aenter__(self) -> Any:
-                return response
+                answer = await holder(fake_request(method, url.raw_path_qs, **headers))
+                return SimpleNamespace(
+                    status=answer.status,
+                    headers=CIMultiDict(answer.headers),
+                    content=FakeContent(answer.body),
+                    content_length=len(answer.body),
+                )
 
             async def __aexit__(self, *exc: Any) -> None:
                 return None
 
         return Context()
 
-    async def _read(self) -> bytes:
-        return b'{"user_id": "from-the-holder"}'
-
 
 HERE, THERE = "http://worker-a:6066", "http://worker-b:6066"
 CHANGELOG = "forewarn-users-changelog"
 
 
-def fake_api(tmp_path: Path, states: dict[str, UserState], owned: set[int]) -> _Api:
+SECRET = b"the cluster secret of the tests"
+
+
+def fake_api(
+    tmp_path: Path, states: dict[str, UserState], owned: set[int], here: str = HERE, secret: bytes = SECRET
+) -> _Api:
+    """A worker at ``here`` holding the ``owned`` partitions (the worker at the other URL the rest)."""
     path = tmp_path / "tokens.json"
     path.write_text(tokens_file_text([token_entry(n, TOKENS[n], SCOPES[n]) for n in TOKENS]))
     settings = Settings.from_env({}, api_tokens_file=str(path), partitions=4)
-    metadata = {HERE: {CHANGELOG: sorted(owned)}, THERE: {CHANGELOG: sorted({0, 1, 2, 3} - owned)}}
+    there = THERE if here == HERE else HERE
+    metadata = {here: {CHANGELOG: sorted(owned)}, there: {CHANGELOG: sorted({0, 1, 2, 3} - owned)}}
     app = SimpleNamespace(
         rebalancing=False,
         in_recovery=False,
         router=SimpleNamespace(table_metadata=lambda name: metadata if name == "users" else {}),
-        conf=SimpleNamespace(canonical_url=URL(HERE)),
+        conf=SimpleNamespace(canonical_url=URL(here)),
         http_client=FakeHttpClient(),
     )
     users = SimpleNamespace(
@@ -432,7 +449,7 @@ def fake_api(tmp_path: Path, states: dict[str, UserState], owned: set[int]) -> _
         get=states.get,
     )
     topics = {source: FakeTopic(source) for source in ("preferences", "crm", "erasure")}
-    return _Api(app, settings, users, topics, FakeTopic("api_audit"))
+    return _Api(app, settings, users, topics, FakeTopic("api_audit"), secret)
 
 
 def audited(api: _Api) -> list[dict[str, Any]]:
@@ -464,13 +481,12 @@ async def test_every_call_is_answered_and_audited_once(
     caplog.set_level(logging.DEBUG)
     user = "u9"
     api = fake_api(tmp_path, {user: known_user()}, owned={0, 1, 2, 3})
-    view = FakeView()
     calls = []
     for route, statuses in EXPECTED_STATUS.items():
         for who, status in statuses.items():
             token = TOKENS.get(who, who) if who else None
             request = fake_request(route.method, path_of(route, user), token, BODIES[route])
-            response = await api.handle(view, request, route)
+            response = await api.handle(request)
             assert response.status == status, (route.template, who)
             calls.append((route, who, status, response))
     records = audited(api)
@@ -509,28 +525,17 @@ async def test_every_call_is_answered_and_audited_once(
 async def test_errors_are_answered_and_audited_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     api = fake_api(tmp_path, {}, owned={0, 1, 2, 3})
-    view = FakeView()
     write, read = TOKENS["crm-write"], TOKENS["crm-read"]
     cases = [
-        (fake_request("GET", "/api/v1/users/nobody", read), USER_ROUTE, 404, "not_found"),
-        (
-            fake_request("PUT", "/api/v1/users/u1/preferences", write, b'{"opt_out": 1}'),
-            PREFERENCES_ROUTE,
-            400,
-            "invalid",
-        ),
-        (
-            fake_request("PUT", "/api/v1/users/u1/preferences", write, b"x" * 70000),
-            PREFERENCES_ROUTE,
-            413,
-            "invalid",
-        ),
-        (fake_request("GET", "/api/v1/users/" + "x" * 200, read), USER_ROUTE, 400, "invalid"),
-        (fake_request("DELETE", "/api/v1/users/u1", read), None, 405, "invalid"),
-        (fake_request("GET", "/api/v1/nothing", read), None, 404, "not_found"),
+        (fake_request("GET", "/api/v1/users/nobody", read), 404, "not_found"),
+        (fake_request("PUT", "/api/v1/users/u1/preferences", write, b'{"opt_out": 1}'), 400, "invalid"),
+        (fake_request("PUT", "/api/v1/users/u1/preferences", write, b"x" * 70000), 413, "invalid"),
+        (fake_request("GET", "/api/v1/users/" + "x" * 200, read), 400, "invalid"),
+        (fake_request("DELETE", "/api/v1/users/u1", read), 405, "invalid"),
+        (fake_request("GET", "/api/v1/nothing", read), 404, "not_found"),
     ]
-    for request, route, status, result in cases:
-        response = await api.handle(view, request, route)
+    for request, status, result in cases:
+        response = await api.handle(request)
         assert response.status == status, request.path
         assert audited(api)[-1]["status"] == status and audited(api)[-1]["result"] == result
     records = audited(api)
@@ -548,21 +553,19 @@ async def test_errors_are_answered_and_audited_once(tmp_path: Path, caplog: pyte
     # The broker does not take the event: 503, audited as an error.
     api.topics["crm"].fail = True
     admin = TOKENS["ops-admin"]
-    response = await api.handle(
-        view, fake_request("POST", "/api/v1/crm/u1", admin, b'{"tier": "a"}'), CRM_ROUTE
-    )
+    response = await api.handle(fake_request("POST", "/api/v1/crm/u1", admin, b'{"tier": "a"}'))
     assert response.status == 503 and response.headers == {"Retry-After": "1"}
     assert audited(api)[-1]["result"] == "error" and audited(api)[-1]["caller"] == "ops-admin"
     # The audit cannot be written: the call's answer is not given.
     api.audit_topic.fail = True
-    response = await api.handle(view, fake_request("GET", "/api/v1/users/u1", read), USER_ROUTE)
+    response = await api.handle(fake_request("GET", "/api/v1/users/u1", read))
     assert response.status == 503 and orjson.loads(response.body) == {
         "error": "the audit is unavailable; retry"
     }
     # A bug answers 500 and logs a traceback, never the header.
     api.audit_topic.fail = False
     api.users.get = lambda key: 1 / 0
-    response = await api.handle(view, fake_request("GET", "/api/v1/users/u1", read), USER_ROUTE)
+    response = await api.handle(fake_request("GET", "/api/v1/users/u1", read))
     assert response.status == 500 and audited(api)[-1]["result"] == "error"
     assert any("ZeroDivisionError" in (r.exc_text or "") for r in caplog.records)
     logged = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
@@ -571,43 +574,291 @@ async def test_errors_are_answered_and_audited_once(tmp_path: Path, caplog: pyte
         assert secret not in logged
 
 
-async def test_a_read_for_another_workers_user_is_forwarded_and_not_audited_here(tmp_path: Path) -> None:
+def user_on(partitions: set[int], prefix: str) -> str:
+    return next(u for i in range(100) if user_partition(u := f"{prefix}{i}", 4) in partitions)
+
+
+READER = Caller("crm-read", frozenset({"read:scores"}))
+
+
+async def test_a_read_for_another_workers_user_is_forwarded_signed_and_audited_by_both(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     user = "u5"
     assert user_partition(user, 4) == 3
-    api = fake_api(tmp_path, {user: known_user()}, owned={0, 1})
-    view = FakeView()
-    response = await api.handle(
-        view, fake_request("GET", f"/api/v1/users/{user}", TOKENS["crm-read"]), USER_ROUTE
-    )
-    assert (response.status, response.body) == (200, b'{"user_id": "from-the-holder"}')
-    assert response.headers == {}  # only WWW-Authenticate, Retry-After and Allow are relayed
-    [(method, url, headers)] = api.app.http_client.calls
+    a = fake_api(tmp_path, {}, owned={0, 1})
+    b = fake_api(tmp_path, {user: known_user()}, owned={2, 3}, here=THERE)
+    a.app.http_client.holder = b.handle
+    read = TOKENS["crm-read"]
+    response = await a.handle(fake_request("GET", f"/api/v1/users/{user}", read))
+    assert response.status == 200 and orjson.loads(response.body)["user_id"] == user
+    assert SIGNATURE_HEADER not in response.headers  # the client gets the answer, not the workers' signature
+    [(method, url, headers)] = a.app.http_client.calls
     assert (method, str(url)) == ("GET", f"{THERE}/api/v1/users/{user}")
-    assert headers == {"Authorization": f"Bearer {TOKENS['crm-read']}", FORWARDED_HEADER: HERE}
-    assert audited(api) == []  # the holder audits it
-    # Refused before forwarding, and audited here.
-    response = await api.handle(view, fake_request("GET", f"/api/v1/users/{user}", WRONG), USER_ROUTE)
-    assert response.status == 401 and len(api.app.http_client.calls) == 1 and len(audited(api)) == 1
-    # A forwarded call is never forwarded again.
-    again = fake_request("GET", f"/api/v1/users/{user}", TOKENS["crm-read"], **{FORWARDED_HEADER: THERE})
-    response = await api.handle(view, again, USER_ROUTE)
-    assert response.status == 503 and len(api.app.http_client.calls) == 1
-    assert audited(api)[-1]["detail"] == "the user's partition is moving between workers; retry"
+    # The caller's name and scopes travel, never the token.
+    assert "Authorization" not in headers and not any(read in value for value in headers.values())
+    assert (headers["X-Forewarn-Caller"], headers["X-Forewarn-Scopes"]) == ("crm-read", "read:scores")
+    request_id = headers["X-Forewarn-Request-Id"]
+    # Both workers audit it, told apart by the detail, joined by the request id.
+    [first], [held] = audited(a), audited(b)
+    assert (first["caller"], first["status"], first["detail"]) == (
+        "crm-read",
+        200,
+        f"{FORWARDED_TO} {THERE} request {request_id}",
+    )
+    assert (held["caller"], held["status"], held["detail"]) == (
+        "crm-read",
+        200,
+        f"{FORWARDED_FROM} {HERE} request {request_id}",
+    )
+    assert (
+        first["route"] == held["route"] == USER_ROUTE.template and first["user_id"] == held["user_id"] == user
+    )
+
+    # The holder's refusals reach the client, with their detail in both records.
+    nobody = user_on({2, 3}, "nobody-")
+    response = await a.handle(fake_request("GET", f"/api/v1/users/{nobody}", read))
+    assert response.status == 404 and orjson.loads(response.body) == {"error": "unknown user"}
+    assert audited(a)[-1]["detail"].endswith(": unknown user") and audited(b)[-1]["result"] == "not_found"
+    b.app.rebalancing = True
+    response = await a.handle(fake_request("GET", f"/api/v1/users/{user}", read))
+    assert response.status == 503 and response.headers == {"Retry-After": "1"}
+    b.app.rebalancing = False
+    # Refused before forwarding, and audited only where it was refused.
+    response = await a.handle(fake_request("GET", f"/api/v1/users/{user}", WRONG))
+    assert response.status == 401 and len(a.app.http_client.calls) == 3 and len(audited(b)) == 3
+    # A forwarded call is never forwarded again: a does not hold the user (b's assignment is stale).
+    stale = Forward(READER, "GET", f"/api/v1/users/{user}", THERE, HERE, "5e" * 16, int(time.time() * 1000))
+    response = await a.handle(fake_request("GET", stale.path, **stale.headers(SECRET)))
+    assert response.status == 503 and len(a.app.http_client.calls) == 3
+    assert audited(a)[-1]["detail"] == (
+        f"{FORWARDED_FROM} {THERE} request {'5e' * 16}: the user's partition is moving between workers; retry"
+    )
     # While the group rebalances, or before any assignment, reads wait.
-    api.app.rebalancing = True
-    response = await api.handle(view, fake_request("GET", "/api/v1/users/u1", TOKENS["crm-read"]), USER_ROUTE)
-    assert response.status == 503 and audited(api)[-1]["result"] == "error"
+    a.app.rebalancing = True
+    response = await a.handle(fake_request("GET", "/api/v1/users/u1", read))
+    assert response.status == 503 and audited(a)[-1]["result"] == "error"
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert not any(token in logged for token in TOKENS.values())
+
+
+async def test_a_worker_takes_no_forward_that_a_worker_of_the_deployment_did_not_sign(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    user = "u5"
+    b = fake_api(tmp_path, {user: known_user()}, owned={2, 3}, here=THERE)
+    path = f"/api/v1/users/{user}"
+    good = Forward(READER, "GET", path, HERE, THERE, "ab" * 16, int(time.time() * 1000))
+    signed = good.headers(SECRET)
+    cases = {
+        # The old forward: a marker and the caller's own token. The token is not a way in.
+        "missing": {ORIGIN_HEADER: HERE, "Authorization": f"Bearer {TOKENS['ops-admin']}"},
+        "bad signature": good.headers(b"a secret that is not the cluster's"),
+        "sent more than 30 s": replace(good, sent_at=good.sent_at - 60_000).headers(SECRET),
+        "sent to another worker": replace(good, target="http://rogue:6066").headers(SECRET),
+        # Scopes or caller changed under a genuine signature.
+        "bad signature ": {**signed, "X-Forewarn-Scopes": "admin"},
+        "bad signature  ": {**signed, "X-Forewarn-Caller": "ops-admin"},
+        "malformed header": {**signed, "X-Forewarn-Request-Id": "not-hex"},
+    }
+    for why, headers in cases.items():
+        response = await b.handle(fake_request("GET", path, **headers))
+        assert response.status == 401, why
+        assert SIGNATURE_HEADER not in response.headers
+        record = audited(b)[-1]
+        assert (record["caller"], record["result"], record["route"]) == (
+            "",
+            "unauthorized",
+            USER_ROUTE.template,
+        )
+        assert record["detail"].startswith(f"forward refused: {why.strip()}"), record["detail"]
+    # Signed for another path (another user): refused.
+    response = await b.handle(fake_request("GET", "/api/v1/users/someone-else", **signed))
+    assert response.status == 401 and audited(b)[-1]["detail"] == "forward refused: bad signature"
+    # The genuine forward is taken, once.
+    response = await b.handle(fake_request("GET", path, **signed))
+    assert response.status == 200 and SIGNATURE_HEADER in response.headers
+    response = await b.handle(fake_request("GET", path, **signed))
+    assert response.status == 401 and audited(b)[-1]["detail"] == "forward refused: replayed"
+    # Only reads are forwarded: a signed write is refused (nothing produced).
+    write = Forward(ADMIN, "PUT", f"{path}/preferences", HERE, THERE, "cd" * 16, good.sent_at)
+    response = await b.handle(fake_request("PUT", write.path, b'{"opt_out": true}', **write.headers(SECRET)))
+    assert response.status == 400 and b.topics["preferences"].sent == []
+    assert len(audited(b)) == len(cases) + 4
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert TOKENS["ops-admin"] not in logged
+
+
+def test_a_forward_id_is_taken_once_while_a_forward_could_be_fresh() -> None:
+    guard = ReplayGuard()
+    assert guard.first_time("a" * 32, 1000.0) and not guard.first_time("a" * 32, 1059.0)
+    assert guard.first_time("b" * 32, 1059.0)
+    # Past twice the skew a forward is refused as stale anyway: its id is forgotten.
+    assert guard.first_time("a" * 32, 1061.0) and set(guard.seen) == {"a" * 32, "b" * 32}
+    guard.first_time("c" * 32, 1120.0)
+    assert set(guard.seen) == {"a" * 32, "c" * 32}
+
+
+async def test_an_answer_not_signed_for_the_forward_is_not_relayed(tmp_path: Path) -> None:
+    """A rogue member of the group, named the user's holder by the assignment, gets no token and its
+    answers do not reach the client: an unsigned one, one signed under another secret, the forward's own
+    signature reflected back, a genuine holder's answer to another forward."""
+    user = "u5"
+    a = fake_api(tmp_path, {}, owned={0, 1})
+    holder = fake_api(tmp_path, {user: known_user()}, owned={2, 3}, here=THERE)
+    forged = b'{"schema": 1, "user_id": "u5", "forged": true}'
+    earlier = await holder.handle(
+        fake_request(
+            "GET",
+            f"/api/v1/users/{user}",
+            **Forward(
+                READER, "GET", f"/api/v1/users/{user}", HERE, THERE, "ee" * 16, int(time.time() * 1000)
+            ).headers(SECRET),
+        )
+    )
+    received: list[dict[str, str]] = []
+
+    def rogue(answer_of):
+        async def answer(request: Any) -> Answer:
+            received.append(dict(request.headers))
+            return answer_of(request)
+
+        return answer
+
+    rogues = [
+        lambda request: Answer(200, forged),
+        lambda request: Answer(200, forged).signed(
+            b"the rogue's own secret", request.headers["X-Forewarn-Request-Id"]
+        ),
+        lambda request: Answer(200, forged, {SIGNATURE_HEADER: request.headers[SIGNATURE_HEADER]}),
+        lambda request: earlier,
+        lambda request: Answer(200, b"[]").signed(SECRET, request.headers["X-Forewarn-Request-Id"]),
+    ]
+    for index, answer_of in enumerate(rogues):
+        a.app.http_client.holder = rogue(answer_of)
+        response = await a.handle(fake_request("GET", f"/api/v1/users/{user}", TOKENS["crm-read"]))
+        assert (response.status, orjson.loads(response.body)) == (
+            502,
+            {"error": "the worker holding the user's partition gave no valid answer"},
+        ), index
+        record = audited(a)[-1]
+        assert (record["caller"], record["status"], record["result"]) == ("crm-read", 502, "error")
+        assert record["detail"].startswith(f"{FORWARDED_TO} {THERE} request ")
+        assert record["detail"].endswith(": no valid answer")
+    assert len(received) == len(rogues) and len(audited(a)) == len(rogues)
+    assert not any(
+        token in value for headers in received for value in headers.values() for token in TOKENS.values()
+    )
+    assert not any("Authorization" in headers for headers in received)
+
+
+async def raw_http(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send ``data`` as it is; the status and body of the answer (the connection is closed after it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+FAUST_PAGES = [
+    "/",
+    "/router/",
+    "/router/topics",
+    "/router/users/",
+    "/table/users/u9/",
+    "/stats/",
+    "/assignment/",
+    "/graph/",
+    "/performance/",
+]
+
+
+async def test_the_http_server_audits_what_its_parser_refuses_and_serves_only_the_api(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker's HTTP server (the real aiohttp one, on a port): oversized, malformed or strange
+    requests are answered without quoting them and audited; nothing but the API is served."""
+    caplog.set_level(logging.DEBUG)
+    api = fake_api(tmp_path, {"u9": known_user()}, owned={0, 1, 2, 3})
+    port = free_port()
+    server = ApiServer(api, "127.0.0.1", port)
+    await server.start()
+    token = TOKENS["crm-read"]
+    try:
+
+        def request(line: str, *headers: str) -> bytes:
+            return "\r\n".join([line, "Host: worker", *headers, "Connection: close", "", ""]).encode()
+
+        answers = {
+            "fine": await raw_http(
+                port, request("GET /api/v1/users/u9 HTTP/1.1", f"Authorization: Bearer {token}")
+            ),
+            "long header": await raw_http(
+                port, request("GET /api/v1/users/u9 HTTP/1.1", f"Authorization: Bearer {token}{'x' * 9000}")
+            ),
+            "long URL": await raw_http(port, request(f"GET /api/v1/users/{token}{'x' * 9000} HTTP/1.1")),
+            "TRACE": await raw_http(
+                port, request("TRACE /api/v1/users/u9 HTTP/1.1", f"Authorization: Bearer {token}")
+            ),
+            "PROPFIND": await raw_http(port, request("PROPFIND /api/v1/users/u9 HTTP/1.1")),
+            "unknown method": await raw_http(port, request("FROBNICATE /api/v1/users/u9/x HTTP/1.1")),
+            "bad method": await raw_http(port, request(f"G(E)T /api/v1/users/{token} HTTP/1.1")),
+            "bad request line": await raw_http(port, f"{token} nonsense\r\n\r\n".encode()),
+            "bad header": await raw_http(port, request("GET /api/v1/users/u9 HTTP/1.1", f"{token}")),
+        }
+        pages = [await raw_http(port, request(f"GET {page} HTTP/1.1")) for page in FAUST_PAGES]
+    finally:
+        await server.stop()
+    statuses = {name: status for name, (status, _) in answers.items()}
+    assert statuses == {
+        "fine": 200,
+        "long header": 400,
+        "long URL": 400,
+        "TRACE": 405,
+        "PROPFIND": 405,
+        "unknown method": 400,  # aiohttp's parser knows a fixed set of methods
+        "bad method": 400,
+        "bad request line": 400,
+        "bad header": 400,
+    }
+    assert orjson.loads(answers["long header"][1]) == {
+        "error": "a request line or header is longer than 8190 bytes"
+    }
+    assert all(status == 404 for status, _ in pages)
+    records = audited(api)  # one per call under /api/ or unparsed; none for the pages outside /api/
+    assert [(r["method"], r["route"], r["status"]) for r in records] == [
+        ("GET", USER_ROUTE.template, 200),
+        ("", UNPARSED, 400),
+        ("", UNPARSED, 400),
+        ("TRACE", USER_ROUTE.template, 405),
+        ("PROPFIND", USER_ROUTE.template, 405),
+        ("", UNPARSED, 400),
+        ("", UNPARSED, 400),
+        ("", UNPARSED, 400),
+        ("", UNPARSED, 400),
+    ]
+    shown = [body.decode(errors="replace") for _, body in answers.values()]
+    shown += [f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records]
+    shown += [value.decode() for _, value in api.audit_topic.sent]
+    assert not any(token in text for text in shown)
 
 
 # --- end to end: real workers on the embedded broker ------------------------------------------------
 
 
 def call(
-    port: int, method: str, path: str, token: str | None = None, body: Any = None
+    port: int, method: str, path: str, token: str | None = None, body: Any = None, **headers: str
 ) -> tuple[int, dict, Any]:
     """One HTTP call: status, headers, JSON body."""
     data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, method=method, headers=headers
+    )
     if token is not None:
         request.add_header("Authorization", f"Bearer {token}")
     if data is not None:
@@ -720,8 +971,18 @@ def test_api_end_to_end(broker, tmp_path: Path) -> None:
         assert client("PUT", PREFERENCES_ROUTE, prefs, "crm-write", {"timezone": "Mars/Olympus"})[0] == 400
         assert client("DELETE", USER_ROUTE, known, "crm-read")[0] == 405
         assert client("GET", None, "", "crm-read", path="/api/v1/everything")[0] == 404
-        # Faust's own table views are off: no user state without a token.
-        assert call(worker.web_port, "GET", f"/table/users/{known}/")[0] == 404
+        # Methods no route has, and requests the HTTP parser refuses, are answered and audited too; the
+        # token in an oversized header is neither logged nor echoed.
+        assert [client(method, USER_ROUTE, known, "crm-read")[0] for method in ("TRACE", "PROPFIND")] == [
+            405
+        ] * 2
+        oversized = call(worker.web_port, "GET", path_of(USER_ROUTE, known), TOKENS["crm-read"] + "x" * 9000)
+        assert oversized[0] == 400 and TOKENS["crm-read"] not in str(oversized[2])
+        malformed = asyncio.run(raw_http(worker.web_port, f"{TOKENS['ops-admin']} /api/\r\n\r\n".encode()))
+        assert malformed[0] == 400 and TOKENS["ops-admin"].encode() not in malformed[1]
+        client.calls += [("", "", UNPARSED, 400)] * 2
+        # Faust's own pages are not served (the cluster's URLs, partitions, topics, any user's state).
+        assert [call(worker.web_port, "GET", page)[0] for page in FAUST_PAGES] == [404] * len(FAUST_PAGES)
 
         # The preferences change reaches the user's state, read back through the API.
         status, view = client.until(
@@ -770,7 +1031,7 @@ def test_api_end_to_end(broker, tmp_path: Path) -> None:
         assert record["result"] == result_of(record["status"])
         assert message.key == (record["user_id"].encode() or None)
     results = Counter(r["result"] for r in records)
-    assert results["unauthorized"] == 8 and results["forbidden"] == 6 and results["invalid"] == 2
+    assert results["unauthorized"] == 8 and results["forbidden"] == 6 and results["invalid"] == 6
     # ... and in ClickHouse, one row per call, the subjects pseudonymised by the sink. The calls about
     # the erased user (all on the erasure route) are left out: whether the erasure also removes the
     # audit of calls about the user is the privacy part's decision.
@@ -795,13 +1056,17 @@ def test_api_end_to_end(broker, tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_reads_are_forwarded_to_the_worker_holding_the_user(broker, tmp_path: Path) -> None:
-    """Two workers share the partitions; each answers for every user, forwarding to the other the
-    users it does not hold, and each call is audited once."""
+    """Two workers share the partitions; each answers for every user, forwarding to the other (signed,
+    without the token) the users it does not hold, and both audit a forwarded call. Then a rogue member
+    joins the group: the reads it is named holder of reach it with no token, its forged answers are not
+    relayed (502) and the workers audit them; a forward the test sends without the secret is refused."""
     tokens_file = write_tokens(tmp_path / "api-tokens.json")
     # Users on every partition of the 4, so that each worker holds some and forwards some.
     users = [f"fw-user-{i}" for i in range(12)]
     assert {user_partition(u, 4) for u in users} == {0, 1, 2, 3}
     workers = worker_group(broker.bootstrap, tmp_path, ["a", "b"], FOREWARN_API_TOKENS_FILE=str(tokens_file))
+    rogue = rogue_worker(broker.bootstrap, tmp_path, FOREWARN_API_TOKENS_FILE=str(tokens_file))
+    a = workers[0]
     try:
         for worker in workers:
             worker.start()
@@ -813,13 +1078,37 @@ def test_reads_are_forwarded_to_the_worker_holding_the_user(broker, tmp_path: Pa
         answers = [client("GET", USER_ROUTE, user, "crm-read") for client in clients for user in users]
         refused = [client("GET", USER_ROUTE, user, WRONG) for client in clients for user in users[:4]]
         metrics_text = [worker.metrics() for worker in workers]
+        held_by_a = next(user for user in users if user_partition(user, 4) in assigned(a, "active"))
+        # The old way of forwarding, a marker and the caller's token, is refused (and audited).
+        unsigned = call(
+            a.web_port, "GET", path_of(USER_ROUTE, held_by_a), TOKENS["ops-admin"], **{ORIGIN_HEADER: "x"}
+        )
+        assert unsigned[0] == 401, unsigned
+        clients[0].calls.append(("", "GET", USER_ROUTE.template, 401))
+
+        # A rogue joins the group, and b leaves: the assignment is sticky (a member keeps what it
+        # holds up to its share), so a keeps its partitions and the rogue is given b's.
+        rogue.start()
+        workers[1].stop()
+        taken = until(lambda: assigned(rogue, "active"), 60, "the rogue to be assigned partitions")
+        victims = [user for user in users if user_partition(user, 4) in taken]
+        forged = []
+        for user in victims:  # once a acts on the new assignment: 502
+            deadline = time.monotonic() + 30
+            while (answer := clients[0]("GET", USER_ROUTE, user, "crm-read"))[0] != 502:
+                forged += [answer] if "forged" in str(answer[2]) else []
+                assert time.monotonic() < deadline, answer
+                time.sleep(0.2)
+            assert answer[2] == {"error": "the worker holding the user's partition gave no valid answer"}
         calls = clients[0].calls + clients[1].calls
         audit = asyncio.run(consume_all(broker.bootstrap, "api_audit", until=len(calls), settle=2.0))
         events = asyncio.run(consume_all(broker.bootstrap, "forewarn-events", until=len(users), settle=0.5))
     finally:
+        rogue.stop(signal.SIGKILL)  # nothing of it to keep
         for worker in workers:
             worker.stop()
 
+    assert forged == []  # no forged answer reached a client, whatever its status
     assert all(
         status == 200 and answer["user_id"] == user
         for (status, _, answer), user in zip(answers, users * 2, strict=True)
@@ -830,16 +1119,32 @@ def test_reads_are_forwarded_to_the_worker_holding_the_user(broker, tmp_path: Pa
         forwarded = [line for line in text.splitlines() if line.startswith("forewarn_api_forwarded_total{")]
         assert forwarded and float(forwarded[0].rsplit(" ", 1)[1]) > 0, forwarded
         assert 'forewarn_api_requests_total{route="/api/v1/users/{user_id}",status="200"}' in text
-    # One record per call, wherever it was answered.
+    # The rogue received reads, never a token or an Authorization header.
+    received = [orjson.loads(line) for line in (tmp_path / "rogue-requests.jsonl").read_bytes().splitlines()]
+    assert received and all("Authorization" not in r["headers"] for r in received)
+    assert not any(token in str(r) for r in received for token in TOKENS.values())
+    # One record per call where it came in, and one more where a forwarded call was answered, with the
+    # request id joining the two; the rogue's 502s are audited where they came in.
     records = [orjson.loads(m.value) for m in audit]
-    assert len(records) == len(calls)
-    assert Counter((r["caller"], r["route"], r["status"]) for r in records) == Counter(
+    first = [r for r in records if not r["detail"].startswith(FORWARDED_FROM)]
+    held = {r["detail"].split(" request ")[1].split(":")[0]: r for r in records if r not in first}
+    assert Counter((r["caller"], r["route"], r["status"]) for r in first) == Counter(
         (c[0], c[2], c[3]) for c in calls
     )
+    rogue_url = f":{rogue.web_port} request "
+    for record in first:
+        if record["detail"].startswith(FORWARDED_TO) and rogue_url not in record["detail"]:
+            request_id = record["detail"].split(" request ")[1].split(":")[0]
+            assert (held[request_id]["caller"], held[request_id]["status"]) == (
+                record["caller"],
+                record["status"],
+            )
+    by_rogue = [r for r in first if rogue_url in r["detail"]]
+    assert len(by_rogue) >= len(victims) and all(r["status"] == 502 for r in by_rogue)
     # The routing key is right: each user's events are on the partition the API computes.
     assert {orjson.loads(m.value)["user_id"]: m.partition for m in events} == {
         u: user_partition(u, 4) for u in users
     }
-    for worker in workers:
+    for worker in [*workers, rogue]:
         for secret in [*TOKENS.values(), WRONG]:
             assert secret not in worker.log_text()

@@ -16,20 +16,16 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from harness import events_seen, produce, worker_group
+from harness import assigned, events_seen, produce, until, worker_group
 
 from streams.api import user_partition
 from streams.auth import token_entry, tokens_file_text
 from streams.offsets import verified_end_offsets
-from streams.worker_process import WorkerProcess
 
 PARTITIONS = 4
 USERS = [f"scale-user-{i}" for i in range(24)]
 TOKEN = "scale-out-read-token-3b9f0c1d"
 USER_TABLE_TOPIC = "forewarn-events"  # the user table's partitions are those of the events topic
-# What a worker holds of the user table: the events topic's partitions it consumes (active), and the
-# table's changelog partitions it keeps for a takeover (standby).
-TOPICS = {"active": USER_TABLE_TOPIC, "standby": "forewarn-users-changelog"}
 
 
 def page_views(user: str, first: int, count: int, now_ms: int) -> list[tuple[str, bytes, bytes]]:
@@ -50,27 +46,6 @@ def page_views(user: str, first: int, count: int, now_ms: int) -> list[tuple[str
         )
         for n in range(first, first + count)
     ]
-
-
-def until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
-    return result
-
-
-def assigned(worker: WorkerProcess, role: str) -> set[int]:
-    """The user-table partitions ``worker`` holds as ``role`` (active or standby), from its metrics."""
-    held = set()
-    for line in worker.metrics().splitlines():
-        if line.startswith("forewarn_assigned_partitions{") and line.endswith(" 1.0"):
-            labels = dict(
-                part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(",")
-            )
-            if (labels["topic"], labels["role"]) == (f'"{TOPICS[role]}"', f'"{role}"'):
-                held.add(int(labels["partition"].strip('"')))
-    return held
 
 
 async def committed_through_end(bootstrap: str, group: str, topic: str) -> bool:
