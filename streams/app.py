@@ -67,7 +67,7 @@ from streams.clock import PartitionClocks
 from streams.codec import CheckedTable
 from streams.config import Settings
 from streams.contact import EMITTED
-from streams.deadletters import DeadLetterSender, StopRequested
+from streams.deadletters import DeadLetterQueue, DeadLetterSender, StopRequested
 from streams.events import (
     CRM,
     ERASURE,
@@ -419,6 +419,12 @@ def create_app(settings: Settings) -> faust.App:
         settings.topic_dead_letters, acknowledged.send, stopping=lambda: app.should_stop, sleep=app.sleep
     )
     dead_letter = dead_letters.send
+    # The dead letters of changelog records the tables refuse at recovery, which cannot wait for the
+    # broker (streams.codec.CheckedTable): queued, and sent by a service started after the acknowledged
+    # sender (the app starts its services in order, once the first recovery is done).
+    changelog_dead_letters = app.service(DeadLetterQueue(dead_letters))
+    for table in (users, partition_models, issue_counts, launch_profiles):
+        table.dead_letters = changelog_dead_letters
 
     async def processing_failed(message: Any, error: Exception) -> None:
         """Whatever handling ``message`` raised: logged, and the message dead-lettered."""

@@ -17,13 +17,15 @@ topic is not enough to make a worker run anything.
 Every table codec (:class:`TableCodec`) decodes a value it cannot read, or refuses, into a
 :class:`Refused` instead of raising: Faust's table recovery stops on a decoding error without moving
 past the record (a bad last record would keep the worker recovering forever). :class:`CheckedTable`
-then leaves refused records out of the table, logs and counts them.
+then leaves refused records out of the table, logs and counts them, and dead-letters them
+(:data:`CHANGELOG_REFUSED`, the codec's reason at the head of the detail).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,10 +37,15 @@ from faust.serializers import codecs
 from models.surge import LaunchProfile, ProductIssues
 from streams import metrics
 from streams.checkpoints import MALFORMED, CheckpointRefused, open_sealed, seal
+from streams.deadletters import DeadLetterQueue
 from streams.state import UserState
 from streams.typed import type_error
 
 log = logging.getLogger(__name__)
+
+# The dead-letter reason of a changelog record a table refused; the detail starts with the codec's
+# reason (``unsigned: ...``, ``malformed: ...``).
+CHANGELOG_REFUSED = "changelog_refused"
 
 
 class OrjsonCodec(codecs.Codec):
@@ -108,8 +115,16 @@ class PartitionModelsCodec(TableCodec):
 class CheckedTable(faust.Table):
     """A table whose changelog records are applied only when their key and value decoded: a
     :class:`Refused` one is logged (table, partition, offset, reason; never the key, which may be a
-    user id) and counted in ``forewarn_changelog_refused_total``, and the key keeps what the records
-    before it gave (nothing, for a partition's models: they start fresh)."""
+    user id), counted in ``forewarn_changelog_refused_total`` and queued to ``dead_letters`` (the
+    record's original bytes, :data:`CHANGELOG_REFUSED`), and the key keeps what the records before it
+    gave (nothing, for a partition's models: they start fresh).
+
+    Faust applies a batch once per recovery (each offset once: a restart or a rebalance recovers, and
+    dead-letters, a refused record again) and synchronously, so a dead letter is only queued here
+    (:class:`streams.deadletters.DeadLetterQueue` sends it once the worker runs); nothing about it
+    raises into the recovery."""
+
+    dead_letters: DeadLetterQueue | None = None  # set by the app
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         super().apply_changelog_batch([event for event in batch if self._accepted(event)])
@@ -119,14 +134,21 @@ class CheckedTable(faust.Table):
         if refused is None:
             return True
         message = event.message
+        detail = f"{refused.reason}: {refused.detail}"
         log.warning(
             "refused a %s changelog record (partition %s, offset %s): %s; not applied",
             self.name,
             message.partition,
             message.offset,
-            f"{refused.reason}: {refused.detail}",
+            detail,
         )
         metrics.CHANGELOG_REFUSED.labels(self.name, refused.reason).inc()
+        if self.dead_letters is not None:
+            try:
+                # The message holds the record's bytes as read: only its event was decoded.
+                self.dead_letters.put(message, CHANGELOG_REFUSED, detail, time.time())
+            except Exception:  # nothing may raise into the recovery: its batch would not be applied
+                log.exception("the dead letter of a refused %s changelog record was not queued", self.name)
         return False
 
 

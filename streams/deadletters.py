@@ -18,12 +18,15 @@ same of the key); the detail is cut at :data:`MAX_DETAIL_CHARS`. So the whole re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+import mode
 
 from streams import metrics
 
@@ -61,6 +64,10 @@ class DeadLetter:
     value: bytes | None
     headers: list[tuple[str, bytes]]
 
+    def size(self) -> int:
+        """Its bytes: key, value and headers."""
+        return len(self.key or b"") + len(self.value or b"") + sum(len(n) + len(v) for n, v in self.headers)
+
 
 def dead_letter_record(
     key: bytes | None,
@@ -90,6 +97,26 @@ def dead_letter_record(
     if value is not None and len(value) > MAX_VALUE_BYTES:
         value = value[:MAX_VALUE_BYTES]
     return DeadLetter(key, value, headers)
+
+
+def message_dead_letter(message: Any, reason: str, detail: str, rejected_at: float) -> DeadLetter:
+    """:func:`dead_letter_record` of a Kafka message (``key``, ``value``, ``topic``, ``partition``,
+    ``offset``)."""
+    return dead_letter_record(
+        message.key,
+        message.value,
+        message.topic,
+        message.partition,
+        message.offset,
+        reason,
+        detail,
+        rejected_at,
+    )
+
+
+def message_source(message: Any) -> str:
+    """Where a Kafka message was read, as the log names it: ``topic:partition@offset``."""
+    return f"{message.topic}:{message.partition}@{message.offset}"
 
 
 def _measured(name: str, data: bytes) -> list[tuple[str, bytes]]:
@@ -175,16 +202,12 @@ class DeadLetterSender:
     async def send(self, message: Any, reason: str, detail: str, rejected_at: float) -> None:
         """Dead-letter ``message`` (a Kafka message: ``key``, ``value``, ``topic``, ``partition``,
         ``offset``) with ``reason`` and ``detail``; counted by ``forewarn_dead_letters_total``."""
-        letter = dead_letter_record(
-            message.key,
-            message.value,
-            message.topic,
-            message.partition,
-            message.offset,
-            reason,
-            detail,
-            rejected_at,
-        )
+        letter = message_dead_letter(message, reason, detail, rejected_at)
+        await self.send_letter(letter, reason, message_source(message))
+
+    async def send_letter(self, letter: DeadLetter, reason: str, source: str) -> None:
+        """Send ``letter`` (of :func:`dead_letter_record`, with ``reason``; ``source`` names its message
+        in the log: ``topic:partition@offset``), as :meth:`send` does."""
         backoff = 0.1
         while True:
             try:
@@ -198,21 +221,81 @@ class DeadLetterSender:
                 metrics.DEAD_LETTER_SEND_FAILURES.inc()
                 if self._stopping():
                     log.warning(
-                        "dead letter of %s:%s@%s not sent (%r); stopping: it is read again after the restart",
-                        message.topic,
-                        message.partition,
-                        message.offset,
+                        "dead letter of %s not sent (%r); stopping: it is read again after the restart",
+                        source,
                         error,
                     )
                     raise StopRequested from error
-                log.warning(
-                    "dead letter of %s:%s@%s not sent (%r); trying again in %.1f s",
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    error,
-                    backoff,
-                )
+                log.warning("dead letter of %s not sent (%r); trying again in %.1f s", source, error, backoff)
                 await self._sleep(backoff)
                 backoff = min(2 * backoff, self.max_backoff)
         metrics.DEAD_LETTERS.labels(reason).inc()
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedDeadLetter:
+    letter: DeadLetter
+    reason: str
+    source: str  # its message, for the log: topic:partition@offset
+    size: int  # DeadLetter.size: what it holds in memory
+
+
+class DeadLetterQueue(mode.Service):
+    """Dead letters of records read where nothing may wait for the broker (a table's changelog at
+    recovery, which Faust applies synchronously): :meth:`put` builds a message's dead letter
+    (:func:`dead_letter_record`) and queues it at once; the service, once started, sends the queued ones
+    in order through ``sender`` (:meth:`DeadLetterSender.send_letter`: each until the broker takes it).
+
+    At most ``max_pending_bytes`` of dead letters wait: past that :meth:`put` logs the message it could
+    not queue and counts it in ``forewarn_dead_letters_unsent_total{reason}``, so that a flood of
+    records written to a changelog cannot take the worker's memory. Those still queued when the worker
+    stops are not sent: their records are refused again, and queued again, at the next recovery that
+    reads them."""
+
+    def __init__(
+        self, sender: DeadLetterSender, *, max_pending_bytes: int = 64 * 1024 * 1024, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sender = sender
+        self.max_pending_bytes = max_pending_bytes
+        self.pending_bytes = 0
+        self._queue: asyncio.Queue[QueuedDeadLetter] = asyncio.Queue()
+
+    @property
+    def waiting(self) -> int:
+        """How many dead letters wait to be sent."""
+        return self._queue.qsize()
+
+    def put(self, message: Any, reason: str, detail: str, rejected_at: float) -> bool:
+        """Queue the dead letter of ``message`` (a Kafka message, as :meth:`DeadLetterSender.send`
+        takes it); False when it was not queued (too many bytes wait already)."""
+        source = message_source(message)
+        letter = message_dead_letter(message, reason, detail, rejected_at)
+        size = letter.size()
+        if self.pending_bytes + size > self.max_pending_bytes:
+            log.warning(
+                "dead letter of %s (%s) not sent: %d bytes of dead letters wait to be sent already",
+                source,
+                reason,
+                self.pending_bytes,
+            )
+            metrics.DEAD_LETTERS_UNSENT.labels(reason).inc()
+            return False
+        self._queue.put_nowait(QueuedDeadLetter(letter, reason, source, size))
+        self.pending_bytes += size
+        return True
+
+    async def send_next(self) -> None:
+        """Wait for a queued dead letter and send it (raises :class:`StopRequested` if the worker stops
+        before the broker took it)."""
+        queued = await self._queue.get()
+        try:
+            await self.sender.send_letter(queued.letter, queued.reason, queued.source)
+        finally:
+            self.pending_bytes -= queued.size
+
+    @mode.Service.task
+    async def _send_queued(self) -> None:
+        with contextlib.suppress(StopRequested):
+            while not self.should_stop:
+                await self.send_next()

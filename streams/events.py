@@ -88,6 +88,7 @@ DEAD_LETTER_REASONS = (
     "unknown_event_type",
     "unknown_product",  # a support question about a product the catalog does not know
     "invalid_internal",  # a record of an internal topic not as Forewarn writes it (streams.internal)
+    "changelog_refused",  # a table's changelog record refused at recovery (streams.codec.CheckedTable)
 )
 
 

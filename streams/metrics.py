@@ -19,6 +19,11 @@ DEAD_LETTER_SEND_FAILURES = Counter(
     "forewarn_dead_letter_send_failures_total",
     "Dead letters the broker did not take at the first try (each is tried again until it does).",
 )
+DEAD_LETTERS_UNSENT = Counter(
+    "forewarn_dead_letters_unsent_total",
+    "Dead letters of changelog records refused at recovery that were not sent: too many waited to be sent.",
+    ["reason"],
+)
 INTERVENTIONS = Counter("forewarn_interventions_total", "Interventions emitted, by trigger.", ["trigger"])
 INTERVENTION_LATENCY = Histogram(
     "forewarn_intervention_latency_seconds",

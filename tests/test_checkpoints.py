@@ -20,7 +20,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from harness import event_bytes, produce, read_until, worker_env
+from harness import event_bytes, metric, produce, read_until, rows, worker_env
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,6 +28,7 @@ from models.learners import PartitionModels
 from streams.api import user_partition
 from streams.checkpoints import HEADER, TAG_BYTES, CheckpointRefused, checkpoint_key, open_sealed, seal
 from streams.codec import CheckedTable, DataclassCodec, PartitionModelsCodec, Refused
+from streams.deadletters import DeadLetterQueue, DeadLetterSender, read_dead_letter_headers
 from streams.state import UserState
 from streams.worker_process import WorkerProcess, send_everything_policy
 
@@ -135,17 +136,34 @@ def refused_count(table: str, reason: str) -> float:
 
 
 def record(key: Any, value: Any, offset: int, partition: int = 2) -> Any:
-    """A changelog event as Faust's recovery hands it to a table: decoded key and value, raw message."""
-    raw = None if value is None else b"raw"
-    message = SimpleNamespace(partition=partition, offset=offset, value=raw, key=b"raw")
+    """A changelog event as Faust's recovery hands it to a table: decoded key and value, the message
+    with the record's bytes."""
+    raw = None if value is None else f"raw value {offset}".encode()
+    message = SimpleNamespace(
+        topic="forewarn-users-changelog", partition=partition, offset=offset, value=raw, key=b"raw key"
+    )
     return SimpleNamespace(key=key, value=value, message=message)
 
 
-def test_a_checked_table_applies_only_what_decoded_and_logs_and_counts_the_rest(
+def dead_letter_queue(send: Any, **options: Any) -> DeadLetterQueue:
+    return DeadLetterQueue(DeadLetterSender("dead_letters", send, stopping=lambda: False), **options)
+
+
+async def never_called(*record: Any) -> None:
+    raise AssertionError("nothing is sent before the queue's service runs")
+
+
+def test_a_checked_table_applies_only_what_decoded_and_logs_counts_and_dead_letters_the_rest(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = faust.App("checked-table-test", store="memory://")
     table = CheckedTable(app, name="users", partitions=4)
+    sent: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+
+    async def send(topic: str, key: bytes | None, value: bytes | None, headers: Any) -> None:
+        sent.append((topic, key, value, headers))
+
+    table.dead_letters = dead_letter_queue(send)
     before = refused_count("users", "malformed"), refused_count("users", "bad_signature")
     batch = [
         record("u1", UserState("u1"), 10),
@@ -165,6 +183,50 @@ def test_a_checked_table_applies_only_what_decoded_and_logs_and_counts_the_rest(
         " end; not applied"
     )
     assert len(lines) == 3 and not any("u4" in line for line in lines)  # the key may be a user id
+    # Each refused record queued once, in order, with its own bytes; sent once the worker runs.
+    assert table.dead_letters.waiting == 3 and not sent
+
+    async def send_queued() -> None:
+        for _ in range(3):
+            await table.dead_letters.send_next()
+
+    asyncio.run(send_queued())
+    infos = [read_dead_letter_headers(headers) for *_, headers in sent]
+    assert [(topic, key, value) for topic, key, value, _ in sent] == [
+        ("dead_letters", b"raw key", f"raw value {offset}".encode()) for offset in (12, 13, 14)
+    ]
+    assert {(i.reason, i.source_topic, i.source_partition) for i in infos} == {
+        ("changelog_refused", "forewarn-users-changelog", 2)
+    }
+    assert [(i.source_offset, i.detail) for i in infos] == [
+        (12, "malformed: JSONDecodeError: unexpected end"),
+        (13, "malformed: UnicodeDecodeError"),
+        (14, "bad_signature: the tag does not verify"),
+    ]
+    assert table.dead_letters.pending_bytes == 0
+
+
+def test_a_refused_record_whose_dead_letter_cannot_be_queued_never_fails_the_recovery(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the queue's bound a dead letter is logged and counted, not queued; whatever queueing
+    raises is logged: the batch's good records are applied all the same."""
+    app = faust.App("checked-table-bound-test", store="memory://")
+    table = CheckedTable(app, name="users", partitions=4)
+    table.dead_letters = dead_letter_queue(never_called, max_pending_bytes=600)  # room for one
+    unsent = REGISTRY.get_sample_value("forewarn_dead_letters_unsent_total", {"reason": "changelog_refused"})
+    broken = record("u5", Refused("malformed", "x"), 3)
+    broken.message.value = "not bytes"  # dead_letter_record raises on it
+    batch = [record("u1", Refused("malformed", "x"), 1), record("u2", Refused("malformed", "x"), 2), broken]
+    with caplog.at_level(logging.WARNING, logger="streams"):
+        table.apply_changelog_batch([*batch, record("u3", UserState("u3"), 4)])
+    assert dict(table.data) == {"u3": UserState("u3")}
+    assert table.dead_letters.waiting == 1
+    after = REGISTRY.get_sample_value("forewarn_dead_letters_unsent_total", {"reason": "changelog_refused"})
+    assert after - (unsent or 0.0) == 1
+    text = caplog.text
+    assert "dead letter of forewarn-users-changelog:2@2 (changelog_refused) not sent" in text
+    assert "the dead letter of a refused users changelog record was not queued" in text
 
 
 # --- through a real broker
@@ -223,8 +285,8 @@ def test_forged_changelog_records_are_refused_and_their_partitions_start_fresh(
     signed), one with a made-up signature, a users record that is not JSON (last on its partition: a
     record that fails to decode used to hold the table's recovery there for good) and one with a string
     for a time (it used to break the recovered users' timer index). The worker refuses each (a log
-    line, the metric), runs nothing, and scores every partition's users, with fresh models where a
-    checkpoint was forged."""
+    line, the metric) and dead-letters it with its bytes (on the topic and in ClickHouse), runs nothing,
+    and scores every partition's users, with fresh models where a checkpoint was forged."""
     marker = tmp_path / "exploited"
     exploit = pickle.dumps(Exploit(marker))
     forged = [
@@ -250,6 +312,13 @@ def test_forged_changelog_records_are_refused_and_their_partitions_start_fresh(
         scored = asyncio.run(
             read_until(broker.bootstrap, "user_scores", lambda found: len(found) >= len(events))
         )
+        dead = asyncio.run(
+            read_until(broker.bootstrap, "dead_letters", lambda found: len(found) >= len(forged), timeout=20)
+        )
+        deadline = time.monotonic() + 20
+        while metric(worker.metrics(), "forewarn_sink_rows_total", table="dead_letters") < len(forged):
+            assert time.monotonic() < deadline, "the sink did not store the dead letters"
+            time.sleep(0.2)
         metrics = worker.metrics()
         log = worker.log_text()
     finally:
@@ -269,6 +338,21 @@ def test_forged_changelog_records_are_refused_and_their_partitions_start_fresh(
     }
     assert refused == {("models", "unsigned"): 1, ("models", "bad_signature"): 1, ("users", "malformed"): 2}
     assert "Traceback" not in log
+    # Each refused record dead-lettered once, with its original bytes and the codec's reason first.
+    infos = [(read_dead_letter_headers(m.headers), m) for m in dead]
+    assert sorted(
+        (i.source_topic, i.source_partition, i.source_offset, m.key, m.value) for i, m in infos
+    ) == [(topic, partition, 0, key, value) for topic, partition, key, value in forged]
+    assert all(i.reason == "changelog_refused" for i, _ in infos)
+    heads = sorted((i.source_partition, i.detail.split(":")[0]) for i, _ in infos)
+    assert heads == [(0, "unsigned"), (1, "bad_signature"), (2, "malformed"), (3, "malformed")]
+    assert sample(metrics, "forewarn_dead_letters_total", reason="changelog_refused") == len(forged)
+    stored = rows(
+        f"chdb://{tmp_path / 'clickhouse'}",
+        "SELECT source_topic, source_partition, source_offset, lower(hex(payload)) FROM dead_letters FINAL"
+        " WHERE reason = 'changelog_refused'",
+    )
+    assert sorted(stored) == [(topic, partition, 0, value.hex()) for topic, partition, _, value in forged]
     # Every partition's users scored; each partition's models learned from its own two users, from 0.
     scores = [orjson.loads(m.value) for m in scored]
     assert {s["user_id"] for s in scores} == set(users)
