@@ -624,6 +624,7 @@ def create_app(settings: Settings) -> faust.App:
             done = run_process(state, event, references, stock)
             sync = crm_sync_record(state, event.event_time) if event.source == CRM else None
             users[user_id] = state
+            pending_timers.track(state)  # an order or repair request moves the user's idle deadline
         except Exception as error:  # a bug must not stop the agent; the message is kept for replay
             await failed(message, user_id, snapshot, error, wall)
             return

@@ -103,9 +103,11 @@ def next_tick(state: UserState, policy: Policy, idle_horizon: float | None) -> f
 TICK_RESEND_SECONDS = 5.0
 # The heaps are compacted when they hold more than twice as many entries as users pending, plus this.
 COMPACT_SLACK = 1024
-# Users ticked per partition per sweep at most: a burst of users falling due at once (a million ids of
-# one burst reaching the idle horizon together) is ticked over several sweeps, never in one long pass.
-MAX_TICKS_PER_PARTITION = 2000
+# Ticks sent and not yet answered, at most: users falling due together (a burst of a million ids
+# reaching the idle horizon at once) are ticked at the pace track_users answers, a sweep taking only
+# what this leaves room for, so a timer falling due meanwhile waits behind this many ticks at most, and
+# no tick waits long enough in the topic to be sent again (TICK_RESEND_SECONDS).
+MAX_TICKS_IN_FLIGHT = 1000
 
 
 @dataclass(slots=True)
@@ -127,8 +129,8 @@ class PendingTimers:
     rebalance makes it again from the table it now holds. :meth:`due` says which users to tick: on an
     active partition, past their deadline by that partition's clock (a partition whose clock has seen
     no event since the worker started starts from the latest event time of its users); a tick not
-    answered (:meth:`answered`) within :data:`TICK_RESEND_SECONDS` is sent again. At most ``limit``
-    users per partition are taken in one call; the rest stay due for the next.
+    answered (:meth:`answered`) within :data:`TICK_RESEND_SECONDS` is sent again. At most
+    :data:`MAX_TICKS_IN_FLIGHT` ticks are unanswered at a time; users due beyond stay due.
 
     >>> from streams.events import Event
     >>> from streams.policy import load_policy
@@ -212,12 +214,15 @@ class PendingTimers:
         self._pending.pop(user_id, None)
 
     def due(
-        self, clocks: PartitionClocks, active: set[int], wall: float, limit: int = MAX_TICKS_PER_PARTITION
+        self, clocks: PartitionClocks, active: set[int], wall: float, in_flight: int = MAX_TICKS_IN_FLIGHT
     ) -> list[tuple[str, int, float]]:
-        """(user, partition, event-time now) of the users to tick now, ``limit`` per partition at most;
-        marks them ticked."""
-        due = []
-        for partition in active:
+        """(user, partition, event-time now) of the users to tick now; marks them ticked. Users are
+        taken while fewer than ``in_flight`` ticks are unanswered, shared among the partitions; the
+        others stay due for a later call."""
+        due: list[tuple[str, int, float]] = []
+        room = in_flight - len(self._ticked)
+        share = -(-room // len(active)) if active and room > 0 else 0  # rounded up
+        for partition in sorted(active):
             heap = self._heaps.get(partition)
             if not heap:
                 continue
@@ -227,7 +232,7 @@ class PendingTimers:
                 now = clocks.now(partition, wall)
                 assert now is not None
             taken = 0
-            while heap and heap[0][0] <= now and taken < limit:
+            while heap and heap[0][0] <= now and taken < share and len(self._ticked) < in_flight:
                 queued, user = heapq.heappop(heap)
                 self._entries -= 1
                 pending = self._pending.get(user)
