@@ -13,7 +13,9 @@ and the bytes of one user's state.
 3. ``--users`` new users, one page view each (an attacker's burst of fake ids, or a day's new
    visitors), produced at once; the worker takes them through every stage: the events are through the
    per-user agent, every user's state is written to the table and its changelog, every event stored.
-4. Its resident memory again once settled; the growth per 100,000 idle users is the figure.
+4. Its resident memory again once settled, after the first half of the users and after all: the
+   growth per 100,000 idle users is the figure, and the second half's alone, past the store's fixed
+   buffers (RocksDB's memtables and block caches fill in the first half), what each further user costs.
 
 Besides, in-process: the serialized bytes (what the changelog and RocksDB hold; the user_state codec)
 of one such idle user, and of the users of an hour of synthetic traffic (:mod:`streams.traffic`) run
@@ -67,6 +69,7 @@ class StoreRun:
     store: str
     users: int
     rss_before_mb: float
+    rss_half_mb: float  # with the first half of the users
     rss_after_mb: float
     seconds: float  # from the first user produced to the last one stored
 
@@ -77,6 +80,12 @@ class StoreRun:
     @property
     def bytes_per_user(self) -> float:
         return (self.rss_after_mb - self.rss_before_mb) * MB / self.users
+
+    @property
+    def second_half_mb_per_100k(self) -> float:
+        """The growth over the second half: past the store's fixed buffers (RocksDB's memtables and
+        cache fill in the first), what each further user costs."""
+        return (self.rss_after_mb - self.rss_half_mb) * PER / (self.users - self.users // 2)
 
 
 def page_view(user: str, at_ms: int) -> bytes:
@@ -167,12 +176,20 @@ def run_store(store: str, users: int, warmup: int, workdir: Path, timeout: float
         wait_until_through(worker, warmup, time.monotonic() + timeout)
         before = settled_rss_mb(worker.pid)
         started = time.monotonic()
-        asyncio.run(produce_users(broker.bootstrap, warmup, users))
+        half = users // 2
+        asyncio.run(produce_users(broker.bootstrap, warmup, half))
+        wait_until_through(worker, warmup + half, started + timeout)
+        at_half = settled_rss_mb(worker.pid)
+        asyncio.run(produce_users(broker.bootstrap, warmup + half, users - half))
         wait_until_through(worker, warmup + users, started + timeout)
         seconds = time.monotonic() - started
         after = settled_rss_mb(worker.pid)
-        print(f"{store}: {before:.0f} MB -> {after:.0f} MB with {users:,} users ({seconds:.0f}s)", flush=True)
-        return StoreRun(store, users, before, after, seconds)
+        print(
+            f"{store}: {before:.0f} MB, {at_half:.0f} MB at half, {after:.0f} MB with {users:,} users"
+            f" ({seconds:.0f}s)",
+            flush=True,
+        )
+        return StoreRun(store, users, before, at_half, after, seconds)
     finally:
         if worker is not None:
             worker.stop()
@@ -221,16 +238,19 @@ def report(runs: list[StoreRun], idle_bytes: int, typical: list[int], hours: flo
         f"Measured {when} on {_cores()} cores, Python {platform.python_version()}, one worker, 4 partitions,"
         f" embedded Tansu broker, ClickHouse server outside the worker: `{command}`",
         "",
-        "| store | users added | RSS before MB | RSS after MB | MB per 100,000 idle users | bytes per user"
-        " | vs. `memory://` |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| store | users added | RSS MB: before / at half / after | MB per 100,000 idle users | bytes per"
+        " user | vs. `memory://` | second half: MB per 100,000 | vs. `memory://` |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     base = next((run for run in runs if run.store == "memory://"), runs[0])
     for run in runs:
-        ratio = run.mb_per_100k / base.mb_per_100k if base.mb_per_100k > 0 else float("nan")
         lines.append(
-            f"| `{run.store}` | {run.users:,} | {run.rss_before_mb:.0f} | {run.rss_after_mb:.0f}"
-            f" | {run.mb_per_100k:,.0f} | {run.bytes_per_user:,.0f} | {ratio:.2f} |"
+            f"| `{run.store}` | {run.users:,}"
+            f" | {run.rss_before_mb:.0f} / {run.rss_half_mb:.0f} / {run.rss_after_mb:.0f}"
+            f" | {run.mb_per_100k:,.0f} | {run.bytes_per_user:,.0f}"
+            f" | {_ratio(run.mb_per_100k, base.mb_per_100k)}"
+            f" | {run.second_half_mb_per_100k:,.0f}"
+            f" | {_ratio(run.second_half_mb_per_100k, base.second_half_mb_per_100k)} |"
         )
     if runs and runs[0].users != PER:
         lines += ["", f"Measured with {runs[0].users:,} users and scaled to 100,000."]
@@ -242,6 +262,10 @@ def report(runs: list[StoreRun], idle_bytes: int, typical: list[int], hours: flo
         f" user), 90th percentile {typical[int(0.9 * (len(typical) - 1))]:,}, largest {typical[-1]:,}.",
     ]
     return "\n".join(lines)
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}" if base > 0 else ""
 
 
 def _cores() -> int:
