@@ -152,14 +152,14 @@ def clicks(user: str, at_ms: int, *kinds: str) -> list[tuple[str, bytes, bytes]]
 
 @pytest.mark.integration
 def test_a_worker_evicts_idle_users_and_keeps_the_others(broker, tmp_path: Path) -> None:
-    """On the RocksDB store (the test extra installs rocksdict), with a 3 s horizon and a 5 s dwell:
+    """On the RocksDB store (the test extra installs rocksdict), with a 3 s horizon and a 4 s dwell:
     the idle users (one of them lingering on the payment page) are evicted: 404 from the API, a
     tombstone last in the changelog, and the lingering user's dwell never fires. A user active all
     along and an opted-out one stay."""
     env = worker_env(
         broker.bootstrap,
         tmp_path,
-        dwell="5s",
+        dwell="4s",
         FOREWARN_STORE="rocksdb://",
         FOREWARN_USER_IDLE_SECONDS=str(HORIZON),
         FOREWARN_API_TOKENS_FILE=str(write_tokens(tmp_path / "api-tokens.json")),
@@ -198,7 +198,7 @@ def test_a_worker_evicts_idle_users_and_keeps_the_others(broker, tmp_path: Path)
         assert metric(worker.metrics(), "forewarn_users_evicted_total") == 2
         assert status(idle) == status(lingering) == 404
         # Past the lingering user's dwell: no payment help for them (their timer went with their state).
-        while time.time() * 1000 < start + 6500:
+        while time.time() * 1000 < start + 5000:
             asyncio.run(produce(broker.bootstrap, clicks(active, int(time.time() * 1000), "page_view")))
             time.sleep(0.5)
         assert status(active) == 200 and status(opted_out) == 200
