@@ -6,13 +6,14 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The package, installed (not editable) with its package data: the ClickHouse schema (sinks/schema), the
-# default policy and the sample catalog and service points (streams/policy.toml, streams/data).
+# default policy and the sample catalog and service points (streams/policy.toml, streams/data), and the
+# RocksDB binding of the tables' store (FOREWARN_STORE=rocksdb://, as docker-compose.yml runs it).
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY models ./models
 COPY sinks ./sinks
-RUN pip install . && cd / && rm -rf /src
+RUN pip install ".[rocksdb]" && cd / && rm -rf /src
 
 # A user of its own. Its directories exist in the image, owned by it, so that a named volume mounted on
 # one starts out writable by it: the worker's data (FOREWARN_DATA_DIR) and the pseudonym key

@@ -24,7 +24,8 @@ Data flow::
 * ``sweep`` is a timer: users lingering on the payment page who send nothing more get a tick on their
   own partition, so the dwell trigger fires in ``track_users``, the only writer of user state. It looks
   only at users with a pending timer (:class:`streams.triggers.PendingTimers`, kept by ``track_users``
-  and rebuilt from the table after each rebalance), never at the whole table.
+  and rebuilt from the table after each rebalance), never at the whole table. Users idle past the idle
+  horizon get a tick the same way, and ``track_users`` deletes their state (:mod:`streams.eviction`).
 * The ClickHouse sink runs as a service of the same worker, with its own consumer group.
 
 Every agent reads bytes and checks them, internal topics included (:mod:`streams.internal`), and
@@ -61,6 +62,7 @@ from sinks.privacy import load_cluster_secret
 from sinks.rows import sink_specs
 from streams import codec, metrics
 from streams.acknowledged import AcknowledgedSender
+from streams.activity import DAY
 from streams.api import register_api
 from streams.catalog import load_catalog
 from streams.clock import PartitionClocks
@@ -80,6 +82,7 @@ from streams.events import (
     parse_event,
     to_millis,
 )
+from streams.eviction import evictable, idle_horizon, longest_window
 from streams.internal import read_correction, read_question, read_tick, read_wire_event
 from streams.orders import OrderCommand
 from streams.policy import load_policy
@@ -101,6 +104,16 @@ from streams.transport import use_transport
 from streams.triggers import PendingTimers
 
 log = logging.getLogger(__name__)
+
+# Memory of each table partition's RocksDB (with FOREWARN_STORE=rocksdb://): Faust's defaults (64 MiB
+# memtables, three of them, and a 2 GiB block cache, per table partition) would hold hundreds of
+# thousands of users' state in memory before any of it went to disk. With these a table partition
+# holds at most two 4 MiB memtables and an 8 MiB cache of what was read from disk.
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 4 * 1024**2,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 8 * 1024**2,
+}
 
 
 class SinkService(mode.Service):
@@ -257,14 +270,26 @@ def create_app(settings: Settings) -> faust.App:
     feedback_tagged_topic = app.topic(settings.topic_feedback_tagged)
     crm_sync_topic = app.topic(settings.topic_crm_sync)
     erasures_topic = app.topic(settings.topic_erasures)
-    # Built as app.Table does, but with the serializers set before the table is added: Faust derives a
-    # table's serializers from key_type/value_type (ignoring a Schema) and makes the changelog topic when
-    # the table is added. Values recovered from the changelog then decode into UserState objects, the same
-    # as live writes. Every table is a CheckedTable: a changelog record that does not decode is left out.
-    users = CheckedTable(app, name="users", partitions=settings.partitions, beacon=app.tables.beacon)
-    users.key_serializer = "table_key"
-    users.value_serializer = "user_state"
-    app.tables.add(users)
+
+    def changelogged_table(name: str, value_codec: str) -> CheckedTable:
+        """A table keyed by JSON, its values by ``value_codec`` (:mod:`streams.codec`). Built as
+        app.Table does, but with the serializers set before the table is added: Faust derives a table's
+        serializers from key_type/value_type (ignoring a Schema) and makes the changelog topic when the
+        table is added. Values recovered from the changelog then decode into the same objects as live
+        writes. A CheckedTable: a changelog record that does not decode is left out (and dead-lettered)."""
+        table = CheckedTable(
+            app,
+            name=name,
+            partitions=settings.partitions,
+            beacon=app.tables.beacon,
+            options=dict(ROCKSDB_OPTIONS),  # read by the RocksDB store only
+        )
+        table.key_serializer = "table_key"
+        table.value_serializer = value_codec
+        app.tables.add(table)
+        return table
+
+    users = changelogged_table("users", "user_state")
     # The intent and churn models of each partition of the events topic, keyed by partition number, so
     # a worker that takes over a partition takes over its models. They are written to the changelog
     # every model_checkpoint_seconds, when their partition is revoked and at shutdown, not on every
@@ -272,12 +297,7 @@ def create_app(settings: Settings) -> faust.App:
     # learning, never a prediction or a user's features.
     # The checkpoints are signed with the cluster secret (streams.checkpoints): one without a valid tag
     # is refused at recovery and its partition starts from fresh models.
-    partition_models = CheckedTable(
-        app, name="models", partitions=settings.partitions, beacon=app.tables.beacon
-    )
-    partition_models.key_serializer = "table_key"
-    partition_models.value_serializer = "partition_models"
-    app.tables.add(partition_models)
+    partition_models = changelogged_table("models", "partition_models")
     # The live models of this worker's partitions (a RocksDB store would hand out a fresh copy of the
     # last checkpoint on every read), those that learned since their last checkpoint, and those to
     # compare with the table after a rebalance.
@@ -369,16 +389,8 @@ def create_app(settings: Settings) -> faust.App:
     # category and every earlier launch (the launch prior) is on one partition. The counts are kept per
     # product and the launch profiles per launched product, not per category: a category's whole state
     # would be one changelog record of megabytes, rewritten on every question.
-    issue_counts = CheckedTable(
-        app, name="issue-counts", partitions=settings.partitions, beacon=app.tables.beacon
-    )
-    launch_profiles = CheckedTable(
-        app, name="launch-profiles", partitions=settings.partitions, beacon=app.tables.beacon
-    )
-    for table, codec_name in ((issue_counts, "product_issues"), (launch_profiles, "launch_profile")):
-        table.key_serializer = "table_key"
-        table.value_serializer = codec_name
-        app.tables.add(table)
+    issue_counts = changelogged_table("issue-counts", "product_issues")
+    launch_profiles = changelogged_table("launch-profiles", "launch_profile")
     hot_issues_topic = app.topic(settings.topic_hot_issues)
     surge_rules = SurgeRules()
 
@@ -401,7 +413,25 @@ def create_app(settings: Settings) -> faust.App:
             metrics.HOT_ISSUES.labels(alert.category).inc()
 
     clocks = PartitionClocks()
-    pending_timers = PendingTimers(policy)  # what the sweep looks at, instead of every user
+    # Users idle this long are dropped (streams.eviction): by a tick, like a timer, so that track_users
+    # stays the only writer of user state.
+    horizon = idle_horizon(policy, settings.user_idle_seconds, settings.session_gap_seconds)
+    needed, longest = longest_window(policy, settings.session_gap_seconds)
+    log.info(
+        "users idle for %.4g days of event time are evicted (the longest window: %s, %.4g days)",
+        horizon / DAY,
+        needed,
+        longest / DAY,
+    )
+    if horizon < longest:
+        log.warning(
+            "FOREWARN_USER_IDLE_SECONDS=%g is shorter than the longest window the policy needs (%s, %gs):"
+            " what that window reads of an idle user is lost with them",
+            horizon,
+            needed,
+            longest,
+        )
+    pending_timers = PendingTimers(policy, horizon)  # what the sweep looks at, instead of every user
     # Users erased lately and when (wall clock, ms), as the sink keeps them: an event of theirs timed up
     # to the erasure that reaches track_users after it (in flight on another source topic when the
     # erasure was ingested) must not bring their state back. In memory: a restart forgets it.
@@ -537,6 +567,10 @@ def create_app(settings: Settings) -> faust.App:
             if tick and stored is None:  # the user was erased since the tick was sent
                 pending_timers.answered(user_id)
                 return
+            if tick and evictable(stored, horizon, value["now"] / 1000.0):
+                forget_user(user_id)
+                metrics.USERS_EVICTED.inc()
+                return
             if not tick and erased_users.drops(user_id, value["event_time"]):
                 log.info("an event from before an erasure arrived after it: not taken in")
                 metrics.ERASED_EVENTS_SKIPPED.inc()
@@ -632,11 +666,7 @@ def create_app(settings: Settings) -> faust.App:
         user_id = event.user_id
         key = user_id.encode()
         if event.source == ERASURE:
-            state_removed = users.get(user_id) is not None
-            if state_removed:
-                del users[user_id]  # a tombstone in the changelog: recovery forgets the user too
-            state_writes.forget(user_id)  # and no later write brings them back
-            pending_timers.answered(user_id)
+            state_removed = forget_user(user_id)
             erased_users.add(user_id, to_millis(wall))
             # Everything the user's earlier events produced is written before the sink learns of the
             # erasure: it waits for the other topics to reach their ends as of then (sinks.erasure).
@@ -657,6 +687,7 @@ def create_app(settings: Settings) -> faust.App:
             done = run_process(state, event, references, stock)
             sync = crm_sync_record(state, event.event_time) if event.source == CRM else None
             users[user_id] = state
+            pending_timers.track(state)  # an order or repair request moves the user's idle deadline
         except Exception as error:  # a bug must not stop the agent; the message is kept for replay
             await failed(message, user_id, snapshot, error)
             return
@@ -675,6 +706,17 @@ def create_app(settings: Settings) -> faust.App:
             await order_rejections_topic.send(key=key, value=done.order.to_wire(wall))
             metrics.ORDERS.labels(done.order.reason).inc()
 
+    def forget_user(user_id: str) -> bool:
+        """Delete the user's state (erased, or idle past the horizon), their timers and their pending
+        changelog write; whether there was state to delete. In an agent only: the tombstone goes to the
+        partition of the message being handled, the user's."""
+        state_removed = users.get(user_id) is not None
+        if state_removed:
+            del users[user_id]  # a tombstone in the changelog: recovery forgets the user too
+        state_writes.forget(user_id)  # and no later write brings them back
+        pending_timers.answered(user_id)
+        return state_removed
+
     async def failed(message: Any, user_id: str | None, snapshot: StateSnapshot, error: Exception) -> None:
         before = snapshot.restore()
         if (
@@ -686,7 +728,8 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:
-        """Tick users whose timers (dwell, renewal, decline, quiet-hours end) fell due while silent."""
+        """Tick users whose timers (dwell, renewal, decline, quiet-hours end) fell due while silent, and
+        users idle past the horizon (their state is then dropped)."""
         try:
             await sweep_once()
         except Exception:  # an exception in a Faust timer crashes the app; the next sweep retries

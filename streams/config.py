@@ -132,7 +132,9 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "data_dir": ("/var/lib/forewarn/worker", "Worker data directory (table stores)."),
     "store": (
         "memory://",
-        "Faust table store: `memory://` (rebuilt from changelogs at start) or `rocksdb://`.",
+        "Faust table store: `memory://` (every user in memory, rebuilt from the changelogs at start) or"
+        " `rocksdb://` (on disk under the data directory, through rocksdict: `pip install '.[rocksdb]'`;"
+        ' what production runs, README "Table store").',
     ),
     "web_port": (6066, "Port of the worker's HTTP server: the CRM/ERP API and nothing else."),
     "metrics_port": (9108, "Port Prometheus scrapes `/metrics` on; 0 disables."),
@@ -144,6 +146,13 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     ),
     "session_gap_seconds": (1800.0, "Inactivity that ends a session."),
     "sweep_interval_seconds": (1.0, "How often the timer sweep looks for silent lingering users."),
+    "user_idle_seconds": (
+        0.0,
+        "A user idle this long (event time) is evicted from the worker: their state is deleted, with a"
+        " tombstone in the changelog; 0: the longest window a trigger, cap, label or offer rule of the"
+        ' policy reads (90 days for the packaged one; README "Guarantees"). Users with preferences,'
+        " subscriptions, devices or CRM attributes are kept.",
+    ),
     "catalog_file": (
         "",
         "Product catalog (JSON: SKUs, products, categories, launch dates); empty: the packaged sample.",
@@ -313,6 +322,7 @@ class Settings:
     policy_file: str
     session_gap_seconds: float
     sweep_interval_seconds: float
+    user_idle_seconds: float
     catalog_file: str
     service_points_file: str
     dispatch_max_km: float
@@ -384,6 +394,8 @@ class Settings:
             raise ValueError(f"{PREFIX}CLICKHOUSE_DSN must start with chdb://, http:// or https://")
         if self.clickhouse_cluster and not _CLUSTER_NAME.match(self.clickhouse_cluster):
             raise ValueError(f"{PREFIX}CLICKHOUSE_CLUSTER must be a cluster name (letters, digits, _ . -)")
+        if self.user_idle_seconds < 0:
+            raise ValueError(f"{PREFIX}USER_IDLE_SECONDS must be 0 (derived from the policy) or more")
         if self.retention_days < 1:
             raise ValueError(f"{PREFIX}RETENTION_DAYS must be at least 1")
         try:

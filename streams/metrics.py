@@ -181,6 +181,10 @@ ERASED_EVENTS_SKIPPED = Counter(
 ERASURES_REQUESTED = Counter(
     "forewarn_erasure_requests_total", "Erasure requests carried out on the worker's state."
 )
+USERS_EVICTED = Counter(
+    "forewarn_users_evicted_total",
+    "Users whose state was deleted (with a tombstone) after they were idle past the idle horizon.",
+)
 
 
 API_REQUESTS = Counter(

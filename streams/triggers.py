@@ -40,6 +40,7 @@ from models.health import Scores
 from streams.activity import DAY
 from streams.clock import PartitionClocks
 from streams.events import LOGISTICS, SUBSCRIPTIONS, Event, to_millis
+from streams.eviction import eviction_deadline
 from streams.interventions import Intervention, intervention_id, iso_time
 from streams.policy import Offer, Policy, TriggerPolicy
 from streams.state import Shipment, Subscription, UserState, apply_event, recent_abandoned_payments
@@ -87,11 +88,26 @@ def next_deadline(state: UserState, policy: Policy) -> float | None:
     return min((deadline for deadline in deadlines if deadline is not None), default=None)
 
 
+def next_tick(state: UserState, policy: Policy, idle_horizon: float | None) -> float | None:
+    """When the user next needs a tick: a timer falling due (:func:`next_deadline`) or, with an
+    ``idle_horizon``, the moment their state may be dropped (:func:`streams.eviction.eviction_deadline`).
+    None: nothing pending."""
+    deadlines = [next_deadline(state, policy)]
+    if idle_horizon is not None:
+        deadlines.append(eviction_deadline(state, idle_horizon))
+    return min((deadline for deadline in deadlines if deadline is not None), default=None)
+
+
 # A tick not yet answered is sent again after this long (wall seconds): it may have been lost with a
 # partition that moved.
 TICK_RESEND_SECONDS = 5.0
 # The heaps are compacted when they hold more than twice as many entries as users pending, plus this.
 COMPACT_SLACK = 1024
+# Ticks sent and not yet answered, at most: users falling due together (a burst of a million ids
+# reaching the idle horizon at once) are ticked at the pace track_users answers, a sweep taking only
+# what this leaves room for, so a timer falling due meanwhile waits behind this many ticks at most, and
+# no tick waits long enough in the topic to be sent again (TICK_RESEND_SECONDS).
+MAX_TICKS_IN_FLIGHT = 1000
 
 
 @dataclass(slots=True)
@@ -105,14 +121,16 @@ class _Pending:
 
 
 class PendingTimers:
-    """The users with a timer pending (:func:`next_deadline`), in a heap per partition by deadline, so
-    that the timer sweep takes only the users due rather than looking at every user.
+    """The users with a timer pending (:func:`next_deadline`), and with an ``idle_horizon`` those whose
+    state may be dropped once idle that long (:func:`next_tick`), in a heap per partition by deadline,
+    so that the timer sweep takes only the users due rather than looking at every user.
 
     :meth:`track` after every change of a user's state keeps it current; :meth:`rebuild` after a
     rebalance makes it again from the table it now holds. :meth:`due` says which users to tick: on an
     active partition, past their deadline by that partition's clock (a partition whose clock has seen
     no event since the worker started starts from the latest event time of its users); a tick not
-    answered (:meth:`answered`) within :data:`TICK_RESEND_SECONDS` is sent again.
+    answered (:meth:`answered`) within :data:`TICK_RESEND_SECONDS` is sent again. At most
+    :data:`MAX_TICKS_IN_FLIGHT` ticks are unanswered at a time; users due beyond stay due.
 
     >>> from streams.events import Event
     >>> from streams.policy import load_policy
@@ -133,8 +151,9 @@ class PendingTimers:
     0
     """
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, idle_horizon: float | None = None) -> None:
         self.policy = policy
+        self.idle_horizon = idle_horizon
         self._pending: dict[str, _Pending] = {}
         self._heaps: dict[int, list[tuple[float, str]]] = {}  # partition -> (deadline, user); stale ok
         self._latest: dict[int, float] = {}  # partition -> latest event time of a user tracked there
@@ -147,7 +166,7 @@ class PendingTimers:
     def track(self, state: UserState) -> None:
         user, partition = state.user_id, state.partition
         self._latest[partition] = max(self._latest.get(partition, 0.0), state.last_event_time)
-        deadline = next_deadline(state, self.policy)
+        deadline = next_tick(state, self.policy, self.idle_horizon)
         if deadline is None:
             self._pending.pop(user, None)
             self._ticked.pop(user, None)
@@ -194,10 +213,16 @@ class PendingTimers:
         self._ticked.pop(user_id, None)
         self._pending.pop(user_id, None)
 
-    def due(self, clocks: PartitionClocks, active: set[int], wall: float) -> list[tuple[str, int, float]]:
-        """(user, partition, event-time now) of every user to tick now; marks them ticked."""
-        due = []
-        for partition in active:
+    def due(
+        self, clocks: PartitionClocks, active: set[int], wall: float, in_flight: int = MAX_TICKS_IN_FLIGHT
+    ) -> list[tuple[str, int, float]]:
+        """(user, partition, event-time now) of the users to tick now; marks them ticked. Users are
+        taken while fewer than ``in_flight`` ticks are unanswered, shared among the partitions; the
+        others stay due for a later call."""
+        due: list[tuple[str, int, float]] = []
+        room = in_flight - len(self._ticked)
+        share = -(-room // len(active)) if active and room > 0 else 0  # rounded up
+        for partition in sorted(active):
             heap = self._heaps.get(partition)
             if not heap:
                 continue
@@ -206,7 +231,8 @@ class PendingTimers:
                 clocks.observe(partition, self._latest.get(partition, 0.0), wall)
                 now = clocks.now(partition, wall)
                 assert now is not None
-            while heap and heap[0][0] <= now:
+            taken = 0
+            while heap and heap[0][0] <= now and taken < share and len(self._ticked) < in_flight:
                 queued, user = heapq.heappop(heap)
                 self._entries -= 1
                 pending = self._pending.get(user)
@@ -218,6 +244,7 @@ class PendingTimers:
                     continue
                 due.append((user, partition, now))
                 self._ticked[user] = wall
+                taken += 1
         for user, sent in list(self._ticked.items()):
             pending = self._pending.get(user)
             if pending is None:

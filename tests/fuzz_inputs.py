@@ -72,7 +72,6 @@ from streams.events import (
     _boolean,
     _channel_switches,
     _csat_score,
-    _identifier,
     _labels,
     _latitude,
     _longitude,
@@ -80,9 +79,10 @@ from streams.events import (
     _order_items,
     _positive_int,
     _subscription_status,
-    _text,
     _timezone,
     _uuid,
+    check_identifier,
+    check_text,
     parse_time,
 )
 
@@ -290,9 +290,9 @@ def good_time(rnd: random.Random, low_ms: int, high_ms: int) -> int | str:
 
 def good_value(rnd: random.Random, check: Callable[..., Any], name: str, now_ms: int) -> Any:
     """A valid value for the field checked by ``check``."""
-    if check is _identifier:
+    if check is check_identifier:
         return printable_id(rnd)
-    if check is _text:
+    if check is check_text:
         return hostile_text(rnd)
     if check is _non_negative:
         return amount(rnd)
@@ -348,7 +348,7 @@ def good_fields(rnd: random.Random, source: str, now_ms: int, event_id: str, use
         fields["schema"] = 1
     spec = dict(FIELDS_BY_SOURCE[source][event_type])
     if source == CLICKSTREAM:
-        spec["session_id"] = (_identifier, False)
+        spec["session_id"] = (check_identifier, False)
     for name, (check, required) in spec.items():
         roll = rnd.random()
         if required or roll < 0.6:
@@ -398,7 +398,7 @@ def with_field(raw: bytes, name: str, value: bytes) -> bytes:
 
 def wrong_type_value(rnd: random.Random, check: Callable[..., Any]) -> Any:
     """A value of the wrong JSON type for ``check`` (booleans where numbers go, floats for integers)."""
-    if check in (_identifier, _text, _timezone, _uuid, _subscription_status):
+    if check in (check_identifier, check_text, _timezone, _uuid, _subscription_status):
         return _pick(rnd, (7, 0, 1.5, True, False, [], ["a"], {}, {"a": "b"}, nested(50)))
     if check in (_non_negative, _csat_score, _latitude, _longitude):
         return _pick(rnd, ("9.99", "NaN", "Infinity", True, False, [], {}, [1]))
@@ -421,9 +421,9 @@ def wrong_type_value(rnd: random.Random, check: Callable[..., Any]) -> Any:
 
 def invalid_value(rnd: random.Random, check: Callable[..., Any], name: str, now_ms: int) -> Any:
     """A value of the right JSON type but out of its range for ``check``."""
-    if check is _identifier:
+    if check is check_identifier:
         return _pick(rnd, BAD_IDS)
-    if check is _text:
+    if check is check_text:
         return _pick(rnd, ("x" * (MAX_TEXT_LENGTH + 1), "\u4e2d" * (MAX_TEXT_LENGTH + 1)))
     if check is _non_negative:
         return _pick(rnd, (-0.01, -1, -(2**63), MAX_AMOUNT * 1.01, 1.7e308, 2**64 - 1, 10**13))
@@ -457,7 +457,7 @@ def invalid_value(rnd: random.Random, check: Callable[..., Any], name: str, now_
 def _checks(source: str, event_type: str) -> dict[str, tuple[Callable[..., Any], bool]]:
     spec = dict(FIELDS_BY_SOURCE[source][event_type])
     if source == CLICKSTREAM:
-        spec = {"session_id": (_identifier, False), **spec}
+        spec = {"session_id": (check_identifier, False), **spec}
     return spec
 
 
@@ -495,7 +495,7 @@ def mutate(
         if name == "event_type":
             out[name] = _pick(rnd, (5, True, ["page_view"], {"t": 1}))
         elif name in ("event_id", "user_id"):
-            out[name] = wrong_type_value(rnd, _identifier)
+            out[name] = wrong_type_value(rnd, check_identifier)
         elif name == "event_time":
             out[name] = wrong_type_value(rnd, parse_time)
         else:
@@ -509,7 +509,7 @@ def mutate(
     if name == "future":
         out["event_time"] = now_ms + round(DEFAULT_MAX_FUTURE_SKEW * 1000) + _pick(rnd, (3_600_000, 10**9))
     elif name in ("event_id", "user_id"):
-        out[name] = invalid_value(rnd, _identifier, name, now_ms)
+        out[name] = invalid_value(rnd, check_identifier, name, now_ms)
     elif name == "event_time":
         out[name] = invalid_value(rnd, parse_time, name, now_ms)
     else:

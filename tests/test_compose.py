@@ -671,6 +671,16 @@ def test_the_readme_gives_each_principal_the_acls_it_needs_and_no_more() -> None
     assert acls["forewarn-notifier"]["Read"] >= {f"group:{settings.app_id}-example-notifier"}
 
 
+def test_the_workers_keep_their_tables_in_rocksdb_through_the_binding_the_image_installs() -> None:
+    """Memory set by the users active within the idle horizon, not by every user seen (README
+    "Memory"): the workers' tables are on disk, through Faust's RocksDB store on rocksdict."""
+    assert workers() and all(settings_of(service).store == "rocksdb://" for service in workers().values())
+    binding = PYPROJECT["project"]["optional-dependencies"]["rocksdb"]
+    assert [requirement for requirement in binding if requirement.startswith("rocksdict")], binding
+    installs = [arguments for arguments in dockerfile_instructions("RUN") if "pip install" in arguments]
+    assert [line for line in installs if '".[rocksdb]"' in line or ".[rocksdb]" in line.split()], installs
+
+
 # --- the commands, against the embedded broker
 
 
