@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "tests"))  # the ClickHouse server the tests start, without Docker
 
 from clickhouse_server import start_clickhouse_server  # noqa: E402
-from harness import worker_env  # noqa: E402
+from harness import metric, worker_env  # noqa: E402
 
 from benchmarks.readme import publish  # noqa: E402
 from benchmarks.soak import usage  # noqa: E402
@@ -114,16 +114,6 @@ async def produce_users(bootstrap: str, first: int, users: int) -> None:
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 def settled_rss_mb(pid: int, seconds: float = SETTLE_SECONDS) -> float:

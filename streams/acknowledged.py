@@ -29,31 +29,41 @@ class AcknowledgedSender(mode.Service):
         super().__init__(**kwargs)
         self.settings = settings
         self._producer: AIOKafkaProducer | None = None
+        # The app starts its services after the first recovery, while its agents may already be taking
+        # events: a send before this is set waits for it instead of failing the round.
+        self._producer_started = asyncio.Event()
 
     async def on_start(self) -> None:
-        self._producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.bootstrap_servers,
             acks="all",
             linger_ms=0,
             **self.settings.aiokafka_security(),
         )
-        await self._producer.start()
+        await producer.start()
+        self._producer = producer
+        self._producer_started.set()
 
     async def on_stop(self) -> None:
         if self._producer is not None:
             await self._producer.stop()  # sends what it holds first
 
     async def send_all(self, records: list[tuple[str, bytes, bytes]]) -> None:
-        """Send ``(topic, key, value)`` records, in order; raises if any was not acknowledged."""
-        if self._producer is None:
-            raise RuntimeError("the acknowledged sender is not running")
-        sends = [await self._producer.send(topic, value, key=key) for topic, key, value in records]
+        """Send ``(topic, key, value)`` records, in order; raises if any was not acknowledged. Before the
+        sender has started, waits for it."""
+        producer = await self._running()
+        sends = [await producer.send(topic, value, key=key) for topic, key, value in records]
         await asyncio.gather(*sends)
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> None:
-        """Send one record with ``headers``; raises if it was not acknowledged."""
-        if self._producer is None:
-            raise RuntimeError("the acknowledged sender is not running")
-        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        """Send one record with ``headers``; raises if it was not acknowledged. Before the sender has
+        started, waits for it."""
+        producer = await self._running()
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
+
+    async def _running(self) -> AIOKafkaProducer:
+        await self._producer_started.wait()
+        assert self._producer is not None  # set before _started
+        return self._producer

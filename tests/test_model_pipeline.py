@@ -14,8 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from harness import event_bytes, produce, pseudonyms, read_until, rows, worker_env
-from prometheus_client.parser import text_string_to_metric_families
+from harness import event_bytes, metric, produce, pseudonyms, read_until, rows, worker_env
 
 from models.examples import SNAPSHOT_AT
 from models.features import INTENTS
@@ -94,15 +93,6 @@ def partitions_of(bootstrap: str, users: set[str]) -> dict[str, int]:
     partition = {m.key.decode(): m.partition for m in found}
     assert set(partition) >= users
     return {user: partition[user] for user in users}
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """A sample of the worker's Prometheus text (0 when absent)."""
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 def wait_for_metric(worker: WorkerProcess, name: str, at_least: float, timeout: float = 30.0, **labels: str):
