@@ -25,7 +25,8 @@ Data flow::
   own partition, so the dwell trigger fires in ``track_users``, the only writer of user state. It looks
   only at users with a pending timer (:class:`streams.triggers.PendingTimers`, kept by ``track_users``
   and rebuilt from the table after each rebalance), never at the whole table. Users idle past the idle
-  horizon get a tick the same way, and ``track_users`` deletes their state (:mod:`streams.eviction`).
+  horizon get a tick the same way, and ``track_users`` deletes their state, or trims it to their lasting
+  facts (:mod:`streams.eviction`).
 * The ClickHouse sink runs as a service of the same worker, with its own consumer group.
 
 Every agent reads bytes and checks them, internal topics included (:mod:`streams.internal`), and
@@ -82,7 +83,7 @@ from streams.events import (
     parse_event,
     to_millis,
 )
-from streams.eviction import evictable, idle_horizon, longest_window
+from streams.eviction import evictable, evicted, idle_horizon, longest_window
 from streams.internal import read_correction, read_question, read_tick, read_wire_event
 from streams.orders import OrderCommand
 from streams.policy import load_policy
@@ -413,7 +414,7 @@ def create_app(settings: Settings) -> faust.App:
             metrics.HOT_ISSUES.labels(alert.category).inc()
 
     clocks = PartitionClocks()
-    # Users idle this long are dropped (streams.eviction): by a tick, like a timer, so that track_users
+    # Users idle this long are evicted (streams.eviction): by a tick, like a timer, so that track_users
     # stays the only writer of user state.
     horizon = idle_horizon(policy, settings.user_idle_seconds, settings.session_gap_seconds)
     needed, longest = longest_window(policy, settings.session_gap_seconds)
@@ -568,8 +569,7 @@ def create_app(settings: Settings) -> faust.App:
                 pending_timers.answered(user_id)
                 return
             if tick and evictable(stored, horizon, value["now"] / 1000.0):
-                forget_user(user_id)
-                metrics.USERS_EVICTED.inc()
+                evict(user_id, stored, value["now"] / 1000.0)
                 return
             if not tick and erased_users.drops(user_id, value["event_time"]):
                 log.info("an event from before an erasure arrived after it: not taken in")
@@ -717,6 +717,22 @@ def create_app(settings: Settings) -> faust.App:
         pending_timers.answered(user_id)
         return state_removed
 
+    def evict(user_id: str, stored: UserState, now: float) -> None:
+        """The user is idle past the horizon at ``now``: their state deleted, or trimmed to their
+        lasting facts (:func:`streams.eviction.evicted`). The trimmed state replaces the old one like a
+        round's: in memory now, in the changelog before the next offset commit (which also supersedes
+        a write of the old state still pending)."""
+        kept = evicted(stored, now)
+        if kept is None:
+            forget_user(user_id)
+            metrics.USERS_EVICTED.labels("deleted").inc()
+            return
+        users.data[user_id] = kept
+        state_writes.changed(user_id)
+        pending_timers.answered(user_id)
+        pending_timers.track(kept)  # its renewal reminders; no idle deadline until it is active again
+        metrics.USERS_EVICTED.labels("trimmed").inc()
+
     async def failed(message: Any, user_id: str | None, snapshot: StateSnapshot, error: Exception) -> None:
         before = snapshot.restore()
         if (
@@ -729,7 +745,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:
         """Tick users whose timers (dwell, renewal, decline, quiet-hours end) fell due while silent, and
-        users idle past the horizon (their state is then dropped)."""
+        users idle past the horizon (their state is then deleted or trimmed)."""
         try:
             await sweep_once()
         except Exception:  # an exception in a Faust timer crashes the app; the next sweep retries

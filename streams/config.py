@@ -151,7 +151,7 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "A user idle this long (event time) is evicted from the worker: their state is deleted, with a"
         " tombstone in the changelog; 0: the longest window a trigger, cap, label or offer rule of the"
         ' policy reads (90 days for the packaged one; README "Guarantees"). Users with preferences,'
-        " subscriptions, devices or CRM attributes are kept.",
+        " subscriptions, devices or CRM attributes are trimmed to those instead.",
     ),
     "catalog_file": (
         "",

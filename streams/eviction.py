@@ -2,16 +2,23 @@
 
 A user's state is read by windows of event time: a trigger's dwell, cooldown or activity baseline, a
 contact cap, the churn label's horizon, the offer rule's price sensitivity, an order request's
-idempotency. Once a user has been idle for longer than the longest of them (:func:`idle_horizon`),
-nothing reads what their state holds any more: the worker deletes it (a tombstone in the changelog, so
-a recovery forgets them too, and with it their timers and pending writes), and a user who comes back
-starts fresh. Memory is then set by the users active within the horizon, not by every user id ever
-seen.
+idempotency. Once a user has been idle (no input, no contact made or pending: :func:`last_activity`)
+for longer than the longest of them (:func:`idle_horizon`), nothing reads what their state holds any
+more, and the worker evicts them (:func:`evicted`):
 
-Some facts have no window: a user's contact preferences (an opt-out must not be forgotten), the
-devices registered to them (a repair request years later needs the device), their subscriptions and
-the CRM's attributes. A user holding any of them is kept (:func:`lasting_facts`); these come from
-the business's own systems, not from the clickstream, so their number is that of real customers.
+* a user holding no lasting fact is deleted (a tombstone in the changelog, so a recovery forgets them
+  too, and with it their timers and pending writes), and starts fresh if they come back;
+* a user holding facts no window ends (:func:`lasting_facts`: contact preferences, an opt-out among
+  them; subscriptions; registered devices; CRM attributes) is trimmed to those facts (:func:`trim`):
+  their features, contact history, sessions, pending examples and everything else the clickstream
+  built go, the facts stay. These come from the business's own systems, not from the clickstream, so
+  their number is that of real customers.
+
+A trimmed state is marked (``trimmed_at``) and has no idle deadline, so it is not ticked again for
+idleness; the next round of the user (an event, or a timer's tick: a renewal reminder) or their next
+repair or order request clears the mark (:func:`mark_active`), and the user is evicted again once idle
+past the horizon after it. Memory is then set by the users active within the horizon, plus the
+lasting facts of real customers, not by every user id ever seen.
 
 >>> from streams.events import Event
 >>> from streams.policy import load_policy
@@ -23,9 +30,14 @@ the business's own systems, not from the clickstream, so their number is that of
 >>> apply_event(state, Event("e1", "page_view", "clickstream", 1000.0, "u1", {"page": "/"}))
 >>> eviction_deadline(state, horizon=60.0), evictable(state, 60.0, now=1059.0), evictable(state, 60.0, 1060.0)
 (1060.0, False, True)
+>>> evicted(state, now=1060.0) is None  # nothing lasting: deleted
+True
 >>> apply_event(state, Event("e2", "preferences_updated", "preferences", 1001.0, "u1", {"opt_out": True}))
 >>> lasting_facts(state), eviction_deadline(state, horizon=60.0)
-(['preferences'], None)
+(['preferences'], 1061.0)
+>>> kept = evicted(state, now=1061.0)
+>>> kept.preferences.opt_out, kept.events_seen, kept.trimmed_at, eviction_deadline(kept, horizon=60.0)
+(True, 0, 1061.0, None)
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from __future__ import annotations
 from streams.activity import BASELINE
 from streams.orders import IDEMPOTENCY_WINDOW
 from streams.policy import SIGNALS, Policy
+from streams.service import DeviceBook
 from streams.state import PRICE_SENSITIVITY_WINDOW, CrmAttributes, Preferences, UserState
 
 
@@ -85,7 +98,7 @@ def idle_horizon(policy: Policy, configured: float = 0.0, session_gap: float = 0
 
 
 def lasting_facts(state: UserState) -> list[str]:
-    """What the user's state holds that no window ends: why it is never dropped for idleness."""
+    """What the user's state holds that no window ends: why it is trimmed rather than deleted."""
     facts = []
     if state.preferences != Preferences():
         facts.append("preferences")
@@ -99,20 +112,82 @@ def lasting_facts(state: UserState) -> list[str]:
 
 
 def last_activity(state: UserState) -> float:
-    """The event time of the user's latest input: a behaviour event, an order or a repair request
-    (process inputs leave ``last_event_time`` alone)."""
-    return max(state.last_event_time, state.orders.newest, *state.devices.requests.values(), 0.0)
+    """The event time of the user's latest input (a behaviour event, an order or a repair request:
+    process inputs leave ``last_event_time`` alone) or contact (caps and cooldowns count from it: a
+    renewal reminder sent to an idle user), or the release of an intervention deferred by quiet hours
+    (a contact still to be decided)."""
+    return max(
+        state.last_event_time,
+        state.orders.newest,
+        *state.devices.requests.values(),
+        *state.last_contact_by_trigger.values(),
+        *(deferred.release_at for deferred in state.deferred),
+        0.0,
+    )
 
 
 def eviction_deadline(state: UserState, horizon: float) -> float | None:
-    """When (event time) the user's state may be dropped unless they are active again; None: never
-    (:func:`lasting_facts`)."""
-    if lasting_facts(state):
+    """When (event time) the user's state may be evicted unless they are active again; None: not
+    while it is trimmed (:func:`trim`) and nothing happened since (:func:`mark_active`). Called for every
+    event (:class:`streams.triggers.PendingTimers`): a few comparisons."""
+    if state.trimmed_at is not None:
         return None
     return last_activity(state) + horizon
 
 
 def evictable(state: UserState, horizon: float, now: float) -> bool:
-    """Whether the user's state may be dropped at ``now`` (the partition's event-time clock)."""
+    """Whether the user's state may be evicted at ``now`` (the partition's event-time clock)."""
     deadline = eviction_deadline(state, horizon)
     return deadline is not None and deadline <= now
+
+
+def trim(state: UserState, now: float) -> UserState:
+    """The state kept of a user holding lasting facts once idle past the horizon at ``now``: those
+    facts alone, taken over from ``state`` (which is dropped), marked trimmed at ``now``.
+
+    What is kept, and why:
+
+    * ``user_id``, and ``partition``: where the timer sweep sends the user's ticks (renewal reminders);
+    * ``preferences``, whole: the opt-out and the channels are obeyed whenever a trigger fires, the
+      time zone places quiet hours, and ``updated_at`` keeps an older preferences event arriving later
+      from overriding a newer one;
+    * ``subscriptions``, whole: what a renewal reminder is for, ``reminded_for`` so that a renewal is
+      reminded of once (never twice, never late), and ``updated_at`` and ``event_id`` for the latest
+      snapshot to win and for the reminder to name its source;
+    * the registered devices with their service history (``devices.devices``): a repair request,
+      however late, gets a ticket with the device and its past tickets, and the request ids in that
+      history keep a redelivered request from being ticketed twice. The book's recent request ids
+      (``devices.requests``) go: they are for redeliveries, which come within seconds, and a ticket's
+      id is derived from user and request anyway;
+    * ``crm``, whole (``updated_at``: the latest update wins).
+
+    Everything else goes, none of it read past the horizon: features, scores, pending examples,
+    sessions and activity, the contact history (caps and cooldowns are shorter than the horizon, which
+    counts from the latest contact), shipments, offer history, recent event ids and decided
+    interventions (redeliveries come within seconds), recent order decisions (their idempotency window
+    is shorter), feedback tags and the fingerprint of the last ``crm_sync`` record (the next record
+    tells the CRM the tags as they are then).
+    """
+    return UserState(
+        state.user_id,
+        partition=state.partition,
+        preferences=state.preferences,
+        subscriptions=state.subscriptions,
+        devices=DeviceBook(devices=state.devices.devices),
+        crm=state.crm,
+        trimmed_at=now,
+    )
+
+
+def evicted(state: UserState, now: float) -> UserState | None:
+    """What is left of a user evicted at ``now``: None when their state holds no lasting fact (it is
+    deleted), else their lasting facts (:func:`trim`)."""
+    return trim(state, now) if lasting_facts(state) else None
+
+
+def mark_active(state: UserState) -> None:
+    """The user is active again after a trim (a round, a repair or order request): their state may
+    hold more than lasting facts again, so it has an idle deadline again (:func:`eviction_deadline`)."""
+    # A mark, not a comparison of event times: an event timed before the trim that arrives after it (a
+    # late or replayed one) changes the state as much as a new one.
+    state.trimmed_at = None

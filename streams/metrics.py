@@ -183,8 +183,13 @@ ERASURES_REQUESTED = Counter(
 )
 USERS_EVICTED = Counter(
     "forewarn_users_evicted_total",
-    "Users whose state was deleted (with a tombstone) after they were idle past the idle horizon.",
+    "Users idle past the idle horizon, by how: their state deleted (with a tombstone), or trimmed to the"
+    " facts no window ends (preferences, subscriptions, devices, CRM attributes).",
+    ["how"],
 )
+EVICTION_KINDS = ("deleted", "trimmed")
+for _how in EVICTION_KINDS:  # both series from the start: a rate over a counter not yet incremented
+    USERS_EVICTED.labels(_how)
 
 
 API_REQUESTS = Counter(

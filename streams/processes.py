@@ -61,6 +61,7 @@ from streams.events import (
     InvalidEvent,
     to_millis,
 )
+from streams.eviction import mark_active
 from streams.interventions import iso_time
 from streams.orders import OrderCommand, OrderRejection, StockLevels, decide_order
 from streams.service import ServicePoint, Ticket, open_ticket, register
@@ -99,9 +100,11 @@ def run_process(
     elif event.source == SERVICE_REQUESTS:
         done.ticket = open_ticket(state.devices, event, references.service_points, references.dispatch_max_km)
         done.duplicate = done.ticket is None
+        mark_active(state)  # a request is activity (streams.eviction.last_activity); a registration is not
     elif event.source == ORDER_REQUESTS:
         done.order = decide_order(state.orders, event, references.catalog, stock)
         done.duplicate = done.order is None
+        mark_active(state)
     elif event.source == CRM:
         apply_crm(state.crm, event.attrs, event.event_time)
     else:

@@ -9,6 +9,9 @@ contact-policy decisions, as one pure function the agent calls (``track_users`` 
   and the timers due by then.
 * An event the user has applied already (delivered again: at-least-once) does nothing: the round is
   marked ``duplicate`` (:func:`streams.state.first_delivery`).
+* A user whose state was trimmed to their lasting facts (:mod:`streams.eviction`) is active again
+  after an event, or a tick with a timer due (a renewal reminder); a tick with none due (sent again
+  while the tick that trimmed them was on its way) leaves them trimmed.
 
 A round that raises leaves the state half-updated; :class:`StateSnapshot` lets the agent put back the
 state as it was, so that the table in memory and its changelog never disagree.
@@ -36,9 +39,10 @@ from models.learners import PartitionModels
 from models.scoring import ModelRound, observe
 from streams.contact import Decision, decide, release_deferred
 from streams.events import Event
+from streams.eviction import mark_active
 from streams.policy import Policy
 from streams.state import UserState, first_delivery
-from streams.triggers import check_predictions, check_timers, process_event
+from streams.triggers import check_predictions, check_timers, next_deadline, process_event
 
 
 @dataclass(slots=True)
@@ -64,12 +68,18 @@ def run_round(
     (:func:`models.scoring.observe`); None: features only, no scores, no model-driven triggers."""
     if tick:
         now = value["now"] / 1000.0
+        if state.trimmed_at is not None:
+            due = next_deadline(state, policy)
+            if due is None or due > now:  # a tick sent again while the one that trimmed them was on its way
+                return Round([], None, ModelRound())
+            mark_active(state)  # a renewal reminder: what it decides is kept for the horizon
         candidates = release_deferred(state, now) + check_timers(state, now, policy)
         model = observe(state, None, models, policy.models, now, session_gap)
         return Round(decide(candidates, state, policy, now), None, model)
     event = Event.from_wire(value)
     if not first_delivery(state, event.event_id):
         return Round([], None, ModelRound(), duplicate=True)
+    mark_active(state)
     now = max(event.event_time, state.last_event_time)
     candidates = release_deferred(state, now) + process_event(state, event, policy, session_gap)
     model = observe(state, event, models, policy.models, now, session_gap)

@@ -164,6 +164,10 @@ class UserState:
     # Processes: the user's devices and their service history, and the order requests decided lately.
     devices: DeviceBook = field(default_factory=DeviceBook)
     orders: OrderLedger = field(default_factory=OrderLedger)
+    # When (event time) the state was trimmed to the user's lasting facts, idle past the horizon
+    # (streams.eviction); None since the user was active again, or never trimmed. Records written before
+    # the field existed decode to None.
+    trimmed_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
