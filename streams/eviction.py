@@ -36,7 +36,7 @@ True
 >>> lasting_facts(state), eviction_deadline(state, horizon=60.0)
 (['preferences'], 1061.0)
 >>> kept = evicted(state, now=1061.0)
->>> kept.preferences.opt_out, kept.events_seen, kept.trimmed_at, eviction_deadline(kept, horizon=60.0)
+>>> kept.preferences.opt_out, kept.sessions, kept.trimmed_at, eviction_deadline(kept, horizon=60.0)
 (True, 0, 1061.0, None)
 """
 
@@ -159,7 +159,10 @@ def trim(state: UserState, now: float) -> UserState:
       history keep a redelivered request from being ticketed twice. The book's recent request ids
       (``devices.requests``) go: they are for redeliveries, which come within seconds, and a ticket's
       id is derived from user and request anyway;
-    * ``crm``, whole (``updated_at``: the latest update wins).
+    * ``crm``, whole (``updated_at``: the latest update wins);
+    * ``last_event_time``, the user's event-time clock: a later round decides no earlier than it, the
+      ``crm_sync`` record of a round is dated by it, and an event arriving after the trim but timed
+      before it finds the user idle past the horizon still.
 
     Everything else goes, none of it read past the horizon: features, scores, pending examples,
     sessions and activity, the contact history (caps and cooldowns are shorter than the horizon, which
@@ -171,6 +174,7 @@ def trim(state: UserState, now: float) -> UserState:
     return UserState(
         state.user_id,
         partition=state.partition,
+        last_event_time=state.last_event_time,
         preferences=state.preferences,
         subscriptions=state.subscriptions,
         devices=DeviceBook(devices=state.devices.devices),

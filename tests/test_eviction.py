@@ -218,7 +218,7 @@ def test_a_trim_keeps_exactly_the_lasting_facts() -> None:
     # What the clickstream, the contact policy and the processes built is there before the trim...
     built = {name for name, value in before.to_dict().items() if value != fresh[name]}
     assert {"features", "contacts", "recent_interventions", "recent_event_ids", "abandoned_payments"} <= built
-    assert {"sessions", "activity", "feedback_tags", "crm_synced", "orders", "last_event_time"} <= built
+    assert {"sessions", "activity", "feedback_tags", "crm_synced", "orders", "events_seen"} <= built
 
     kept = evicted(state, now=T0 + NINETY_DAYS)
     # ...and only the lasting facts after it: preferences (the opt-out, the time zone), the
@@ -226,8 +226,16 @@ def test_a_trim_keeps_exactly_the_lasting_facts() -> None:
     # attributes; the book's recent request ids go.
     assert kept is not None
     left = {name for name, value in kept.to_dict().items() if value != fresh[name]}
-    assert left == {"partition", "preferences", "subscriptions", "devices", "crm", "trimmed_at"}
-    assert (kept.partition, kept.trimmed_at) == (3, T0 + NINETY_DAYS)
+    assert left == {
+        "partition",
+        "last_event_time",
+        "preferences",
+        "subscriptions",
+        "devices",
+        "crm",
+        "trimmed_at",
+    }
+    assert (kept.partition, kept.last_event_time, kept.trimmed_at) == (3, T0 + 2, T0 + NINETY_DAYS)
     assert kept.preferences == before.preferences and kept.preferences.opt_out
     assert kept.subscriptions == before.subscriptions and kept.crm == before.crm
     assert kept.devices.devices == before.devices.devices and kept.devices.requests == {}
@@ -383,7 +391,7 @@ def test_a_worker_evicts_idle_users_and_keeps_the_others(broker, tmp_path: Path)
         code, body = read(opted_out)
         view = body["state"]
         assert code == 200 and view["preferences"]["opt_out"] is True
-        assert (view["events_seen"], view["sessions"], view["last_event_time"]) == (0, 0, None)
+        assert (view["events_seen"], view["sessions"], body["recent_interventions"]) == (0, 0, [])
         # Past the lingering user's dwell: no payment help for them (their timer went with their state).
         while time.time() * 1000 < start + 5000:
             asyncio.run(produce(broker.bootstrap, clicks(active, int(time.time() * 1000), "page_view")))
