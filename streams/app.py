@@ -754,11 +754,34 @@ def create_app(settings: Settings) -> faust.App:
     async def sweep_once() -> None:
         wall = time.time()
         active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_events}
-        for user_id, partition, now in pending_timers.due(clocks, active, wall):
+        behind = await partitions_catching_up(active)
+        for user_id, partition, now in pending_timers.due(clocks, active, wall, catching_up=behind):
             await ticks_topic.send(
                 key=user_id.encode(), value={"user_id": user_id, "now": to_millis(now)}, partition=partition
             )
             metrics.TICKS_SENT.inc()
+
+    async def partitions_catching_up(active: set[int]) -> set[int]:
+        """The partitions of ``active`` whose events wait to be read: their high watermark is past the
+        last record read, or, none read since the assignment, past the consumer's position. Unknown
+        (no fetch answered yet) counts as waiting."""
+        read_offsets = app.monitor.tp_read_offsets
+        behind = set(active)
+        for tp in app.consumer.assignment():
+            if tp.topic != settings.topic_events or tp.partition not in active:
+                continue
+            highwater = app.consumer.highwater(tp)
+            read = read_offsets.get(tp)
+            if read is not None:
+                next_unread = read + 1
+            else:
+                try:
+                    next_unread = await app.consumer.position(tp)
+                except Exception:  # no longer assigned: left as waiting
+                    continue
+            if highwater is not None and next_unread is not None and next_unread >= highwater:
+                behind.discard(tp.partition)
+        return behind
 
     @app.timer(5.0)
     async def report_partitions() -> None:

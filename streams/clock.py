@@ -13,6 +13,8 @@ timers of every user on its partition early.
 >>> clock.observe(0, event_time=35.0, wall=51.0)  # late events do not move the clock back
 >>> clock.now(0, wall=51.0), clock.now(0, wall=61.0), clock.now(1, wall=61.0)
 (41.0, 51.0, None)
+>>> clock.now(0, wall=61.0, catching_up=True)  # records wait to be read: no further than the data
+40.0
 >>> clock.observe(0, event_time=500.0, wall=62.0)  # from the future: held at the wall clock
 >>> clock.now(0, wall=62.0), clock.now(0, wall=63.0)
 (62.0, 63.0)
@@ -32,12 +34,17 @@ class PartitionClocks:
         if mark is None or event_time > mark[0]:
             self._marks[partition] = (event_time, wall)
 
-    def now(self, partition: int, wall: float) -> float | None:
-        """The partition's event-time clock, or None before it has seen any event."""
+    def now(self, partition: int, wall: float, *, catching_up: bool = False) -> float | None:
+        """The partition's event-time clock, or None before it has seen any event. While the partition
+        is ``catching_up`` (records wait on it to be read) the clock stays at its watermark: what waits
+        may be a user's next event, older than the wall clock would say, and a timer must not fire ahead
+        of it (a payer's dwell would fire before their payment is read)."""
         mark = self._marks.get(partition)
         if mark is None:
             return None
         watermark, advanced_at = mark
+        if catching_up:
+            return watermark
         return watermark + max(0.0, wall - advanced_at)
 
     def forget(self, partitions: set[int]) -> None:

@@ -31,7 +31,7 @@ candidate: the contact policy (:mod:`streams.contact`) decides whether and how i
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,11 +214,17 @@ class PendingTimers:
         self._pending.pop(user_id, None)
 
     def due(
-        self, clocks: PartitionClocks, active: set[int], wall: float, in_flight: int = MAX_TICKS_IN_FLIGHT
+        self,
+        clocks: PartitionClocks,
+        active: set[int],
+        wall: float,
+        in_flight: int = MAX_TICKS_IN_FLIGHT,
+        catching_up: Collection[int] = (),
     ) -> list[tuple[str, int, float]]:
         """(user, partition, event-time now) of the users to tick now; marks them ticked. Users are
         taken while fewer than ``in_flight`` ticks are unanswered, shared among the partitions; the
-        others stay due for a later call."""
+        others stay due for a later call. The clocks of the partitions ``catching_up`` stay at their
+        watermarks (:meth:`PartitionClocks.now`)."""
         due: list[tuple[str, int, float]] = []
         room = in_flight - len(self._ticked)
         share = -(-room // len(active)) if active and room > 0 else 0  # rounded up
@@ -226,10 +232,11 @@ class PendingTimers:
             heap = self._heaps.get(partition)
             if not heap:
                 continue
-            now = clocks.now(partition, wall)
+            behind = partition in catching_up
+            now = clocks.now(partition, wall, catching_up=behind)
             if now is None:  # no event on this partition since start: resume from its users' time
                 clocks.observe(partition, self._latest.get(partition, 0.0), wall)
-                now = clocks.now(partition, wall)
+                now = clocks.now(partition, wall, catching_up=behind)
                 assert now is not None
             taken = 0
             while heap and heap[0][0] <= now and taken < share and len(self._ticked) < in_flight:
@@ -250,7 +257,7 @@ class PendingTimers:
             if pending is None:
                 del self._ticked[user]
             elif wall - sent > TICK_RESEND_SECONDS and pending.partition in active:
-                now = clocks.now(pending.partition, wall)
+                now = clocks.now(pending.partition, wall, catching_up=pending.partition in catching_up)
                 due.append((user, pending.partition, pending.deadline if now is None else now))
                 self._ticked[user] = wall
         return due

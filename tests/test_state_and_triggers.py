@@ -352,3 +352,30 @@ def test_sweep_heaps_stay_bounded_when_timers_move_earlier_again_and_again() -> 
         pending.track(state)  # filed again at the churn label's deadline
     assert len(pending) == 10
     assert sum(len(heap) for heap in pending._heaps.values()) <= 2 * len(pending) + COMPACT_SLACK
+
+
+def test_a_partition_catching_up_fires_no_timer_ahead_of_the_events_waiting_on_it() -> None:
+    """After a restart, a payer's payment page is in the table and their payment still waits to be read:
+    the wall clock passing their dwell must not tick them while the partition is behind."""
+    policy = load_policy(text='[triggers.payment_assist]\ndwell = "6s"\n')
+    pending, clocks = PendingTimers(policy), PartitionClocks()
+    payer = UserState("payer", partition=0)
+    apply_event(payer, Event("p1", "payment_page_view", CLICKSTREAM, 100.0, "payer", {"page": "/pay"}))
+    pending.track(payer)
+    clocks.observe(0, event_time=100.0, wall=100.0)
+    assert pending.due(clocks, {0}, wall=120.0, catching_up={0}) == []  # by the data: 100 s, not due
+    clocks.observe(0, event_time=106.5, wall=121.0)  # the data itself passes the dwell
+    assert [(user, now) for user, _, now in pending.due(clocks, {0}, wall=121.0, catching_up={0})] == [
+        ("payer", 106.5)
+    ]
+
+
+def test_a_partition_caught_up_moves_its_clock_on_with_the_wall_clock() -> None:
+
+    policy = load_policy(text='[triggers.payment_assist]\ndwell = "6s"\n')
+    pending, clocks = PendingTimers(policy), PartitionClocks()
+    lingerer = UserState("lingerer", partition=0)
+    apply_event(lingerer, Event("l1", "payment_page_view", CLICKSTREAM, 100.0, "lingerer", {"page": "/pay"}))
+    pending.track(lingerer)
+    clocks.observe(0, event_time=100.0, wall=100.0)
+    assert [user for user, _, _ in pending.due(clocks, {0}, wall=106.5)] == ["lingerer"]
