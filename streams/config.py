@@ -250,7 +250,7 @@ TANSU_CLUSTER_ID = "tansu_cluster"
 # worker ready in seconds.
 EMBEDDED_BROKER_SETTINGS: dict[str, Any] = {
     "broker_rebalance_timeout": 3.0,
-    "broker_session_timeout": 6.0,
+    "broker_session_timeout": 4.0,
     "broker_heartbeat_interval": 1.0,
     "broker_fetch_max_wait": 0.1,
     "broker_verify_end_offsets": True,

@@ -6,7 +6,7 @@ so a broker restart would start it empty: what a real deployment meets instead i
 cluster, or the network between a worker and the brokers failing. So the test puts a proxy
 (:class:`faults.KafkaProxy`) between the worker and the broker, which advertises the proxy's address so
 that every client comes back through it, and cuts the worker off: every connection closed and every
-new one refused for longer than the session timeout (``FOREWARN_BROKER_SESSION_TIMEOUT``, 6 s for the
+new one refused for longer than the session timeout (``FOREWARN_BROKER_SESSION_TIMEOUT``, 4 s for the
 embedded broker), so the broker expires the worker's membership of both its groups (the app's and the
 ClickHouse sink's). Traffic keeps arriving at the broker all along (the test's producer is exempt, as
 producers elsewhere in a network would be).
@@ -47,14 +47,15 @@ from harness import events_seen, worker_env
 from reliability import FaultRun, record
 
 from streams.broker import free_port, start_broker
+from streams.config import EMBEDDED_BROKER_SETTINGS
 from streams.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-# The shortest outage: longer than the 6 s session timeout of the embedded runs (worker_process.py). It
+# The shortest outage: longer than the session timeout of the embedded runs (EMBEDDED_BROKER_SETTINGS). It
 # lasts until the worker has lost its group memberships too.
 OUTAGE_SECONDS = 10.0
-SESSION_TIMEOUT = 6.0
+SESSION_TIMEOUT = EMBEDDED_BROKER_SETTINGS["broker_session_timeout"]
 
 
 def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(tmp_path: Path) -> None:

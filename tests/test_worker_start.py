@@ -14,6 +14,7 @@ import pytest
 
 from streams.broker import EmbeddedBroker, free_port
 from streams.cli import main
+from streams.config import EMBEDDED_BROKER_SETTINGS
 from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess
 from tests.harness import worker_env
 
@@ -110,5 +111,9 @@ def test_a_worker_finds_the_embedded_broker_and_is_ready_in_seconds(
     finally:
         worker.stop()
     assert "the embedded Tansu broker (cluster id tansu_cluster)" in log
-    assert "FOREWARN_BROKER_SESSION_TIMEOUT=6.0" in log and "FOREWARN_BROKER_VERIFY_END_OFFSETS=True" in log
+    session = EMBEDDED_BROKER_SETTINGS["broker_session_timeout"]
+    assert (
+        f"FOREWARN_BROKER_SESSION_TIMEOUT={session}" in log
+        and "FOREWARN_BROKER_VERIFY_END_OFFSETS=True" in log
+    )
     assert ready < READY_WITHIN
