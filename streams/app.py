@@ -391,6 +391,8 @@ def create_app(settings: Settings) -> faust.App:
     async def checkpoint_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         """Before another worker recovers them: flushed here, ahead of the rebalance going on."""
         checkpoint_models({tp.partition for tp in revoked if tp.topic == settings.topic_events})
+        for tp in revoked:  # read from its committed offset when it comes back
+            furthest_taken.pop(tp, None)
         write_changed_states()
         await app.producer.flush()
 
@@ -427,6 +429,16 @@ def create_app(settings: Settings) -> faust.App:
             metrics.HOT_ISSUES.labels(alert.category).inc()
 
     clocks = PartitionClocks()
+    # The offset of the furthest record ingest and track_users took of each partition of their input
+    # since its assignment: while a high watermark is past it, the sweep's clocks stay at the data's
+    # time (partitions_catching_up).
+    furthest_taken: dict[Any, int] = {}
+
+    def took(message: Any) -> None:
+        # The furthest: a record read again after a seek back (streams.transport) is behind records
+        # already taken.
+        furthest_taken[message.tp] = max(message.offset, furthest_taken.get(message.tp, -1))
+
     # Users idle this long are evicted (streams.eviction): by a tick, like a timer, so that track_users
     # stays the only writer of user state.
     horizon = idle_horizon(policy, settings.user_idle_seconds, settings.session_gap_seconds)
@@ -489,6 +501,7 @@ def create_app(settings: Settings) -> faust.App:
 
     async def ingest_event(event: faust.EventT) -> None:
         message = event.message
+        took(message)
         wall = time.time()
         try:
             parsed = parse_event(
@@ -543,6 +556,7 @@ def create_app(settings: Settings) -> faust.App:
     async def track_user(event: faust.EventT) -> None:
         """A correction, an event or a tick, each read back through its contract (streams.internal)."""
         message = event.message
+        took(message)
         try:
             record = user_input_readers.get(message.topic, read_tick)(message.value, internal_max_bytes)
         except InvalidEvent as error:
@@ -775,25 +789,31 @@ def create_app(settings: Settings) -> faust.App:
             metrics.TICKS_SENT.inc()
 
     async def partitions_catching_up(active: set[int]) -> set[int]:
-        """The partitions of ``active`` whose events wait to be read: their high watermark is past the
-        last record read, or, none read since the assignment, past the consumer's position. Unknown
-        (no fetch answered yet) counts as waiting."""
-        read_offsets = app.monitor.tp_read_offsets
-        behind = set(active)
+        """The partitions of ``active`` whose events may still wait to be read: those of the events
+        topic with records waiting, and all of them while a source partition of this worker's has
+        records waiting (its events are re-keyed onto any partition). A partition has records waiting
+        while its high watermark is past the furthest record taken, or, none taken since its
+        assignment, past the consumer's position; unknown (no fetch answered yet) counts as waiting."""
+        behind = set()
         for tp in app.consumer.assignment():
-            if tp.topic != settings.topic_events or tp.partition not in active:
+            source = tp.topic in source_of
+            if not source and (tp.topic != settings.topic_events or tp.partition not in active):
                 continue
             highwater = app.consumer.highwater(tp)
-            read = read_offsets.get(tp)
-            if read is not None:
-                next_unread = read + 1
+            taken = furthest_taken.get(tp)
+            if taken is not None:
+                next_unread = taken + 1
             else:
                 try:
                     next_unread = await app.consumer.position(tp)
-                except Exception:  # no longer assigned: left as waiting
-                    continue
-            if highwater is not None and next_unread is not None and next_unread >= highwater:
-                behind.discard(tp.partition)
+                except Exception:  # no longer assigned: counted as waiting
+                    next_unread = None
+                if highwater is not None and next_unread is not None and next_unread >= highwater:
+                    furthest_taken[tp] = next_unread - 1  # all before it was taken before: not asked again
+            if highwater is None or next_unread is None or next_unread < highwater:
+                if source:
+                    return set(active)
+                behind.add(tp.partition)
         return behind
 
     @app.timer(5.0)

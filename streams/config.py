@@ -426,7 +426,7 @@ class Settings:
         >>> settings = Settings.from_env({"FOREWARN_BROKER_FETCH_MAX_WAIT": "0.2"})
         >>> tuned = settings.for_broker("tansu_cluster", {"broker_fetch_max_wait"})
         >>> tuned.broker_session_timeout, tuned.broker_fetch_max_wait, tuned.broker_verify_end_offsets
-        (6.0, 0.2, True)
+        (4.0, 0.2, True)
         >>> settings.for_broker("kafka-prod-1", ()) == settings
         True
         """
