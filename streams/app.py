@@ -71,7 +71,7 @@ from streams.clock import PartitionClocks
 from streams.codec import CheckedTable
 from streams.config import Settings
 from streams.contact import EMITTED
-from streams.deadletters import DeadLetterQueue, DeadLetterSender, StopRequested
+from streams.deadletters import DeadLetterQueue, DeadLetterSender, StopRequested, send_until_taken
 from streams.events import (
     CRM,
     ERASURE,
@@ -641,10 +641,17 @@ def create_app(settings: Settings) -> faust.App:
                 intervention = decision.intervention
                 records.append((settings.topic_interventions, key, orjson.dumps(intervention.to_wire(wall))))
         if records:
-            # Delivered (acks=all) or this raises (streams.acknowledged): the event is then dead-lettered
-            # (each_event), or delivered again after the restart if the worker was stopping.
+            # Sent until the broker takes them (acks=all): the broker away is no reason to drop a
+            # round; a worker stopping meanwhile leaves the event to be delivered again after its
+            # restart (StopRequested).
             try:
-                await acknowledged.send_all(records)
+                await send_until_taken(
+                    lambda: acknowledged.send_all(records),
+                    f"decisions of {message.topic}:{message.partition}@{message.offset}",
+                    stopping=lambda: app.should_stop,
+                    sleep=app.sleep,
+                    failed=metrics.ACKNOWLEDGED_SEND_FAILURES.inc,
+                )
             except BaseException:  # failed, or the worker stopping mid-send: not known to be delivered
                 # The round changed the stored state in place: put it back, so that no later write (the
                 # one before the next commit) records decisions the topic may never have got.

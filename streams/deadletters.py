@@ -208,28 +208,49 @@ class DeadLetterSender:
     async def send_letter(self, letter: DeadLetter, reason: str, source: str) -> None:
         """Send ``letter`` (of :func:`dead_letter_record`, with ``reason``; ``source`` names its message
         in the log: ``topic:partition@offset``), as :meth:`send` does."""
-        backoff = 0.1
-        while True:
-            try:
-                # Bounded, so that a worker stopping while the broker is away is not held up for the
-                # client's own timeout (a record sent meanwhile may then be sent twice: stored once).
-                await asyncio.wait_for(
-                    self._send(self.topic, letter.key, letter.value, letter.headers), self.attempt_timeout
-                )
-                break
-            except Exception as error:  # whatever the client raises: the dead letter is not sent
-                metrics.DEAD_LETTER_SEND_FAILURES.inc()
-                if self._stopping():
-                    log.warning(
-                        "dead letter of %s not sent (%r); stopping: it is read again after the restart",
-                        source,
-                        error,
-                    )
-                    raise StopRequested from error
-                log.warning("dead letter of %s not sent (%r); trying again in %.1f s", source, error, backoff)
-                await self._sleep(backoff)
-                backoff = min(2 * backoff, self.max_backoff)
+        await send_until_taken(
+            lambda: self._send(self.topic, letter.key, letter.value, letter.headers),
+            f"dead letter of {source}",
+            stopping=self._stopping,
+            sleep=self._sleep,
+            failed=metrics.DEAD_LETTER_SEND_FAILURES.inc,
+            max_backoff=self.max_backoff,
+            attempt_timeout=self.attempt_timeout,
+        )
         metrics.DEAD_LETTERS.labels(reason).inc()
+
+
+async def send_until_taken(
+    send: Callable[[], Awaitable[Any]],
+    what: str,
+    *,
+    stopping: Callable[[], bool],
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    failed: Callable[[], Any] = lambda: None,
+    max_backoff: float = 5.0,
+    attempt_timeout: float = 5.0,
+) -> None:
+    """``send()`` until it returns: a failed try (whatever the client raises, or no answer within
+    ``attempt_timeout``) is logged (naming ``what``), reported to ``failed`` and tried again after a
+    back-off doubling up to ``max_backoff`` seconds. Once ``stopping()`` says the worker stops, a failed
+    try raises :class:`StopRequested` instead, so that the worker can stop and read the message again
+    after its restart; nothing else is raised. A try cut off by its timeout may have been delivered:
+    trying again may deliver a record twice (at least once; stored once)."""
+    backoff = 0.1
+    while True:
+        try:
+            # Bounded, so that a worker stopping while the broker is away is not held up for the
+            # client's own timeout.
+            await asyncio.wait_for(send(), attempt_timeout)
+            return
+        except Exception as error:  # whatever the client raises: not known to be delivered
+            failed()
+            if stopping():
+                log.warning("%s not sent (%r); stopping: it is read again after the restart", what, error)
+                raise StopRequested from error
+            log.warning("%s not sent (%r); trying again in %.1f s", what, error, backoff)
+            await sleep(backoff)
+            backoff = min(2 * backoff, max_backoff)
 
 
 @dataclass(frozen=True, slots=True)

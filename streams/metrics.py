@@ -19,6 +19,10 @@ DEAD_LETTER_SEND_FAILURES = Counter(
     "forewarn_dead_letter_send_failures_total",
     "Dead letters the broker did not take at the first try (each is tried again until it does).",
 )
+ACKNOWLEDGED_SEND_FAILURES = Counter(
+    "forewarn_acknowledged_send_failures_total",
+    "Tries of a round's decisions and interventions the broker did not take (each is tried again).",
+)
 DEAD_LETTERS_UNSENT = Counter(
     "forewarn_dead_letters_unsent_total",
     "Dead letters of changelog records refused at recovery that were not sent: too many waited to be sent.",
