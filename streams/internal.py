@@ -45,7 +45,7 @@ DEFAULT_MAX_BYTES = 2 * 65536
 
 
 @contextmanager
-def _internal() -> Iterator[None]:
+def internal_refusal() -> Iterator[None]:
     """Any refusal of the contract's parser as :data:`INVALID_INTERNAL`, its reason kept in the detail."""
     try:
         yield
@@ -57,20 +57,25 @@ def read_wire_event(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Ev
     """A ``forewarn-events`` record (:meth:`streams.events.Event.to_wire`) as its event: the contract's
     checks over its fields, the type-specific ones taken from ``attrs`` (the event time is not held
     against the clock again: it was when the event came in)."""
-    with _internal():
-        data = read_json_object(raw, max_bytes)
-        source, attrs = required_field(data, "source"), required_field(data, "attrs")
-        if not isinstance(source, str) or source not in FIELDS_BY_SOURCE:
-            raise InvalidEvent("invalid_value", f"field 'source' is not a source: {str(source)[:64]!r}")
-        if not isinstance(attrs, dict):
-            raise InvalidEvent("wrong_type", "field 'attrs' must be an object")
-        common = {name: data.get(name) for name in ("event_id", "event_type", "event_time", "user_id")}
-        return event_from_object({**attrs, **common}, source)
+    with internal_refusal():
+        return wire_event_from_object(read_json_object(raw, max_bytes))
+
+
+def wire_event_from_object(data: dict[str, Any]) -> Event:
+    """The checks of :func:`read_wire_event` past the JSON: ``data`` as an event, or
+    :class:`InvalidEvent` with the contract's reason."""
+    source, attrs = required_field(data, "source"), required_field(data, "attrs")
+    if not isinstance(source, str) or source not in FIELDS_BY_SOURCE:
+        raise InvalidEvent("invalid_value", f"field 'source' is not a source: {str(source)[:64]!r}")
+    if not isinstance(attrs, dict):
+        raise InvalidEvent("wrong_type", "field 'attrs' must be an object")
+    common = {name: data.get(name) for name in ("event_id", "event_type", "event_time", "user_id")}
+    return event_from_object({**attrs, **common}, source)
 
 
 def read_tick(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
     """A ``forewarn-ticks`` record: ``{"user_id": ..., "now": epoch ms}``, as the sweep writes it."""
-    with _internal():
+    with internal_refusal():
         data = read_json_object(raw, max_bytes)
         user_id = check_identifier("user_id", required_field(data, "user_id"))
         now = parse_time("now", required_field(data, "now"))
@@ -79,7 +84,7 @@ def read_tick(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str
 
 def read_correction(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Correction:
     """A ``forewarn-labels`` record: a correction in its contract's form (:meth:`Correction.to_wire`)."""
-    with _internal():
+    with internal_refusal():
         if raw is None:
             raise InvalidEvent("malformed_json", "message has no value")
         return parse_label(raw, max_bytes=max_bytes)
@@ -90,7 +95,7 @@ def read_question(
 ) -> dict[str, Any]:
     """A ``forewarn-questions`` record (:func:`streams.processes.question_record`), every field hot-issue
     counting reads checked, its product known to the catalog (``category_of``) under its category."""
-    with _internal():
+    with internal_refusal():
         data = read_json_object(raw, max_bytes)
         question = {
             name: check_identifier(name, required_field(data, name)) for name in ("question_id", "user_id")
