@@ -102,7 +102,7 @@ from streams.service import load_service_points
 from streams.state import UserState
 from streams.statewrites import BeforeCommit, StateWrites
 from streams.stock import StockReader
-from streams.transport import use_transport
+from streams.transport import use_lean_sensors, use_transport
 from streams.triggers import PendingTimers
 
 log = logging.getLogger(__name__)
@@ -261,6 +261,7 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="orjson",
     )
     use_transport(app, settings)
+    use_lean_sensors(app)  # before the first table or agent: they take the sensors' hooks
     source_of = {topic: source for source, topic in settings.source_topics.items()}
 
     raw_input = app.topic(*source_of, key_serializer="raw", value_serializer="raw")
