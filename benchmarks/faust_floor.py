@@ -51,7 +51,7 @@ MODES = ("iterate", "iterate-tuned", "rekey-table")
 
 def build_app(args: argparse.Namespace, datadir: str) -> faust.App:
     app = faust.App(
-        f"forewarn-floor-{args.mode}",
+        f"forewarn-floor-{args.mode}-{os.getpid()}",  # a group of its own: nothing committed yet
         broker=f"kafka://{args.bootstrap}",
         store="memory://",
         datadir=datadir,
