@@ -271,3 +271,42 @@ def test_the_state_writes_before_each_commit_still_run(tmp_path) -> None:
 
     assert writes == ["written"]
     assert len(app.monitor.commit_latency) == 1  # the monitor's own commit hooks are Faust's
+
+
+async def test_the_conductor_hands_a_record_to_its_partition_with_no_coroutine_of_its_own(tmp_path) -> None:
+    # Faust's wraps every record's delivery in a coroutine taking a lock around a dictionary lookup.
+    conductor = worker_app(tmp_path).topics
+    tp, delivered = TopicPartition("clickstream", 0), []
+
+    async def delivery(message: Any) -> None:
+        delivered.append(message.offset)
+
+    conductor._tp_to_callback[tp] = delivery
+    handed = conductor.on_message(SimpleNamespace(tp=tp, offset=5))
+
+    assert handed.cr_code is delivery.__code__
+    await handed
+    assert delivered == [5]
+
+
+async def test_the_conductor_waits_for_an_update_of_the_deliveries_under_way(tmp_path) -> None:
+    # An update (a new assignment) holds the lock across waits while it rebuilds the deliveries: a
+    # record that arrives meanwhile goes to the delivery the update leaves.
+    conductor = worker_app(tmp_path).topics
+    tp, delivered = TopicPartition("clickstream", 0), []
+
+    async def old(message: Any) -> None:
+        delivered.append(("old", message.offset))
+
+    async def new(message: Any) -> None:
+        delivered.append(("new", message.offset))
+
+    conductor._tp_to_callback[tp] = old
+    async with conductor._tp_to_callback_lock:
+        handed = asyncio.ensure_future(conductor.on_message(SimpleNamespace(tp=tp, offset=6)))
+        await asyncio.sleep(0.01)
+        assert delivered == []
+        conductor._tp_to_callback[tp] = new
+    await handed
+
+    assert delivered == [("new", 6)]
