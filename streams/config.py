@@ -117,7 +117,10 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "user_scores",
         "Topic of users' scores (intent distribution, churn probability, health) when they move.",
     ),
-    "topic_events": ("forewarn-events", "Internal topic of validated events, keyed by user."),
+    "topic_events": (
+        "forewarn-events",
+        "Internal topic of validated events: envelopes of several events, each on its users' partition.",
+    ),
     "topic_ticks": ("forewarn-ticks", "Internal topic of timer ticks, keyed by user."),
     "topic_labels": (
         "forewarn-labels",
@@ -225,6 +228,15 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         " (re-keyed events, changelog, decisions): without it each request carries a message or two.",
     ),
     "standby_replicas": (1, "Faust standby replicas kept per table partition."),
+    "ingest_batch_events": (
+        1000,
+        "Most source messages `ingest` validates as one batch; each partition of the events topic gets"
+        " one message (an envelope) of the batch's events.",
+    ),
+    "ingest_batch_seconds": (
+        0.02,
+        "Longest `ingest` waits to fill a batch: what the envelopes add to an event's latency at most.",
+    ),
 }
 
 
@@ -346,6 +358,8 @@ class Settings:
     broker_verify_end_offsets: bool
     producer_linger_ms: int
     standby_replicas: int
+    ingest_batch_events: int
+    ingest_batch_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from clickhouse_server import start_clickhouse_server
-from harness import consume_all, produce, pseudonyms, rows, worker_env
+from harness import consume_all, consume_events, produce, pseudonyms, rows, worker_env
 from scenario import add_broken_messages, build
 
 from streams.deadletters import read_dead_letter_headers
@@ -107,7 +107,7 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
     try:
         asyncio.run(produce(broker.bootstrap, mixed))
         dead = asyncio.run(consume_all(broker.bootstrap, "dead_letters", until=len(scenario.broken)))
-        accepted = asyncio.run(consume_all(broker.bootstrap, "forewarn-events", until=scenario.valid))
+        accepted = asyncio.run(consume_events(broker.bootstrap, until=scenario.valid))
         emitted = asyncio.run(consume_all(broker.bootstrap, "interventions", until=len(scenario.expected)))
         assert worker.process is not None and worker.process.poll() is None  # it kept going
     finally:
@@ -120,7 +120,7 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
         info = read_dead_letter_headers(message.headers)
         assert info.source_topic in ("clickstream", "logistics") and info.source_offset >= 0 and info.detail
     # Every valid event accepted once, and every expected intervention emitted.
-    assert sorted(orjson.loads(m.value)["event_id"] for m in accepted) == sorted(
+    assert sorted(event["event_id"] for event in accepted) == sorted(
         orjson.loads(v)["event_id"] for _, k, v in scenario.messages if k != b"broken"
     )
     assert set(interventions_by_id(emitted)) == set(scenario.expected)
