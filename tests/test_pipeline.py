@@ -12,7 +12,18 @@ from pathlib import Path
 import orjson
 import pytest
 from clickhouse_server import start_clickhouse_server
-from harness import consume_all, consume_events, produce, pseudonyms, rows, worker_env
+from faults import committed_through_end
+from harness import (
+    consume_all,
+    consume_events,
+    event_bytes,
+    metric,
+    produce,
+    pseudonyms,
+    rows,
+    until,
+    worker_env,
+)
 from scenario import add_broken_messages, build
 
 from streams.deadletters import read_dead_letter_headers
@@ -110,8 +121,27 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
         accepted = asyncio.run(consume_events(broker.bootstrap, until=scenario.valid))
         emitted = asyncio.run(consume_all(broker.bootstrap, "interventions", until=len(scenario.expected)))
         assert worker.process is not None and worker.process.poll() is None  # it kept going
+        # One event more, and a graceful stop as soon as it is through: the stop commits it (no
+        # commit interval has passed since), and everything before it.
+        tracked = metric(worker.metrics(), "forewarn_event_processing_seconds_count")
+        last = event_bytes(
+            event_id="last",
+            event_type="page_view",
+            event_time=now_ms,
+            user_id="last",
+            session_id="s",
+            page="/",
+        )
+        asyncio.run(produce(broker.bootstrap, [("clickstream", b"last", last)]))
+        until(
+            lambda: metric(worker.metrics(), "forewarn_event_processing_seconds_count") > tracked,
+            30,
+            "the last event through",
+        )
     finally:
-        worker.stop()
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+    assert asyncio.run(committed_through_end(broker.bootstrap, "forewarn", ("clickstream", "logistics")))
+    assert asyncio.run(committed_through_end(broker.bootstrap, "forewarn", ("forewarn-events",)))
 
     # Every broken message, byte for byte, with its reason; none twice.
     assert {m.value: read_dead_letter_headers(m.headers).reason for m in dead} == scenario.broken
