@@ -9,11 +9,11 @@
    (``iterate``: the floor of the CPU ratio), its tuned variant when faust_floor has it
    (``iterate-tuned``), and the pipeline's shape doing none of its work (``rekey-table``).
 3. Replay: Forewarn's processes take them all through every stage (validation, re-keying, per-user
-   state, triggers, interventions, dead letters, the ClickHouse sink into chdb). With a worker that has
-   ``--processes``, that is ``forewarn worker --processes 1`` (a supervisor, its worker and, with
-   ``forewarn sink``, the sink's own process); otherwise one plain ``forewarn worker`` with the sink
-   inside. Their counters are scraped from ``/metrics`` once a second (a scrape costs the worker CPU);
-   the CPU of every Forewarn process (the supervisor's descendants, found through
+   state, triggers, interventions, dead letters, the ClickHouse sink into chdb). Where ``forewarn sink``
+   exists, one ``forewarn worker`` without its sink (``FOREWARN_SINK_IN_WORKER=false``) beside one
+   ``forewarn sink``, as ``forewarn worker --processes N`` runs them; otherwise one ``forewarn worker``
+   with the sink inside. Their counters are scraped from ``/metrics`` once a second (a scrape costs the
+   worker CPU); the CPU of every Forewarn process (the started ones and their descendants, found through
    ``/proc/PID/task/*/children``; not the broker, not this load generator) is read from
    ``/proc/PID/stat`` right after each scrape, so counts and CPU are known at the same moments.
 4. Latency: with that deployment caught up, live traffic at ``--latency-share`` (50%) of the events/s
@@ -22,8 +22,10 @@
    max). ``delay_notice`` is pure pipeline latency; ``payment_assist`` falls due while the user is
    silent, so the timer sweep's interval adds to it.
 5. The sink alone: :func:`benchmarks.sink.run` on the events table (rows/s into chdb, in process).
-6. Scale: the replay again on a fresh broker with ``--scale-processes`` (2) worker processes
-   (``--processes 2``, or two plain workers of one group with a chdb each), aggregate events/s.
+6. Scale: the replay again on a fresh broker with ``--scale-processes`` (2) worker processes:
+   ``forewarn worker --processes 2`` where it exists (two workers and the sink's process), otherwise
+   two workers of one group beside one ``forewarn sink``, or two plain workers with a chdb each;
+   events/s together.
 
 Rates come from the samples, not from when a 1 Hz sample happened to see a stage finish: the
 throughput is the steady window between the first sample past 10% of the events and the last one
@@ -68,13 +70,18 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks import sink as sink_benchmark  # noqa: E402
 from benchmarks.readme import PERFORMANCE, publish  # noqa: E402
-from streams.broker import start_broker  # noqa: E402
+from streams.broker import free_port, start_broker  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.events import InvalidEvent, parse_event  # noqa: E402
 from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST  # noqa: E402
 from streams.topics import ensure_topics  # noqa: E402
 from streams.traffic import Outgoing, TrafficGenerator, TrafficProfile  # noqa: E402
-from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy  # noqa: E402
+from streams.worker_process import (  # noqa: E402
+    EMBEDDED_BROKER_ENV,
+    READY_LINES,
+    WorkerProcess,
+    send_everything_policy,
+)
 
 PARTITIONS = 4
 MEASURED = (PAYMENT_ASSIST, DELAY_NOTICE)  # the triggers this traffic leads to
@@ -318,54 +325,83 @@ class Counters:
                     self.interventions[sample.labels["trigger"]] += sample.value
 
 
+class SinkProcess(WorkerProcess):
+    """``forewarn sink`` as a child process: a worker process's log, readiness and stop, its own
+    command; ``metrics_port`` is its ``FOREWARN_SINK_METRICS_PORT``."""
+
+    def start(self, timeout: float = 60.0) -> SinkProcess:
+        env = {**os.environ, **self.env, "FOREWARN_SINK_METRICS_PORT": str(self.metrics_port)}
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", self.module, "sink"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.wait_for_log(READY_LINES[1], timeout)
+        return self
+
+
 @dataclass
 class Deployment:
-    """Forewarn's processes for one replay: one ``forewarn worker --processes N`` (with ``supervised``),
-    or ``processes`` plain workers of one group, each with its sink inside and a chdb of its own."""
+    """Forewarn's processes for one replay, as :meth:`build` chooses them, and how to read them."""
 
-    workers: list[WorkerProcess]
-    processes: int
-    supervised: bool
+    description: str
+    workers: list[WorkerProcess]  # what is started: a supervisor, or workers and a sink
+    processes: int  # worker processes
+    shared_log: bool  # every process logs into the first one's log
     endpoints: list[int] = field(default_factory=list)  # the /metrics ports summed per scrape
+    supervised: bool = False  # the endpoints are its children's, found once they serve (:meth:`discover`)
     ready: bool = False
 
     @classmethod
     def build(
         cls, env: dict[str, str], workdir: Path, processes: int, capabilities: Capabilities
     ) -> Deployment:
-        if capabilities.supervisor:
-            worker = WorkerProcess(env, workdir / "worker.log", arguments=("--processes", str(processes)))
-            return cls([worker], processes, supervised=True)
-        workers = []
+        """With ``forewarn sink``: ``forewarn worker --processes N`` for more than one process where the
+        worker has it, otherwise N workers without their sinks (``FOREWARN_SINK_IN_WORKER=false``) and
+        one ``forewarn sink``, as the supervisor runs them. Without: N plain workers of one group, each
+        with its sink inside and a chdb of its own."""
+        log = workdir / "forewarn.log"
+        if capabilities.sink_process and capabilities.supervisor and processes > 1:
+            supervisor = WorkerProcess(
+                {**env, "FOREWARN_SINK_METRICS_PORT": str(free_port())},
+                log,
+                args=("--processes", str(processes)),
+            )
+            description = f"`forewarn worker --processes {processes}`"
+            return cls(description, [supervisor], processes, shared_log=True, supervised=True)
+        workers: list[WorkerProcess] = []
         for index in range(processes):
-            own = workdir / f"worker-{index}"
-            own_env = {
-                **env,
-                "FOREWARN_CLICKHOUSE_DSN": f"chdb://{own / 'clickhouse'}",  # one chdb per process
-                "FOREWARN_DATA_DIR": str(own / "data"),
-            }
-            workers.append(WorkerProcess(own_env, workdir / f"worker-{index}.log"))
-        return cls(workers, processes, supervised=False, endpoints=[w.metrics_port for w in workers])
-
-    @property
-    def description(self) -> str:
-        if self.supervised:
-            return f"`forewarn worker --processes {self.processes}`"
-        return f"{self.processes} plain `forewarn worker` process{'es' if self.processes > 1 else ''}"
+            own = {**env, "FOREWARN_DATA_DIR": str(workdir / f"worker-{index}")}
+            if capabilities.sink_process:
+                workers.append(WorkerProcess({**own, "FOREWARN_SINK_IN_WORKER": "false"}, log))
+            else:  # one chdb per process: it is the sink's, in the worker
+                own["FOREWARN_CLICKHOUSE_DSN"] = f"chdb://{workdir / f'clickhouse-{index}'}"
+                workers.append(WorkerProcess(own, workdir / f"worker-{index}.log"))
+        plural = "es" if processes > 1 else ""
+        if capabilities.sink_process:
+            workers.append(SinkProcess(env, log))
+            description = f"{processes} `forewarn worker` process{plural} without sink + `forewarn sink`"
+        else:
+            description = f"{processes} `forewarn worker` process{plural}, the sink inside"
+        endpoints = [worker.metrics_port for worker in workers]
+        return cls(description, workers, processes, capabilities.sink_process, endpoints)
 
     def start(self, timeout: float) -> None:
         """Start every process at once (so that a group's members join together) and wait until ready;
-        a supervisor, until its log shows as many ready workers as it runs (at most ``timeout``)."""
+        with one log for all, until it shows as many ready workers as there are (at most ``timeout``)."""
         with ThreadPoolExecutor(len(self.workers)) as pool:
             for started in [pool.submit(worker.start, timeout) for worker in self.workers]:
                 started.result()
-        if self.supervised:
-            worker = self.workers[0]
+        if self.shared_log:
+            log = self.workers[0]
             deadline = time.monotonic() + timeout
-            while (
-                worker.log_text().count("[^Worker]: Ready") < self.processes and time.monotonic() < deadline
-            ):
+            while log.log_text().count(READY_LINES[0]) < self.processes and time.monotonic() < deadline:
                 time.sleep(0.2)
+        if self.supervised:
             self.discover()
         self.ready = True
 
@@ -809,6 +845,13 @@ class Run:
         )
 
 
+def sink_events_figure(figures: list[sink_benchmark.Figure]) -> sink_benchmark.Figure:
+    """The events table's figure of benchmarks/sink.py: in envelopes where it measures them (as
+    ``forewarn-events`` carries the events), otherwise one message per event."""
+    events = [figure for figure in figures if figure.what.startswith("(b) sink: events")]
+    return next((figure for figure in events if "envelope" in figure.what), events[0])
+
+
 @dataclass
 class Phase:
     """A fresh embedded broker with the topics, and Forewarn's settings for it, in ``workdir``."""
@@ -894,10 +937,13 @@ def run(args: argparse.Namespace) -> Run:
 
     print("the sink alone (benchmarks/sink.py) ...", flush=True)
     sink_args = argparse.Namespace(
-        events=args.sink_events, seed=args.seed, batch_rows=5000, repeat=1 if args.quick else 2
+        events=args.sink_events,
+        seed=args.seed,
+        batch_rows=5000,
+        repeat=1 if args.quick else 2,
+        envelope_events=100,  # where benchmarks/sink.py measures envelopes: as many as ingest packs
     )
-    sink_figures, _ = sink_benchmark.run(sink_args)
-    sink = next(figure for figure in sink_figures if figure.what.endswith("events"))
+    sink = sink_events_figure(sink_benchmark.run(sink_args)[0])
 
     scaled = None
     if args.scale_processes > 1:
@@ -991,19 +1037,19 @@ def report(args: argparse.Namespace, run: Run) -> str:
             f" {run.scaled.window.rate:,.0f} events/s together, {headline.scale:.2f}x one process"
             f" ({run.scaled.window.rate / run.scaled.processes:,.0f} per process).",
         ]
+    live = run.live
     lines += [
         "",
         f"Interventions emitted during the replay: {single.interventions}.",
         "",
         f"Event time to intervention arrival at a consumer, live traffic at {args.latency_share:.0%} of the"
-        f" replay's events/s ({args.warmup_seconds:.0f}s of warm-up, then {args.latency_seconds:.0f}s"
-        f" measured; only interventions caused by the measured events count; payment dwell"
-        f" {DWELL_SECONDS:g}s, timer sweep every {SWEEP_SECONDS:g}s):",
+        f" replay's events/s ({live.events / args.latency_seconds:,.0f}/s sent; {args.warmup_seconds:.0f}s"
+        f" of warm-up, then {args.latency_seconds:.0f}s measured; only interventions caused by the measured"
+        f" events count; payment dwell {DWELL_SECONDS:g}s, timer sweep every {SWEEP_SECONDS:g}s):",
         "",
         "| events/s offered | events measured | trigger | received / due | p50 ms | p99 ms | max ms |",
         "| ---: | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
-    live = run.live
     for trigger in MEASURED:
         values = live.latencies[trigger]
         figures = (
@@ -1015,7 +1061,8 @@ def report(args: argparse.Namespace, run: Run) -> str:
         lines.append(f"| {live.rate:,.0f} | {live.events} | `{trigger}` | {arrived} | {figures} |")
     lines += [
         "",
-        f"The sink alone (`benchmarks/sink.py`'s measurement, {run.sink.rows} events rows, in process):"
+        f"The sink alone (`benchmarks/sink.py`'s measurement, {run.sink.what.removeprefix('(b) sink: ')},"
+        f" {run.sink.rows} rows, in process):"
         f" {run.sink.rate:,.0f} rows/s, {run.sink.cpu_micros:.1f} CPU µs per row.",
         "",
         "Targets, each against this run:",
