@@ -57,11 +57,9 @@ from faust.tables import TableManager
 from models.learners import PartitionModels
 from models.surge import SurgeRules
 from models.tagger import Correction, parse_label
-from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
 from sinks.erasure import ErasedUsers
 from sinks.privacy import load_cluster_secret
-from sinks.rows import sink_specs
 from streams import codec, metrics
 from streams.acknowledged import AcknowledgedSender
 from streams.activity import DAY
@@ -146,36 +144,9 @@ class SinkService(mode.Service):
         self._crash_task: asyncio.Future[None] | None = None
 
     async def on_start(self) -> None:
-        from sinks.privacy import Pseudonymizer, load_key
-        from sinks.retention import apply_retention
+        from streams.sink_process import open_sink
 
-        settings = self.settings
-        store = ClickHouseStore(settings.clickhouse_dsn)
-        applied = store.apply_schema(settings.clickhouse_cluster)
-        if applied:
-            log.info("ClickHouse schema migrations applied: %s", applied)
-        self.sink = ClickHouseSink(
-            store,
-            sink_specs(settings),
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=f"{settings.app_id}-sink",
-            dead_letter_topic=settings.topic_dead_letters,
-            # The same key in every worker: one user, one pseudonym (sinks.privacy).
-            pseudonymize=Pseudonymizer(load_key(settings)),
-            erasures_topic=settings.topic_erasures,
-            batch_rows=settings.sink_batch_rows,
-            flush_seconds=settings.sink_flush_seconds,
-            max_retry_seconds=settings.sink_max_retry_seconds,
-            verify_end_offsets=settings.broker_verify_end_offsets,
-            dedup_window=settings.sink_dedup_window,
-            security=settings.aiokafka_security(),
-            consumer_options={
-                "fetch_max_wait_ms": settings.fetch_max_wait_ms,
-                **settings.aiokafka_group_timeouts(),
-            },
-        )
-        # TTLs from the settings, at every start (a changed setting takes effect now).
-        apply_retention(store, self.sink.specs.values(), settings)
+        self.sink = open_sink(self.settings)
         # A task of our own, not a mode future: those are cancelled on stop, before the sink could
         # flush, commit and leave its group.
         self._task = asyncio.ensure_future(self.sink.run())
