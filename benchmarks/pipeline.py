@@ -970,7 +970,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 FLOOR_ROWS = {
     "iterate": "(a) bare Faust worker: one agent iterating (the CPU ratio's floor)",
-    "iterate-tuned": "(a) bare Faust worker: one agent iterating, tuned",
+    "iterate-tuned": "(a) the same, with the worker's transport and sensors (streams.transport)",
     "rekey-table": "(a) bare Faust worker: re-key + table write per event",
 }
 

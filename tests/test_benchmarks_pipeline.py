@@ -1,20 +1,32 @@
 """The pipeline benchmark's arithmetic on fixed numbers: the targets it judges, its last line, and the
-rates it reads from 1 Hz samples (pure functions of benchmarks/pipeline.py; no broker, no worker)."""
+rates it reads from 1 Hz samples (pure functions of benchmarks/pipeline.py); which processes it starts
+for what the checkout offers, and how it finds them in /proc (no broker, no worker)."""
 
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from benchmarks.pipeline import (
     MARKERS,
+    Capabilities,
+    Deployment,
     Headline,
     Sample,
     began,
     crossing,
     evaluate,
     final_line,
+    listening_ports,
+    process_cpu_seconds,
+    process_role,
+    process_tree,
     steady_window,
     targets_table,
 )
@@ -105,3 +117,34 @@ def test_the_report_goes_to_docs_performance_and_the_readme_links_there() -> Non
     readme = README.read_text(encoding="utf-8")
     assert "docs/performance.md" in readme
     assert "<!-- benchmark:start -->" not in readme  # the pipeline's figures no longer live there
+
+
+def test_the_deployment_follows_what_the_checkout_offers(tmp_path: Path) -> None:
+    env = {"FOREWARN_CLICKHOUSE_DSN": "chdb:///x"}
+    supervised = Deployment.build(env, tmp_path, 2, Capabilities(supervisor=True, sink_process=True))
+    assert [w.args for w in supervised.workers] == [("--processes", "2")]
+    assert supervised.supervised and supervised.shared_log
+    assert supervised.workers[0].env["FOREWARN_SINK_METRICS_PORT"].isdigit()  # never the default 9107
+
+    beside = Deployment.build(env, tmp_path, 1, Capabilities(supervisor=True, sink_process=True))
+    assert [type(w).__name__ for w in beside.workers] == ["WorkerProcess", "SinkProcess"]
+    assert beside.workers[0].env["FOREWARN_SINK_IN_WORKER"] == "false"
+    assert beside.endpoints == [w.metrics_port for w in beside.workers]
+
+    plain = Deployment.build(env, tmp_path, 2, Capabilities(supervisor=False, sink_process=False))
+    assert len({w.env["FOREWARN_CLICKHOUSE_DSN"] for w in plain.workers}) == 2  # a chdb each
+    assert not plain.supervised and not plain.shared_log
+
+
+def test_forewarn_processes_are_found_through_proc(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert child.pid in process_tree(os.getpid())
+        assert listener.getsockname()[1] in listening_ports(os.getpid())
+        assert process_role(child.pid) == "worker"  # neither a sink nor a supervisor
+        assert process_cpu_seconds(os.getpid()) > 0
+    finally:
+        child.kill()
+        child.wait()
+        listener.close()
