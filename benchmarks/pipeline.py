@@ -16,10 +16,11 @@
    worker CPU); the CPU of every Forewarn process (the started ones and their descendants, found through
    ``/proc/PID/task/*/children``; not the broker, not this load generator) is read from
    ``/proc/PID/stat`` right after each scrape, so counts and CPU are known at the same moments.
-4. Latency: with that deployment caught up, live traffic at ``--latency-share`` (50%) of the events/s
-   the replay measured, ``--warmup-seconds`` then ``--latency-seconds`` measured; a consumer of the
-   interventions topic measures event time to arrival of every intervention, per trigger (p50, p99,
-   max). ``delay_notice`` is pure pipeline latency; ``payment_assist`` falls due while the user is
+4. Latency: on a fresh broker and processes of the same shape (the replayed users, an hour old, would
+   all fall due at once when live time arrives), live traffic at ``--latency-share`` (50%) of the
+   events/s the replay measured, ``--warmup-seconds`` then ``--latency-seconds`` measured; a consumer
+   of the interventions topic measures event time to arrival of every intervention, per trigger (p50,
+   p99, max). ``delay_notice`` is pure pipeline latency; ``payment_assist`` falls due while the user is
    silent, so the timer sweep's interval adds to it.
 5. The sink alone: :func:`benchmarks.sink.run` on the events table (rows/s into chdb, in process).
 6. Scale: the replay again on a fresh broker with ``--scale-processes`` (2) worker processes:
@@ -419,11 +420,12 @@ class Deployment:
         """Every Forewarn process now running: the started ones and their descendants."""
         return [pid for worker in self.workers if worker.pid for pid in process_tree(worker.pid)]
 
-    def discover(self) -> None:
+    def discover(self) -> dict[int, str]:
         """The /metrics ports to scrape under a supervisor: of every process serving Forewarn's metrics,
         those none of whose descendants serve them too (a supervisor that sums its children's is taken
-        only when they serve none themselves)."""
-        serving: dict[int, list[int]] = {}
+        only when they serve none themselves). Returns what each port served, so that this scrape
+        counts as the sample's."""
+        serving: dict[int, dict[int, str]] = {}
         for pid in self.pids():
             try:
                 ports = listening_ports(pid)
@@ -431,21 +433,28 @@ class Deployment:
                 continue
             for port in sorted(ports):
                 try:
-                    if "forewarn_" in scrape(port):
-                        serving.setdefault(pid, []).append(port)
+                    text = scrape(port)
                 except (OSError, ValueError):
                     continue
+                if "forewarn_" in text:
+                    serving.setdefault(pid, {})[port] = text
         leaves = [pid for pid in serving if not any(d in serving for d in process_tree(pid)[1:])]
-        self.endpoints = [port for pid in leaves for port in serving[pid]]
+        texts = {port: text for pid in leaves for port, text in serving[pid].items()}
+        self.endpoints = list(texts)
+        return texts
 
     def counters(self) -> Counters:
+        """The counters summed over the endpoints, one scrape each (under a supervisor not yet ready,
+        the discovery's)."""
         if self.supervised and not self.ready:  # its processes may still be coming up
-            self.discover()
-        if not self.endpoints:
+            texts = self.discover()
+        else:
+            texts = {port: scrape(port) for port in self.endpoints}
+        if not texts:
             raise OSError("no /metrics endpoint yet")
         counters = Counters()
-        for port in self.endpoints:
-            counters.add(scrape(port))
+        for text in texts.values():
+            counters.add(text)
         return counters
 
     def cpu(self) -> dict[str, float]:
@@ -575,7 +584,7 @@ def watch(deployment: Deployment, valid: int, samples: list[Sample], stop: threa
         try:
             counters = deployment.counters()
         except (OSError, ValueError):  # not serving yet
-            due = time.perf_counter() + 0.05
+            due = time.perf_counter() + 0.2
             continue
         cpu = deployment.cpu()
         samples.append(
@@ -836,7 +845,7 @@ class Run:
             cpu_micros=window.cpu_micros,
             floor_cpu_micros=floor.cpu_micros,
             scale=None if self.scaled is None else self.scaled.window.rate / window.rate,
-            scale_processes=scale_processes,
+            scale_processes=max(2, scale_processes),  # the target is for two, when not run too
             p50_ms=statistics.median(delays) if delays else math.inf,
             p99_ms=percentile(delays, 0.99) if delays else math.inf,
             latency_complete=self.live.complete,
@@ -916,24 +925,32 @@ def run(args: argparse.Namespace) -> Run:
             print(f"  {len(traffic) / floors[-1].seconds:,.0f} events/s", flush=True)
         with Deployment.build(one.env, one.workdir, 1, capabilities) as deployment:
             single = replay(deployment, len(traffic), valid, args.timeout)
-            # The latency phase's rate: a share of the capacity just measured.
-            rate = max(10.0, round(args.latency_share * single.window.rate, -1))
-            print(
-                f"latency: live traffic at {rate:,.0f} events/s,"
-                f" {args.warmup_seconds:.0f}s warm-up + {args.latency_seconds:.0f}s measured ...",
-                flush=True,
+
+    # Live traffic on a fresh broker and processes: after the replay, an hour of event time old, every
+    # replayed user would fall due at once when live time arrives, and the first seconds would measure
+    # that sweep, not the steady latency.
+    rate = max(10.0, round(args.latency_share * single.window.rate, -1))
+    with (
+        phase(workdir / "live", args) as fresh,
+        Deployment.build(fresh.env, fresh.workdir, 1, capabilities) as deployment,
+    ):
+        deployment.start(timeout=120)
+        print(
+            f"latency: live traffic at {rate:,.0f} events/s,"
+            f" {args.warmup_seconds:.0f}s warm-up + {args.latency_seconds:.0f}s measured ...",
+            flush=True,
+        )
+        live = asyncio.run(
+            live_latency(
+                fresh.bootstrap,
+                fresh.settings.source_topics,
+                fresh.settings.topic_interventions,
+                rate,
+                args.warmup_seconds,
+                args.latency_seconds,
+                args.seed,
             )
-            live = asyncio.run(
-                live_latency(
-                    one.bootstrap,
-                    one.settings.source_topics,
-                    one.settings.topic_interventions,
-                    rate,
-                    args.warmup_seconds,
-                    args.latency_seconds,
-                    args.seed,
-                )
-            )
+        )
 
     print("the sink alone (benchmarks/sink.py) ...", flush=True)
     sink_args = argparse.Namespace(
@@ -1095,6 +1112,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--write-docs", action="store_true", help=f"put the report into {PERFORMANCE.name}")
     args = parser.parse_args()
+    if args.write_docs and not all(marker in PERFORMANCE.read_text(encoding="utf-8") for marker in MARKERS):
+        parser.error(f"{PERFORMANCE} has no {' ... '.join(MARKERS)} markers to write between")
     if args.quick:
         args.events, args.sink_events = min(args.events, 20_000), min(args.sink_events, 20_000)
         args.warmup_seconds, args.latency_seconds = (
