@@ -2,7 +2,8 @@
 
 It is its own consumer group (``<app id>-sink``) with manual commits:
 
-1. messages are turned into rows (:mod:`sinks.rows`) and gathered per table until ``batch_rows`` rows
+1. messages are turned into rows (:mod:`sinks.rows`: one per message, or one per event of an envelope
+   of ``forewarn-events``) and gathered per table until ``batch_rows`` rows
    (all tables together) or ``flush_seconds`` since the batch opened;
 2. each table's batch is inserted with a deduplication token made of its offset ranges; a failed insert
    is retried with the same rows and token (exponential back-off up to ``max_retry_seconds``);
@@ -13,8 +14,10 @@ chdb releases the GIL, so conversion and insert overlap on two cores); a batch i
 the one before it is stored and committed, so commits stay in order.
 
 Memory is bounded however long ClickHouse is away: a fetch takes at most the room left under
-``batch_rows`` rows, and nothing is taken while a batch waits for the one before it to be stored, so
-the sink holds at most two batches, ``2 * batch_rows`` rows (the gauge ``forewarn_sink_pending_rows``).
+``batch_rows`` rows (in messages: fewer while envelopes hold several rows each, by the average of the
+last fetch), and nothing is taken while a batch waits for the one before it to be stored, so the sink
+holds about two batches, ``2 * batch_rows`` rows (the gauge ``forewarn_sink_pending_rows``; over it by
+what envelopes larger than the last ones hold).
 While it waits, and between retries, the consumer polls with its partitions paused, so aiokafka
 neither buffers more for it nor takes it for dead after ``max_poll_interval_ms`` (which would make it
 leave its group, move its partitions and fail its commit once ClickHouse is back).
@@ -25,7 +28,7 @@ past it. A message that cannot be read as a row goes to the dead-letter topic, n
 
 Upstream stages are at-least-once: a worker that stops or crashes re-processes what it had not
 committed, so the same event or intervention can reach a topic twice, at two offsets. The sink drops a
-row whose id it has stored within the last ``dedup_window`` messages of that partition (reloaded from
+row whose id it has stored among the last ``dedup_window`` rows of that partition (reloaded from
 ClickHouse when it gets the partition), so counts, and the materialized views built on inserts, stay
 exact. The ReplacingMergeTree engines are the backstop beyond that window.
 

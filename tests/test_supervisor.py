@@ -5,6 +5,7 @@ outlives a supervisor killed outright."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -122,7 +123,6 @@ def test_worker_processes_share_the_partitions_and_one_sink_stores_every_event_o
                 return False
             return all(held) and set.union(*held) == {0, 1, 2, 3} and not set.intersection(*held)
 
-        until(split, 40, "the two workers to share the four partitions")
         now_ms = int(time.time() * 1000)
         events = [
             (
@@ -141,7 +141,10 @@ def test_worker_processes_share_the_partitions_and_one_sink_stores_every_event_o
             )
             for n in range(EVENTS)
         ]
+        # Sent while the second worker may still be joining: what moves with its partitions and is
+        # processed twice must still be stored once.
         asyncio.run(produce(broker.bootstrap, events))
+        until(split, 40, "the two workers to share the four partitions")
         sink = WorkerProcess({}, tmp_path / "unused.log", metrics_port=sink_port)
         until(
             lambda: metric(sink.metrics(), "forewarn_sink_rows_total", table="events") >= EVENTS,
@@ -157,3 +160,17 @@ def test_worker_processes_share_the_partitions_and_one_sink_stores_every_event_o
         assert stored == [(EVENTS, EVENTS)]
     finally:
         supervisor.stop(signal.SIGKILL, timeout=10)
+
+
+@pytest.mark.integration
+def test_the_sink_process_exits_non_zero_when_it_fails(broker, tmp_path: Path) -> None:
+    """`forewarn sink` with no ClickHouse to store into fails loudly (exit 1, for its supervisor or
+    orchestrator to see), rather than run without storing."""
+    env = worker_env(broker.bootstrap, tmp_path, f"http://127.0.0.1:{free_port()}")
+    sink = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "sink"],
+        env={**os.environ, **env, "FOREWARN_SINK_METRICS_PORT": "0"},
+        capture_output=True,
+        timeout=60,
+    )
+    assert sink.returncode == 1 and b"ClickHouse sink stopped" in sink.stderr
