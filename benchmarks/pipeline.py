@@ -906,6 +906,7 @@ def phase(workdir: Path, args: argparse.Namespace) -> Iterator[Phase]:
 
 
 def run(args: argparse.Namespace) -> Run:
+    """Every phase in turn (the module says which), each on its own broker, in one temporary directory."""
     capabilities = Capabilities.detect()
     print(f"forewarn: {capabilities}", flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="forewarn-bench-"))
@@ -958,7 +959,7 @@ def run(args: argparse.Namespace) -> Run:
         seed=args.seed,
         batch_rows=5000,
         repeat=1 if args.quick else 2,
-        envelope_events=100,  # where benchmarks/sink.py measures envelopes: as many as ingest packs
+        envelope_events=100,  # where benchmarks/sink.py measures envelopes: its own default
     )
     sink = sink_events_figure(sink_benchmark.run(sink_args)[0])
 
