@@ -1099,7 +1099,7 @@ def main() -> int:
         "--quick", action="store_true", help="a smoke run: 20k events, a short latency phase, fewer floors"
     )
     parser.add_argument("--latency-share", type=float, default=0.5, help="of the replay's events/s")
-    parser.add_argument("--warmup-seconds", type=float, default=20.0, help="live traffic before measuring")
+    parser.add_argument("--warmup-seconds", type=float, default=30.0, help="live traffic before measuring")
     parser.add_argument("--latency-seconds", type=float, default=30.0, help="live traffic measured")
     parser.add_argument("--scale-processes", type=int, default=2, help="worker processes of the scale replay")
     parser.add_argument("--sink-events", type=int, default=100_000, help="rows of the sink's own measurement")
