@@ -52,7 +52,7 @@ from benchmarks.readme import publish  # noqa: E402
 from models import scoring  # noqa: E402
 from models.features import INTENTS  # noqa: E402
 from models.learners import PartitionModels  # noqa: E402
-from models.scoring import CHURNED, FEATURE_NAMES  # noqa: E402
+from models.scoring import CHURNED  # noqa: E402
 from streams import rounds  # noqa: E402
 from streams.policy import load_policy  # noqa: E402
 from streams.rounds import Round  # noqa: E402
@@ -99,7 +99,7 @@ def run_partition(args: argparse.Namespace, partition: int) -> PartitionRun:
     def record(done: Round) -> None:
         for learned in done.model.learned:
             snapshot = learned.snapshot
-            x = [snapshot.x.get(name, 0.0) for name in FEATURE_NAMES]
+            x = list(snapshot.x)  # the features in the order of FEATURE_NAMES
             example = Example(learned.model, x, learned.label, snapshot.predicted, snapshot.taken_at)
             result.examples.append(example)
 

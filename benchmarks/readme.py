@@ -1,16 +1,18 @@
-"""Putting a benchmark's figures into README.md, between its markers."""
+"""Putting a benchmark's figures into a document (README.md, docs/performance.md), between its markers."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+PERFORMANCE = ROOT / "docs" / "performance.md"  # the benchmarks' figures, linked from README.md
 
 
 def write_between(markers: tuple[str, str], text: str, readme: Path = README) -> None:
-    """Replace what README.md holds between ``markers`` (start, end) with ``text``; raises ValueError
-    when the README lacks the markers, rather than printing figures that went nowhere."""
+    """Replace what ``readme`` holds between ``markers`` (start, end) with ``text``; raises ValueError
+    when it lacks the markers, rather than printing figures that went nowhere."""
     start, end = markers
     content = readme.read_text(encoding="utf-8")
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
@@ -20,9 +22,9 @@ def write_between(markers: tuple[str, str], text: str, readme: Path = README) ->
 
 
 def publish(markers: tuple[str, str], text: str, write: bool, readme: Path = README) -> None:
-    """Print a benchmark's figures, and with ``write`` (its ``--write-readme``) put them into README.md
-    between ``markers``."""
+    """Print a benchmark's figures, and with ``write`` (its ``--write-readme`` or ``--write-docs``) put
+    them into ``readme`` between ``markers``."""
     print("\n" + text)
     if write:
         write_between(markers, text, readme)
-        print("\nREADME.md updated")
+        print(f"\n{readme.relative_to(ROOT) if readme.is_relative_to(ROOT) else readme} updated")

@@ -10,6 +10,14 @@ Churn: the features after the user's latest activity (any clickstream event), wi
 probability predicted then. It is labelled churned when ``churn_horizon`` passes without activity (a
 timer) or the user cancels a subscription, and not churned when they come back in a later session
 within the horizon; activity within the same session replaces it.
+
+A snapshot's features are a list in the order of :data:`~models.features.FEATURE_NAMES`. Records
+written when they were a dict of the features that were not 0 read back as that list:
+
+>>> from models.features import FEATURE_NAMES
+>>> old = Snapshot.from_dict({"x": {"s_events": 1.5}, "predicted": {"churned": 0.5}, "taken_at": 1.0})
+>>> len(old.x) == len(FEATURE_NAMES), old.x[FEATURE_NAMES.index("s_events")], sum(old.x)
+(True, 1.5, 1.5)
 """
 
 from __future__ import annotations
@@ -17,19 +25,37 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from models.features import FEATURE_NAMES
+
+_FEATURES = frozenset(FEATURE_NAMES)
 SNAPSHOT_AT = (1, 3, 8)  # session event counts after which an intent example is kept
 
 
 @dataclass(slots=True)
 class Snapshot:
-    x: dict[str, float]  # the features, without the zeros
+    x: list[float]  # the features, in the order of FEATURE_NAMES
     predicted: dict[str, float]  # class -> probability, predicted when the snapshot was taken
     taken_at: float  # event time
     session: int = 0  # the user's session number then
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
-        return cls(**data)
+        """A snapshot from its JSON; features of another count, or named but not the models', are a
+        ValueError (a list of the wrong length would be learned against the wrong names)."""
+        values = dict(data)
+        x = values.get("x")
+        if isinstance(x, dict):  # written before features were kept as a list: the non-zero ones by name
+            unknown = x.keys() - _FEATURES
+            if unknown:
+                raise ValueError(f"snapshot features not the models': {sorted(map(str, unknown))[:3]}")
+            values["x"] = [x.get(name, 0.0) for name in FEATURE_NAMES]
+        elif isinstance(x, list) and len(x) != len(FEATURE_NAMES):
+            raise ValueError(f"snapshot of {len(x)} features, not {len(FEATURE_NAMES)}")
+        return cls(**values)
+
+    def features(self) -> dict[str, float]:
+        """The features by name."""
+        return dict(zip(FEATURE_NAMES, self.x, strict=True))
 
 
 @dataclass(slots=True)

@@ -44,6 +44,47 @@ from streams.events import CLICKSTREAM, LOGISTICS, Event
 # Trajectory tokens (search terms, categories, transitions) are hashed into this many buckets.
 HASH_BUCKETS = 16
 MAX_QUERY_TOKENS = 8
+HASHED = tuple(f"h{bucket:02d}" for bucket in range(HASH_BUCKETS))  # the hashed buckets' feature names
+# What the intent and churn models read, in the order of the vectors that hold them (the values are made
+# by models.scoring.feature_values, in this order).
+FEATURE_NAMES = (
+    "visits_week",
+    "visits_month",
+    "visit_trend",
+    "days_since_visit",
+    "tenure_days",
+    "events_day",
+    "orders_month",
+    "support_month",
+    "delivery_problems_month",
+    "delivery_problem_recent",
+    "late_shipments",
+    "open_shipments",
+    "depth_mean",
+    "depth_std",
+    "dwell_mean",
+    "dwell_std",
+    "satisfaction",
+    "satisfaction_trend",
+    "feedback_given",
+    "coupon_user",
+    "abandoned_payments",
+    "subscriber",
+    "cancelled",
+    "s_events",
+    "s_minutes",
+    "s_idle_minutes",
+    "s_product_views",
+    "s_category_views",
+    "s_help_views",
+    "s_searches",
+    "s_cart_adds",
+    "s_cart_value",
+    "s_checkout",
+    "s_payment_page",
+    "s_payment_failures",
+    *HASHED,
+)
 PURCHASE, NEED_HELP, BROWSE, LEAVE = "purchase", "need_help", "browse", "leave"
 INTENTS = (PURCHASE, NEED_HELP, BROWSE, LEAVE)
 # Events that tell a session's intent as they happen; a session ending without one was browsing, or

@@ -27,11 +27,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from river import compose, drift, linear_model, metrics, optim, preprocessing, utils
 
-from models.features import INTENTS
+from models.fast_scoring import LinearScorer, compile_pipeline
+from models.features import FEATURE_NAMES, INTENTS
 from models.tagger import FeedbackTagger
 
+_FEATURES = frozenset(FEATURE_NAMES)
 QUALITY_WINDOW = 5000  # examples in the rolling quality metrics
 PROBABILITY_FLOOR = 1e-6  # log loss of a certain wrong prediction stays finite
 
@@ -50,6 +53,11 @@ class MonitoredClassifier:
     """A River pipeline with progressive-validation metrics, drift detection and counts.
 
     ``classes``: the labels; a binary model has ``(False, True)`` and its probabilities are of True.
+
+    Predictions over the models' features (:data:`~models.features.FEATURE_NAMES`) are computed with
+    numpy from the pipeline's fitted parameters (:mod:`models.fast_scoring`), read again on the first
+    prediction after the pipeline learned: the pipeline learns through :meth:`learn_one` only. The
+    arrays are not part of a checkpoint (:meth:`__getstate__`).
     """
 
     name: str
@@ -60,6 +68,21 @@ class MonitoredClassifier:
     # Quality over the last QUALITY_WINDOW examples, each scored by the prediction made before learning.
     rolling: dict[str, Any] = field(default_factory=dict)
     detector: drift.ADWIN = field(default_factory=drift.ADWIN)
+    # The pipeline's parameters as arrays (None: to read again), and whether they were read.
+    _scorer: LinearScorer | None = field(default=None, init=False, repr=False, compare=False)
+    _compiled: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a checkpoint holds: everything but the arrays, which are read again from the pipeline
+        (and whose numpy classes a checkpoint may not name: :data:`streams.checkpoints.ALLOWED`)."""
+        state = dict(self.__dict__)
+        state.pop("_scorer", None)
+        state.pop("_compiled", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._scorer, self._compiled = None, False
 
     def __post_init__(self) -> None:
         if not self.rolling:
@@ -80,6 +103,35 @@ class MonitoredClassifier:
 
     def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]:
         """A probability for every class (uniform before the model has learned anything)."""
+        if x.keys() == _FEATURES:
+            return self.predict_proba_values(np.array([x[name] for name in FEATURE_NAMES]))
+        return self._river_proba(x)
+
+    def predict_proba_values(self, values: np.ndarray) -> dict[Any, float]:
+        """:meth:`predict_proba_one` of the features ``values`` (float64, in the order of
+        :data:`~models.features.FEATURE_NAMES`)."""
+        scorer = self._linear()
+        if scorer is None:
+            return self._river_proba(dict(zip(FEATURE_NAMES, values.tolist(), strict=True)))
+        return scorer.predict_proba_one(values)
+
+    def predict_proba_many(self, matrix: np.ndarray) -> np.ndarray:
+        """The probabilities of every row of ``matrix`` (feature vectors as in
+        :meth:`predict_proba_values`): ``(rows, len(classes))``, columns in the order of ``classes``."""
+        scorer = self._linear()
+        if scorer is None:
+            rows = [self._river_proba(dict(zip(FEATURE_NAMES, row, strict=True))) for row in matrix.tolist()]
+            return np.array([[proba[label] for label in self.classes] for proba in rows]).reshape(
+                -1, len(self.classes)
+            )
+        return scorer.predict_proba_many(matrix)
+
+    def _linear(self) -> LinearScorer | None:
+        if not self._compiled:
+            self._scorer, self._compiled = compile_pipeline(self.pipeline, FEATURE_NAMES, self.classes), True
+        return self._scorer
+
+    def _river_proba(self, x: dict[str, float]) -> dict[Any, float]:
         proba = self.pipeline.predict_proba_one(x)
         if self.binary:
             p = float(proba.get(True, 0.5))
@@ -104,6 +156,7 @@ class MonitoredClassifier:
                 metric.update(y, guess)
             loss = float(guess != y)
         self.pipeline.learn_one(x, y)
+        self._scorer, self._compiled = None, False  # the parameters moved
         self.examples += 1
         self.detector.update(loss)
         if self.detector.drift_detected:

@@ -5,8 +5,9 @@
 1. update the user's features (:func:`models.features.learn_event`);
 2. learn the examples whose labels are now known (:mod:`models.examples`), each scored first by the
    prediction made when it was taken (progressive validation with delayed labels);
-3. predict intent and churn from the features as they now stand, and keep the snapshots that wait
-   for labels, with their predictions;
+3. predict intent and churn from the features as they now stand (:func:`feature_values`, a vector
+   in the order of :data:`~models.features.FEATURE_NAMES`), and keep the snapshots that wait for
+   labels, with their predictions; intent only after a click (the web session is what it is about);
 4. make the user's scores (:class:`models.health.Scores`) and say whether they moved enough since
    those last published to publish them.
 
@@ -37,15 +38,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from models.examples import SNAPSHOT_AT, Snapshot
-from models.features import CLICKSTREAM, DAY, HASH_BUCKETS, learn_event
+from models.features import CLICKSTREAM, DAY, FEATURE_NAMES, HASHED, learn_event
 from models.health import Scores, health_score, satisfaction_of
 from models.learners import MonitoredClassifier, PartitionModels
 from streams.events import SUBSCRIPTIONS, Event
 from streams.policy import ModelRules
 from streams.state import UserState, recent_abandoned_payments
 
-HASHED = tuple(f"h{bucket:02d}" for bucket in range(HASH_BUCKETS))
+NO_COUNTS = (0.0,) * len(HASHED)  # a hashed bucket the session has not counted
 CHURNED = "churned"
 STAYED = "stayed"
 
@@ -68,8 +71,9 @@ class ModelRound:
     learned: list[Learned] = field(default_factory=list)
 
 
-def vector(state: UserState, now: float) -> dict[str, float]:
-    """The features the models read, as of ``now`` (event time). Always the same keys."""
+def feature_values(state: UserState, now: float) -> list[float]:
+    """The features the models read, as of ``now`` (event time), in the order of
+    :data:`~models.features.FEATURE_NAMES`."""
     features, session, activity = state.features, state.features.session, state.activity
     short, base = activity.rates(now)
     seen = activity.first is not None
@@ -80,67 +84,60 @@ def vector(state: UserState, now: float) -> dict[str, float]:
     )
     problem_at = features.last_delivery_problem_at
     satisfaction = satisfaction_of(features)
-    x = {
-        "visits_week": short * DAY,
-        "visits_month": base * DAY,
-        "visit_trend": math.log((short * DAY + 0.01) / (base * DAY + 0.01)),
-        "days_since_visit": math.log1p(max(0.0, now - activity.at) / DAY) if seen else 0.0,
-        "tenure_days": math.log1p(max(0.0, now - (activity.first or now)) / DAY),
-        "events_day": math.log1p(features.events.value(now)),
-        "orders_month": features.orders.value(now),
-        "support_month": features.support_contacts.value(now),
-        "delivery_problems_month": features.delivery_problems.value(now),
-        "delivery_problem_recent": 0.0 if problem_at is None else math.exp(-max(0.0, now - problem_at) / DAY),
-        "late_shipments": float(late),
-        "open_shipments": float(len(state.open_shipments)),
-        "depth_mean": features.depth.mean,
-        "depth_std": features.depth.std,
-        "dwell_mean": features.dwell.mean,
-        "dwell_std": features.dwell.std,
-        "satisfaction": 0.5 if satisfaction is None else satisfaction,
-        "satisfaction_trend": features.satisfaction_trend(),
-        "feedback_given": float(features.satisfaction.n > 0),
-        "coupon_user": float(bool(state.coupon_orders or state.accepted_discounts)),
-        "abandoned_payments": float(recent_abandoned_payments(state, now)),
-        "subscriber": float(any(s.status == "active" for s in state.subscriptions.values())),
-        "cancelled": float(any(s.status == "cancelled" for s in state.subscriptions.values())),
-        "s_events": math.log1p(session.events),
-        "s_minutes": math.log1p(max(0.0, session.last_at - session.started_at) / 60.0),
-        "s_idle_minutes": math.log1p(max(0.0, now - session.last_at) / 60.0),
-        "s_product_views": float(session.product_views),
-        "s_category_views": float(session.category_views),
-        "s_help_views": float(session.help_views),
-        "s_searches": float(session.searches),
-        "s_cart_adds": float(session.cart_adds),
-        "s_cart_value": math.log1p(session.cart_value),
-        "s_checkout": float(session.checkout),
-        "s_payment_page": float(session.payment_page),
-        "s_payment_failures": float(session.payment_failures),
-    }
-    hashed = session.hashed
-    for bucket in HASHED:
-        x[bucket] = hashed.get(bucket, 0.0)
-    return x  # orjson writes floats that read back exactly: a snapshot holds what the model was shown
+    subscriptions = state.subscriptions.values()
+    values = [
+        short * DAY,  # visits_week
+        base * DAY,  # visits_month
+        math.log((short * DAY + 0.01) / (base * DAY + 0.01)),  # visit_trend
+        math.log1p(max(0.0, now - activity.at) / DAY) if seen else 0.0,  # days_since_visit
+        math.log1p(max(0.0, now - (activity.first or now)) / DAY),  # tenure_days
+        math.log1p(features.events.value(now)),  # events_day
+        features.orders.value(now),  # orders_month
+        features.support_contacts.value(now),  # support_month
+        features.delivery_problems.value(now),  # delivery_problems_month
+        0.0 if problem_at is None else math.exp(-max(0.0, now - problem_at) / DAY),  # delivery_problem_recent
+        float(late),  # late_shipments
+        float(len(state.open_shipments)),  # open_shipments
+        features.depth.mean,  # depth_mean
+        features.depth.std,  # depth_std
+        features.dwell.mean,  # dwell_mean
+        features.dwell.std,  # dwell_std
+        0.5 if satisfaction is None else satisfaction,  # satisfaction
+        features.satisfaction_trend(),  # satisfaction_trend
+        float(features.satisfaction.n > 0),  # feedback_given
+        float(bool(state.coupon_orders or state.accepted_discounts)),  # coupon_user
+        float(recent_abandoned_payments(state, now)),  # abandoned_payments
+        float(any(s.status == "active" for s in subscriptions)),  # subscriber
+        float(any(s.status == "cancelled" for s in subscriptions)),  # cancelled
+        math.log1p(session.events),  # s_events
+        math.log1p(max(0.0, session.last_at - session.started_at) / 60.0),  # s_minutes
+        math.log1p(max(0.0, now - session.last_at) / 60.0),  # s_idle_minutes
+        float(session.product_views),  # s_product_views
+        float(session.category_views),  # s_category_views
+        float(session.help_views),  # s_help_views
+        float(session.searches),  # s_searches
+        float(session.cart_adds),  # s_cart_adds
+        math.log1p(session.cart_value),  # s_cart_value
+        float(session.checkout),  # s_checkout
+        float(session.payment_page),  # s_payment_page
+        float(session.payment_failures),  # s_payment_failures
+    ]
+    values.extend(map(session.hashed.get, HASHED, NO_COUNTS))
+    return values  # orjson writes floats that read back exactly: a snapshot holds what the model was shown
 
 
-FEATURE_NAMES = tuple(vector(UserState(""), 0.0))
-
-
-def _sparse(x: dict[str, float]) -> dict[str, float]:
-    return {name: value for name, value in x.items() if value != 0.0}
-
-
-def _dense(x: dict[str, float]) -> dict[str, float]:
-    return {name: x.get(name, 0.0) for name in FEATURE_NAMES}
+def vector(state: UserState, now: float) -> dict[str, float]:
+    """The features the models read, as of ``now``, by name: :func:`feature_values` as a dict."""
+    return dict(zip(FEATURE_NAMES, feature_values(state, now), strict=True))
 
 
 def _learn(
     model: MonitoredClassifier, snapshot: Snapshot, label: str, now: float, learned: list[Learned]
 ) -> None:
     if model.binary:
-        drifted = model.learn_one(_dense(snapshot.x), label == CHURNED, {True: snapshot.predicted[CHURNED]})
+        drifted = model.learn_one(snapshot.features(), label == CHURNED, {True: snapshot.predicted[CHURNED]})
     else:
-        drifted = model.learn_one(_dense(snapshot.x), label, snapshot.predicted)
+        drifted = model.learn_one(snapshot.features(), label, snapshot.predicted)
     learned.append(Learned(model.name, label, max(0.0, now - snapshot.taken_at), drifted, snapshot))
 
 
@@ -190,21 +187,22 @@ def observe(
         if event.source == SUBSCRIPTIONS and event.attrs["status"] == "cancelled":
             _label_churn(state, models, True, now, learned)
 
-    x = vector(state, now)
+    x = feature_values(state, now)
+    values = np.array(x)  # one array for both models
     # Intent is about the web session: only a click moves it (and predicting costs most of the time).
     if clickstream or state.scores is None:
-        intent = models.intent.predict_proba_one(x)
+        intent = models.intent.predict_proba_values(values)
     else:
         intent = state.scores.intent
-    churn = models.churn.predict_proba_one(x)[True]
+    churn = models.churn.predict_proba_values(values)[True]
     if clickstream:
         assert event is not None
         web_session = "session_id" in event.attrs  # support chats and feedback are not web sessions
         if web_session and session.intent is None and session.events in SNAPSHOT_AT:
-            pending.intent.append(Snapshot(_sparse(x), intent, now, session.number))
+            pending.intent.append(Snapshot(x, intent, now, session.number))
         if pending.intent:
             pending.session_ends_at = session.last_at + session_gap
-        pending.churn = Snapshot(_sparse(x), {CHURNED: churn}, now, session.number)
+        pending.churn = Snapshot(x, {CHURNED: churn}, now, session.number)
     satisfaction = satisfaction_of(state.features)
     scores = Scores(
         intent={label: round(p, 4) for label, p in intent.items()},

@@ -130,14 +130,18 @@ class ClickHouseStore:
         )
         return {int(partition): int(offset) for partition, offset in result.result_rows}
 
-    def recent_ids(self, table: str, id_sql: str, partition: int, from_offset: int) -> list[str]:
-        """Ids of the rows stored from ``partition`` at or after ``from_offset``."""
+    def recent_ids(
+        self, table: str, id_sql: str, partition: int, from_offset: int, limit: int | None = None
+    ) -> list[str]:
+        """Ids of the rows stored from ``partition`` at or after ``from_offset``, in offset order; with
+        ``limit``, the last ``limit`` of them only (a message may hold many rows: an envelope)."""
         result = self.client.query(
             f"SELECT {id_sql} FROM {table}"
-            " WHERE kafka_partition = {partition:UInt16} AND kafka_offset >= {offset:UInt64}",
-            parameters={"partition": partition, "offset": max(0, from_offset)},
+            " WHERE kafka_partition = {partition:UInt16} AND kafka_offset >= {offset:UInt64}"
+            " ORDER BY kafka_offset DESC" + ("" if limit is None else " LIMIT {limit:UInt64}"),
+            parameters={"partition": partition, "offset": max(0, from_offset), "limit": limit or 0},
         )
-        return [row[0] for row in result.result_rows]
+        return [row[0] for row in reversed(result.result_rows)]
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return self.client.query(sql, parameters=parameters or {}).result_rows

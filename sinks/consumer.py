@@ -2,7 +2,8 @@
 
 It is its own consumer group (``<app id>-sink``) with manual commits:
 
-1. messages are turned into rows (:mod:`sinks.rows`) and gathered per table until ``batch_rows`` rows
+1. messages are turned into rows (:mod:`sinks.rows`: one per message, or one per event of an envelope
+   of ``forewarn-events``) and gathered per table until ``batch_rows`` rows
    (all tables together) or ``flush_seconds`` since the batch opened;
 2. each table's batch is inserted with a deduplication token made of its offset ranges; a failed insert
    is retried with the same rows and token (exponential back-off up to ``max_retry_seconds``);
@@ -13,8 +14,10 @@ chdb releases the GIL, so conversion and insert overlap on two cores); a batch i
 the one before it is stored and committed, so commits stay in order.
 
 Memory is bounded however long ClickHouse is away: a fetch takes at most the room left under
-``batch_rows`` rows, and nothing is taken while a batch waits for the one before it to be stored, so
-the sink holds at most two batches, ``2 * batch_rows`` rows (the gauge ``forewarn_sink_pending_rows``).
+``batch_rows`` rows (in messages: fewer while envelopes hold several rows each, by the average of the
+last fetch), and nothing is taken while a batch waits for the one before it to be stored, so the sink
+holds about two batches, ``2 * batch_rows`` rows (the gauge ``forewarn_sink_pending_rows``; over it by
+what envelopes larger than the last ones hold).
 While it waits, and between retries, the consumer polls with its partitions paused, so aiokafka
 neither buffers more for it nor takes it for dead after ``max_poll_interval_ms`` (which would make it
 leave its group, move its partitions and fail its commit once ClickHouse is back).
@@ -25,7 +28,7 @@ past it. A message that cannot be read as a row goes to the dead-letter topic, n
 
 Upstream stages are at-least-once: a worker that stops or crashes re-processes what it had not
 committed, so the same event or intervention can reach a topic twice, at two offsets. The sink drops a
-row whose id it has stored within the last ``dedup_window`` messages of that partition (reloaded from
+row whose id it has stored among the last ``dedup_window`` rows of that partition (reloaded from
 ClickHouse when it gets the partition), so counts, and the materialized views built on inserts, stay
 exact. The ReplacingMergeTree engines are the backstop beyond that window.
 
@@ -63,7 +66,7 @@ from sinks.erasure import (
     redact,
 )
 from sinks.privacy import RowPseudonymizer, UserTable
-from sinks.rows import TableSpec
+from sinks.rows import TableSpec, UnreadableItem
 from streams import metrics
 from streams.deadletters import DeadLetterSender, StopRequested
 from streams.offsets import verified_end_offsets
@@ -117,6 +120,7 @@ class Batcher:
         self.tables: dict[str, TableBatch] = {}
         self.consumed: dict[tuple[str, int], int] = {}  # (topic, partition) -> last offset taken
         self.opened_at: float | None = None
+        self.rows_per_message = 1.0  # what a message of the last fetch of envelopes held, on average
 
     def add(self, topic: str, partition: int, offset: int, row: tuple[Any, ...] | None, now: float) -> None:
         """Take one message; ``row`` None means it produced no row (skipped or dead-lettered)."""
@@ -151,8 +155,24 @@ class Batcher:
         return sum(len(batch.rows) for batch in self.tables.values())
 
     def room(self) -> int:
-        """How many messages the next fetch may take without holding more than ``batch_rows`` rows."""
-        return max(0, self.batch_rows - self.rows())
+        """How many messages the next fetch may take without holding more than ``batch_rows`` rows: as
+        many as rows, or fewer while messages hold several rows each (envelopes,
+        :meth:`note_rows_per_message`).
+
+        >>> batcher = Batcher({}, batch_rows=1000, flush_seconds=1.0)
+        >>> batcher.room(), batcher.note_rows_per_message(40.0), batcher.room()
+        (1000, None, 25)
+        """
+        left = self.batch_rows - self.rows()
+        if left <= 0:
+            return 0
+        return max(1, int(left / self.rows_per_message))
+
+    def note_rows_per_message(self, rows_per_message: float) -> None:
+        """How many rows the messages of the last fetch of a table of envelopes held, on average: the
+        next fetches are sized by it (:meth:`room`), so that the rows held stay near ``batch_rows``
+        (over it by at most what one fetch holds beyond that average)."""
+        self.rows_per_message = max(1.0, rows_per_message)
 
     def due(self, now: float) -> bool:
         if self.opened_at is None:
@@ -367,46 +387,68 @@ class ClickHouseSink:
             self._last_offset[tp] = messages[-1].offset
 
     async def _take_rows(self, tp: TopicPartition, messages: list[Any]) -> None:
-        """Each message to its row: read, pseudonymised, dropped if its user was erased since or if
-        its id was stored lately, else batched. The hot loop of the sink (benchmarks/sink.py): what
-        does not change from row to row is looked up once per fetch."""
+        """Each message to its rows (one, or an envelope's): read, pseudonymised, dropped if its user was
+        erased since or if its id was stored lately, else batched. The hot loop of the sink
+        (benchmarks/sink.py): what does not change from row to row is looked up once per fetch.
+
+        What cannot be read is dead-lettered (``unreadable_<table>``): the whole message, or the items
+        of an envelope that give no row, alone (their own bytes). An envelope's rows are taken together,
+        after its unreadable items are dead-lettered, so that they are stored in one batch: a message is
+        stored whole or not at all, as the seek past what ClickHouse holds after a crash assumes."""
         spec = self.specs[tp.topic]
         stored_through = self._stored_through.get(tp, -1)
         recent = self._recent.setdefault(tp, RecentIds(self.dedup_window))
         now = time.monotonic()
         topic, partition = tp.topic, tp.partition
-        to_row, user_index, id_index = spec.to_row, spec.user_index, spec.id_index
+        to_row, to_rows, user_index, id_index = spec.to_row, spec.to_rows, spec.user_index, spec.id_index
         row_id = (lambda row: str(row[id_index])) if isinstance(id_index, int) else spec.row_id
         check_erased = self._erasures_read and spec.user_index is not None and spec.time_index is not None
         pseudonymize = self._pseudonymize_row
+        reason = f"unreadable_{spec.table}"
         taken: list[tuple[Any, ...]] = []
         first = last = -1  # offsets of the first and the last row taken
+        made: Sequence[tuple[Any, ...]]
+        unreadable: Sequence[UnreadableItem] = ()
+        rows_made = 0
         for message in messages:
             offset = message.offset
             if offset <= stored_through:
                 continue
             try:
-                row = to_row(message.value, message.headers, partition, offset)
-                if user_index is not None:  # before the row id: ClickHouse holds pseudonyms
-                    row = pseudonymize(row, user_index)
+                if to_rows is None:
+                    row = to_row(message.value, message.headers, partition, offset)
+                    if user_index is not None:  # before the row id: ClickHouse holds pseudonyms
+                        row = pseudonymize(row, user_index)
+                    made = (row,)
+                else:
+                    made, unreadable = to_rows(message.value, message.headers, partition, offset)
+                    rows_made += len(made) + len(unreadable)
+                    if user_index is not None:
+                        made = [pseudonymize(row, user_index) for row in made]
             except (ValueError, KeyError, TypeError) as error:
+                made, unreadable = (), (UnreadableItem(repr(error)[:300], None),)
+            if unreadable:
                 # What came before is batched first, as if taken one by one (a rebalance may flush
                 # during the await).
                 self.batcher.add_many(topic, partition, offset - 1, taken, first, last, now)
                 taken = []
-                await self._dead_letter(message, f"unreadable_{spec.table}", repr(error)[:300])
-                continue
-            if check_erased and self._erased_before(spec, row):
-                metrics.ERASED_ROWS_DROPPED.labels(spec.table).inc()
-            elif not recent.add(row_id(row)):
-                metrics.SINK_DUPLICATES.labels(spec.table).inc()
-            else:
-                if not taken:
-                    first = offset
-                taken.append(row)
-                last = offset
+                for item in unreadable:
+                    await self._dead_letter(message, reason, item.detail, item.value)
+                unreadable = ()
+            for row in made:
+                if check_erased and self._erased_before(spec, row):
+                    metrics.ERASED_ROWS_DROPPED.labels(spec.table).inc()
+                elif not recent.add(row_id(row)):
+                    metrics.SINK_DUPLICATES.labels(spec.table).inc()
+                else:
+                    if not taken:
+                        first = offset
+                    taken.append(row)
+                    last = offset
         if messages:
             self.batcher.add_many(topic, partition, messages[-1].offset, taken, first, last, now)
+            if to_rows is not None:
+                self.batcher.note_rows_per_message(rows_made / len(messages))
 
     def _erased_before(self, spec: TableSpec, row: tuple[Any, ...]) -> bool:
         """A row of a user erased since, timed up to the erasure: not to be stored again."""
@@ -526,10 +568,11 @@ class ClickHouseSink:
         record_erasure(self.store, erasure, deleted)
         return deleted
 
-    async def _dead_letter(self, message: Any, reason: str, detail: str) -> None:
-        """Dead-letter ``message``: bounded, and tried again until the broker takes it
-        (:class:`streams.deadletters.DeadLetterSender`); raises StopRequested if the sink stops first."""
-        await self._dead_letters.send(message, reason, detail, time.time())
+    async def _dead_letter(self, message: Any, reason: str, detail: str, value: bytes | None = None) -> None:
+        """Dead-letter ``message``, or with ``value`` the part of it refused (an event of an envelope):
+        bounded, and tried again until the broker takes it (:class:`streams.deadletters.DeadLetterSender`);
+        raises StopRequested if the sink stops first."""
+        await self._dead_letters.send(message, reason, detail, time.time(), value=value)
 
     async def _send_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
@@ -718,6 +761,7 @@ class ClickHouseSink:
                 spec.id_sql,
                 tp.partition,
                 through - self.dedup_window + 1,
+                self.dedup_window,  # the newest ids, however many rows a message held
             )
             if ids is None:
                 return

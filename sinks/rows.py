@@ -1,7 +1,9 @@
 """Kafka messages to ClickHouse rows, one pure function per table.
 
 Each function takes the message's value, headers, partition and offset, and returns the row in the
-order of its table's ``COLUMNS``; a value it cannot read raises ``ValueError``.
+order of its table's ``COLUMNS``; a value it cannot read raises ``ValueError`` (or ``KeyError``,
+``TypeError``). A table whose messages may hold several rows (``forewarn-events``: envelopes of events)
+also has a ``to_rows`` function giving the message's rows in a list.
 
 >>> import orjson
 >>> value = orjson.dumps({"event_id": "e1", "event_type": "page_view", "source": "clickstream",
@@ -24,6 +26,7 @@ import orjson
 
 from streams.contact import DECISION_KINDS
 from streams.deadletters import read_dead_letter_headers
+from streams.envelopes import ENVELOPE_VERSION
 
 if TYPE_CHECKING:
     from streams.config import Settings
@@ -36,15 +39,80 @@ def iso_millis(iso: str) -> int:
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableItem:
+    """An item of a message that gives no row (an event of an envelope that cannot be read): why, and
+    its JSON, which is dead-lettered in its place (None: the whole message is)."""
+
+    detail: str
+    value: bytes | None
+
+
+# A message's rows, and the items of it that give none.
+RowsOf = Callable[[bytes, Headers, int, int], tuple[list[tuple[Any, ...]], list[UnreadableItem]]]
+
+
 def event_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """The row of a single event (:meth:`streams.events.Event.to_wire`)."""
+    return _event_row(orjson.loads(value), partition, offset)
+
+
+def event_rows(
+    value: bytes, headers: Headers, partition: int, offset: int
+) -> tuple[list[tuple[Any, ...]], list[UnreadableItem]]:
+    """The rows of a ``forewarn-events`` message: one per event of an envelope (:mod:`streams.envelopes`),
+    in order, each with the message's partition and offset; and an :class:`UnreadableItem` for each
+    event that cannot be read as a row (its neighbours are read). A single event (the form before
+    envelopes) is an envelope of one. A message that is neither raises ``ValueError``, ``KeyError`` or
+    ``TypeError``.
+
+    >>> envelope = b'{"envelope": 1, "events": [%s, {"event_id": "e2"}]}' % orjson.dumps({"event_id": "e1",
+    ...     "event_type": "page_view", "source": "clickstream", "event_time": 1764000000000,
+    ...     "user_id": "u1", "attrs": {"page": "/"}})
+    >>> [first], [second] = event_rows(envelope, [], 2, 40)
+    >>> first[0], first[-2:], second
+    ('e1', (2, 40), UnreadableItem(detail="KeyError('attrs')", value=b'{"event_id":"e2"}'))
+    """
     data = orjson.loads(value)
+    if data.__class__ is not dict:
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    if "envelope" not in data:
+        return [_event_row(data, partition, offset)], []
+    version, items = data["envelope"], data.get("events")
+    if version.__class__ is not int or version != ENVELOPE_VERSION:
+        raise ValueError(f"unsupported envelope {str(version)[:32]!r} (expected {ENVELOPE_VERSION})")
+    if items.__class__ is not list:
+        raise TypeError("field 'events' of an envelope must be a list")
+    rows: list[tuple[Any, ...]] = []
+    unreadable: list[UnreadableItem] = []
+    for item in items:
+        try:
+            rows.append(_event_row(item, partition, offset))
+        except (KeyError, TypeError, ValueError) as error:
+            unreadable.append(UnreadableItem(repr(error)[:300], orjson.dumps(item)))
+    return rows, unreadable
+
+
+def _event_row(data: Any, partition: int, offset: int) -> tuple[Any, ...]:
+    """An event's row; ``TypeError`` where a field the row needs is not of its type (so that no row
+    fails later, at its pseudonym or its insert)."""
     attrs = data["attrs"]
+    event_id, source, event_type = data["event_id"], data["source"], data["event_type"]
+    user_id = data["user_id"]
+    if not (
+        attrs.__class__ is dict
+        and event_id.__class__ is str
+        and source.__class__ is str
+        and event_type.__class__ is str
+        and user_id.__class__ is str
+    ):
+        raise TypeError("an event's attrs must be an object, its ids, source and type strings")
     return (
-        data["event_id"],
-        data["source"],
-        data["event_type"],
+        event_id,
+        source,
+        event_type,
         int(data["event_time"]),
-        data["user_id"],
+        user_id,
         attrs.get("session_id", ""),
         attrs.get("order_id", ""),
         attrs.get("shipment_id", ""),
@@ -220,6 +288,9 @@ class TableSpec:
     # (sinks.privacy), and rows of an erased user from before the erasure are not stored again.
     user_index: int | None = None
     time_index: int | None = None
+    # For messages that hold several rows: their rows, in order, and an UnreadableItem for each item
+    # that gives none (the sink dead-letters it alone). None: one message, one row (to_row).
+    to_rows: RowsOf | None = None
 
     def row_id(self, row: tuple[Any, ...]) -> str:
         if isinstance(self.id_index, int):
@@ -248,6 +319,7 @@ EVENTS = TableSpec(
     id_sql="event_id",
     user_index=4,
     time_index=3,
+    to_rows=event_rows,
 )
 INTERVENTIONS = TableSpec(
     "interventions",

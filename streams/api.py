@@ -109,7 +109,6 @@ import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiokafka.partitioner import murmur2
 from mode import Service
 from yarl import URL
 
@@ -126,6 +125,7 @@ from streams.auth import (
     load_tokens,
 )
 from streams.config import Settings
+from streams.envelopes import user_partition
 from streams.events import (
     CRM,
     ERASURE,
@@ -431,16 +431,6 @@ def audit_record(
         "result": reply.result,
         "detail": reply.detail[:MAX_DETAIL],
     }
-
-
-def user_partition(user_id: str, partitions: int) -> int:
-    """The user's partition of the events topic and of the ``users`` table: what the producer's default
-    partitioner (murmur2, as Kafka's Java client) gives for the raw id bytes.
-
-    >>> user_partition("u1", 4), user_partition("alice", 4)
-    (0, 1)
-    """
-    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def owner_of(metadata: Mapping[str, Mapping[str, Sequence[int]]], topic: str, partition: int) -> str | None:

@@ -46,60 +46,44 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import faust
 import mode
-import orjson
 from faust.tables import TableManager
 
 from models.learners import PartitionModels
 from models.surge import SurgeRules
-from models.tagger import Correction, parse_label
-from sinks.clickhouse import ClickHouseStore
+from models.tagger import parse_label
 from sinks.consumer import ClickHouseSink
 from sinks.erasure import ErasedUsers
 from sinks.privacy import load_cluster_secret
-from sinks.rows import sink_specs
 from streams import codec, metrics
 from streams.acknowledged import AcknowledgedSender
 from streams.activity import DAY
+from streams.agents.context import WorkerContext
+from streams.agents.guard import each_batch, each_event
+from streams.agents.ingest import ingest_batch
+from streams.agents.users import track_user
 from streams.api import register_api
 from streams.catalog import load_catalog
 from streams.clock import PartitionClocks
 from streams.codec import CheckedTable
 from streams.config import Settings
-from streams.contact import EMITTED
-from streams.deadletters import DeadLetterQueue, DeadLetterSender, StopRequested, send_until_taken
+from streams.deadletters import DeadLetterQueue, DeadLetterSender, StopRequested
 from streams.events import (
-    CRM,
-    ERASURE,
-    ORDER_REQUESTS,
-    OUTCOMES,
-    PROCESS_SOURCES,
-    SUPPORT,
-    Event,
     InvalidEvent,
-    parse_event,
     to_millis,
 )
-from streams.eviction import evictable, evicted, idle_horizon, longest_window
-from streams.internal import read_correction, read_question, read_tick, read_wire_event
-from streams.orders import OrderCommand
+from streams.eviction import idle_horizon, longest_window
+from streams.internal import read_question
 from streams.policy import load_policy
 from streams.processes import (
     References,
-    crm_sync_record,
-    erasure_record,
     observe_question,
-    question_record,
-    run_process,
-    tag_user_feedback,
 )
-from streams.rounds import StateSnapshot, run_round
 from streams.service import load_service_points
-from streams.state import UserState
 from streams.statewrites import BeforeCommit, StateWrites
 from streams.stock import StockReader
 from streams.transport import use_lean_sensors, use_transport
@@ -146,36 +130,9 @@ class SinkService(mode.Service):
         self._crash_task: asyncio.Future[None] | None = None
 
     async def on_start(self) -> None:
-        from sinks.privacy import Pseudonymizer, load_key
-        from sinks.retention import apply_retention
+        from streams.sink_process import open_sink
 
-        settings = self.settings
-        store = ClickHouseStore(settings.clickhouse_dsn)
-        applied = store.apply_schema(settings.clickhouse_cluster)
-        if applied:
-            log.info("ClickHouse schema migrations applied: %s", applied)
-        self.sink = ClickHouseSink(
-            store,
-            sink_specs(settings),
-            bootstrap_servers=settings.bootstrap_servers,
-            group_id=f"{settings.app_id}-sink",
-            dead_letter_topic=settings.topic_dead_letters,
-            # The same key in every worker: one user, one pseudonym (sinks.privacy).
-            pseudonymize=Pseudonymizer(load_key(settings)),
-            erasures_topic=settings.topic_erasures,
-            batch_rows=settings.sink_batch_rows,
-            flush_seconds=settings.sink_flush_seconds,
-            max_retry_seconds=settings.sink_max_retry_seconds,
-            verify_end_offsets=settings.broker_verify_end_offsets,
-            dedup_window=settings.sink_dedup_window,
-            security=settings.aiokafka_security(),
-            consumer_options={
-                "fetch_max_wait_ms": settings.fetch_max_wait_ms,
-                **settings.aiokafka_group_timeouts(),
-            },
-        )
-        # TTLs from the settings, at every start (a changed setting takes effect now).
-        apply_retention(store, self.sink.specs.values(), settings)
+        self.sink = open_sink(self.settings)
         # A task of our own, not a mode future: those are cancelled on stop, before the sink could
         # flush, commit and leave its group.
         self._task = asyncio.ensure_future(self.sink.run())
@@ -195,40 +152,6 @@ class SinkService(mode.Service):
             except TimeoutError:
                 log.warning("the ClickHouse sink did not stop in time; uncommitted rows will be re-read")
                 self._task.cancel()
-
-
-async def each_event(
-    stream: faust.StreamT,
-    handle: Callable[[faust.EventT], Awaitable[None]],
-    on_error: Callable[[Any, Exception], Awaitable[None]],
-) -> None:
-    """Run ``handle`` on each event of an agent's ``stream``; acknowledge the event once it is done.
-
-    Whatever ``handle`` raises is given to ``on_error`` with the event's message (to dead-letter it):
-    an agent that raised would stop, and the event it held would never be acknowledged, so every
-    rebalance and the shutdown would wait for it for ever (Faust's ``wait_empty``), and a restarted
-    agent would have it committed past. An event whose dead letter cannot be sent before the worker stops
-    (:class:`streams.deadletters.StopRequested`) is left unacknowledged without the shutdown waiting
-    for it: it is read again after the restart.
-
-    Faust acknowledges an event in a ``finally`` around its ``yield``: an agent cancelled while handling
-    an event (a worker stopping mid-send) would still acknowledge it, and the commit at shutdown would
-    move past an event whose output was never sent. An event the body did not finish is never
-    acknowledged here: it is delivered again after the restart (where it did get through, the user's
-    state recognises it: :func:`streams.state.first_delivery`)."""
-    manual = stream.noack()
-    async for event in manual.events():
-        try:
-            try:
-                await handle(event)
-            except StopRequested:
-                raise
-            except Exception as error:
-                await on_error(event.message, error)
-        except StopRequested:
-            event.app.consumer.abandon(event.message)
-            continue
-        await manual.ack(event)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -273,18 +196,9 @@ def create_app(settings: Settings) -> faust.App:
         settings.topic_events, settings.topic_ticks, settings.topic_labels, value_serializer="raw"
     )
     internal_max_bytes = 2 * settings.max_event_bytes  # see streams.internal.DEFAULT_MAX_BYTES
-    events_topic = app.topic(settings.topic_events, partitions=settings.partitions)
     ticks_topic = app.topic(settings.topic_ticks, partitions=settings.partitions)
     labels_topic = app.topic(settings.topic_labels, partitions=settings.partitions)
-    questions_topic = app.topic(settings.topic_questions, value_serializer="orjson")
     raw_questions = app.topic(settings.topic_questions, value_serializer="raw")
-    scores_topic = app.topic(settings.topic_scores)
-    tickets_topic = app.topic(settings.topic_tickets)
-    order_commands_topic = app.topic(settings.topic_order_commands)
-    order_rejections_topic = app.topic(settings.topic_order_rejections)
-    feedback_tagged_topic = app.topic(settings.topic_feedback_tagged)
-    crm_sync_topic = app.topic(settings.topic_crm_sync)
-    erasures_topic = app.topic(settings.topic_erasures)
 
     def changelogged_table(name: str, value_codec: str) -> CheckedTable:
         """A table keyed by JSON, its values by ``value_codec`` (:mod:`streams.codec`). Built as
@@ -496,36 +410,38 @@ def create_app(settings: Settings) -> faust.App:
 
     stock_reader = app.service(StockReader(settings, on_invalid=dead_letter_stock))
 
+    ctx = WorkerContext(
+        app=app,
+        settings=settings,
+        policy=policy,
+        references=references,
+        users=users,
+        state_writes=state_writes,
+        pending_timers=pending_timers,
+        clocks=clocks,
+        erased_users=erased_users,
+        horizon=horizon,
+        acknowledged=acknowledged,
+        dead_letter=dead_letter,
+        processing_failed=processing_failed,
+        models_of=models_of,
+        learned_since_checkpoint=learned_since_checkpoint,
+        took=took,
+        stock_reader=stock_reader,
+        surge_rules=surge_rules,
+        source_of=source_of,
+        internal_max_bytes=internal_max_bytes,
+    )
+
     @app.agent(raw_input)
     async def ingest(stream: faust.StreamT) -> None:
-        await each_event(stream, ingest_event, processing_failed)
-
-    async def ingest_event(event: faust.EventT) -> None:
-        message = event.message
-        took(message)
-        wall = time.time()
-        try:
-            parsed = parse_event(
-                message.value,
-                source_of[message.topic],
-                max_bytes=settings.max_event_bytes,
-                now=wall,
-                max_future_skew=settings.max_future_skew_seconds,
-            )
-            # Counted per product category, not per user: its own topic, keyed by the category.
-            question = (
-                question_record(parsed, references.catalog, surge_rules) if parsed.source == SUPPORT else None
-            )
-        except InvalidEvent as error:
-            await dead_letter(message, error.reason, error.detail, wall)
-            return
-        metrics.EVENTS_IN.labels(message.topic, parsed.event_type).inc()
-        if parsed.source == OUTCOMES:
-            metrics.OUTCOMES.labels(parsed.event_type).inc()
-        if question is not None:
-            await questions_topic.send(key=question["category"].encode(), value=question)
-            return
-        await events_topic.send(key=parsed.user_id.encode(), value=parsed.to_wire())
+        await each_batch(
+            stream,
+            lambda events: ingest_batch(ctx, events),
+            processing_failed,
+            max_events=settings.ingest_batch_events,
+            within=settings.ingest_batch_seconds,
+        )
 
     @app.agent(raw_labels)
     async def ingest_labels(stream: faust.StreamT) -> None:
@@ -545,237 +461,9 @@ def create_app(settings: Settings) -> faust.App:
                 key=correction.feedback_id.encode(), value=correction.to_wire(), partition=partition
             )
 
-    user_input_readers: dict[str, Callable[[bytes | None, int], Any]] = {
-        settings.topic_labels: read_correction,
-        settings.topic_events: read_wire_event,
-    }
-
     @app.agent(user_input)
     async def track_users(stream: faust.StreamT) -> None:
-        await each_event(stream, track_user, processing_failed)
-
-    async def track_user(event: faust.EventT) -> None:
-        """A correction, an event or a tick, each read back through its contract (streams.internal)."""
-        message = event.message
-        took(message)
-        try:
-            record = user_input_readers.get(message.topic, read_tick)(message.value, internal_max_bytes)
-        except InvalidEvent as error:
-            await dead_letter(message, error.reason, error.detail, time.time())
-            return
-        if isinstance(record, Correction):
-            learn_correction(message.partition, record)
-        elif not isinstance(record, Event):  # a tick
-            await handle_behaviour(message, record)
-        elif record.source in PROCESS_SOURCES:
-            await handle_process(message, record)
-        else:
-            await handle_behaviour(message, record.to_wire())
-
-    def learn_correction(partition: int, correction: Correction) -> None:
-        # A correction replayed after a restore from a checkpoint is skipped, so every partition's
-        # tagger learns each correction once, in order.
-        if models_of(partition).tagger.learn_correction(correction):
-            learned_since_checkpoint.add(partition)
-            metrics.FEEDBACK_CORRECTIONS_LEARNED.inc()
-
-    async def handle_behaviour(message: Any, value: dict[str, Any]) -> None:
-        """An event or a tick: one round of the user (state, triggers, models, contact policy)."""
-        try:
-            await user_round(message, value)
-        finally:
-            state_writes.end()
-
-    async def user_round(message: Any, value: dict[str, Any]) -> None:
-        wall = time.time()
-        tick = message.topic == settings.topic_ticks
-        user_id, snapshot = None, StateSnapshot(None)
-        try:
-            user_id = value["user_id"]
-            stored = users.get(user_id)
-            if tick and stored is None:  # the user was erased since the tick was sent
-                pending_timers.answered(user_id)
-                return
-            if tick and evictable(stored, horizon, value["now"] / 1000.0):
-                evict(user_id, stored, value["now"] / 1000.0)
-                return
-            if not tick and erased_users.drops(user_id, value["event_time"]):
-                log.info("an event from before an erasure arrived after it: not taken in")
-                metrics.ERASED_EVENTS_SKIPPED.inc()
-                return
-            snapshot = StateSnapshot(stored)
-            state_writes.begin(user_id, snapshot.serialized)
-            state = stored or UserState(user_id)
-            state.partition = message.partition
-            models = models_of(message.partition)
-            if tick:
-                pending_timers.answered(user_id)
-            else:
-                clocks.observe(message.partition, value["event_time"] / 1000.0, wall)
-            # A tick is saved and filed again even when nothing fired: the user's timers may have moved.
-            done = run_round(
-                state,
-                value,
-                tick=tick,
-                policy=policy,
-                models=models,
-                session_gap=settings.session_gap_seconds,
-            )
-            if done.duplicate:  # nothing changed: no table write, nothing to emit
-                metrics.DUPLICATE_EVENTS.inc()
-                return
-            tagged = None if done.event is None else tag_user_feedback(state, done.event, models.tagger)
-            # After every round, not only when scores are published: an event can change the tags alone
-            # (a coupon order, abandoned payments); the record is None while health and tags stay put.
-            sync = crm_sync_record(state, state.last_event_time)
-        except Exception as error:  # a bug must not stop the agent; the message is kept for replay
-            await failed(message, user_id, snapshot, error)
-            return
-        key = user_id.encode()
-        # Decisions and interventions first, acknowledged by the broker, then the state that records
-        # them: killed in between, the worker decides again after the restart and sends the same ids
-        # again (at least once); the other way round it would find them decided and never send them.
-        records = []
-        for decision in done.decisions:
-            records.append((settings.topic_decisions, key, orjson.dumps(decision.to_wire(wall))))
-            if decision.decision == EMITTED:
-                intervention = decision.intervention
-                records.append((settings.topic_interventions, key, orjson.dumps(intervention.to_wire(wall))))
-        if records:
-            # Sent until the broker takes them (acks=all): the broker away is no reason to drop a
-            # round; a worker stopping meanwhile leaves the event to be delivered again after its
-            # restart (StopRequested).
-            try:
-                await send_until_taken(
-                    lambda: acknowledged.send_all(records),
-                    f"decisions of {message.topic}:{message.partition}@{message.offset}",
-                    stopping=lambda: app.should_stop,
-                    sleep=app.sleep,
-                    failed=metrics.ACKNOWLEDGED_SEND_FAILURES.inc,
-                )
-            except BaseException:  # failed, or the worker stopping mid-send: not known to be delivered
-                # The round changed the stored state in place: put it back, so that no later write (the
-                # one before the next commit) records decisions the topic may never have got.
-                if stored is not None:
-                    users.data[user_id] = snapshot.restore()
-                raise
-        for decision in done.decisions:
-            intervention = decision.intervention
-            metrics.DECISIONS.labels(intervention.trigger, decision.decision, decision.reason).inc()
-            if decision.decision == EMITTED:
-                metrics.INTERVENTIONS.labels(intervention.trigger).inc()
-                metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
-                    max(0.0, time.time() - intervention.event_time)
-                )
-        try:
-            # In memory now, to the changelog before the next offset commit (streams.statewrites).
-            users.data[user_id] = state
-            state_writes.changed(user_id)
-            pending_timers.track(state)
-        except Exception as error:  # as above: the table and its changelog must not disagree
-            await failed(message, user_id, snapshot, error)
-            return
-        if done.model.publish and done.model.scores is not None:
-            await scores_topic.send(key=key, value=done.model.scores.to_wire(user_id))
-            metrics.SCORES_PUBLISHED.inc()
-        for learned in done.model.learned:
-            metrics.MODEL_EXAMPLES.labels(learned.model, learned.label).inc()
-            metrics.MODEL_LABEL_DELAY.labels(learned.model).observe(learned.delay)
-            if learned.drift:
-                metrics.MODEL_DRIFTS.labels(learned.model).inc()
-        if done.model.learned:
-            learned_since_checkpoint.add(message.partition)
-        if tagged is not None:
-            await feedback_tagged_topic.send(key=key, value=tagged.to_wire(wall))
-            for tag in tagged.tags:
-                metrics.FEEDBACK_TAGGED.labels(tag).inc()
-        if sync is not None:
-            await crm_sync_topic.send(key=key, value=sync)
-            metrics.CRM_SYNCED.inc()
-        if done.event is not None:
-            metrics.EVENT_PROCESSING.observe(max(0.0, time.time() - done.event.event_time))
-
-    async def handle_process(message: Any, event: Event) -> None:
-        """A process input: a device, a repair or order request, CRM attributes, or an erasure."""
-        wall = time.time()
-        user_id = event.user_id
-        key = user_id.encode()
-        if event.source == ERASURE:
-            state_removed = forget_user(user_id)
-            erased_users.add(user_id, to_millis(wall))
-            # Everything the user's earlier events produced is written before the sink learns of the
-            # erasure: it waits for the other topics to reach their ends as of then (sinks.erasure).
-            await app.producer.flush()
-            await erasures_topic.send(key=key, value=erasure_record(event, state_removed, wall))
-            metrics.ERASURES_REQUESTED.inc()
-            return
-        if erased_users.drops(user_id, to_millis(event.event_time)):
-            log.info("a process input from before an erasure arrived after it: not taken in")
-            metrics.ERASED_EVENTS_SKIPPED.inc()
-            return
-        stored = users.get(user_id)
-        snapshot = StateSnapshot(stored)
-        try:
-            state = stored or UserState(user_id, partition=message.partition)
-            # Only orders wait for the stock topic to be read up to date.
-            stock = await stock_reader.levels() if event.source == ORDER_REQUESTS else None
-            done = run_process(state, event, references, stock)
-            sync = crm_sync_record(state, event.event_time) if event.source == CRM else None
-            users[user_id] = state
-            pending_timers.track(state)  # an order or repair request moves the user's idle deadline
-        except Exception as error:  # a bug must not stop the agent; the message is kept for replay
-            await failed(message, user_id, snapshot, error)
-            return
-        if done.duplicate:
-            metrics.PROCESS_DUPLICATES.labels(event.source).inc()
-        if sync is not None:  # the CRM's tier is one of the tags it gets back
-            await crm_sync_topic.send(key=key, value=sync)
-            metrics.CRM_SYNCED.inc()
-        if done.ticket is not None:
-            await tickets_topic.send(key=key, value=done.ticket.to_wire(wall))
-            metrics.TICKETS.labels(done.ticket.dispatch.manual_reason or "assigned").inc()
-        if isinstance(done.order, OrderCommand):
-            await order_commands_topic.send(key=key, value=done.order.to_wire(wall))
-            metrics.ORDERS.labels("accepted").inc()
-        elif done.order is not None:
-            await order_rejections_topic.send(key=key, value=done.order.to_wire(wall))
-            metrics.ORDERS.labels(done.order.reason).inc()
-
-    def forget_user(user_id: str) -> bool:
-        """Delete the user's state (erased, or idle past the horizon), their timers and their pending
-        changelog write; whether there was state to delete. In an agent only: the tombstone goes to the
-        partition of the message being handled, the user's."""
-        state_removed = users.get(user_id) is not None
-        if state_removed:
-            del users[user_id]  # a tombstone in the changelog: recovery forgets the user too
-        state_writes.forget(user_id)  # and no later write brings them back
-        pending_timers.answered(user_id)
-        return state_removed
-
-    def evict(user_id: str, stored: UserState, now: float) -> None:
-        """The user is idle past the horizon at ``now``: their state deleted, or trimmed to their
-        lasting facts (:func:`streams.eviction.evicted`). The trimmed state replaces the old one like a
-        round's: in memory now, in the changelog before the next offset commit (which also supersedes
-        a write of the old state still pending)."""
-        kept = evicted(stored, now)
-        if kept is None:
-            forget_user(user_id)
-            metrics.USERS_EVICTED.labels("deleted").inc()
-            return
-        users.data[user_id] = kept
-        state_writes.changed(user_id)
-        pending_timers.answered(user_id)
-        pending_timers.track(kept)  # its renewal reminders; no idle deadline until it is active again
-        metrics.USERS_EVICTED.labels("trimmed").inc()
-
-    async def failed(message: Any, user_id: str | None, snapshot: StateSnapshot, error: Exception) -> None:
-        before = snapshot.restore()
-        if (
-            before is not None and user_id is not None
-        ):  # undo the half-applied round: table and changelog agree
-            with contextlib.suppress(Exception):
-                users[user_id] = before
-        await processing_failed(message, error)
+        await each_event(stream, lambda event: track_user(ctx, event), processing_failed)
 
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:

@@ -3,6 +3,8 @@
 forewarn demo [--duration S]   the whole pipeline on this machine: embedded broker, chdb, traffic
 forewarn broker                the embedded Kafka broker (Tansu, in memory) until stopped, for workers by hand
 forewarn worker                a worker (agents, timers, ClickHouse sink) against FOREWARN_* settings
+forewarn worker --processes N  N workers (without their sinks) and one sink, as processes of one supervisor
+forewarn sink                  the ClickHouse sink alone (workers with FOREWARN_SINK_IN_WORKER=false)
 forewarn topics                create the topics with their partition counts
 forewarn schema                apply the ClickHouse schema migrations
 forewarn config                print the settings table (Markdown)
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from streams.config import PREFIX, Settings, settings_table
 
@@ -25,9 +28,13 @@ from streams.config import PREFIX, Settings, settings_table
 def preflight(command: str, settings: Settings) -> list[str]:
     """What is wrong with the files ``command`` reads (policy, catalog, tokens, keys, ...), one line
     each; checked before anything connects, by the checks ``forewarn doctor`` runs."""
-    from streams.doctor import FILE_CHECKS, failures, policy_check
+    from streams.doctor import FILE_CHECKS, failures, policy_check, pseudonym_key_check, tls_check
 
-    checks = {"worker": FILE_CHECKS, "traffic": (policy_check,)}.get(command, ())
+    checks = {
+        "worker": FILE_CHECKS,
+        "sink": (pseudonym_key_check, tls_check),
+        "traffic": (policy_check,),
+    }.get(command, ())
     return [
         f"{check.name}: {check.message}" + (f" -> {check.hint}" if check.hint else "")
         for check in failures(check(settings) for check in checks)
@@ -44,8 +51,31 @@ def run_worker(settings: Settings, loglevel: str) -> None:
     asyncio.run(ensure_topics(settings))
     metrics.serve(settings.metrics_port)
     app = create_app(settings)
+    # Without it where `forewarn sink` runs the sink in a process of its own.
+    services = [SinkService(settings)] if settings.sink_in_worker else []
     # The Worker handles SIGTERM/SIGINT: agents stop, the sink flushes and commits, offsets are committed.
-    Worker(app, SinkService(settings), loglevel=loglevel).execute_from_commandline()
+    Worker(app, *services, loglevel=loglevel).execute_from_commandline()
+
+
+def run_processes(settings: Settings, processes: int, loglevel: str) -> int:
+    """``forewarn worker --processes N`` (:mod:`streams.supervisor`): the topics made first (the
+    children would race to), the layout checked against their partitions, then the supervisor."""
+    from streams.supervisor import Supervisor, layout_problems, worker_children
+    from streams.topics import ensure_topics
+
+    partitions = asyncio.run(ensure_topics(settings))[settings.topic_events]
+    errors, warnings = layout_problems(settings, processes, partitions)
+    for warning in warnings:
+        print(f"forewarn: warning: {warning}", file=sys.stderr)
+    if errors:
+        for error in errors:
+            print(f"forewarn: {error}", file=sys.stderr)
+        return 2
+    children = worker_children(settings, processes, loglevel)
+    for child in children:  # Faust makes a worker's data directory, not its parents
+        if data_dir := child.env.get(f"{PREFIX}DATA_DIR"):
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+    return Supervisor(children).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     worker = commands.add_parser("worker", help="run a worker")
     worker.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"])
+    worker.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes under one supervisor, plus one sink process (default 1: this process)",
+    )
+    commands.add_parser("sink", help="run the ClickHouse sink alone, until stopped")
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded default")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (default 60)")
     demo.add_argument("--sessions-per-second", type=float, default=20.0, help="new web sessions per second")
@@ -107,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from aiokafka.errors import KafkaConnectionError
 
     try:
-        if args.command == "worker":  # the notifier asks once the broker answers (it waits for it)
+        if args.command in ("worker", "sink"):  # the notifier asks once the broker answers (it waits)
             from streams.topics import for_the_broker
 
             try:
@@ -130,8 +167,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     """Run a command that reads the settings."""
+    if args.command == "worker" and args.processes != 1:
+        return run_processes(settings, args.processes, args.loglevel)
     if args.command == "worker":
         run_worker(settings, args.loglevel)
+    elif args.command == "sink":
+        from streams.sink_process import serve_sink
+
+        return serve_sink(settings)
     elif args.command == "topics":
         from streams.topics import ensure_topics
 

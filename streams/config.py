@@ -117,7 +117,10 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "user_scores",
         "Topic of users' scores (intent distribution, churn probability, health) when they move.",
     ),
-    "topic_events": ("forewarn-events", "Internal topic of validated events, keyed by user."),
+    "topic_events": (
+        "forewarn-events",
+        "Internal topic of validated events: envelopes of several events, each on its users' partition.",
+    ),
     "topic_ticks": ("forewarn-ticks", "Internal topic of timer ticks, keyed by user."),
     "topic_labels": (
         "forewarn-labels",
@@ -200,6 +203,12 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "sink_flush_seconds": (1.0, "ClickHouse sink: longest wait before a partial batch is inserted."),
     "sink_max_retry_seconds": (30.0, "ClickHouse sink: longest back-off between insert retries."),
     "sink_dedup_window": (100000, "ClickHouse sink: recent ids remembered per partition to drop duplicates."),
+    "sink_in_worker": (
+        True,
+        "`forewarn worker` runs the ClickHouse sink too; false where `forewarn sink` runs it in a process"
+        ' of its own (README "Running the sink on its own").',
+    ),
+    "sink_metrics_port": (9107, "Port of `forewarn sink`'s Prometheus `/metrics`; 0 disables."),
     "broker_profile": (
         "auto",
         "`embedded`: the embedded Tansu broker's values of the five settings below for those not set"
@@ -225,6 +234,15 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         " (re-keyed events, changelog, decisions): without it each request carries a message or two.",
     ),
     "standby_replicas": (1, "Faust standby replicas kept per table partition."),
+    "ingest_batch_events": (
+        1000,
+        "Most source messages `ingest` validates as one batch; each partition of the events topic gets"
+        " one message (an envelope) of the batch's events.",
+    ),
+    "ingest_batch_seconds": (
+        0.02,
+        "Longest `ingest` waits to fill a batch: what the envelopes add to an event's latency at most.",
+    ),
 }
 
 
@@ -338,6 +356,8 @@ class Settings:
     sink_flush_seconds: float
     sink_max_retry_seconds: float
     sink_dedup_window: int
+    sink_in_worker: bool
+    sink_metrics_port: int
     broker_profile: str
     broker_rebalance_timeout: float
     broker_session_timeout: float
@@ -346,6 +366,8 @@ class Settings:
     broker_verify_end_offsets: bool
     producer_linger_ms: int
     standby_replicas: int
+    ingest_batch_events: int
+    ingest_batch_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -381,8 +403,9 @@ class Settings:
             raise ValueError(f"{PREFIX}REPLICATION_FACTOR must be at least 1")
         if not 1 <= self.web_port <= 65535:
             raise ValueError(f"{PREFIX}WEB_PORT must be a port, 1 to 65535")
-        if not 0 <= self.metrics_port <= 65535:
-            raise ValueError(f"{PREFIX}METRICS_PORT must be a port, 1 to 65535, or 0 (none)")
+        for name in ("metrics_port", "sink_metrics_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ValueError(f"{PREFIX}{name.upper()} must be a port, 1 to 65535, or 0 (none)")
         for name in ("broker_rebalance_timeout", "broker_session_timeout", "broker_heartbeat_interval"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{PREFIX}{name.upper()} must be more than 0 seconds")

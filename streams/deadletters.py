@@ -99,12 +99,14 @@ def dead_letter_record(
     return DeadLetter(key, value, headers)
 
 
-def message_dead_letter(message: Any, reason: str, detail: str, rejected_at: float) -> DeadLetter:
+def message_dead_letter(
+    message: Any, reason: str, detail: str, rejected_at: float, value: bytes | None = None
+) -> DeadLetter:
     """:func:`dead_letter_record` of a Kafka message (``key``, ``value``, ``topic``, ``partition``,
-    ``offset``)."""
+    ``offset``), or with ``value`` of the part of it refused (an event of an envelope), where it was read."""
     return dead_letter_record(
         message.key,
-        message.value,
+        message.value if value is None else value,
         message.topic,
         message.partition,
         message.offset,
@@ -199,10 +201,13 @@ class DeadLetterSender:
         self.max_backoff = max_backoff
         self.attempt_timeout = attempt_timeout
 
-    async def send(self, message: Any, reason: str, detail: str, rejected_at: float) -> None:
+    async def send(
+        self, message: Any, reason: str, detail: str, rejected_at: float, value: bytes | None = None
+    ) -> None:
         """Dead-letter ``message`` (a Kafka message: ``key``, ``value``, ``topic``, ``partition``,
-        ``offset``) with ``reason`` and ``detail``; counted by ``forewarn_dead_letters_total``."""
-        letter = message_dead_letter(message, reason, detail, rejected_at)
+        ``offset``), or with ``value`` the part of it refused (:func:`message_dead_letter`), with
+        ``reason`` and ``detail``; counted by ``forewarn_dead_letters_total``."""
+        letter = message_dead_letter(message, reason, detail, rejected_at, value)
         await self.send_letter(letter, reason, message_source(message))
 
     async def send_letter(self, letter: DeadLetter, reason: str, source: str) -> None:

@@ -13,7 +13,7 @@ checked on its own when read (:func:`read_envelope`): a bad one is refused alone
 taken. A message that is not an envelope at all is refused as a whole.
 
 A user's events always go to the partition of their key, as Faust's producer would send them
-(:func:`partition_of`), so their state stays on one partition.
+(:func:`user_partition`), so their state stays on one partition.
 
 >>> from streams.events import Event
 >>> events = [Event(f"e{i}", "page_view", "clickstream", 1.7e9 + i, f"u{i % 2}",
@@ -45,8 +45,13 @@ MAX_ENVELOPE_BYTES = 900 * 1024
 MAX_ENVELOPE_EVENTS = 1000
 
 
-def partition_of(user_id: str, partitions: int) -> int:
-    """The partition Faust's producer (aiokafka's default partitioner) sends key ``user_id`` to."""
+def user_partition(user_id: str, partitions: int) -> int:
+    """The user's partition of the events topic and of the ``users`` table: what the producer's default
+    partitioner (murmur2, as Kafka's Java client) gives for the raw id bytes.
+
+    >>> user_partition("u1", 4), user_partition("alice", 4)
+    (0, 1)
+    """
     return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
 
 
@@ -54,7 +59,7 @@ def split_by_partition(events: Iterable[Event], partitions: int) -> dict[int, li
     """``events`` grouped by the partition of their user, each group in the order given."""
     groups: dict[int, list[Event]] = {}
     for event in events:
-        groups.setdefault(partition_of(event.user_id, partitions), []).append(event)
+        groups.setdefault(user_partition(event.user_id, partitions), []).append(event)
     return groups
 
 

@@ -173,6 +173,15 @@ STATE_WRITES = Counter(
     "forewarn_state_writes_total",
     "Users' state records sent to the changelog (once per changed user per offset commit, not per event).",
 )
+ENVELOPES_SENT = Counter(
+    "forewarn_envelopes_total",
+    "Envelopes sent to the events topic: the validated events of one ingest batch for one partition.",
+)
+ENVELOPE_EVENTS = Histogram(
+    "forewarn_envelope_events",
+    "Events per envelope sent to the events topic.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
 DUPLICATE_EVENTS = Counter(
     "forewarn_duplicate_events_total",
     "Events delivered again (a replay after a crash or rebalance, a producer's retry) and skipped: their"

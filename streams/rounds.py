@@ -55,19 +55,20 @@ class Round:
 
 def run_round(
     state: UserState,
-    value: dict[str, Any],
+    value: Event | dict[str, Any],
     *,
     tick: bool,
     policy: Policy,
     models: PartitionModels | None = None,
     session_gap: float = 1800.0,
 ) -> Round:
-    """Apply one message (the wire form of an event, or a tick ``{"user_id", "now"}`` in epoch ms).
+    """Apply one message (an event or its wire form, or a tick ``{"user_id", "now"}`` in epoch ms).
 
     ``models``: the intent and churn models of the user's partition, which learn and score here
     (:func:`models.scoring.observe`); None: features only, no scores, no model-driven triggers."""
     if tick:
         now = value["now"] / 1000.0
+        assert isinstance(value, dict)
         if state.trimmed_at is not None:
             due = next_deadline(state, policy)
             if due is None or due > now:  # a tick sent again while the one that trimmed them was on its way
@@ -76,7 +77,7 @@ def run_round(
         candidates = release_deferred(state, now) + check_timers(state, now, policy)
         model = observe(state, None, models, policy.models, now, session_gap)
         return Round(decide(candidates, state, policy, now), None, model)
-    event = Event.from_wire(value)
+    event = value if isinstance(value, Event) else Event.from_wire(value)
     if not first_delivery(state, event.event_id):
         return Round([], None, ModelRound(), duplicate=True)
     mark_active(state)

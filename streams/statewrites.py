@@ -10,11 +10,11 @@ revoked and at shutdown, each marked user's state is sent once (:meth:`StateWrit
 killed before a commit loses those writes, but not the events behind them: they were not committed and
 are delivered again.
 
-One user may be in the middle of a round when a commit comes (the agent waits for the broker to
-acknowledge the round's interventions before the state records them: :mod:`streams.acknowledged`). Their
-state object is then half-way; what the commit needs is the state as of their previous event, which
-the round kept as a snapshot (:class:`streams.rounds.StateSnapshot`): that is what gets written, and
-the user stays marked for the next commit.
+The users of a batch may be in the middle of their rounds when a commit comes (the agent waits for the
+broker to acknowledge the batch's decisions and interventions before it records the states:
+:mod:`streams.acknowledged`). Their state objects are then half-way; what the commit needs is their
+state as of before the batch, which the batch kept (:class:`streams.batches.BatchRounds`): that is what
+gets written, and those users stay marked for the next commit.
 
 >>> writes = StateWrites()
 >>> writes.changed("u1"); writes.changed("u2"); writes.changed("u1")
@@ -27,6 +27,9 @@ the user stays marked for the next commit.
 ([('u3', b'{"user_id":"u3"}')], [('u3', b'{"user_id":"u3"}')])
 >>> writes.end(); writes.changed("u3"); writes.forget("u3"); writes.take()
 []
+>>> writes.changed("u4"); writes.changed("u5"); writes.begin("u4", b"{}"); writes.begin("u5", None)
+>>> writes.take()  # u5 was new before the batch: nothing to write of them yet
+[('u4', b'{}')]
 """
 
 from __future__ import annotations
@@ -42,18 +45,19 @@ class StateWrites:
 
     def __init__(self) -> None:
         self._changed: dict[str, None] = {}  # in the order of their first change: replayed in order
-        self._busy: str | None = None
-        self._busy_before: bytes | None = None
+        self._busy: dict[str, bytes | None] = {}  # users in a batch -> their state before it
 
     def __len__(self) -> int:
         return len(self._changed)
 
     def begin(self, user_id: str, before: bytes | None) -> None:
-        """A round of ``user_id`` starts; ``before`` is their serialized state before it (None: new)."""
-        self._busy, self._busy_before = user_id, before
+        """``user_id`` is in a batch under way; ``before`` is their serialized state before it (None:
+        new)."""
+        self._busy[user_id] = before
 
     def end(self) -> None:
-        self._busy = self._busy_before = None
+        """The batch under way is over (its states recorded, or put back)."""
+        self._busy = {}
 
     def changed(self, user_id: str) -> None:
         self._changed[user_id] = None
@@ -64,12 +68,14 @@ class StateWrites:
 
     def take(self) -> list[tuple[str, bytes | None]]:
         """The users to write now: ``(user_id, None)`` for their current state, or ``(user_id, bytes)``
-        for the user in a round, whose state as of before it is to be written (and who stays marked)."""
-        taken = [(user_id, None) for user_id in self._changed if user_id != self._busy]
-        busy = self._busy in self._changed
-        self._changed = {self._busy: None} if busy else {}
-        if busy and self._busy_before is not None:
-            taken.append((self._busy, self._busy_before))
+        for a user in a batch, whose state as of before it is to be written (and who stays marked)."""
+        busy = self._busy
+        taken: list[tuple[str, bytes | None]] = [
+            (user_id, None) for user_id in self._changed if user_id not in busy
+        ]
+        marked = {user_id: None for user_id in self._changed if user_id in busy}
+        taken += [(user_id, busy[user_id]) for user_id in marked if busy[user_id] is not None]
+        self._changed = marked
         return taken
 
 

@@ -201,7 +201,9 @@ class _Consumer(faust_aiokafka.Consumer):
     def abandon(self, message: Any) -> None:
         """Leave ``message`` unacknowledged for good in this run: it is not committed past (it is read
         again after the restart), and the shutdown and the rebalances, which wait for every message
-        delivered to be acknowledged (Faust's ``wait_empty``), no longer wait for it."""
+        delivered to be acknowledged (Faust's ``wait_empty``), no longer wait for it. Marked acknowledged,
+        so that a stream acknowledging it later (a batch's, on its way out) does not commit past it."""
+        message.acked = True
         self._unacked_messages.discard(message)
 
     def _new_consumer_thread(self) -> _ConsumerThread:

@@ -68,6 +68,7 @@ class WorkerProcess:
     metrics_port: int = field(default_factory=free_port)
     web_port: int = field(default_factory=free_port)
     module: str = "streams.cli"  # what ``python -m`` runs with ``worker`` (tests may run a variant)
+    args: tuple[str, ...] = ()  # more arguments of ``worker`` (``--processes 2``)
     _log_offset: int = 0
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
@@ -81,7 +82,7 @@ class WorkerProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module, "worker", "--loglevel", "info"],
+                [sys.executable, "-m", self.module, "worker", "--loglevel", "info", *self.args],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
-from harness import rows
+from harness import envelope_events, rows
 from scenario import add_broken_messages, build
 
 from streams.auth import token_entry, tokens_file_text
@@ -124,9 +124,9 @@ def wait_for_interventions(bootstrap: str, expected: dict[str, tuple[str, str]],
         missing = set(expected) - ids_of(asyncio.run(read_topic(bootstrap, "interventions")))
         users = {expected[i][1] for i in missing}
         accepted = [
-            orjson.loads(m.value)["event_id"]
-            for m in asyncio.run(read_topic(bootstrap, "forewarn-events"))
-            if m.key is not None and m.key.decode() in users
+            event["event_id"]
+            for event in envelope_events(asyncio.run(read_topic(bootstrap, "forewarn-events")))
+            if event["user_id"] in users
         ]
         raw = [
             (m.topic, m.partition, m.offset)

@@ -122,6 +122,32 @@ async def consume_all(
     return await read_until(bootstrap, topic, settled, timeout)
 
 
+def envelope_events(messages: list[Any]) -> list[dict[str, Any]]:
+    """The events of ``forewarn-events`` messages in order: each message an envelope of events
+    (:mod:`streams.envelopes`), or one event."""
+    events: list[dict[str, Any]] = []
+    for message in messages:
+        data = orjson.loads(message.value)
+        events.extend(data["events"] if "envelope" in data else [data])
+    return events
+
+
+async def consume_events(
+    bootstrap: str, *, until: int, timeout: float = 30.0, settle: float = 2.0
+) -> list[dict[str, Any]]:
+    """Every event on ``forewarn-events`` from the start (:func:`envelope_events`): until ``until``
+    events, then ``settle`` seconds more to catch any extra (duplicates), or until ``timeout``."""
+    reached: list[float] = []
+
+    def settled(messages: list[Any]) -> bool:
+        if len(envelope_events(messages)) < until:
+            return False
+        reached[:1] = reached[:1] or [time.monotonic()]
+        return time.monotonic() - reached[0] >= settle
+
+    return envelope_events(await read_until(bootstrap, "forewarn-events", settled, timeout))
+
+
 def events_seen(port: int, user: str, token: str) -> int | None:
     """The user's ``events_seen`` as the CRM/ERP API of the worker on ``port`` answers it with the
     bearer ``token`` (None: not now: 404 before their first event, 503 during a rebalance, or the

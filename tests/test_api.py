@@ -23,7 +23,17 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from harness import assigned, consume_all, produce, rows, until, worker_env, worker_group
+from harness import (
+    assigned,
+    consume_all,
+    envelope_events,
+    produce,
+    read_until,
+    rows,
+    until,
+    worker_env,
+    worker_group,
+)
 from multidict import CIMultiDict
 from rogue_worker import rogue_worker
 from yarl import URL
@@ -1102,7 +1112,9 @@ def test_reads_are_forwarded_to_the_worker_holding_the_user(broker, tmp_path: Pa
             assert answer[2] == {"error": "the worker holding the user's partition gave no valid answer"}
         calls = clients[0].calls + clients[1].calls
         audit = asyncio.run(consume_all(broker.bootstrap, "api_audit", until=len(calls), settle=2.0))
-        events = asyncio.run(consume_all(broker.bootstrap, "forewarn-events", until=len(users), settle=0.5))
+        events = asyncio.run(
+            read_until(broker.bootstrap, "forewarn-events", lambda ms: len(envelope_events(ms)) >= len(users))
+        )
     finally:
         rogue.stop(signal.SIGKILL)  # nothing of it to keep
         for worker in workers:
@@ -1142,7 +1154,7 @@ def test_reads_are_forwarded_to_the_worker_holding_the_user(broker, tmp_path: Pa
     by_rogue = [r for r in first if rogue_url in r["detail"]]
     assert len(by_rogue) >= len(victims) and all(r["status"] == 502 for r in by_rogue)
     # The routing key is right: each user's events are on the partition the API computes.
-    assert {orjson.loads(m.value)["user_id"]: m.partition for m in events} == {
+    assert {event["user_id"]: m.partition for m in events for event in envelope_events([m])} == {
         u: user_partition(u, 4) for u in users
     }
     for worker in [*workers, rogue]:

@@ -229,6 +229,7 @@ def test_the_stack_has_its_services_and_the_traffic_is_opt_in() -> None:
         "setup",
         "worker-1",
         "worker-2",
+        "sink",
         "notifier",
         "traffic",
         "prometheus",
@@ -316,6 +317,7 @@ def test_every_forewarn_command_of_the_stack_is_one_the_cli_takes(monkeypatch: p
         ("setup", "schema"),
         ("worker-1", "worker"),
         ("worker-2", "worker"),
+        ("sink", "sink"),
         ("notifier", "notifier"),
         ("traffic", "traffic"),
     }
@@ -328,6 +330,7 @@ def test_the_start_order() -> None:
     for name in workers():
         assert depends_on(SERVICES[name]).get("setup") == "service_completed_successfully", name
         assert starts_after(name) >= {"setup", "kafka", "clickhouse"}
+    assert depends_on(SERVICES["sink"]) == {"setup": "service_completed_successfully"}
     for name in ("notifier", "traffic", "prometheus"):
         assert {depends_on(SERVICES[name]).get(worker) for worker in workers()} == {"service_healthy"}, name
     assert starts_after("traffic") >= {"setup"}
@@ -349,7 +352,7 @@ def test_what_others_wait_for_says_when_it_is_ready() -> None:
             else:
                 assert condition == "service_completed_successfully", (name, other)
                 assert target.get("restart", "no") == "no" and "ports" not in target, other
-    for name in ("kafka", "clickhouse", *workers(), "prometheus"):
+    for name in ("kafka", "clickhouse", *workers(), "sink", "prometheus"):
         assert "healthcheck" in SERVICES[name], name
 
 
@@ -384,7 +387,22 @@ def test_prometheus_scrapes_every_worker() -> None:
         for static in job.get("static_configs", [])
         for target in static["targets"]
     }
-    assert targets == {f"{name}:{settings_of(s).metrics_port}" for name, s in workers().items()}
+    assert targets == {f"{name}:{settings_of(s).metrics_port}" for name, s in workers().items()} | {
+        f"sink:{settings_of(SERVICES['sink']).sink_metrics_port}"
+    }
+
+
+def test_the_sink_runs_in_its_own_service_with_the_workers_key() -> None:
+    """The workers leave the sink out (FOREWARN_SINK_IN_WORKER=false): it runs in its own service only,
+    which can be restarted alone, and pseudonymises with the key the workers use."""
+    assert all(not settings_of(service).sink_in_worker for service in workers().values())
+    sink = SERVICES["sink"]
+    settings = settings_of(sink)
+    assert commands(sink) == [["sink"]]
+    assert mounted_on(sink, settings.pseudonym_key_file) == mounted_on(
+        workers()["worker-1"], settings_of(workers()["worker-1"]).pseudonym_key_file
+    )
+    assert f":{settings.sink_metrics_port}/metrics" in " ".join(sink["healthcheck"]["test"])
 
 
 def test_what_the_stack_mounts_exists_and_named_volumes_are_declared() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 import pytest
-from harness import event_bytes, metric, produce, pseudonyms, read_until, rows, worker_env
+from harness import envelope_events, event_bytes, metric, produce, pseudonyms, read_until, rows, worker_env
 
 from models.examples import SNAPSHOT_AT
 from models.features import INTENTS
@@ -86,11 +86,17 @@ def read_scores(bootstrap: str, done: Callable[[list[dict]], bool], timeout: flo
 
 
 def partitions_of(bootstrap: str, users: set[str]) -> dict[str, int]:
-    """Each user's partition of ``forewarn-events``: the partition whose models score and learn."""
-    found = asyncio.run(
-        read_until(bootstrap, "forewarn-events", lambda ms: {m.key.decode() for m in ms} >= users, timeout=30)
-    )
-    partition = {m.key.decode(): m.partition for m in found}
+    """Each user's partition of ``forewarn-events`` (read from its envelopes): the partition whose
+    models score and learn."""
+
+    def users_of(messages: list[Any]) -> dict[str, int]:
+        return {event["user_id"]: m.partition for m in messages for event in envelope_events([m])}
+
+    def done(messages: list[Any]) -> bool:
+        return set(users_of(messages)) >= users
+
+    found = asyncio.run(read_until(bootstrap, "forewarn-events", done, timeout=30))
+    partition = users_of(found)
     assert set(partition) >= users
     return {user: partition[user] for user in users}
 

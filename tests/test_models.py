@@ -137,13 +137,13 @@ def test_intent_examples_are_the_snapshots_before_the_label_event() -> None:
             {"page": "/p/x"} if kind == "page_view" else {"query": "q"} if kind == "search" else {"sku": "s"}
         )
         turn(state, click("u1", f"e{index}", kind, 100.0 + 10 * index, **attrs), models, 100.0 + 10 * index)
-    assert [round(math.expm1(s.x["s_events"])) for s in state.pending.intent] == list(SNAPSHOT_AT)
+    assert [round(math.expm1(s.features()["s_events"])) for s in state.pending.intent] == list(SNAPSHOT_AT)
     snapshots = list(state.pending.intent)
     done = turn(state, click("u1", "e9", "order_completed", 200.0, order_id="o1"), models, 200.0)
     assert [(learned.model, learned.label) for learned in done.learned] == [("intent", PURCHASE)] * 3
     assert [learned.delay for learned in done.learned] == [200.0 - s.taken_at for s in snapshots]
     # The label event is in no snapshot: the last one was taken at the 8th event, before the order.
-    assert all(s.x.get("orders_month", 0.0) == 0.0 for s in snapshots)
+    assert all(s.features()["orders_month"] == 0.0 for s in snapshots)
     assert state.pending.intent == [] and models.intent.examples == 3
     # Later events of a session that showed its intent keep no snapshot.
     turn(state, click("u1", "e10", "page_view", 210.0, page="/"), models, 210.0)

@@ -12,7 +12,18 @@ from pathlib import Path
 import orjson
 import pytest
 from clickhouse_server import start_clickhouse_server
-from harness import consume_all, produce, pseudonyms, rows, worker_env
+from faults import committed_through_end
+from harness import (
+    consume_all,
+    consume_events,
+    event_bytes,
+    metric,
+    produce,
+    pseudonyms,
+    rows,
+    until,
+    worker_env,
+)
 from scenario import add_broken_messages, build
 
 from streams.deadletters import read_dead_letter_headers
@@ -107,11 +118,30 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
     try:
         asyncio.run(produce(broker.bootstrap, mixed))
         dead = asyncio.run(consume_all(broker.bootstrap, "dead_letters", until=len(scenario.broken)))
-        accepted = asyncio.run(consume_all(broker.bootstrap, "forewarn-events", until=scenario.valid))
+        accepted = asyncio.run(consume_events(broker.bootstrap, until=scenario.valid))
         emitted = asyncio.run(consume_all(broker.bootstrap, "interventions", until=len(scenario.expected)))
         assert worker.process is not None and worker.process.poll() is None  # it kept going
+        # One event more, and a graceful stop as soon as it is through: the stop commits it (no
+        # commit interval has passed since), and everything before it.
+        tracked = metric(worker.metrics(), "forewarn_event_processing_seconds_count")
+        last = event_bytes(
+            event_id="last",
+            event_type="page_view",
+            event_time=now_ms,
+            user_id="last",
+            session_id="s",
+            page="/",
+        )
+        asyncio.run(produce(broker.bootstrap, [("clickstream", b"last", last)]))
+        until(
+            lambda: metric(worker.metrics(), "forewarn_event_processing_seconds_count") > tracked,
+            30,
+            "the last event through",
+        )
     finally:
-        worker.stop()
+        assert worker.stop() == 0, worker.log_text()[-3000:]
+    assert asyncio.run(committed_through_end(broker.bootstrap, "forewarn", ("clickstream", "logistics")))
+    assert asyncio.run(committed_through_end(broker.bootstrap, "forewarn", ("forewarn-events",)))
 
     # Every broken message, byte for byte, with its reason; none twice.
     assert {m.value: read_dead_letter_headers(m.headers).reason for m in dead} == scenario.broken
@@ -120,7 +150,7 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
         info = read_dead_letter_headers(message.headers)
         assert info.source_topic in ("clickstream", "logistics") and info.source_offset >= 0 and info.detail
     # Every valid event accepted once, and every expected intervention emitted.
-    assert sorted(orjson.loads(m.value)["event_id"] for m in accepted) == sorted(
+    assert sorted(event["event_id"] for event in accepted) == sorted(
         orjson.loads(v)["event_id"] for _, k, v in scenario.messages if k != b"broken"
     )
     assert set(interventions_by_id(emitted)) == set(scenario.expected)

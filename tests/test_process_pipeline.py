@@ -15,7 +15,7 @@ import clickhouse_connect
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from harness import consume_all, event_bytes, produce, read_until, rows, traces, worker_env
+from harness import consume_all, consume_events, event_bytes, produce, read_until, rows, traces, worker_env
 
 from sinks.privacy import Pseudonymizer
 from streams.deadletters import read_dead_letter_headers
@@ -318,7 +318,7 @@ def test_processes_end_to_end(broker, tmp_path: Path) -> None:
         # are on the internal events topic, the user's later events come after them on the same partition.
         devices, others = requests[:2], requests[2:]
         asyncio.run(produce(broker.bootstrap, devices))
-        asyncio.run(read_until(broker.bootstrap, "forewarn-events", lambda ms: len(ms) >= 2, timeout=30))
+        asyncio.run(consume_events(broker.bootstrap, until=2, settle=0))
         asyncio.run(produce(broker.bootstrap, others + corrections + questions + erased))
         tickets = [
             orjson.loads(m.value)
@@ -513,7 +513,7 @@ def test_erasure_holds_tags_reach_the_crm_and_a_bad_correction_is_dead_lettered(
             ),
         ]
         asyncio.run(produce(broker.bootstrap, late))
-        asyncio.run(read_until(broker.bootstrap, "forewarn-events", lambda ms: len(ms) >= 6, timeout=30))
+        asyncio.run(consume_events(broker.bootstrap, until=6, settle=0))
         back_at = int(time.time() * 1000) + 1000  # the user comes back after the erasure
         back = message("clickstream", ERASED, "g-4", "page_view", back_at, page="/", session_id="t")
         label = ("feedback_labels", b"fb-ok", orjson.dumps({**correction, "labelled_at": back_at}))

@@ -23,7 +23,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import orjson
 import pytest
 from faults import (
     POLICY,
@@ -43,7 +42,7 @@ from faults import (
     wait_until,
     write_tokens,
 )
-from harness import events_seen, worker_env
+from harness import envelope_events, events_seen, worker_env
 from reliability import FaultRun, record
 
 from streams.broker import free_port, start_broker
@@ -116,8 +115,8 @@ def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(
         seen_live = {user: events_seen(worker.web_port, user, TOKEN) for user in traffic.regulars}
         assert worker.running() and worker.pid == pid, "the worker never exited"
         accepted = Counter(
-            orjson.loads(m.value)["event_id"]
-            for m in asyncio.run(read_topic(proxy.bootstrap, "forewarn-events"))
+            event["event_id"]
+            for event in envelope_events(asyncio.run(read_topic(proxy.bootstrap, "forewarn-events")))
         )
         emitted = asyncio.run(read_topic(proxy.bootstrap, "interventions"))
         persisted = persisted_events_seen(proxy.bootstrap)

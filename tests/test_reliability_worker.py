@@ -55,7 +55,7 @@ from faults import (
     wait_until,
     write_tokens,
 )
-from harness import events_seen, worker_env
+from harness import envelope_events, events_seen, worker_env
 from reliability import FaultRun, record
 
 from sinks.privacy import load_cluster_secret
@@ -182,7 +182,7 @@ def check(
     secret: bytes,
 ) -> None:
     accepted = Counter(
-        orjson.loads(m.value)["event_id"] for m in asyncio.run(read_topic(bootstrap, "forewarn-events"))
+        event["event_id"] for event in envelope_events(asyncio.run(read_topic(bootstrap, "forewarn-events")))
     )
     lost = truth.valid_ids - set(accepted)
     assert not lost and set(accepted) == truth.valid_ids, f"{len(lost)} events lost: {sorted(lost)[:10]}"

@@ -242,8 +242,8 @@ class FlakyReads:
             raise ConnectionError("ClickHouse is away")
         return {0: 9}
 
-    def recent_ids(self, table: str, id_sql: str, partition: int, from_offset: int) -> list[str]:
-        return [f"e{offset}" for offset in range(max(0, from_offset), 10)]
+    def recent_ids(self, table: str, id_sql: str, partition: int, from_offset: int, limit: int) -> list[str]:
+        return [f"e{offset}" for offset in range(max(0, from_offset), 10)][-limit:]
 
 
 class AssignedConsumer(RecordingConsumer):
@@ -358,3 +358,55 @@ def test_interventions_and_dead_letters_feed_their_views(store: ClickHouseStore)
         "logistics:0:0:oversized",
         "logistics:0:1:oversized",
     ]
+
+
+class SentDeadLetters:
+    """The sink's producer, as far as dead letters go: what was sent, recorded."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes | None, dict[str, bytes]]] = []  # value, headers
+
+    async def send_and_wait(self, topic: str, value: Any, key: Any, headers: Any) -> None:
+        self.sent.append((value, dict(headers)))
+
+
+def envelope(*items: bytes) -> bytes:
+    return b'{"envelope":1,"events":[' + b",".join(items) + b"]}"
+
+
+async def test_envelopes_give_a_row_per_event_and_dead_letter_a_broken_one_alone(
+    store: ClickHouseStore,
+) -> None:
+    """An envelope of events (streams.envelopes) is stored as one row per event, each with the
+    envelope's partition and offset and its event id (so duplicates across envelopes and single
+    messages are still dropped); an event that gives no row is dead-lettered alone, its neighbours are
+    stored; a single event (the form before envelopes) is still read."""
+    store.apply_schema()
+    sink, _, consumer = held_sink(batch_rows=100)
+    sink.store, sink.producer = store, SentDeadLetters()
+    broken = b'{"event_id":"bad","attrs":[]}'
+    tp = TopicPartition("events", 0)
+    values = [
+        envelope(event_message(0), broken, event_message(1)),
+        event_message(2),  # a single event
+        envelope(event_message(1), event_message(3)),  # e1 again: a duplicate
+        b'{"envelope":2,"events":[]}',  # not an envelope this sink reads: the whole message refused
+    ]
+    messages = [
+        ConsumerRecord("events", 0, offset, 0, 0, b"u", value, None, 1, 0, [])
+        for offset, value in enumerate(values, start=10)
+    ]
+    await sink._take(tp, messages)
+    await sink.flush()
+    stored = store.query("SELECT event_id, kafka_partition, kafka_offset FROM events ORDER BY event_id")
+    assert stored == [("e0", 0, 10), ("e1", 0, 10), ("e2", 0, 11), ("e3", 0, 12)]
+    assert consumer.commits == [{tp: 14}]
+    (item, item_headers), (whole, whole_headers) = sink.producer.sent
+    assert item == broken and whole == values[3]
+    assert item_headers["forewarn.dlq.reason"] == whole_headers["forewarn.dlq.reason"] == b"unreadable_events"
+    assert (item_headers["forewarn.dlq.source_offset"], whole_headers["forewarn.dlq.source_offset"]) == (
+        b"10",
+        b"13",
+    )
+    # Fetches are sized by the rows a message held, so that the rows held stay near batch_rows.
+    assert sink.batcher.room() == 66  # 6 rows in 4 messages

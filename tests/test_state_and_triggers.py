@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from models.examples import Snapshot
+from models.features import FEATURE_NAMES
 from streams.clock import PartitionClocks
 from streams.contact import decide
 from streams.events import CLICKSTREAM, LOGISTICS, Event
@@ -345,7 +346,7 @@ def test_sweep_heaps_stay_bounded_when_timers_move_earlier_again_and_again() -> 
     for i in range(5000):
         user = f"u{i % 10}"
         state = on_payment_page(user, 0, 100.0 + i)
-        state.pending.churn = Snapshot({}, {}, taken_at=100.0 + i)
+        state.pending.churn = Snapshot([0.0] * len(FEATURE_NAMES), {}, taken_at=100.0 + i)
         pending.track(state)  # the dwell, earlier than the churn label
         pending.answered(user)  # ticked
         state.payment_entered_at = None  # the dwell fired

@@ -1,0 +1,68 @@
+"""What the agents share: the app's tables, topics, senders and in-memory bookkeeping, built once by
+:func:`streams.app.create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from models.learners import PartitionModels
+from models.surge import SurgeRules
+from sinks.erasure import ErasedUsers
+from streams.acknowledged import AcknowledgedSender
+from streams.clock import PartitionClocks
+from streams.config import Settings
+from streams.policy import Policy
+from streams.processes import References
+from streams.statewrites import StateWrites
+from streams.stock import StockReader
+from streams.triggers import PendingTimers
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One event of an envelope, shaped as the Kafka message a dead letter is made of: the envelope's
+    topic, partition and offset, the event's own bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class WorkerContext:
+    app: faust.App
+    settings: Settings
+    policy: Policy
+    references: References
+    users: Any  # the users table (streams.codec.CheckedTable)
+    state_writes: StateWrites
+    pending_timers: PendingTimers
+    clocks: PartitionClocks
+    erased_users: ErasedUsers
+    horizon: float  # users idle this long (event time, s) are evicted
+    acknowledged: AcknowledgedSender
+    # (message, reason, detail, rejected_at): dead-letter a message, sent until the broker takes it
+    dead_letter: Callable[[Any, str, str, float], Awaitable[None]]
+    # (message, error): log what handling it raised, and dead-letter it as processing_error
+    processing_failed: Callable[[Any, Exception], Awaitable[None]]
+    models_of: Callable[[int], PartitionModels]  # a partition's live models
+    learned_since_checkpoint: set[int]  # partitions whose models learned since their last checkpoint
+    took: Callable[[Any], None]  # a record of a source or the events topic was taken
+    stock_reader: StockReader
+    surge_rules: SurgeRules
+    source_of: dict[str, str]  # source topic -> source
+    internal_max_bytes: int
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+        """Hand a record to the app's producer, which the worker flushes before it commits offsets."""
+        await self.app.producer.send(topic, key, value, partition, None, None)
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self.app.should_stop)

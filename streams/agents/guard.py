@@ -1,0 +1,79 @@
+"""The guards every agent runs its events through: whatever handling an event raises, the event is
+dead-lettered (``processing_error``), never left unacknowledged; an event not finished because the
+worker stops is left for the restart to read again."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+
+from streams.deadletters import StopRequested
+
+
+async def each_event(
+    stream: faust.StreamT,
+    handle: Callable[[faust.EventT], Awaitable[None]],
+    on_error: Callable[[Any, Exception], Awaitable[None]],
+) -> None:
+    """Run ``handle`` on each event of an agent's ``stream``; acknowledge the event once it is done.
+
+    Whatever ``handle`` raises is given to ``on_error`` with the event's message (to dead-letter it):
+    an agent that raised would stop, and the event it held would never be acknowledged, so every
+    rebalance and the shutdown would wait for it for ever (Faust's ``wait_empty``), and a restarted
+    agent would have it committed past. An event whose dead letter cannot be sent before the worker stops
+    (:class:`streams.deadletters.StopRequested`) is left unacknowledged without the shutdown waiting
+    for it: it is read again after the restart.
+
+    Faust acknowledges an event in a ``finally`` around its ``yield``: an agent cancelled while handling
+    an event (a worker stopping mid-send) would still acknowledge it, and the commit at shutdown would
+    move past an event whose output was never sent. An event the body did not finish is never
+    acknowledged here: it is delivered again after the restart (where it did get through, the user's
+    state recognises it: :func:`streams.state.first_delivery`)."""
+    manual = stream.noack()
+    async for event in manual.events():
+        try:
+            try:
+                await handle(event)
+            except StopRequested:
+                raise
+            except Exception as error:
+                await on_error(event.message, error)
+        except StopRequested:
+            event.app.consumer.abandon(event.message)
+            continue
+        await manual.ack(event)
+
+
+async def each_batch(
+    stream: faust.StreamT,
+    handle: Callable[[Sequence[faust.EventT]], Awaitable[None]],
+    on_error: Callable[[Any, Exception], Awaitable[None]],
+    *,
+    max_events: int,
+    within: float,
+) -> None:
+    """Run ``handle`` on batches of an agent's ``stream`` (:meth:`faust.Stream.take_events`); the batch's
+    events are acknowledged once it is done.
+
+    What ``handle`` raises is given to ``on_error`` for each event of the batch (to dead-letter them):
+    ``handle`` deals with each event's own failures, so this is a fault of the batch as a whole. A batch
+    not finished because the worker stops (a dead letter or an envelope not taken before it stopped:
+    :class:`streams.deadletters.StopRequested`, or the agent cancelled) is left unacknowledged without
+    the shutdown waiting for it (:meth:`streams.transport._Consumer.abandon`): it is read again after
+    the restart, and what of it got through is recognised then (each user's state knows its events)."""
+    consumer = stream.app.consumer
+    async for events in stream.take_events(max_events, within):
+        try:
+            try:
+                await handle(events)
+            except StopRequested:
+                raise
+            except Exception as error:
+                for event in events:
+                    await on_error(event.message, error)
+        except BaseException:
+            for event in events:
+                consumer.abandon(event.message)
+            raise

@@ -1,0 +1,300 @@
+"""``track_users``: the only writer of users' state.
+
+Its input is keyed by partition of user: envelopes of validated events (:mod:`streams.envelopes`),
+the timer sweep's ticks and the feedback corrections, each checked again as it is read (internal topics
+are input too: :mod:`streams.internal`).
+
+* An envelope's behaviour events run as one batch (:class:`streams.batches.BatchRounds`): its rounds in
+  order; then one acknowledged send of all its decisions and interventions; then the states are
+  recorded (in memory now, in the changelog before the next offset commit:
+  :mod:`streams.statewrites`), and the scores, tagged feedback and ``crm_sync`` records are sent. A
+  commit during that send writes the batch's users as they were before it; a worker stopping during it
+  puts them back, and reads the envelope again after its restart. A round that raises dead-letters its
+  own event only.
+* A process input of an envelope (a device, a repair or order request, CRM attributes, an erasure) ends
+  the batch before it and is handled on its own (:func:`streams.processes.run_process`).
+* A tick is a batch of one round, unless its user is gone (erased since) or idle past the horizon
+  (evicted: :mod:`streams.eviction`).
+* A correction trains the partition's feedback tagger.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import faust
+import orjson
+
+from models.tagger import Correction
+from streams import metrics
+from streams.agents.context import Part, WorkerContext
+from streams.batches import BatchRounds
+from streams.contact import EMITTED
+from streams.deadletters import send_until_taken
+from streams.envelopes import Refused, read_envelope
+from streams.events import CRM, ERASURE, ORDER_REQUESTS, PROCESS_SOURCES, Event, InvalidEvent, to_millis
+from streams.eviction import evictable, evicted
+from streams.internal import read_correction, read_tick
+from streams.orders import OrderCommand
+from streams.processes import crm_sync_record, erasure_record, run_process
+from streams.rounds import StateSnapshot
+from streams.state import UserState
+
+log = logging.getLogger(__name__)
+
+
+async def track_user(ctx: WorkerContext, event: faust.EventT) -> None:
+    """One record of the agent's input: an envelope, a tick or a correction (see the module)."""
+    message = event.message
+    ctx.took(message)
+    topic = message.topic
+    try:
+        if topic == ctx.settings.topic_events:
+            items = read_envelope(message.value)
+        elif topic == ctx.settings.topic_labels:
+            correction = read_correction(message.value, ctx.internal_max_bytes)
+        else:
+            tick = read_tick(message.value, ctx.internal_max_bytes)
+    except InvalidEvent as error:
+        await ctx.dead_letter(message, error.reason, error.detail, time.time())
+        return
+    if topic == ctx.settings.topic_events:
+        await handle_envelope(ctx, message, items)
+    elif topic == ctx.settings.topic_labels:
+        learn_correction(ctx, message.partition, correction)
+    else:
+        await handle_tick(ctx, message, tick)
+
+
+async def handle_envelope(ctx: WorkerContext, message: Any, items: list[Event | Refused]) -> None:
+    run: list[Event] = []
+    for item in items:
+        if isinstance(item, Refused):
+            part = Part(message.topic, message.partition, message.offset, message.key, item.value)
+            await ctx.dead_letter(part, item.error.reason, item.error.detail, time.time())
+        elif item.source in PROCESS_SOURCES:
+            if run:
+                await run_batch(ctx, message, run)
+                run = []
+            await handle_process(ctx, message, item)
+        else:
+            run.append(item)
+    if run:
+        await run_batch(ctx, message, run)
+
+
+async def handle_tick(ctx: WorkerContext, message: Any, tick: dict[str, Any]) -> None:
+    user_id, now = tick["user_id"], tick["now"] / 1000.0
+    stored = ctx.users.get(user_id)
+    if stored is None:  # the user was erased since the tick was sent
+        ctx.pending_timers.answered(user_id)
+        return
+    if evictable(stored, ctx.horizon, now):
+        evict(ctx, user_id, stored, now)
+        return
+    ctx.pending_timers.answered(user_id)
+    # A tick is saved and filed again even when nothing fired: the user's timers may have moved.
+    await run_batch(ctx, message, [tick])
+
+
+def event_part(message: Any, step: Event | dict[str, Any]) -> Any:
+    """What to dead-letter for one step of a batch: the message itself for a tick, the event's own
+    bytes (in the envelope's place) for an event."""
+    if not isinstance(step, Event):
+        return message
+    return Part(message.topic, message.partition, message.offset, message.key, orjson.dumps(step.to_wire()))
+
+
+async def run_batch(ctx: WorkerContext, message: Any, steps: list[Any]) -> None:
+    """The rounds of ``steps`` (events of one envelope, or one tick) as one batch: see the module."""
+    settings = ctx.settings
+    wall = time.time()
+    partition = message.partition
+    batch = BatchRounds(
+        ctx.users.get,
+        ctx.policy,
+        ctx.models_of(partition),
+        partition=partition,
+        session_gap=settings.session_gap_seconds,
+    )
+    for step in steps:
+        if isinstance(step, Event):
+            if ctx.erased_users.drops(step.user_id, to_millis(step.event_time)):
+                log.info("an event from before an erasure arrived after it: not taken in")
+                metrics.ERASED_EVENTS_SKIPPED.inc()
+                continue
+            ctx.clocks.observe(partition, step.event_time, wall)
+        batch.play(step)
+    # From here on a commit writes these users as they were before the batch.
+    for user_id, user in batch.users.items():
+        ctx.state_writes.begin(user_id, user.before)
+    try:
+        metrics.DUPLICATE_EVENTS.inc(batch.duplicates)
+        for failure in batch.failures:
+            await ctx.processing_failed(event_part(message, failure.step), failure.error)
+        outcomes = batch.outcomes()
+        # Decisions and interventions first, acknowledged by the broker, then the states that record
+        # them: killed in between, the worker decides again after the restart and sends the same ids
+        # again (at least once); the other way round it would find them decided and never send them.
+        records = []
+        for user, played in outcomes:
+            key = user.state.user_id.encode()
+            for decision in played.done.decisions:
+                records.append((settings.topic_decisions, key, orjson.dumps(decision.to_wire(wall))))
+                if decision.decision == EMITTED:
+                    wire = orjson.dumps(decision.intervention.to_wire(wall))
+                    records.append((settings.topic_interventions, key, wire))
+        if records:
+            # Sent until the broker takes them (acks=all): the broker away is no reason to drop a
+            # batch; a worker stopping meanwhile raises StopRequested, and the envelope is read again.
+            await send_until_taken(
+                lambda: ctx.acknowledged.send_all(records),
+                f"decisions of {message.topic}:{partition}@{message.offset}",
+                stopping=lambda: ctx.stopping,
+                sleep=ctx.app.sleep,
+                failed=metrics.ACKNOWLEDGED_SEND_FAILURES.inc,
+            )
+    except BaseException:  # not known to be delivered: no later write may record these rounds
+        for user_id, before in batch.restore().items():
+            if before is not None:
+                ctx.users.data[user_id] = before
+        ctx.state_writes.end()
+        raise
+    for user_id, user in batch.users.items():
+        if user.rounds or user.rebuilt:
+            ctx.users.data[user_id] = user.state
+            ctx.state_writes.changed(user_id)
+            ctx.pending_timers.track(user.state)
+    ctx.state_writes.end()
+    await emit(ctx, batch, outcomes, wall)
+
+
+async def emit(ctx: WorkerContext, batch: BatchRounds, outcomes: list[Any], wall: float) -> None:
+    """What a batch's rounds tell besides their decisions: metrics, scores, tags and ``crm_sync``."""
+    settings = ctx.settings
+    learned_any = False
+    now = time.time()
+    for user, played in outcomes:
+        done = played.done
+        for decision in done.decisions:
+            intervention = decision.intervention
+            metrics.DECISIONS.labels(intervention.trigger, decision.decision, decision.reason).inc()
+            if decision.decision == EMITTED:
+                metrics.INTERVENTIONS.labels(intervention.trigger).inc()
+                metrics.INTERVENTION_LATENCY.labels(intervention.trigger).observe(
+                    max(0.0, now - intervention.event_time)
+                )
+        user_id = user.state.user_id
+        key = user_id.encode()
+        if done.model.publish and done.model.scores is not None:
+            await ctx.send(settings.topic_scores, key, orjson.dumps(done.model.scores.to_wire(user_id)))
+            metrics.SCORES_PUBLISHED.inc()
+        for learned in done.model.learned:
+            learned_any = True
+            metrics.MODEL_EXAMPLES.labels(learned.model, learned.label).inc()
+            metrics.MODEL_LABEL_DELAY.labels(learned.model).observe(learned.delay)
+            if learned.drift:
+                metrics.MODEL_DRIFTS.labels(learned.model).inc()
+        if played.tagged is not None:
+            await ctx.send(settings.topic_feedback_tagged, key, orjson.dumps(played.tagged.to_wire(wall)))
+            for tag in played.tagged.tags:
+                metrics.FEEDBACK_TAGGED.labels(tag).inc()
+        if played.sync is not None:
+            await ctx.send(settings.topic_crm_sync, key, orjson.dumps(played.sync))
+            metrics.CRM_SYNCED.inc()
+        if done.event is not None:
+            metrics.EVENT_PROCESSING.observe(max(0.0, now - done.event.event_time))
+    if learned_any:
+        ctx.learned_since_checkpoint.add(batch.partition)
+
+
+async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None:
+    """A process input: a device, a repair or order request, CRM attributes, or an erasure."""
+    settings = ctx.settings
+    wall = time.time()
+    user_id = event.user_id
+    key = user_id.encode()
+    if event.source == ERASURE:
+        state_removed = forget_user(ctx, user_id)
+        ctx.erased_users.add(user_id, to_millis(wall))
+        # Everything the user's earlier events produced is written before the sink learns of the
+        # erasure: it waits for the other topics to reach their ends as of then (sinks.erasure).
+        await ctx.app.producer.flush()
+        await ctx.send(settings.topic_erasures, key, orjson.dumps(erasure_record(event, state_removed, wall)))
+        metrics.ERASURES_REQUESTED.inc()
+        return
+    if ctx.erased_users.drops(user_id, to_millis(event.event_time)):
+        log.info("a process input from before an erasure arrived after it: not taken in")
+        metrics.ERASED_EVENTS_SKIPPED.inc()
+        return
+    stored = ctx.users.get(user_id)
+    snapshot = StateSnapshot(stored)
+    try:
+        state = stored or UserState(user_id, partition=message.partition)
+        # Only orders wait for the stock topic to be read up to date.
+        stock = await ctx.stock_reader.levels() if event.source == ORDER_REQUESTS else None
+        done = run_process(state, event, ctx.references, stock)
+        sync = crm_sync_record(state, event.event_time) if event.source == CRM else None
+        ctx.users[user_id] = state
+        ctx.pending_timers.track(state)  # an order or repair request moves the user's idle deadline
+    except Exception as error:  # a bug must not stop the agent: the event is dead-lettered
+        before = snapshot.restore()
+        if before is not None:  # undo the half-applied process: table and changelog agree
+            with contextlib.suppress(Exception):
+                ctx.users[user_id] = before
+        await ctx.processing_failed(event_part(message, event), error)
+        return
+    if done.duplicate:
+        metrics.PROCESS_DUPLICATES.labels(event.source).inc()
+    if sync is not None:  # the CRM's tier is one of the tags it gets back
+        await ctx.send(settings.topic_crm_sync, key, orjson.dumps(sync))
+        metrics.CRM_SYNCED.inc()
+    if done.ticket is not None:
+        await ctx.send(settings.topic_tickets, key, orjson.dumps(done.ticket.to_wire(wall)))
+        metrics.TICKETS.labels(done.ticket.dispatch.manual_reason or "assigned").inc()
+    if isinstance(done.order, OrderCommand):
+        await ctx.send(settings.topic_order_commands, key, orjson.dumps(done.order.to_wire(wall)))
+        metrics.ORDERS.labels("accepted").inc()
+    elif done.order is not None:
+        await ctx.send(settings.topic_order_rejections, key, orjson.dumps(done.order.to_wire(wall)))
+        metrics.ORDERS.labels(done.order.reason).inc()
+
+
+def forget_user(ctx: WorkerContext, user_id: str) -> bool:
+    """Delete the user's state (erased, or idle past the horizon), their timers and their pending
+    changelog write; whether there was state to delete. In an agent only: the tombstone goes to the
+    partition of the message being handled, the user's."""
+    state_removed = ctx.users.get(user_id) is not None
+    if state_removed:
+        del ctx.users[user_id]  # a tombstone in the changelog: recovery forgets the user too
+    ctx.state_writes.forget(user_id)  # and no later write brings them back
+    ctx.pending_timers.answered(user_id)
+    return state_removed
+
+
+def evict(ctx: WorkerContext, user_id: str, stored: UserState, now: float) -> None:
+    """The user is idle past the horizon at ``now``: their state deleted, or trimmed to their
+    lasting facts (:func:`streams.eviction.evicted`). The trimmed state replaces the old one like a
+    round's: in memory now, in the changelog before the next offset commit (which also supersedes
+    a write of the old state still pending)."""
+    kept = evicted(stored, now)
+    if kept is None:
+        forget_user(ctx, user_id)
+        metrics.USERS_EVICTED.labels("deleted").inc()
+        return
+    ctx.users.data[user_id] = kept
+    ctx.state_writes.changed(user_id)
+    ctx.pending_timers.answered(user_id)
+    ctx.pending_timers.track(kept)  # its renewal reminders; no idle deadline until it is active again
+    metrics.USERS_EVICTED.labels("trimmed").inc()
+
+
+def learn_correction(ctx: WorkerContext, partition: int, correction: Correction) -> None:
+    # A correction replayed after a restore from a checkpoint is skipped, so every partition's
+    # tagger learns each correction once, in order.
+    if ctx.models_of(partition).tagger.learn_correction(correction):
+        ctx.learned_since_checkpoint.add(partition)
+        metrics.FEEDBACK_CORRECTIONS_LEARNED.inc()
