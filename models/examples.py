@@ -31,7 +31,7 @@ _FEATURES = frozenset(FEATURE_NAMES)
 SNAPSHOT_AT = (1, 3, 8)  # session event counts after which an intent example is kept
 
 
-@dataclass(slots=True)
+@dataclass
 class Snapshot:
     x: list[float]  # the features, in the order of FEATURE_NAMES
     predicted: dict[str, float]  # class -> probability, predicted when the snapshot was taken
@@ -58,7 +58,7 @@ class Snapshot:
         return dict(zip(FEATURE_NAMES, self.x, strict=True))
 
 
-@dataclass(slots=True)
+@dataclass
 class PendingExamples:
     intent: list[Snapshot] = field(default_factory=list)
     churn: Snapshot | None = None

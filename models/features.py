@@ -103,7 +103,7 @@ def bucket_of(token: str) -> str:
     return f"h{zlib.crc32(token.encode()) % HASH_BUCKETS:02d}"
 
 
-@dataclass(slots=True)
+@dataclass
 class SessionFeatures:
     """The current session. ``number`` is the user's session count (``UserState.sessions``)."""
 
@@ -142,7 +142,7 @@ def _decayed_month() -> DecayedCount:
     return DecayedCount(28 * DAY)
 
 
-@dataclass(slots=True)
+@dataclass
 class UserFeatures:
     events: DecayedCount = field(default_factory=_decayed_day)
     orders: DecayedCount = field(default_factory=_decayed_month)

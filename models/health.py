@@ -39,7 +39,7 @@ def health_score(churn: float, satisfaction: float | None) -> int:
     return round(100 * (CHURN_WEIGHT * (1.0 - churn) + (1.0 - CHURN_WEIGHT) * satisfaction))
 
 
-@dataclass(slots=True)
+@dataclass
 class Scores:
     """What the models say of a user now: intent distribution, churn probability, health."""
 

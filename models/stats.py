@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 
-@dataclass(slots=True)
+@dataclass
 class MeanVar:
     """Running mean and sample variance (ddof=1), Welford's method as in ``river.stats.Var``.
 
@@ -55,7 +55,7 @@ class MeanVar:
         return math.sqrt(self.variance)
 
 
-@dataclass(slots=True)
+@dataclass
 class EWMean:
     """Exponentially weighted mean: the first value, then ``alpha * x + (1 - alpha) * mean``, as
     ``river.stats.EWMean(fading_factor=alpha)``.
@@ -77,7 +77,7 @@ class EWMean:
         self.n += 1
 
 
-@dataclass(slots=True)
+@dataclass
 class DecayedCount:
     """A count whose every unit decays by ``exp(-elapsed / tau)`` in event time.
 

@@ -32,7 +32,7 @@ SHORT = 7 * DAY
 BASELINE = 28 * DAY
 
 
-@dataclass(slots=True)
+@dataclass
 class Activity:
     short: float = 0.0  # decayed visit count, time constant SHORT, as of ``at``
     base: float = 0.0  # decayed visit count, time constant BASELINE, as of ``at``

@@ -65,7 +65,7 @@ from streams.activity import DAY
 from streams.agents.context import WorkerContext
 from streams.agents.guard import each_batch, each_event
 from streams.agents.ingest import ingest_batch
-from streams.agents.users import track_user
+from streams.agents.users import track_batch
 from streams.api import register_api
 from streams.catalog import load_catalog
 from streams.clock import PartitionClocks
@@ -100,6 +100,10 @@ ROCKSDB_OPTIONS = {
     "max_write_buffer_number": 2,
     "block_cache_size": 8 * 1024**2,
 }
+
+
+# Most records track_users takes as one batch: envelopes, each of up to MAX_ENVELOPE_EVENTS events.
+USER_BATCH_MESSAGES = 50
 
 
 class PromptTableManager(TableManager):
@@ -440,7 +444,6 @@ def create_app(settings: Settings) -> faust.App:
             lambda events: ingest_batch(ctx, events),
             processing_failed,
             max_events=settings.ingest_batch_events,
-            within=settings.ingest_batch_seconds,
         )
 
     @app.agent(raw_labels)
@@ -463,7 +466,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(user_input)
     async def track_users(stream: faust.StreamT) -> None:
-        await each_event(stream, lambda event: track_user(ctx, event), processing_failed)
+        await each_batch(
+            stream, lambda events: track_batch(ctx, events), processing_failed, max_events=USER_BATCH_MESSAGES
+        )
 
     @app.timer(settings.sweep_interval_seconds)
     async def sweep() -> None:

@@ -50,6 +50,7 @@ class Played:
 
     step: Any  # the input: an Event, or a tick {"user_id", "now"}
     position: int  # its place in the batch
+    origin: Any  # where the step came from (the agent's message), as given to play()
     done: Round
     tagged: TaggedFeedback | None
     sync: dict[str, Any] | None
@@ -70,6 +71,7 @@ class UserRounds:
 class Failure:
     step: Any
     position: int
+    origin: Any
     error: Exception
 
 
@@ -108,22 +110,25 @@ class BatchRounds:
             user = self.users[user_id] = UserRounds(state, before, stored is not None)
         return user
 
-    def play(self, step: Event | dict[str, Any]) -> None:
-        """One round: ``step`` is an event, or a tick ``{"user_id", "now"}`` (epoch ms)."""
+    def play(self, step: Event | dict[str, Any], origin: Any = None) -> None:
+        """One round: ``step`` is an event, or a tick ``{"user_id", "now"}`` (epoch ms); ``origin`` is
+        kept with its outcome or failure."""
         position = self._positions
         self._positions += 1
         user_id = step.user_id if isinstance(step, Event) else step["user_id"]
         user = self.user(user_id)
         try:
-            played = self._round(user.state, step, position)
+            played = self._round(user.state, step, position, origin)
         except Exception as error:
-            self.failures.append(Failure(step, position, error))
+            self.failures.append(Failure(step, position, origin, error))
             self._rebuild(user)
             return
         if played is not None:
             user.rounds.append(played)
 
-    def _round(self, state: UserState, step: Event | dict[str, Any], position: int) -> Played | None:
+    def _round(
+        self, state: UserState, step: Event | dict[str, Any], position: int, origin: Any
+    ) -> Played | None:
         tick = not isinstance(step, Event)
         state.partition = self.partition
         done = run_round(
@@ -137,7 +142,7 @@ class BatchRounds:
             tagged = tag_user_feedback(state, done.event, self.models.tagger)
         # After every round: an event can change the tags alone; None while health and tags stay put.
         sync = crm_sync_record(state, state.last_event_time)
-        return Played(step, position, done, tagged, sync)
+        return Played(step, position, origin, done, tagged, sync)
 
     def _rebuild(self, user: UserRounds) -> None:
         """The user's state as before the batch, their rounds that did not fail played again."""
@@ -148,9 +153,9 @@ class BatchRounds:
         again, user.rounds = user.rounds, []
         for played in again:
             try:
-                replayed = self._round(user.state, played.step, played.position)
+                replayed = self._round(user.state, played.step, played.position, played.origin)
             except Exception as error:  # failed this time: dead-lettered too
-                self.failures.append(Failure(played.step, played.position, error))
+                self.failures.append(Failure(played.step, played.position, played.origin, error))
                 continue
             if replayed is not None:
                 user.rounds.append(replayed)

@@ -236,12 +236,8 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "standby_replicas": (1, "Faust standby replicas kept per table partition."),
     "ingest_batch_events": (
         1000,
-        "Most source messages `ingest` validates as one batch; each partition of the events topic gets"
-        " one message (an envelope) of the batch's events.",
-    ),
-    "ingest_batch_seconds": (
-        0.02,
-        "Longest `ingest` waits to fill a batch: what the envelopes add to an event's latency at most.",
+        "Most source messages `ingest` takes as one batch (what waits to be read, up to this); each"
+        " partition of the events topic gets one message (an envelope) of the batch's events.",
     ),
 }
 
@@ -367,7 +363,6 @@ class Settings:
     producer_linger_ms: int
     standby_replicas: int
     ingest_batch_events: int
-    ingest_batch_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -39,7 +39,7 @@ def iso_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass(slots=True)
+@dataclass
 class Intervention:
     intervention_id: str
     trigger: str

@@ -277,7 +277,7 @@ def _problem(index: int, sku: str, reason: str, detail: str) -> dict[str, Any]:
 # --- idempotency
 
 
-@dataclass(slots=True)
+@dataclass
 class OrderLedger:
     """A user's recent order decisions: request id -> {status, id, reason, at (event time)}."""
 

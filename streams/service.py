@@ -326,7 +326,7 @@ def nearest_point(
 # --- devices and their history (per user, in the user's state)
 
 
-@dataclass(slots=True)
+@dataclass
 class Device:
     device_id: str
     category: str
@@ -351,7 +351,7 @@ class Device:
         }
 
 
-@dataclass(slots=True)
+@dataclass
 class DeviceBook:
     """A user's devices by id, and the request ids ticketed lately (id -> event time)."""
 

@@ -46,7 +46,7 @@ MAX_RECENT_EVENT_IDS = 16
 MAX_DECIDED = 20  # interventions finally decided, remembered so that a replay is not decided again
 
 
-@dataclass(slots=True)
+@dataclass
 class Shipment:
     shipment_id: str
     order_id: str
@@ -60,7 +60,7 @@ class Shipment:
     exception_notified: bool = False
 
 
-@dataclass(slots=True)
+@dataclass
 class Preferences:
     """What the user told the ``preferences`` topic; the latest event (by event time) wins."""
 
@@ -74,7 +74,7 @@ class Preferences:
         return self.channels.get(channel, True)
 
 
-@dataclass(slots=True)
+@dataclass
 class Subscription:
     plan: str
     status: str
@@ -84,7 +84,7 @@ class Subscription:
     reminded_for: float | None = None  # the renewal date a reminder was sent for (or missed)
 
 
-@dataclass(slots=True)
+@dataclass
 class CrmAttributes:
     """What the CRM/ERP told us about the customer (``crm_updates``); fields left out keep their
     value, and the latest event (by event time) wins."""
@@ -95,7 +95,7 @@ class CrmAttributes:
     updated_at: float = 0.0
 
 
-@dataclass(slots=True)
+@dataclass
 class Deferred:
     """An intervention held back by quiet hours, decided again at ``release_at`` (event time)."""
 
@@ -103,7 +103,7 @@ class Deferred:
     intervention: Intervention
 
 
-@dataclass(slots=True)
+@dataclass
 class UserState:
     user_id: str
     # Partition of the user in the internal events topic: the timer sweep sends ticks there.

@@ -52,19 +52,31 @@ async def each_batch(
     on_error: Callable[[Any, Exception], Awaitable[None]],
     *,
     max_events: int,
-    within: float,
 ) -> None:
-    """Run ``handle`` on batches of an agent's ``stream`` (:meth:`faust.Stream.take_events`); the batch's
-    events are acknowledged once it is done.
+    """Run ``handle`` on batches of an agent's ``stream``; the batch's events are acknowledged once it
+    is done.
+
+    A batch is what is there to take: events are added while more wait in the agent's queue, up to
+    ``max_events``, and the batch is handled as soon as the queue is empty. So nothing waits for a
+    batch to fill (an event alone is a batch of one), and the batch grows by itself while the agent is
+    busy (a backlog, a slow acknowledgement): the per-batch costs are spread the more, the more there is
+    to do.
 
     What ``handle`` raises is given to ``on_error`` for each event of the batch (to dead-letter them):
     ``handle`` deals with each event's own failures, so this is a fault of the batch as a whole. A batch
-    not finished because the worker stops (a dead letter or an envelope not taken before it stopped:
+    not finished because the worker stops (a dead letter or a send not taken before it stopped:
     :class:`streams.deadletters.StopRequested`, or the agent cancelled) is left unacknowledged without
     the shutdown waiting for it (:meth:`streams.transport._Consumer.abandon`): it is read again after
     the restart, and what of it got through is recognised then (each user's state knows its events)."""
     consumer = stream.app.consumer
-    async for events in stream.take_events(max_events, within):
+    waiting = stream.channel.queue
+    manual = stream.noack()
+    batch: list[faust.EventT] = []
+    async for event in manual.events():
+        batch.append(event)
+        if len(batch) < max_events and not waiting.empty():
+            continue
+        events, batch = batch, []
         try:
             try:
                 await handle(events)
@@ -73,7 +85,13 @@ async def each_batch(
             except Exception as error:
                 for event in events:
                     await on_error(event.message, error)
+        except StopRequested:
+            for event in events:
+                consumer.abandon(event.message)
+            continue
         except BaseException:
             for event in events:
                 consumer.abandon(event.message)
             raise
+        for event in events:
+            await manual.ack(event)

@@ -1,7 +1,7 @@
 """``ingest``: raw source messages in, validated events out as envelopes, one per partition and batch.
 
-It takes the source topics' messages in batches (up to ``FOREWARN_INGEST_BATCH_EVENTS``, waiting at
-most ``FOREWARN_INGEST_BATCH_SECONDS`` for more), validates each message on its own
+It takes the source topics' messages in batches (what waits to be read, up to
+``FOREWARN_INGEST_BATCH_EVENTS``: :func:`streams.agents.guard.each_batch`), validates each message on its own
 (:func:`streams.events.parse_event`; a bad one is dead-lettered alone with its original bytes), sends
 support questions to the questions topic keyed by product category, and sends each partition of the
 events topic one envelope of the batch's events of its users, in the order they were read

@@ -4,16 +4,22 @@ Its input is keyed by partition of user: envelopes of validated events (:mod:`st
 the timer sweep's ticks and the feedback corrections, each checked again as it is read (internal topics
 are input too: :mod:`streams.internal`).
 
-* An envelope's behaviour events run as one batch (:class:`streams.batches.BatchRounds`): its rounds in
-  order; then one acknowledged send of all its decisions and interventions; then the states are
-  recorded (in memory now, in the changelog before the next offset commit:
-  :mod:`streams.statewrites`), and the scores, tagged feedback and ``crm_sync`` records are sent. A
-  commit during that send writes the batch's users as they were before it; a worker stopping during it
-  puts them back, and reads the envelope again after its restart. A round that raises dead-letters its
-  own event only.
+The agent takes what waits to be read as one batch (:func:`streams.agents.guard.each_batch`: the
+longer a batch takes, the more the next one holds), and its behaviour rounds run together
+(:class:`Batch`, a :class:`streams.batches.BatchRounds` per partition):
+
+* the rounds of every event and tick, in order, each user's state taken once;
+* then one acknowledged send of all their decisions and interventions;
+* then the states are recorded (in memory now, in the changelog before the next offset commit:
+  :mod:`streams.statewrites`), and the scores, tagged feedback and ``crm_sync`` records are sent.
+
+A commit during that send writes the batch's users as they were before it; a worker stopping during it
+puts them back, and reads the batch's records again after its restart. A round that raises is undone
+and dead-letters its own event only.
+
 * A process input of an envelope (a device, a repair or order request, CRM attributes, an erasure) ends
   the batch before it and is handled on its own (:func:`streams.processes.run_process`).
-* A tick is a batch of one round, unless its user is gone (erased since) or idle past the horizon
+* A tick makes a round, unless its user is gone (erased since it was sent) or idle past the horizon
   (evicted: :mod:`streams.eviction`).
 * A correction trains the partition's feedback tagger.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -46,61 +53,62 @@ from streams.state import UserState
 log = logging.getLogger(__name__)
 
 
-async def track_user(ctx: WorkerContext, event: faust.EventT) -> None:
-    """One record of the agent's input: an envelope, a tick or a correction (see the module)."""
-    message = event.message
-    ctx.took(message)
-    topic = message.topic
-    try:
-        if topic == ctx.settings.topic_events:
-            items = read_envelope(message.value)
-        elif topic == ctx.settings.topic_labels:
-            correction = read_correction(message.value, ctx.internal_max_bytes)
+async def track_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> None:
+    """The records the agent took at once (:func:`streams.agents.guard.each_batch`): envelopes, ticks
+    and corrections, each checked again as it is read, their behaviour rounds run as one batch."""
+    settings = ctx.settings
+    batch = Batch(ctx)
+    for event in events:
+        message = event.message
+        ctx.took(message)
+        topic = message.topic
+        try:
+            if topic == settings.topic_events:
+                items = read_envelope(message.value)
+            elif topic == settings.topic_labels:
+                correction = read_correction(message.value, ctx.internal_max_bytes)
+            else:
+                tick = read_tick(message.value, ctx.internal_max_bytes)
+        except InvalidEvent as error:
+            await ctx.dead_letter(message, error.reason, error.detail, time.time())
+            continue
+        if topic == settings.topic_events:
+            for item in items:
+                if isinstance(item, Refused):
+                    part = Part(message.topic, message.partition, message.offset, message.key, item.value)
+                    await ctx.dead_letter(part, item.error.reason, item.error.detail, time.time())
+                elif item.source in PROCESS_SOURCES:  # handled on its own, after what came before it
+                    await batch.finish()
+                    await handle_process(ctx, message, item)
+                else:
+                    batch.add(message, item)
+        elif topic == settings.topic_labels:
+            learn_correction(ctx, message.partition, correction)
         else:
-            tick = read_tick(message.value, ctx.internal_max_bytes)
-    except InvalidEvent as error:
-        await ctx.dead_letter(message, error.reason, error.detail, time.time())
-        return
-    if topic == ctx.settings.topic_events:
-        await handle_envelope(ctx, message, items)
-    elif topic == ctx.settings.topic_labels:
-        learn_correction(ctx, message.partition, correction)
-    else:
-        await handle_tick(ctx, message, tick)
+            if batch.has(tick["user_id"]):  # its checks read the state this batch leaves
+                await batch.finish()
+            if take_tick(ctx, tick):
+                batch.add(message, tick)
+    await batch.finish()
 
 
-async def handle_envelope(ctx: WorkerContext, message: Any, items: list[Event | Refused]) -> None:
-    run: list[Event] = []
-    for item in items:
-        if isinstance(item, Refused):
-            part = Part(message.topic, message.partition, message.offset, message.key, item.value)
-            await ctx.dead_letter(part, item.error.reason, item.error.detail, time.time())
-        elif item.source in PROCESS_SOURCES:
-            if run:
-                await run_batch(ctx, message, run)
-                run = []
-            await handle_process(ctx, message, item)
-        else:
-            run.append(item)
-    if run:
-        await run_batch(ctx, message, run)
-
-
-async def handle_tick(ctx: WorkerContext, message: Any, tick: dict[str, Any]) -> None:
+def take_tick(ctx: WorkerContext, tick: dict[str, Any]) -> bool:
+    """Whether ``tick`` makes a round: not when its user is gone (erased since it was sent) or idle past
+    the horizon (evicted now)."""
     user_id, now = tick["user_id"], tick["now"] / 1000.0
     stored = ctx.users.get(user_id)
-    if stored is None:  # the user was erased since the tick was sent
+    if stored is None:
         ctx.pending_timers.answered(user_id)
-        return
+        return False
     if evictable(stored, ctx.horizon, now):
         evict(ctx, user_id, stored, now)
-        return
+        return False
     ctx.pending_timers.answered(user_id)
     # A tick is saved and filed again even when nothing fired: the user's timers may have moved.
-    await run_batch(ctx, message, [tick])
+    return True
 
 
-def event_part(message: Any, step: Event | dict[str, Any]) -> Any:
+def step_part(message: Any, step: Event | dict[str, Any]) -> Any:
     """What to dead-letter for one step of a batch: the message itself for a tick, the event's own
     bytes (in the envelope's place) for an event."""
     if not isinstance(step, Event):
@@ -108,71 +116,96 @@ def event_part(message: Any, step: Event | dict[str, Any]) -> Any:
     return Part(message.topic, message.partition, message.offset, message.key, orjson.dumps(step.to_wire()))
 
 
-async def run_batch(ctx: WorkerContext, message: Any, steps: list[Any]) -> None:
-    """The rounds of ``steps`` (events of one envelope, or one tick) as one batch: see the module."""
-    settings = ctx.settings
-    wall = time.time()
-    partition = message.partition
-    batch = BatchRounds(
-        ctx.users.get,
-        ctx.policy,
-        ctx.models_of(partition),
-        partition=partition,
-        session_gap=settings.session_gap_seconds,
-    )
-    for step in steps:
+class Batch:
+    """The behaviour rounds of the records taken at once, a :class:`streams.batches.BatchRounds` per
+    partition, finished together: one acknowledged send of all their decisions and interventions, then
+    the states recorded (see the module)."""
+
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        self.partitions: dict[int, BatchRounds] = {}
+        self.wall = time.time()
+
+    def has(self, user_id: str) -> bool:
+        return any(user_id in rounds.users for rounds in self.partitions.values())
+
+    def add(self, message: Any, step: Event | dict[str, Any]) -> None:
+        ctx, partition = self.ctx, message.partition
         if isinstance(step, Event):
             if ctx.erased_users.drops(step.user_id, to_millis(step.event_time)):
                 log.info("an event from before an erasure arrived after it: not taken in")
                 metrics.ERASED_EVENTS_SKIPPED.inc()
-                continue
-            ctx.clocks.observe(partition, step.event_time, wall)
-        batch.play(step)
-    # From here on a commit writes these users as they were before the batch.
-    for user_id, user in batch.users.items():
-        ctx.state_writes.begin(user_id, user.before)
-    try:
-        metrics.DUPLICATE_EVENTS.inc(batch.duplicates)
-        for failure in batch.failures:
-            await ctx.processing_failed(event_part(message, failure.step), failure.error)
-        outcomes = batch.outcomes()
-        # Decisions and interventions first, acknowledged by the broker, then the states that record
-        # them: killed in between, the worker decides again after the restart and sends the same ids
-        # again (at least once); the other way round it would find them decided and never send them.
-        records = []
-        for user, played in outcomes:
-            key = user.state.user_id.encode()
-            for decision in played.done.decisions:
-                records.append((settings.topic_decisions, key, orjson.dumps(decision.to_wire(wall))))
-                if decision.decision == EMITTED:
-                    wire = orjson.dumps(decision.intervention.to_wire(wall))
-                    records.append((settings.topic_interventions, key, wire))
-        if records:
-            # Sent until the broker takes them (acks=all): the broker away is no reason to drop a
-            # batch; a worker stopping meanwhile raises StopRequested, and the envelope is read again.
-            await send_until_taken(
-                lambda: ctx.acknowledged.send_all(records),
-                f"decisions of {message.topic}:{partition}@{message.offset}",
-                stopping=lambda: ctx.stopping,
-                sleep=ctx.app.sleep,
-                failed=metrics.ACKNOWLEDGED_SEND_FAILURES.inc,
+                return
+            ctx.clocks.observe(partition, step.event_time, self.wall)
+        rounds = self.partitions.get(partition)
+        if rounds is None:
+            rounds = self.partitions[partition] = BatchRounds(
+                ctx.users.get,
+                ctx.policy,
+                ctx.models_of(partition),
+                partition=partition,
+                session_gap=ctx.settings.session_gap_seconds,
             )
-    except BaseException:  # not known to be delivered: no later write may record these rounds
-        for user_id, before in batch.restore().items():
-            if before is not None:
-                ctx.users.data[user_id] = before
+        rounds.play(step, message)
+
+    async def finish(self) -> None:
+        """Send, record and emit what the rounds so far decided; the batch is empty again after."""
+        partitions, self.partitions = self.partitions, {}
+        if not partitions:
+            return
+        ctx, settings, wall = self.ctx, self.ctx.settings, self.wall
+        self.wall = time.time()
+        # From here on a commit writes these users as they were before the batch.
+        for rounds in partitions.values():
+            for user_id, user in rounds.users.items():
+                ctx.state_writes.begin(user_id, user.before)
+        outcomes = {partition: rounds.outcomes() for partition, rounds in partitions.items()}
+        try:
+            for rounds in partitions.values():
+                metrics.DUPLICATE_EVENTS.inc(rounds.duplicates)
+                for failure in rounds.failures:
+                    await ctx.processing_failed(step_part(failure.origin, failure.step), failure.error)
+            # Decisions and interventions first, acknowledged by the broker, then the states that record
+            # them: killed in between, the worker decides again after the restart and sends the same ids
+            # again (at least once); the other way round it would find them decided and never send them.
+            records = []
+            for played_rounds in outcomes.values():
+                for user, played in played_rounds:
+                    key = user.state.user_id.encode()
+                    for decision in played.done.decisions:
+                        records.append((settings.topic_decisions, key, orjson.dumps(decision.to_wire(wall))))
+                        if decision.decision == EMITTED:
+                            wire = orjson.dumps(decision.intervention.to_wire(wall))
+                            records.append((settings.topic_interventions, key, wire))
+            if records:
+                # Sent until the broker takes them (acks=all): the broker away is no reason to drop a
+                # batch; a worker stopping meanwhile raises StopRequested, and its records are read again.
+                await send_until_taken(
+                    lambda: ctx.acknowledged.send_all(records),
+                    f"decisions of {len(records)} records",
+                    stopping=lambda: ctx.stopping,
+                    sleep=ctx.app.sleep,
+                    failed=metrics.ACKNOWLEDGED_SEND_FAILURES.inc,
+                )
+        except BaseException:  # not known to be delivered: no later write may record these rounds
+            for rounds in partitions.values():
+                for user_id, before in rounds.restore().items():
+                    if before is not None:
+                        ctx.users.data[user_id] = before
+            ctx.state_writes.end()
+            raise
+        for rounds in partitions.values():
+            for user_id, user in rounds.users.items():
+                if user.rounds or user.rebuilt:
+                    ctx.users.data[user_id] = user.state
+                    ctx.state_writes.changed(user_id)
+                    ctx.pending_timers.track(user.state)
         ctx.state_writes.end()
-        raise
-    for user_id, user in batch.users.items():
-        if user.rounds or user.rebuilt:
-            ctx.users.data[user_id] = user.state
-            ctx.state_writes.changed(user_id)
-            ctx.pending_timers.track(user.state)
-    ctx.state_writes.end()
-    await emit(ctx, batch, outcomes, wall)
+        for partition, played_rounds in outcomes.items():
+            await emit(ctx, partition, played_rounds, wall)
 
 
-async def emit(ctx: WorkerContext, batch: BatchRounds, outcomes: list[Any], wall: float) -> None:
+async def emit(ctx: WorkerContext, partition: int, outcomes: list[Any], wall: float) -> None:
     """What a batch's rounds tell besides their decisions: metrics, scores, tags and ``crm_sync``."""
     settings = ctx.settings
     learned_any = False
@@ -208,7 +241,7 @@ async def emit(ctx: WorkerContext, batch: BatchRounds, outcomes: list[Any], wall
         if done.event is not None:
             metrics.EVENT_PROCESSING.observe(max(0.0, now - done.event.event_time))
     if learned_any:
-        ctx.learned_since_checkpoint.add(batch.partition)
+        ctx.learned_since_checkpoint.add(partition)
 
 
 async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None:
@@ -245,7 +278,7 @@ async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None
         if before is not None:  # undo the half-applied process: table and changelog agree
             with contextlib.suppress(Exception):
                 ctx.users[user_id] = before
-        await ctx.processing_failed(event_part(message, event), error)
+        await ctx.processing_failed(step_part(message, event), error)
         return
     if done.duplicate:
         metrics.PROCESS_DUPLICATES.labels(event.source).inc()
