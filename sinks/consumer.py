@@ -433,7 +433,7 @@ class ClickHouseSink:
                 self.batcher.add_many(topic, partition, offset - 1, taken, first, last, now)
                 taken = []
                 for item in unreadable:
-                    await self._dead_letter(message, reason, item.detail, item.value)
+                    await self._dead_letter(message, reason, item.detail, item.value, item.item)
                 unreadable = ()
             for row in made:
                 if check_erased and self._erased_before(spec, row):
@@ -568,11 +568,13 @@ class ClickHouseSink:
         record_erasure(self.store, erasure, deleted)
         return deleted
 
-    async def _dead_letter(self, message: Any, reason: str, detail: str, value: bytes | None = None) -> None:
-        """Dead-letter ``message``, or with ``value`` the part of it refused (an event of an envelope):
-        bounded, and tried again until the broker takes it (:class:`streams.deadletters.DeadLetterSender`);
-        raises StopRequested if the sink stops first."""
-        await self._dead_letters.send(message, reason, detail, time.time(), value=value)
+    async def _dead_letter(
+        self, message: Any, reason: str, detail: str, value: bytes | None = None, item: int = 0
+    ) -> None:
+        """Dead-letter ``message``, or with ``value`` and ``item`` the part of it refused (an event of an
+        envelope, counted from 1): bounded, and tried again until the broker takes it
+        (:class:`streams.deadletters.DeadLetterSender`); raises StopRequested if the sink stops first."""
+        await self._dead_letters.send(message, reason, detail, time.time(), value=value, item=item)
 
     async def _send_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]

@@ -41,11 +41,13 @@ def iso_millis(iso: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class UnreadableItem:
-    """An item of a message that gives no row (an event of an envelope that cannot be read): why, and
-    its JSON, which is dead-lettered in its place (None: the whole message is)."""
+    """An item of a message that gives no row (an event of an envelope that cannot be read): why, its
+    JSON, which is dead-lettered in its place (None: the whole message is), and which item of the
+    message it is (counted from 1; 0: the whole message), which its dead letter says."""
 
     detail: str
     value: bytes | None
+    item: int = 0
 
 
 # A message's rows, and the items of it that give none.
@@ -71,7 +73,7 @@ def event_rows(
     ...     "user_id": "u1", "attrs": {"page": "/"}})
     >>> [first], [second] = event_rows(envelope, [], 2, 40)
     >>> first[0], first[-2:], second
-    ('e1', (2, 40), UnreadableItem(detail="KeyError('attrs')", value=b'{"event_id":"e2"}'))
+    ('e1', (2, 40), UnreadableItem(detail="KeyError('attrs')", value=b'{"event_id":"e2"}', item=2))
     """
     data = orjson.loads(value)
     if data.__class__ is not dict:
@@ -85,11 +87,11 @@ def event_rows(
         raise TypeError("field 'events' of an envelope must be a list")
     rows: list[tuple[Any, ...]] = []
     unreadable: list[UnreadableItem] = []
-    for item in items:
+    for number, item in enumerate(items, 1):
         try:
             rows.append(_event_row(item, partition, offset))
         except (KeyError, TypeError, ValueError) as error:
-            unreadable.append(UnreadableItem(repr(error)[:300], orjson.dumps(item)))
+            unreadable.append(UnreadableItem(repr(error)[:300], orjson.dumps(item), number))
     return rows, unreadable
 
 
@@ -264,6 +266,7 @@ def dead_letter_row(value: bytes, headers: Headers, partition: int, offset: int)
         info.source_partition,
         info.source_offset,
         info.reason,
+        info.source_item,
         info.detail,
         round(info.rejected_at * 1000),
         payload,
@@ -350,6 +353,7 @@ DEAD_LETTERS = TableSpec(
         "source_partition",
         "source_offset",
         "reason",
+        "source_item",
         "detail",
         "rejected_at",
         "payload",
@@ -361,13 +365,14 @@ DEAD_LETTERS = TableSpec(
         "kafka_offset",
     ),
     dead_letter_row,
-    # The reason too, as in the table's ORDER BY: one message can be refused by two consumers (an agent
-    # and the sink), each with its own reason.
-    id_index=(0, 1, 2, 3),
-    id_sql="concat(source_topic, ':', toString(source_partition), ':', toString(source_offset), ':', reason)",
+    # The reason and the item too, as in the table's ORDER BY: one message can be refused by two
+    # consumers (an agent and the sink), each with its own reason, and an envelope event by event.
+    id_index=(0, 1, 2, 3, 4),
+    id_sql="concat(source_topic, ':', toString(source_partition), ':', toString(source_offset), ':', reason,"
+    " ':', toString(source_item))",
     # The payload is bytes, so the pseudonymisation leaves it as it is (the original message).
-    user_index=10,
-    time_index=5,
+    user_index=11,
+    time_index=6,
 )
 DECISIONS = TableSpec(
     "decisions",

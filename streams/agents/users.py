@@ -71,9 +71,9 @@ async def track_user(ctx: WorkerContext, event: faust.EventT) -> None:
 
 async def handle_envelope(ctx: WorkerContext, message: Any, items: list[Event | Refused]) -> None:
     run: list[Event] = []
-    for item in items:
+    for number, item in enumerate(items, 1):
         if isinstance(item, Refused):
-            part = Part(message.topic, message.partition, message.offset, message.key, item.value)
+            part = Part(message.topic, message.partition, message.offset, message.key, item.value, number)
             await ctx.dead_letter(part, item.error.reason, item.error.detail, time.time())
         elif item.source in PROCESS_SOURCES:
             if run:
