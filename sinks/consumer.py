@@ -273,7 +273,7 @@ class ClickHouseSink:
         dead_letter_topic: str,
         pseudonymize: Callable[[str], str],
         erasures_topic: str | None = None,
-        batch_rows: int = 5000,
+        batch_rows: int = 20000,
         flush_seconds: float = 1.0,
         max_retry_seconds: float = 30.0,
         dedup_window: int = 100_000,
@@ -425,7 +425,9 @@ class ClickHouseSink:
                     rows_made += len(made) + len(unreadable)
                     if user_index is not None:
                         made = [pseudonymize(row, user_index) for row in made]
-            except (ValueError, KeyError, TypeError) as error:
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                # AttributeError too: a member of the wrong type (a list where an object belongs) read
+                # by a row function must not stop the sink.
                 made, unreadable = (), (UnreadableItem(repr(error)[:300], None),)
             if unreadable:
                 # What came before is batched first, as if taken one by one (a rebalance may flush

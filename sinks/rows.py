@@ -34,6 +34,25 @@ if TYPE_CHECKING:
 Headers = Sequence[tuple[str, bytes]]
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def canonical_uuid(text: Any) -> str:
+    """``str(UUID(text))``, the lower-case hyphenated form the ids' row ids are compared in (what
+    ``toString`` of a ClickHouse UUID gives): ``text`` itself when it is already in that form, as
+    Forewarn writes its ids, without parsing it. Raises ``ValueError`` for a string that is no UUID,
+    ``TypeError`` for anything else (UUID itself would raise AttributeError).
+
+    >>> canonical_uuid("0B8A6128-0B8A-5EE9-BFAB-18E8F49F0582")
+    '0b8a6128-0b8a-5ee9-bfab-18e8f49f0582'
+    """
+    if text.__class__ is not str:
+        raise TypeError(f"a UUID must be a string, not {type(text).__name__}")
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
+    return str(UUID(text))
+
+
 def iso_millis(iso: str) -> int:
     """An ISO 8601 time of the contracts (as :func:`streams.interventions.iso_time` writes) to epoch ms."""
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
@@ -164,7 +183,7 @@ def decision_row(value: bytes, headers: Headers, partition: int, offset: int) ->
         raise ValueError(f"unknown decision {decision!r}")
     offer = data.get("offer")
     return (
-        str(UUID(data["intervention_id"])),
+        canonical_uuid(data["intervention_id"]),
         decision,
         data["reason"],
         data.get("detail", ""),
@@ -438,7 +457,7 @@ def ticket_row(value: bytes, headers: Headers, partition: int, offset: int) -> t
     device = data.get("device") or {}
     point = data.get("service_point") or {}
     return (
-        str(UUID(data["ticket_id"])),
+        canonical_uuid(data["ticket_id"]),
         data["request_id"],
         data["user_id"],
         iso_millis(data["created_at"]),
@@ -465,7 +484,7 @@ def order_command_row(value: bytes, headers: Headers, partition: int, offset: in
     data = orjson.loads(value)
     items = data["items"]
     return (
-        str(UUID(data["command_id"])),
+        canonical_uuid(data["command_id"]),
         data["request_id"],
         data["user_id"],
         iso_millis(data["requested_at"]),
@@ -540,7 +559,7 @@ def hot_issue_row(value: bytes, headers: Headers, partition: int, offset: int) -
     """A hot-issue alert (the ``hot_issues`` topic, schema 1, :mod:`models.surge`)."""
     data = orjson.loads(value)
     return (
-        str(UUID(data["alert_id"])),
+        canonical_uuid(data["alert_id"]),
         data["product_id"],
         data["category"],
         data["topic"],
@@ -560,7 +579,7 @@ def audit_row(value: bytes, headers: Headers, partition: int, offset: int) -> tu
     """One API call (the ``api_audit`` topic, schema 1, :mod:`streams.api`)."""
     data = orjson.loads(value)
     return (
-        str(UUID(data["audit_id"])),
+        canonical_uuid(data["audit_id"]),
         iso_millis(data["at"]),
         data["caller"],
         data["method"],

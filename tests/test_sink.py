@@ -18,7 +18,15 @@ from prometheus_client import REGISTRY
 from sinks.clickhouse import ClickHouseStore, batch_token, migrations
 from sinks.consumer import Batcher, ClickHouseSink, RecentIds, TableBatch
 from sinks.privacy import Pseudonymizer, RowPseudonymizer, pseudonymize_row
-from sinks.rows import DEAD_LETTERS, EVENTS, INTERVENTIONS, dead_letter_row, event_row, intervention_row
+from sinks.rows import (
+    DEAD_LETTERS,
+    DECISIONS,
+    EVENTS,
+    INTERVENTIONS,
+    dead_letter_row,
+    event_row,
+    intervention_row,
+)
 from streams.deadletters import dead_letter_headers
 from streams.events import CLICKSTREAM, Event
 from streams.interventions import Intervention
@@ -410,6 +418,40 @@ async def test_envelopes_give_a_row_per_event_and_dead_letter_a_broken_one_alone
     )
     # Fetches are sized by the rows a message held, so that the rows held stay near batch_rows.
     assert sink.batcher.room() == 66  # 6 rows in 4 messages
+
+
+async def test_an_id_of_the_wrong_type_is_dead_lettered_and_the_sink_goes_on() -> None:
+    """A decision whose intervention id is a number (or an object) is dead-lettered; the decisions
+    after it are taken. (Before, reading its UUID raised AttributeError, which stopped the sink.)"""
+    sink, _, _ = held_sink(batch_rows=100)
+    sink.specs = sink.batcher.specs = {"decisions": DECISIONS}
+    sink.producer = SentDeadLetters()
+    good = decision_value("0B8A6128-0B8A-5EE9-BFAB-18E8F49F0582")
+    values = [decision_value(5), decision_value({"id": 1}), good]
+    messages = [
+        ConsumerRecord("decisions", 0, i, 0, 0, b"u", v, None, 1, 0, []) for i, v in enumerate(values)
+    ]
+    await sink._take(TopicPartition("decisions", 0), messages)
+    assert [value for value, _ in sink.producer.sent] == values[:2]
+    (batch,) = sink.batcher.tables.values()
+    assert [row[0] for row in batch.rows] == ["0b8a6128-0b8a-5ee9-bfab-18e8f49f0582"]
+
+
+def decision_value(intervention_id: Any) -> bytes:
+    return orjson.dumps(
+        {
+            "intervention_id": intervention_id,
+            "decision": "emitted",
+            "reason": "",
+            "trigger": "delay_notice",
+            "action": "notify_delay",
+            "channel": "chat",
+            "priority": 80,
+            "user_id": "u1",
+            "event_time": "2026-11-24T03:49:32.102Z",
+            "decided_at": "2026-11-24T03:49:33.260Z",
+        }
+    )
 
 
 async def test_two_events_refused_in_one_envelope_are_two_dead_letters_and_two_rows(
