@@ -1,6 +1,6 @@
 """ClickHouse sink throughput into chdb, against a plain clickhouse-connect insert measured in the same run.
 
-    python benchmarks/sink.py [--events 200000] [--batch-rows 5000] [--envelope-events 100]
+    python benchmarks/sink.py [--events 200000] [--batch-rows 20000] [--envelope-events 100]
                               [--repeat 3] [--write-readme]
 
 In process, without a broker, both into one embedded ClickHouse (chdb) in a temporary directory:
@@ -215,10 +215,10 @@ class StubConsumer:
         return {}
 
 
-def new_sink(store: ClickHouseStore, spec: TableSpec, topic: str, batch_rows: int) -> ClickHouseSink:
+def new_sink(store: ClickHouseStore, specs: dict[str, TableSpec], batch_rows: int) -> ClickHouseSink:
     sink = ClickHouseSink(
         store,
-        {topic: spec},
+        specs,
         bootstrap_servers=["unused:9092"],
         group_id="benchmark-sink",
         dead_letter_topic="dead_letters",
@@ -226,8 +226,20 @@ def new_sink(store: ClickHouseStore, spec: TableSpec, topic: str, batch_rows: in
         batch_rows=batch_rows,
         flush_seconds=3600.0,  # batches close by size, as under load
     )
-    sink.consumer = StubConsumer([TopicPartition(topic, p) for p in range(PARTITIONS)])  # type: ignore[assignment]
+    partitions = [TopicPartition(topic, p) for topic in specs for p in range(PARTITIONS)]
+    sink.consumer = StubConsumer(partitions)  # type: ignore[assignment]
     return sink
+
+
+def interleaved(*streams: list[tuple[Any, list]]) -> list[tuple[Any, list]]:
+    """The fetches of several topics merged as a consumer of all of them gets them: each stream's in
+    order, spread evenly over the whole."""
+    keyed = [
+        ((index + 0.5) / len(stream), n, fetch)
+        for n, stream in enumerate(streams)
+        for index, fetch in enumerate(stream)
+    ]
+    return [fetch for *_, fetch in sorted(keyed, key=lambda item: item[:2])]
 
 
 async def through_sink(sink: ClickHouseSink, batches: list[tuple[Any, list]]) -> tuple[float, float]:
@@ -275,6 +287,10 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], Figure]:
         ("interventions", INTERVENTIONS, interventions, len(interventions), "interventions"),
         ("decisions", DECISIONS, decisions, len(decisions), "decisions"),
     ]
+    # The three together into one sink, as a worker's sink gets them: each batch inserts into three
+    # tables, and each insert costs ClickHouse about as much again whatever its rows (new parts, views).
+    mix = [(topic, spec, values, rows) for topic, spec, values, rows, _ in tables[1:]]
+    mix_rows = sum(rows for *_, rows in mix)
     pseudonymize = Pseudonymizer(KEY)
     with tempfile.TemporaryDirectory(prefix="forewarn-sink-benchmark-") as directory:
         store = ClickHouseStore(f"chdb://{Path(directory) / 'clickhouse'}")
@@ -293,25 +309,44 @@ def run(args: argparse.Namespace) -> tuple[list[Figure], Figure]:
         )
         print(f"  {base.rate:,.0f} rows/s", flush=True)
 
+        def measure(
+            attempt: int, parts: list[tuple[str, TableSpec, list[bytes], int]]
+        ) -> tuple[float, float]:
+            """One run of the sink over ``parts`` (topic, spec, messages, rows), in fetches of at most
+            ``--batch-rows`` rows' worth of messages (as Batcher.room sizes them), each topic's share of
+            a fetch its share of the rows."""
+            total = sum(rows for *_, rows in parts)
+            streams = [
+                fetches(
+                    records(topic, values, base_offset=(attempt + 1) * 10_000_000),
+                    max(1, args.batch_rows * len(values) // total),
+                )
+                for topic, _, values, _ in parts
+            ]
+            sink = new_sink(store, {topic: spec for topic, spec, *_ in parts}, args.batch_rows)
+            empty(store)
+            return asyncio.run(through_sink(sink, interleaved(*streams)))
+
         figures = []
         for topic, spec, values, rows, name in tables:
             print(f"(b) the sink, {name} ...", flush=True)
-
-            def measure(
-                attempt: int,
-                topic: str = topic,
-                spec: TableSpec = spec,
-                values: list = values,
-                per_fetch: int = max(1, args.batch_rows * len(values) // rows),  # as Batcher.room sizes it
-            ) -> tuple[float, float]:
-                by_partition = records(topic, values, base_offset=(attempt + 1) * 10_000_000)
-                sink = new_sink(store, spec, topic, args.batch_rows)
-                empty(store)
-                return asyncio.run(through_sink(sink, fetches(by_partition, per_fetch)))
-
-            figure = best(f"(b) sink: {name}", rows, args.repeat, measure)
+            figure = best(
+                f"(b) sink: {name}",
+                rows,
+                args.repeat,
+                lambda attempt, part=(topic, spec, values, rows): measure(attempt, [part]),
+            )
             print(f"  {figure.rate:,.0f} rows/s", flush=True)
             figures.append(figure)
+        print("(b) the sink, events in envelopes, interventions and decisions together ...", flush=True)
+        figure = best(
+            "(b) sink: events in envelopes + interventions + decisions",
+            mix_rows,
+            args.repeat,
+            lambda attempt: measure(attempt, mix),
+        )
+        print(f"  {figure.rate:,.0f} rows/s", flush=True)
+        figures.append(figure)
         store.close()
     return figures, base
 
@@ -344,7 +379,7 @@ def report(args: argparse.Namespace, figures: list[Figure], base: Figure) -> str
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--batch-rows", type=int, default=5000, help="the sink's FOREWARN_SINK_BATCH_ROWS")
+    parser.add_argument("--batch-rows", type=int, default=20000, help="the sink's FOREWARN_SINK_BATCH_ROWS")
     parser.add_argument("--envelope-events", type=int, default=100, help="events per envelope")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best counts")
     parser.add_argument("--seed", type=int, default=7)

@@ -273,7 +273,7 @@ class ClickHouseSink:
         dead_letter_topic: str,
         pseudonymize: Callable[[str], str],
         erasures_topic: str | None = None,
-        batch_rows: int = 5000,
+        batch_rows: int = 20000,
         flush_seconds: float = 1.0,
         max_retry_seconds: float = 30.0,
         dedup_window: int = 100_000,
@@ -425,7 +425,9 @@ class ClickHouseSink:
                     rows_made += len(made) + len(unreadable)
                     if user_index is not None:
                         made = [pseudonymize(row, user_index) for row in made]
-            except (ValueError, KeyError, TypeError) as error:
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                # AttributeError too: a member of the wrong type (a list where an object belongs) read
+                # by a row function must not stop the sink.
                 made, unreadable = (), (UnreadableItem(repr(error)[:300], None),)
             if unreadable:
                 # What came before is batched first, as if taken one by one (a rebalance may flush
@@ -433,7 +435,7 @@ class ClickHouseSink:
                 self.batcher.add_many(topic, partition, offset - 1, taken, first, last, now)
                 taken = []
                 for item in unreadable:
-                    await self._dead_letter(message, reason, item.detail, item.value)
+                    await self._dead_letter(message, reason, item.detail, item.value, item.item)
                 unreadable = ()
             for row in made:
                 if check_erased and self._erased_before(spec, row):
@@ -568,11 +570,13 @@ class ClickHouseSink:
         record_erasure(self.store, erasure, deleted)
         return deleted
 
-    async def _dead_letter(self, message: Any, reason: str, detail: str, value: bytes | None = None) -> None:
-        """Dead-letter ``message``, or with ``value`` the part of it refused (an event of an envelope):
-        bounded, and tried again until the broker takes it (:class:`streams.deadletters.DeadLetterSender`);
-        raises StopRequested if the sink stops first."""
-        await self._dead_letters.send(message, reason, detail, time.time(), value=value)
+    async def _dead_letter(
+        self, message: Any, reason: str, detail: str, value: bytes | None = None, item: int = 0
+    ) -> None:
+        """Dead-letter ``message``, or with ``value`` and ``item`` the part of it refused (an event of an
+        envelope, counted from 1): bounded, and tried again until the broker takes it
+        (:class:`streams.deadletters.DeadLetterSender`); raises StopRequested if the sink stops first."""
+        await self._dead_letters.send(message, reason, detail, time.time(), value=value, item=item)
 
     async def _send_dead_letter(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]

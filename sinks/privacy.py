@@ -250,11 +250,12 @@ class RowPseudonymizer:
         alias, replacement, forms = user
         values = list(row)
         values[user_index] = alias  # which holds no quote: the replacements leave it as it is
+        # One pass over the row, most values not strings or without the form: a list rebuilt per form
+        # cost a fifth more (benchmarks/sink.py).
         for form in forms:
-            values = [
-                value.replace(form, replacement) if isinstance(value, str) and form in value else value
-                for value in values
-            ]
+            for index, value in enumerate(values):
+                if isinstance(value, str) and form in value:
+                    values[index] = value.replace(form, replacement)
         return tuple(values)
 
 

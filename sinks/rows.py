@@ -34,6 +34,25 @@ if TYPE_CHECKING:
 Headers = Sequence[tuple[str, bytes]]
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def canonical_uuid(text: Any) -> str:
+    """``str(UUID(text))``, the lower-case hyphenated form the ids' row ids are compared in (what
+    ``toString`` of a ClickHouse UUID gives): ``text`` itself when it is already in that form, as
+    Forewarn writes its ids, without parsing it. Raises ``ValueError`` for a string that is no UUID,
+    ``TypeError`` for anything else (UUID itself would raise AttributeError).
+
+    >>> canonical_uuid("0B8A6128-0B8A-5EE9-BFAB-18E8F49F0582")
+    '0b8a6128-0b8a-5ee9-bfab-18e8f49f0582'
+    """
+    if text.__class__ is not str:
+        raise TypeError(f"a UUID must be a string, not {type(text).__name__}")
+    if _CANONICAL_UUID.fullmatch(text):
+        return text
+    return str(UUID(text))
+
+
 def iso_millis(iso: str) -> int:
     """An ISO 8601 time of the contracts (as :func:`streams.interventions.iso_time` writes) to epoch ms."""
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
@@ -41,11 +60,13 @@ def iso_millis(iso: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class UnreadableItem:
-    """An item of a message that gives no row (an event of an envelope that cannot be read): why, and
-    its JSON, which is dead-lettered in its place (None: the whole message is)."""
+    """An item of a message that gives no row (an event of an envelope that cannot be read): why, its
+    JSON, which is dead-lettered in its place (None: the whole message is), and which item of the
+    message it is (counted from 1; 0: the whole message), which its dead letter says."""
 
     detail: str
     value: bytes | None
+    item: int = 0
 
 
 # A message's rows, and the items of it that give none.
@@ -71,7 +92,7 @@ def event_rows(
     ...     "user_id": "u1", "attrs": {"page": "/"}})
     >>> [first], [second] = event_rows(envelope, [], 2, 40)
     >>> first[0], first[-2:], second
-    ('e1', (2, 40), UnreadableItem(detail="KeyError('attrs')", value=b'{"event_id":"e2"}'))
+    ('e1', (2, 40), UnreadableItem(detail="KeyError('attrs')", value=b'{"event_id":"e2"}', item=2))
     """
     data = orjson.loads(value)
     if data.__class__ is not dict:
@@ -85,11 +106,11 @@ def event_rows(
         raise TypeError("field 'events' of an envelope must be a list")
     rows: list[tuple[Any, ...]] = []
     unreadable: list[UnreadableItem] = []
-    for item in items:
+    for number, item in enumerate(items, 1):
         try:
             rows.append(_event_row(item, partition, offset))
         except (KeyError, TypeError, ValueError) as error:
-            unreadable.append(UnreadableItem(repr(error)[:300], orjson.dumps(item)))
+            unreadable.append(UnreadableItem(repr(error)[:300], orjson.dumps(item), number))
     return rows, unreadable
 
 
@@ -162,7 +183,7 @@ def decision_row(value: bytes, headers: Headers, partition: int, offset: int) ->
         raise ValueError(f"unknown decision {decision!r}")
     offer = data.get("offer")
     return (
-        str(UUID(data["intervention_id"])),
+        canonical_uuid(data["intervention_id"]),
         decision,
         data["reason"],
         data.get("detail", ""),
@@ -264,6 +285,7 @@ def dead_letter_row(value: bytes, headers: Headers, partition: int, offset: int)
         info.source_partition,
         info.source_offset,
         info.reason,
+        info.source_item,
         info.detail,
         round(info.rejected_at * 1000),
         payload,
@@ -350,6 +372,7 @@ DEAD_LETTERS = TableSpec(
         "source_partition",
         "source_offset",
         "reason",
+        "source_item",
         "detail",
         "rejected_at",
         "payload",
@@ -361,13 +384,14 @@ DEAD_LETTERS = TableSpec(
         "kafka_offset",
     ),
     dead_letter_row,
-    # The reason too, as in the table's ORDER BY: one message can be refused by two consumers (an agent
-    # and the sink), each with its own reason.
-    id_index=(0, 1, 2, 3),
-    id_sql="concat(source_topic, ':', toString(source_partition), ':', toString(source_offset), ':', reason)",
+    # The reason and the item too, as in the table's ORDER BY: one message can be refused by two
+    # consumers (an agent and the sink), each with its own reason, and an envelope event by event.
+    id_index=(0, 1, 2, 3, 4),
+    id_sql="concat(source_topic, ':', toString(source_partition), ':', toString(source_offset), ':', reason,"
+    " ':', toString(source_item))",
     # The payload is bytes, so the pseudonymisation leaves it as it is (the original message).
-    user_index=10,
-    time_index=5,
+    user_index=11,
+    time_index=6,
 )
 DECISIONS = TableSpec(
     "decisions",
@@ -433,7 +457,7 @@ def ticket_row(value: bytes, headers: Headers, partition: int, offset: int) -> t
     device = data.get("device") or {}
     point = data.get("service_point") or {}
     return (
-        str(UUID(data["ticket_id"])),
+        canonical_uuid(data["ticket_id"]),
         data["request_id"],
         data["user_id"],
         iso_millis(data["created_at"]),
@@ -460,7 +484,7 @@ def order_command_row(value: bytes, headers: Headers, partition: int, offset: in
     data = orjson.loads(value)
     items = data["items"]
     return (
-        str(UUID(data["command_id"])),
+        canonical_uuid(data["command_id"]),
         data["request_id"],
         data["user_id"],
         iso_millis(data["requested_at"]),
@@ -535,7 +559,7 @@ def hot_issue_row(value: bytes, headers: Headers, partition: int, offset: int) -
     """A hot-issue alert (the ``hot_issues`` topic, schema 1, :mod:`models.surge`)."""
     data = orjson.loads(value)
     return (
-        str(UUID(data["alert_id"])),
+        canonical_uuid(data["alert_id"]),
         data["product_id"],
         data["category"],
         data["topic"],
@@ -555,7 +579,7 @@ def audit_row(value: bytes, headers: Headers, partition: int, offset: int) -> tu
     """One API call (the ``api_audit`` topic, schema 1, :mod:`streams.api`)."""
     data = orjson.loads(value)
     return (
-        str(UUID(data["audit_id"])),
+        canonical_uuid(data["audit_id"]),
         iso_millis(data["at"]),
         data["caller"],
         data["method"],

@@ -39,6 +39,7 @@ MAX_VALUE_BYTES = 256 * 1024
 MAX_KEY_BYTES = 1024  # keys are user ids, product categories, feedback ids: at most 128 characters
 MAX_DETAIL_CHARS = 1000
 MAX_SOURCE_TOPIC_CHARS = 255  # Kafka's own limit on topic names is 249
+MAX_SOURCE_ITEM = 2**32 - 1  # the dead_letters table's source_item is a UInt32
 # The value, the key, the headers (each bounded above) and Kafka's record overhead.
 MAX_RECORD_BYTES = MAX_VALUE_BYTES + MAX_KEY_BYTES + 8 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -54,6 +55,9 @@ class DeadLetterInfo:
     rejected_at: float
     original_bytes: int | None  # None: the header is missing (a dead letter written by someone else)
     original_sha256: str  # "" when missing or not a SHA-256
+    # Which item of the source message was refused (an event of an envelope): its position, counted
+    # from 1; 0 for the whole message (and for dead letters that do not say).
+    source_item: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +82,10 @@ def dead_letter_record(
     reason: str,
     detail: str,
     rejected_at: float,
+    item: int = 0,
 ) -> DeadLetter:
-    """The dead letter of the message ``key``/``value`` read at ``topic``/``partition``/``offset``: its
+    """The dead letter of the message ``key``/``value`` read at ``topic``/``partition``/``offset`` (with
+    ``item``, of that item of the message: :func:`dead_letter_headers`): its
     bytes (whole up to the bounds, else their first bytes), the headers of :func:`dead_letter_headers`,
     and the original value's size and SHA-256 (``original_bytes``, ``original_sha256``; for a key cut
     short ``original_key_bytes`` and ``original_key_sha256`` too). Never larger than
@@ -89,7 +95,7 @@ def dead_letter_record(
     >>> len(letter.value), dict(letter.headers)["forewarn.dlq.original_bytes"]
     (262144, b'300000')
     """
-    headers = dead_letter_headers(topic, partition, offset, reason, detail, rejected_at)
+    headers = dead_letter_headers(topic, partition, offset, reason, detail, rejected_at, item)
     headers += _measured("original", value or b"")
     if key is not None and len(key) > MAX_KEY_BYTES:
         headers += _measured("original_key", key)
@@ -100,10 +106,12 @@ def dead_letter_record(
 
 
 def message_dead_letter(
-    message: Any, reason: str, detail: str, rejected_at: float, value: bytes | None = None
+    message: Any, reason: str, detail: str, rejected_at: float, value: bytes | None = None, item: int = 0
 ) -> DeadLetter:
     """:func:`dead_letter_record` of a Kafka message (``key``, ``value``, ``topic``, ``partition``,
-    ``offset``), or with ``value`` of the part of it refused (an event of an envelope), where it was read."""
+    ``offset``), or with ``value`` and ``item`` of the part of it refused (an event of an envelope,
+    counted from 1), where it was read. A ``message`` that is itself such a part may say which in its
+    own ``item`` (:class:`streams.agents.context.Part`)."""
     return dead_letter_record(
         message.key,
         message.value if value is None else value,
@@ -113,6 +121,7 @@ def message_dead_letter(
         reason,
         detail,
         rejected_at,
+        item or getattr(message, "item", 0),
     )
 
 
@@ -130,8 +139,10 @@ def _measured(name: str, data: bytes) -> list[tuple[str, bytes]]:
 
 
 def dead_letter_headers(
-    topic: str, partition: int, offset: int, reason: str, detail: str, rejected_at: float
+    topic: str, partition: int, offset: int, reason: str, detail: str, rejected_at: float, item: int = 0
 ) -> list[tuple[str, bytes]]:
+    """The headers saying why and where a message was refused; with ``item`` (from 1), which item of it
+    was (``source_item``: two events refused in one envelope are two dead letters, not one again)."""
     values = {
         "reason": reason,
         "detail": detail[:MAX_DETAIL_CHARS],
@@ -140,6 +151,8 @@ def dead_letter_headers(
         "source_offset": str(offset),
         "rejected_at": repr(rejected_at),
     }
+    if item:
+        values["source_item"] = str(item)
     return [(HEADER_PREFIX + name, value.encode()) for name, value in values.items()]
 
 
@@ -158,6 +171,7 @@ def read_dead_letter_headers(headers: Iterable[tuple[str, bytes]]) -> DeadLetter
         rejected_at=_number(values.get("rejected_at"), float, 0.0),
         original_bytes=_number(values.get("original_bytes"), int, None),
         original_sha256=sha if _SHA256.match(sha := values.get("original_sha256", "")) else "",
+        source_item=max(0, min(_number(values.get("source_item"), int, 0), MAX_SOURCE_ITEM)),
     )
 
 
@@ -202,12 +216,18 @@ class DeadLetterSender:
         self.attempt_timeout = attempt_timeout
 
     async def send(
-        self, message: Any, reason: str, detail: str, rejected_at: float, value: bytes | None = None
+        self,
+        message: Any,
+        reason: str,
+        detail: str,
+        rejected_at: float,
+        value: bytes | None = None,
+        item: int = 0,
     ) -> None:
         """Dead-letter ``message`` (a Kafka message: ``key``, ``value``, ``topic``, ``partition``,
-        ``offset``), or with ``value`` the part of it refused (:func:`message_dead_letter`), with
-        ``reason`` and ``detail``; counted by ``forewarn_dead_letters_total``."""
-        letter = message_dead_letter(message, reason, detail, rejected_at, value)
+        ``offset``), or with ``value`` and ``item`` the part of it refused (:func:`message_dead_letter`),
+        with ``reason`` and ``detail``; counted by ``forewarn_dead_letters_total``."""
+        letter = message_dead_letter(message, reason, detail, rejected_at, value, item)
         await self.send_letter(letter, reason, message_source(message))
 
     async def send_letter(self, letter: DeadLetter, reason: str, source: str) -> None:

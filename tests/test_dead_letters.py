@@ -18,6 +18,7 @@ from models.surge import SurgeRules
 from models.tagger import Correction
 from sinks.rows import DEAD_LETTERS, dead_letter_row
 from streams import metrics
+from streams.agents.users import track_batch
 from streams.app import each_event
 from streams.catalog import load_catalog
 from streams.deadletters import (
@@ -29,6 +30,7 @@ from streams.deadletters import (
     StopRequested,
     dead_letter_headers,
     dead_letter_record,
+    message_dead_letter,
     read_dead_letter_headers,
 )
 from streams.events import Event, InvalidEvent, parse_event
@@ -182,6 +184,32 @@ def test_whatever_an_agent_raises_the_event_is_dead_lettered_and_the_agent_goes_
     assert failures == [(1, "KeyError")]
     assert stream.acked == [0, 1, 2, 4]  # the failed one after its dead letter
     assert stream.abandoned == [3]  # never acknowledged: read again after the restart
+
+
+def test_each_event_refused_in_an_envelope_is_its_own_dead_letter() -> None:
+    """The worker dead-letters each refused event of an envelope with its position in the envelope
+    (header source_item, from 1), so the two below are two rows of dead_letters, not one kept twice
+    (same topic, partition, offset and reason); a whole message says no item."""
+    sent = []
+
+    async def dead_letter(message, reason: str, detail: str, rejected_at: float) -> None:
+        sent.append(message_dead_letter(message, reason, detail, rejected_at))
+
+    value = b'{"envelope": 1, "events": [{"event_id": "x"}, [1]]}'
+    message = SimpleNamespace(topic="forewarn-events", partition=2, offset=40, key=b"u1", value=value)
+    settings = SimpleNamespace(topic_events="forewarn-events", topic_labels="forewarn-labels")
+    ctx = SimpleNamespace(dead_letter=dead_letter, settings=settings, took=lambda message: None)
+    asyncio.run(track_batch(ctx, [SimpleNamespace(message=message)]))
+    infos = [read_dead_letter_headers(letter.headers) for letter in sent]
+    assert [(i.reason, i.source_offset, i.source_item) for i in infos] == [
+        (INVALID_INTERNAL, 40, 1),
+        (INVALID_INTERNAL, 40, 2),
+    ]
+    rows = [dead_letter_row(letter.value, letter.headers, 0, offset) for offset, letter in enumerate(sent)]
+    assert len({DEAD_LETTERS.row_id(row) for row in rows}) == 2
+    whole = message_dead_letter(message, "malformed_json", "", T)
+    assert read_dead_letter_headers(whole.headers).source_item == 0
+    assert "forewarn.dlq.source_item" not in dict(whole.headers)
 
 
 # --- internal topics

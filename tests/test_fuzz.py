@@ -210,7 +210,8 @@ class InProcessWorker:
             info = read_dead_letter_headers(headers)
             assert (info.reason, info.detail, info.source_topic) == (error.reason, error.detail, sample.topic)
             row = stored(DEAD_LETTERS, sample.raw, headers)
-            assert row[6] == (sample.raw or b"") and row[3] == error.reason
+            payload, reason = (row[DEAD_LETTERS.columns.index(name)] for name in ("payload", "reason"))
+            assert payload == (sample.raw or b"") and reason == error.reason
             return error
 
     def take(self, sample: Sample) -> Any:

@@ -18,7 +18,15 @@ from prometheus_client import REGISTRY
 from sinks.clickhouse import ClickHouseStore, batch_token, migrations
 from sinks.consumer import Batcher, ClickHouseSink, RecentIds, TableBatch
 from sinks.privacy import Pseudonymizer, RowPseudonymizer, pseudonymize_row
-from sinks.rows import DEAD_LETTERS, EVENTS, INTERVENTIONS, dead_letter_row, event_row, intervention_row
+from sinks.rows import (
+    DEAD_LETTERS,
+    DECISIONS,
+    EVENTS,
+    INTERVENTIONS,
+    dead_letter_row,
+    event_row,
+    intervention_row,
+)
 from streams.deadletters import dead_letter_headers
 from streams.events import CLICKSTREAM, Event
 from streams.interventions import Intervention
@@ -112,16 +120,16 @@ def test_rows_match_their_tables_columns() -> None:
     headers = dead_letter_headers("clickstream", 4, 99, "malformed_json", "bad", T)
     row = dead_letter_row(b"{oops", headers, 0, 5)
     oops = hashlib.sha256(b"{oops").hexdigest()
-    assert row == ("clickstream", 4, 99, "malformed_json", "bad", T * 1000, b"{oops", 5, 5, oops, "", 0, 5)
+    assert row == ("clickstream", 4, 99, "malformed_json", 0, "bad", T * 1000, b"{oops", 5, 5, oops, "", 0, 5)
     assert (
-        DEAD_LETTERS.row_id(row) == "clickstream:4:99:malformed_json"
+        DEAD_LETTERS.row_id(row) == "clickstream:4:99:malformed_json:0"
         and EVENTS.row_id(event_row(event_message(3), [], 0, 0)) == "e3"
     )
 
 
 def test_dead_letter_rows_tolerate_foreign_headers() -> None:
     row = dead_letter_row(None, [("forewarn.dlq.source_offset", b"nan?"), ("other", b"\xff")], 1, 2)
-    assert row == ("", -1, -1, "unknown", "", 0, b"", 0, 0, hashlib.sha256(b"").hexdigest(), "", 1, 2)
+    assert row == ("", -1, -1, "unknown", 0, "", 0, b"", 0, 0, hashlib.sha256(b"").hexdigest(), "", 1, 2)
 
 
 @pytest.mark.parametrize("table_row", [event_row, intervention_row])
@@ -355,8 +363,8 @@ def test_interventions_and_dead_letters_feed_their_views(store: ClickHouseStore)
     ]
     assert store.stored_offsets("interventions") == {1: 2} and store.stored_offsets("dead_letters") == {2: 1}
     assert store.recent_ids("dead_letters", DEAD_LETTERS.id_sql, 2, 0) == [
-        "logistics:0:0:oversized",
-        "logistics:0:1:oversized",
+        "logistics:0:0:oversized:0",
+        "logistics:0:1:oversized:0",
     ]
 
 
@@ -410,3 +418,69 @@ async def test_envelopes_give_a_row_per_event_and_dead_letter_a_broken_one_alone
     )
     # Fetches are sized by the rows a message held, so that the rows held stay near batch_rows.
     assert sink.batcher.room() == 66  # 6 rows in 4 messages
+
+
+async def test_an_id_of_the_wrong_type_is_dead_lettered_and_the_sink_goes_on() -> None:
+    """A decision whose intervention id is a number (or an object) is dead-lettered; the decisions
+    after it are taken. (Before, reading its UUID raised AttributeError, which stopped the sink.)"""
+    sink, _, _ = held_sink(batch_rows=100)
+    sink.specs = sink.batcher.specs = {"decisions": DECISIONS}
+    sink.producer = SentDeadLetters()
+    good = decision_value("0B8A6128-0B8A-5EE9-BFAB-18E8F49F0582")
+    values = [decision_value(5), decision_value({"id": 1}), good]
+    messages = [
+        ConsumerRecord("decisions", 0, i, 0, 0, b"u", v, None, 1, 0, []) for i, v in enumerate(values)
+    ]
+    await sink._take(TopicPartition("decisions", 0), messages)
+    assert [value for value, _ in sink.producer.sent] == values[:2]
+    (batch,) = sink.batcher.tables.values()
+    assert [row[0] for row in batch.rows] == ["0b8a6128-0b8a-5ee9-bfab-18e8f49f0582"]
+
+
+def decision_value(intervention_id: Any) -> bytes:
+    return orjson.dumps(
+        {
+            "intervention_id": intervention_id,
+            "decision": "emitted",
+            "reason": "",
+            "trigger": "delay_notice",
+            "action": "notify_delay",
+            "channel": "chat",
+            "priority": 80,
+            "user_id": "u1",
+            "event_time": "2026-11-24T03:49:32.102Z",
+            "decided_at": "2026-11-24T03:49:33.260Z",
+        }
+    )
+
+
+async def test_two_events_refused_in_one_envelope_are_two_dead_letters_and_two_rows(
+    store: ClickHouseStore,
+) -> None:
+    """Each event refused in an envelope is dead-lettered with its position in it (source_item), which
+    is part of the dead letter's row id and of the table's sorting key. (Before, both had the id
+    topic:partition:offset:reason: the sink dropped the second as a duplicate, and ClickHouse kept one
+    of the two.)"""
+    store.apply_schema()
+    sink, _, _ = held_sink(batch_rows=100)
+    sink.store, sink.producer = store, SentDeadLetters()
+    broken = [b'{"event_id":"bad1","attrs":[]}', b'{"event_id":"bad2","attrs":[]}']
+    value = envelope(broken[0], event_message(0), broken[1])
+    message = ConsumerRecord("events", 0, 10, 0, 0, b"u", value, None, 1, 0, [])
+    await sink._take(TopicPartition("events", 0), [message])
+    await sink.flush()
+    sent = sink.producer.sent
+    assert [(letter, headers["forewarn.dlq.source_item"]) for letter, headers in sent] == [
+        (broken[0], b"1"),
+        (broken[1], b"3"),
+    ]
+    rows = [dead_letter_row(letter, list(headers.items()), 0, i) for i, (letter, headers) in enumerate(sent)]
+    assert [DEAD_LETTERS.row_id(row) for row in rows] == [
+        "events:0:10:unreadable_events:1",
+        "events:0:10:unreadable_events:3",
+    ]
+    store.insert("dead_letters", DEAD_LETTERS.columns, rows, "t1")
+    assert store.query("SELECT source_item, payload FROM dead_letters FINAL ORDER BY source_item") == [
+        (1, broken[0].decode()),
+        (3, broken[1].decode()),
+    ]

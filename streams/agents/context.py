@@ -25,13 +25,15 @@ from streams.triggers import PendingTimers
 @dataclass(frozen=True, slots=True)
 class Part:
     """One event of an envelope, shaped as the Kafka message a dead letter is made of: the envelope's
-    topic, partition and offset, the event's own bytes."""
+    topic, partition and offset, the event's own bytes, and which event of the envelope it is (counted
+    from 1; 0: not known), so that two events refused in one envelope make two dead letters."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes
+    item: int = 0
 
 
 @dataclass

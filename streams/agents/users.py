@@ -73,9 +73,11 @@ async def track_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> Non
             await ctx.dead_letter(message, error.reason, error.detail, time.time())
             continue
         if topic == settings.topic_events:
-            for item in items:
+            for number, item in enumerate(items, 1):
                 if isinstance(item, Refused):
-                    part = Part(message.topic, message.partition, message.offset, message.key, item.value)
+                    part = Part(
+                        message.topic, message.partition, message.offset, message.key, item.value, number
+                    )
                     await ctx.dead_letter(part, item.error.reason, item.error.detail, time.time())
                 elif item.source in PROCESS_SOURCES:  # handled on its own, after what came before it
                     await batch.finish()
