@@ -61,6 +61,18 @@ class WorkerContext:
     source_of: dict[str, str]  # source topic -> source
     internal_max_bytes: int
 
+    def put_user(self, partition: int, user_id: str, state: Any) -> None:
+        """Store ``state`` now, in the table and its changelog (``partition``: the user's). Explicit: a
+        batch holds records of several partitions, and Faust's ``table[key] = value`` takes the
+        partition of the last record the agent read."""
+        self.users.data[user_id] = state
+        self.users.send_changelog(partition, user_id, state)
+
+    def delete_user(self, partition: int, user_id: str) -> None:
+        """Delete the user's state, with a tombstone in the changelog (``partition``: the user's)."""
+        self.users.data.pop(user_id, None)
+        self.users.send_changelog(partition, user_id, None, value_serializer="raw")
+
     async def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
         """Hand a record to the app's producer, which the worker flushes before it commits offsets."""
         await self.app.producer.send(topic, key, value, partition, None, None)

@@ -89,12 +89,12 @@ async def track_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> Non
         else:
             if batch.has(tick["user_id"]):  # its checks read the state this batch leaves
                 await batch.finish()
-            if take_tick(ctx, tick):
+            if take_tick(ctx, message.partition, tick):
                 batch.add(message, tick)
     await batch.finish()
 
 
-def take_tick(ctx: WorkerContext, tick: dict[str, Any]) -> bool:
+def take_tick(ctx: WorkerContext, partition: int, tick: dict[str, Any]) -> bool:
     """Whether ``tick`` makes a round: not when its user is gone (erased since it was sent) or idle past
     the horizon (evicted now)."""
     user_id, now = tick["user_id"], tick["now"] / 1000.0
@@ -103,7 +103,7 @@ def take_tick(ctx: WorkerContext, tick: dict[str, Any]) -> bool:
         ctx.pending_timers.answered(user_id)
         return False
     if evictable(stored, ctx.horizon, now):
-        evict(ctx, user_id, stored, now)
+        evict(ctx, partition, user_id, stored, now)
         return False
     ctx.pending_timers.answered(user_id)
     # A tick is saved and filed again even when nothing fired: the user's timers may have moved.
@@ -253,7 +253,7 @@ async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None
     user_id = event.user_id
     key = user_id.encode()
     if event.source == ERASURE:
-        state_removed = forget_user(ctx, user_id)
+        state_removed = forget_user(ctx, message.partition, user_id)
         ctx.erased_users.add(user_id, to_millis(wall))
         # Everything the user's earlier events produced is written before the sink learns of the
         # erasure: it waits for the other topics to reach their ends as of then (sinks.erasure).
@@ -273,13 +273,13 @@ async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None
         stock = await ctx.stock_reader.levels() if event.source == ORDER_REQUESTS else None
         done = run_process(state, event, ctx.references, stock)
         sync = crm_sync_record(state, event.event_time) if event.source == CRM else None
-        ctx.users[user_id] = state
+        ctx.put_user(message.partition, user_id, state)
         ctx.pending_timers.track(state)  # an order or repair request moves the user's idle deadline
     except Exception as error:  # a bug must not stop the agent: the event is dead-lettered
         before = snapshot.restore()
         if before is not None:  # undo the half-applied process: table and changelog agree
             with contextlib.suppress(Exception):
-                ctx.users[user_id] = before
+                ctx.put_user(message.partition, user_id, before)
         await ctx.processing_failed(step_part(message, event), error)
         return
     if done.duplicate:
@@ -298,26 +298,25 @@ async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None
         metrics.ORDERS.labels(done.order.reason).inc()
 
 
-def forget_user(ctx: WorkerContext, user_id: str) -> bool:
+def forget_user(ctx: WorkerContext, partition: int, user_id: str) -> bool:
     """Delete the user's state (erased, or idle past the horizon), their timers and their pending
-    changelog write; whether there was state to delete. In an agent only: the tombstone goes to the
-    partition of the message being handled, the user's."""
+    changelog write; whether there was state to delete."""
     state_removed = ctx.users.get(user_id) is not None
     if state_removed:
-        del ctx.users[user_id]  # a tombstone in the changelog: recovery forgets the user too
+        ctx.delete_user(partition, user_id)  # a tombstone in the changelog: recovery forgets the user too
     ctx.state_writes.forget(user_id)  # and no later write brings them back
     ctx.pending_timers.answered(user_id)
     return state_removed
 
 
-def evict(ctx: WorkerContext, user_id: str, stored: UserState, now: float) -> None:
+def evict(ctx: WorkerContext, partition: int, user_id: str, stored: UserState, now: float) -> None:
     """The user is idle past the horizon at ``now``: their state deleted, or trimmed to their
     lasting facts (:func:`streams.eviction.evicted`). The trimmed state replaces the old one like a
     round's: in memory now, in the changelog before the next offset commit (which also supersedes
     a write of the old state still pending)."""
     kept = evicted(stored, now)
     if kept is None:
-        forget_user(ctx, user_id)
+        forget_user(ctx, partition, user_id)
         metrics.USERS_EVICTED.labels("deleted").inc()
         return
     ctx.users.data[user_id] = kept
