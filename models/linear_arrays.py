@@ -80,7 +80,7 @@ class ArrayScaler:
         self._derive()
 
     def _derive(self) -> None:
-        self.constant = np.flatnonzero(self.variances == 0.0)
+        self.constant = (self.variances == 0.0).nonzero()[0]
         self.stds = np.sqrt(self.variances)
         self.stds[self.constant] = 1.0
 
@@ -93,10 +93,16 @@ class ArrayScaler:
         self._derive()
 
     def scale(self, values: np.ndarray) -> np.ndarray:
-        """The scaled vector, or matrix of row vectors."""
+        """The scaled vector."""
         scaled = (values - self.means) / self.stds
         if self.constant.size:
-            scaled[..., self.constant] = 0.0
+            scaled[self.constant] = 0.0
+        return scaled
+
+    def scale_rows(self, matrix: np.ndarray) -> np.ndarray:
+        """The scaled vectors of a matrix of them (rows)."""
+        scaled = (matrix - self.means) / self.stds
+        scaled[:, self.constant] = 0.0
         return scaled
 
     @classmethod
@@ -215,7 +221,7 @@ class LogisticArrays:
         return {False: 1.0 - p, True: p}
 
     def predict_proba_many(self, matrix: np.ndarray) -> np.ndarray:
-        z = self.scaler.scale(np.asarray(matrix, dtype=np.float64)) @ self.weights[0] + self.intercept
+        z = self.scaler.scale_rows(np.asarray(matrix, dtype=np.float64)) @ self.weights[0] + self.intercept
         with np.errstate(over="ignore"):
             p = 1.0 / (1.0 + np.exp(-z))
         p = np.where(z < -SIGMOID_CLAMP, 0.0, np.where(z > SIGMOID_CLAMP, 1.0, p))
@@ -323,7 +329,7 @@ class SoftmaxArrays:
         uniform = np.full((rows, len(self.classes)), 1.0 / len(self.classes))
         if not self.learned:
             return uniform
-        logits = self.scaler.scale(matrix) @ self.weights.T
+        logits = self.scaler.scale_rows(matrix) @ self.weights.T
         exps = np.exp(logits - logits.max(axis=1, keepdims=True))
         proba = exps / exps.sum(axis=1, keepdims=True)
         full = np.zeros((rows, len(self.classes)))
