@@ -20,7 +20,7 @@ from models.learners import MonitoredClassifier, churn_pipeline, intent_pipeline
 from models.linear_arrays import read_pipeline
 from streams.checkpoints import open_sealed, seal
 
-EXAMPLES = 3000
+EXAMPLES = 2000
 RELATIVE = 1e-9  # weights, accumulated squares: River's within this, relative
 PROBABILITY = 1e-9  # predictions: River's within this
 NEVER = FEATURE_NAMES.index("s_payment_failures")  # 0 in every example
@@ -150,7 +150,7 @@ def test_the_arrays_are_the_live_parameters_and_the_pipeline_gets_them_when_rive
     monkeypatch.setattr(learners, "read_pipeline", lambda *args: reads.append(args) or read_pipeline(*args))
     examples = stream(7, False)
     river, model = intent_pipeline(), learners.intent_model()
-    for values, label in examples[:1000]:
+    for values, label in examples[: EXAMPLES // 2]:
         river.learn_one(dict(zip(FEATURE_NAMES, values, strict=True)), label)
         model.learn_values(values, label, model.predict_proba_values(np.array(values)))
     assert len(reads) == 1  # read once, at the first prediction
@@ -162,7 +162,7 @@ def test_the_arrays_are_the_live_parameters_and_the_pipeline_gets_them_when_rive
     river.learn_one(other, LEAVE)
     for each in (model, restored):
         each.learn_one(other, LEAVE, {LEAVE: 1.0})
-    for values, label in examples[1000:]:
+    for values, label in examples[EXAMPLES // 2 :]:
         river.learn_one(dict(zip(FEATURE_NAMES, values, strict=True)), label)
         for each in (model, restored):
             each.learn_values(values, label, each.predict_proba_values(np.array(values)))
