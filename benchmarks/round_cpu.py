@@ -9,7 +9,8 @@ timers, :func:`streams.rounds.run_round` with one partition's models). The first
 warms the states and models up untimed; over the second half the process's CPU time
 (``time.process_time``) is measured, for the whole path, for :func:`models.scoring.observe` within it
 (features, labels, learning, prediction), and for the learning within that
-(:meth:`models.learners.MonitoredClassifier.learn_one`), per event.
+(:meth:`models.learners.MonitoredClassifier.learn_values`, or ``learn_one`` in a checkout before it),
+per event.
 
 Each measurement runs in a process of its own, with the code of one checkout: this one, and with
 ``--against`` another (the code before a change), alternately, ``--repeats`` times each, so that both
@@ -61,7 +62,9 @@ def measure(users: int, days: float, seed: int) -> dict[str, float]:
         return run
 
     rounds.observe = timed("observe", rounds.observe)
-    MonitoredClassifier.learn_one = timed("learn", MonitoredClassifier.learn_one)
+    # The round learns through learn_values where it exists (learn_one before it did).
+    learning = "learn_values" if hasattr(MonitoredClassifier, "learn_values") else "learn_one"
+    setattr(MonitoredClassifier, learning, timed("learn", getattr(MonitoredClassifier, learning)))
     partition = InProcessPartition(load_policy(), PartitionModels())
     half = len(messages) // 2
     for message in messages[:half]:

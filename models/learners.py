@@ -24,14 +24,15 @@ periodically; see :mod:`streams.app`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from river import compose, drift, linear_model, metrics, optim, preprocessing, utils
 
-from models.fast_scoring import LinearScorer, compile_pipeline
 from models.features import FEATURE_NAMES, INTENTS
+from models.linear_arrays import LinearArrays, read_pipeline
 from models.tagger import FeedbackTagger
 
 _FEATURES = frozenset(FEATURE_NAMES)
@@ -54,35 +55,39 @@ class MonitoredClassifier:
 
     ``classes``: the labels; a binary model has ``(False, True)`` and its probabilities are of True.
 
-    Predictions over the models' features (:data:`~models.features.FEATURE_NAMES`) are computed with
-    numpy from the pipeline's fitted parameters (:mod:`models.fast_scoring`), read again on the first
-    prediction after the pipeline learned: the pipeline learns through :meth:`learn_one` only. The
-    arrays are not part of a checkpoint (:meth:`__getstate__`).
+    Examples over the models' features (:data:`~models.features.FEATURE_NAMES`) are learned, and
+    vectors of them scored, by numpy arrays read from the pipeline once
+    (:mod:`models.linear_arrays`), which then hold the live parameters; the pipeline, the form a
+    checkpoint keeps, gets them back (:meth:`river_pipeline`) when pickled, and before River itself
+    learns or scores a dict of other features. The arrays are not part of a checkpoint.
     """
 
     name: str
-    pipeline: compose.Pipeline
+    pipeline: compose.Pipeline  # River's objects: current only through river_pipeline()
     classes: tuple[Any, ...]
     examples: int = 0
     drifts: int = 0
     # Quality over the last QUALITY_WINDOW examples, each scored by the prediction made before learning.
     rolling: dict[str, Any] = field(default_factory=dict)
     detector: drift.ADWIN = field(default_factory=drift.ADWIN)
-    # The pipeline's parameters as arrays (None: to read again), and whether they were read.
-    _scorer: LinearScorer | None = field(default=None, init=False, repr=False, compare=False)
-    _compiled: bool = field(default=False, init=False, repr=False, compare=False)
+    # The live parameters as arrays (None: not read yet, or a pipeline they cannot stand for), whether
+    # they were read, and whether they learned what the pipeline has not yet been given.
+    _arrays: LinearArrays | None = field(default=None, init=False, repr=False, compare=False)
+    _read: bool = field(default=False, init=False, repr=False, compare=False)
+    _pipeline_behind: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
-        """What a checkpoint holds: everything but the arrays, which are read again from the pipeline
-        (and whose numpy classes a checkpoint may not name: :data:`streams.checkpoints.ALLOWED`)."""
+        """What a checkpoint holds: the pipeline with everything learned, and no arrays (whose numpy
+        classes a checkpoint may not name: :data:`streams.checkpoints.ALLOWED`)."""
+        self.river_pipeline()
         state = dict(self.__dict__)
-        state.pop("_scorer", None)
-        state.pop("_compiled", None)
+        for private in ("_arrays", "_read", "_pipeline_behind"):
+            state.pop(private, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._scorer, self._compiled = None, False
+        self._arrays, self._read, self._pipeline_behind = None, False, False
 
     def __post_init__(self) -> None:
         if not self.rolling:
@@ -101,6 +106,13 @@ class MonitoredClassifier:
     def binary(self) -> bool:
         return self.classes == (False, True)
 
+    def river_pipeline(self) -> compose.Pipeline:
+        """The River pipeline with everything learned so far (the arrays' parameters written back)."""
+        if self._pipeline_behind and self._arrays is not None:
+            self._arrays.write(self.pipeline)
+        self._pipeline_behind = False
+        return self.pipeline
+
     def predict_proba_one(self, x: dict[str, float]) -> dict[Any, float]:
         """A probability for every class (uniform before the model has learned anything)."""
         if x.keys() == _FEATURES:
@@ -110,29 +122,29 @@ class MonitoredClassifier:
     def predict_proba_values(self, values: np.ndarray) -> dict[Any, float]:
         """:meth:`predict_proba_one` of the features ``values`` (float64, in the order of
         :data:`~models.features.FEATURE_NAMES`)."""
-        scorer = self._linear()
-        if scorer is None:
+        arrays = self._live()
+        if arrays is None:
             return self._river_proba(dict(zip(FEATURE_NAMES, values.tolist(), strict=True)))
-        return scorer.predict_proba_one(values)
+        return arrays.predict_proba_one(values)
 
     def predict_proba_many(self, matrix: np.ndarray) -> np.ndarray:
         """The probabilities of every row of ``matrix`` (feature vectors as in
         :meth:`predict_proba_values`): ``(rows, len(classes))``, columns in the order of ``classes``."""
-        scorer = self._linear()
-        if scorer is None:
+        arrays = self._live()
+        if arrays is None:
             rows = [self._river_proba(dict(zip(FEATURE_NAMES, row, strict=True))) for row in matrix.tolist()]
             return np.array([[proba[label] for label in self.classes] for proba in rows]).reshape(
                 -1, len(self.classes)
             )
-        return scorer.predict_proba_many(matrix)
+        return arrays.predict_proba_many(matrix)
 
-    def _linear(self) -> LinearScorer | None:
-        if not self._compiled:
-            self._scorer, self._compiled = compile_pipeline(self.pipeline, FEATURE_NAMES, self.classes), True
-        return self._scorer
+    def _live(self) -> LinearArrays | None:
+        if not self._read:
+            self._arrays, self._read = read_pipeline(self.pipeline, FEATURE_NAMES, self.classes), True
+        return self._arrays
 
     def _river_proba(self, x: dict[str, float]) -> dict[Any, float]:
-        proba = self.pipeline.predict_proba_one(x)
+        proba = self.river_pipeline().predict_proba_one(x)
         if self.binary:
             p = float(proba.get(True, 0.5))
             return {False: 1.0 - p, True: p}
@@ -142,21 +154,42 @@ class MonitoredClassifier:
             return dict.fromkeys(self.classes, 1.0 / len(self.classes))
         return {label: p / total for label, p in full.items()}
 
-    def learn_one(self, x: dict[str, float], y: Any, predicted: dict[Any, float]) -> bool:
-        """Score ``predicted`` (made before any label was known) against ``y``, then learn (x, y).
+    def learn_values(self, values: Sequence[float], y: Any, predicted: dict[Any, float]) -> bool:
+        """Score ``predicted`` (made before any label was known) against ``y``, then learn the example
+        of features ``values`` (in the order of :data:`~models.features.FEATURE_NAMES`) and ``y``.
         Returns whether the loss stream drifted."""
+        loss = self._score(y, predicted)
+        arrays = self._live()
+        if arrays is None:
+            self.pipeline.learn_one(dict(zip(FEATURE_NAMES, values, strict=True)), y)
+        else:
+            arrays.learn_one(np.array(values, dtype=np.float64), y)
+            self._pipeline_behind = True
+        return self._learned(loss)
+
+    def learn_one(self, x: dict[str, float], y: Any, predicted: dict[Any, float]) -> bool:
+        """:meth:`learn_values` of the features ``x`` by name (any names: River learns those that
+        are not exactly the models' features)."""
+        if x.keys() == _FEATURES:
+            return self.learn_values([x[name] for name in FEATURE_NAMES], y, predicted)
+        loss = self._score(y, predicted)
+        self.river_pipeline().learn_one(x, y)
+        self._arrays, self._read = None, False  # read again, with what River learned
+        return self._learned(loss)
+
+    def _score(self, y: Any, predicted: dict[Any, float]) -> float:
+        """Update the quality metrics with the prediction made before the label; the example's loss."""
         if self.binary:
             p = predicted.get(True, 0.5)
             self.rolling["roc_auc"].update(y, p)
             self.rolling["log_loss"].update(y, p)
-            loss = -math.log(max(PROBABILITY_FLOOR, p if y else 1.0 - p))
-        else:
-            guess = max(predicted, key=predicted.__getitem__)
-            for metric in self.rolling.values():
-                metric.update(y, guess)
-            loss = float(guess != y)
-        self.pipeline.learn_one(x, y)
-        self._scorer, self._compiled = None, False  # the parameters moved
+            return -math.log(max(PROBABILITY_FLOOR, p if y else 1.0 - p))
+        guess = max(predicted, key=predicted.__getitem__)
+        for metric in self.rolling.values():
+            metric.update(y, guess)
+        return float(guess != y)
+
+    def _learned(self, loss: float) -> bool:
         self.examples += 1
         self.detector.update(loss)
         if self.detector.drift_detected:

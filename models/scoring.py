@@ -135,9 +135,9 @@ def _learn(
     model: MonitoredClassifier, snapshot: Snapshot, label: str, now: float, learned: list[Learned]
 ) -> None:
     if model.binary:
-        drifted = model.learn_one(snapshot.features(), label == CHURNED, {True: snapshot.predicted[CHURNED]})
+        drifted = model.learn_values(snapshot.x, label == CHURNED, {True: snapshot.predicted[CHURNED]})
     else:
-        drifted = model.learn_one(snapshot.features(), label, snapshot.predicted)
+        drifted = model.learn_values(snapshot.x, label, snapshot.predicted)
     learned.append(Learned(model.name, label, max(0.0, now - snapshot.taken_at), drifted, snapshot))
 
 

@@ -85,12 +85,12 @@ def test_a_checkpoint_holds_no_scoring_arrays_and_scores_the_same_after_restorin
         models.churn.learn_one(x, x["s_events"] > 0.5, models.churn.predict_proba_one(x))
     values = np.array(_vector(draw))
     before = (models.intent.predict_proba_values(values), models.churn.predict_proba_values(values))
-    assert models.intent._scorer is not None and models.churn._scorer is not None
+    assert models.intent._arrays is not None and models.churn._arrays is not None
     # The arrays would name numpy's and our scorer's classes, which a checkpoint may not.
-    assert b"numpy" not in pickle.dumps(models) and b"fast_scoring" not in pickle.dumps(models)
+    assert b"numpy" not in pickle.dumps(models) and b"linear_arrays" not in pickle.dumps(models)
     secret = b"a cluster secret of 16+ bytes"
     restored = open_sealed(seal(models, secret), secret)
-    assert restored.intent._scorer is None
+    assert restored.intent._arrays is None
     assert (
         restored.intent.predict_proba_values(values),
         restored.churn.predict_proba_values(values),
