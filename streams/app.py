@@ -62,7 +62,7 @@ from sinks.privacy import load_cluster_secret
 from streams import codec, metrics
 from streams.acknowledged import AcknowledgedSender
 from streams.activity import DAY
-from streams.agents.context import WorkerContext
+from streams.agents.context import InFlight, WorkerContext
 from streams.agents.guard import each_batch, each_event
 from streams.agents.ingest import ingest_batch
 from streams.agents.users import track_batch
@@ -352,6 +352,7 @@ def create_app(settings: Settings) -> faust.App:
     # since its assignment: while a high watermark is past it, the sweep's clocks stay at the data's
     # time (partitions_catching_up).
     furthest_taken: dict[Any, int] = {}
+    in_flight = InFlight()  # envelopes this worker's ingest sent: waiting too until read
 
     def took(message: Any) -> None:
         # The furthest: a record read again after a seek back (streams.transport) is behind records
@@ -431,6 +432,7 @@ def create_app(settings: Settings) -> faust.App:
         models_of=models_of,
         learned_since_checkpoint=learned_since_checkpoint,
         took=took,
+        in_flight=in_flight,
         stock_reader=stock_reader,
         surge_rules=surge_rules,
         source_of=source_of,
@@ -494,7 +496,9 @@ def create_app(settings: Settings) -> faust.App:
         topic with records waiting, and all of them while a source partition of this worker's has
         records waiting (its events are re-keyed onto any partition). A partition has records waiting
         while its high watermark is past the furthest record taken, or, none taken since its
-        assignment, past the consumer's position; unknown (no fetch answered yet) counts as waiting."""
+        assignment, past the consumer's position; unknown (no fetch answered yet) counts as waiting. An
+        events partition also waits while envelopes this worker's ingest sent it are not yet read
+        (:class:`streams.agents.context.InFlight`): the last fetch's high watermark may predate them."""
         behind = set()
         for tp in app.consumer.assignment():
             source = tp.topic in source_of
@@ -511,9 +515,10 @@ def create_app(settings: Settings) -> faust.App:
                     next_unread = None
                 if highwater is not None and next_unread is not None and next_unread >= highwater:
                     furthest_taken[tp] = next_unread - 1  # all before it was taken before: not asked again
-            if highwater is None or next_unread is None or next_unread < highwater:
-                if source:
-                    return set(active)
+            waiting = highwater is None or next_unread is None or next_unread < highwater
+            if source and waiting:
+                return set(active)
+            if waiting or (not source and in_flight.waiting(tp.partition, next_unread)):
                 behind.add(tp.partition)
         return behind
 

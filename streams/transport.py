@@ -50,12 +50,8 @@ that reaches them while a rebalance suspends the flow). Here nothing is committe
 unacknowledged head: the missing records are read again, once, and the ones processed since are not
 delivered again (:meth:`_Consumer._new_offset`).
 
-Per-record work: Faust's fetch loop hands every record to its conductor inside ``Service.wait_first``,
-beside the flow's suspension, which makes four tasks and an ``asyncio.wait`` per record. Here a record
-is handed on in the loop's own task, and only one whose delivery has to wait (the flow suspended, a
-stream's buffer or the producer's full) goes through ``wait_first`` (:func:`deliver`), so that a
-rebalance still stops the loop; the conductor's handler takes its lock only while an update of the
-partitions' deliveries holds it (:class:`_Conductor`). Faust also calls every sensor for every
+Per-record work: the conductor's handler takes its lock only while an update of the partitions'
+deliveries holds it (:class:`_Conductor`). Faust also calls every sensor for every
 record, event, table access and send, and its Monitor counts and times each of them; the worker reads
 only the monitor's read offsets (its lag gauge) and writes its changed states before each commit
 (:func:`use_lean_sensors`).
@@ -66,14 +62,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import types
-from collections.abc import AsyncIterator, Collection, Coroutine, Generator, Mapping
-from typing import Any, cast
+from collections.abc import AsyncIterator, Collection, Coroutine, Mapping
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from faust.sensors import Monitor, Sensor, SensorDelegate
 from faust.transport.conductor import Conductor
-from faust.transport.consumer import CONSUMER_FETCHING, ensure_TP
+from faust.transport.consumer import ensure_TP
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.offsets import verified_end_offsets
@@ -138,48 +133,6 @@ async def seek_to_committed_or_start(
     for tp, start in starts.items():
         consumer.seek(tp, start)
     return committed, starts
-
-
-async def deliver(consumer: Any, delivery: Coroutine[Any, Any, Any]) -> None:
-    """Run ``delivery`` (Faust's conductor handing a record to the streams reading its partition) as
-    Faust's fetch loop does: given up when a rebalance suspends the flow (``consumer.suspend_flow``) or
-    the consumer stops while it waits. But it is run in the fetch loop's own task as far as it goes
-    without waiting, which is the whole of it unless the flow is suspended, a stream's buffer is full
-    or the producer's is: only then is the rest run in ``consumer.wait_first`` as Faust runs every
-    record, which makes four tasks and waits for the first of them to finish."""
-    if not consumer.suspend_flow.is_set():
-        try:
-            waiting_for = delivery.send(None)
-        except StopIteration:
-            return  # delivered without waiting
-        delivery = _resumed(delivery, waiting_for)
-    await consumer.wait_first(delivery, consumer.suspend_flow.wait())
-
-
-async def _resumed(coroutine: Coroutine[Any, Any, Any], waiting_for: Any) -> Any:
-    """The rest of ``coroutine``, run up to where it yielded ``waiting_for`` to the event loop: a
-    coroutine a task can run (Python 3.11 has no eager tasks to start one in the caller's task)."""
-    return await _rest_of(coroutine, waiting_for)
-
-
-@types.coroutine
-def _rest_of(coroutine: Coroutine[Any, Any, Any], waiting_for: Any) -> Generator[Any, Any, Any]:
-    """What ``await`` does for a coroutine, from its first yield on: each value or exception the task
-    sends back (a cancellation among them) goes on to ``coroutine``, each thing it waits for goes out."""
-    while True:
-        try:
-            answer = yield waiting_for
-        except GeneratorExit:
-            coroutine.close()
-            raise
-        except BaseException as thrown:  # the task's cancellation, or the future's error: passed on
-            step, argument = cast(Any, coroutine.throw), thrown
-        else:
-            step, argument = coroutine.send, answer
-        try:
-            waiting_for = step(argument)
-        except StopIteration as finished:
-            return finished.value
 
 
 class _Consumer(faust_aiokafka.Consumer):
@@ -248,55 +201,6 @@ class _Consumer(faust_aiokafka.Consumer):
         self._seeks += 1
         self._moved = {**self._moved, partition: (self._seeks, offset)}
         await super().seek(partition, offset)
-
-    async def _drain_messages(self, fetcher: Any) -> None:
-        """Faust's fetch loop (``Consumer._drain_messages``, which has no smaller part to override), each
-        record delivered by :func:`deliver` rather than in ``wait_first``."""
-        callback = self.callback
-        consumer_stopped = self._stopped.is_set
-        fetcher_stopped = fetcher._stopped.is_set
-        read_offsets = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
-        since_yield = 0
-        try:
-            while not (consumer_stopped() or fetcher_stopped()):
-                self.diag.set_flag(CONSUMER_FETCHING)
-                batch = self.getmany(timeout=1.0)
-                await self.sleep(0)  # getmany may return at once, again and again
-                if not self.should_stop:
-                    async for tp, message in batch:
-                        since_yield += 1
-                        if since_yield > 100:  # Faust's: other tasks run at least every 100 records
-                            await asyncio.sleep(0)
-                            since_yield = 0
-                        offset = message.offset
-                        read = read_offsets[tp]  # a defaultdict, as Faust reads it
-                        if read is None or offset >= read:
-                            if offset - (read or 0) > 1 and read and acks_enabled_for(message.topic):
-                                await self._add_gap(tp, read + 1, offset)
-                            if self._commit_every is not None and self._n_acked >= self._commit_every:
-                                self._n_acked = 0
-                                await self.commit()
-                            await deliver(self, callback(message))
-                            read_offsets[tp] = offset
-                        else:
-                            self.log.dev("%s: record %d dropped, read already", tp, offset)
-                    self.diag.unset_flag(CONSUMER_FETCHING)
-        except self.consumer_stopped_errors:
-            if self.transport.app.should_stop:
-                self.log.info("Broker stopped consumer, shutting down...")
-                return
-            raise
-        except asyncio.CancelledError:
-            if self.transport.app.should_stop:
-                self.log.info("Consumer shutting down for user cancel.")
-                return
-            raise
-        except Exception as exc:
-            self.log.exception("Drain messages raised: %r", exc)
-            raise
-        finally:
-            self.diag.unset_flag(CONSUMER_FETCHING)
 
     async def _wait_next_records(self, timeout: float) -> Any:
         seeks = self._seeks
@@ -422,9 +326,8 @@ class Transport(faust_aiokafka.Transport):
 
 def use_transport(app: Any, settings: Any) -> None:
     """Make ``app`` consume with fetches that wait at most ``settings.fetch_max_wait_ms`` for data, check
-    end offsets by a fetch when ``settings.broker_verify_end_offsets``, deliver records as
-    :meth:`_Consumer._drain_messages` does, and take Faust's Cython fast paths (``cython_optimizations``:
-    a stream takes the events waiting in its buffer without awaiting each one, and the conductor decodes
+    end offsets by a fetch when ``settings.broker_verify_end_offsets``, and take Faust's Cython fast
+    paths (``cython_optimizations``: a stream takes the events waiting in its buffer without awaiting each one, and the conductor decodes
     a record once for all the channels of one key and value type on its partition; the worker reads
     each topic through one channel, as bytes). Call it before the app's first topic: that is when Faust
     makes its transport."""

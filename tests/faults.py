@@ -547,8 +547,13 @@ def check_interventions(emitted: Iterable[Any], truth: Truth) -> int:
         intervention = orjson.loads(message.value)
         intervention.pop("decided_at")  # when it was decided: the one field a repeat may change
         by_id[intervention["intervention_id"]].append(intervention)
+    unexpected = {
+        i: (c[0]["trigger"], c[0]["user_id"], c[0]["source_event_id"])
+        for i, c in by_id.items()
+        if i not in truth.expected
+    }
     assert set(by_id) == set(truth.expected), (
-        f"missing {set(truth.expected) - set(by_id)}, unexpected {set(by_id) - set(truth.expected)}"
+        f"missing {set(truth.expected) - set(by_id)}, unexpected {unexpected}"
     )
     assert {i: (c[0]["trigger"], c[0]["user_id"]) for i, c in by_id.items()} == truth.expected
     for copies in by_id.values():

@@ -201,10 +201,11 @@ def topic_ids(spec: TableSpec, messages: list, pseudonymize: Callable[[str], str
     """The row ids the sink must store for ``messages``: as it computes them (after pseudonyms)."""
     ids = set()
     for message in messages:
-        row = spec.to_row(message.value, message.headers, message.partition, message.offset)
-        if spec.user_index is not None:
-            row = pseudonymize_row(row, spec.user_index, pseudonymize)
-        ids.add(spec.row_id(row))
+        args = (message.value, message.headers, message.partition, message.offset)
+        for row in spec.to_rows(*args)[0] if spec.to_rows is not None else [spec.to_row(*args)]:
+            if spec.user_index is not None:
+                row = pseudonymize_row(row, spec.user_index, pseudonymize)
+            ids.add(spec.row_id(row))
     return ids
 
 

@@ -6,7 +6,6 @@ Faust's per-record work (the fetch loop's delivery, the sensors), each against w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -136,105 +135,6 @@ async def test_the_seek_to_the_committed_offsets_ends_any_reading_again(tmp_path
 def record(offset: int) -> Any:
     """What Faust's fetch loop reads of a fetched record."""
     return SimpleNamespace(topic="clickstream", offset=offset, key=b"k", value=b"v")
-
-
-async def fetch_loop(
-    consumer: Any, offsets: list[int], deliver: Callable[[Any], Awaitable[None]]
-) -> list[tuple[Any, ...]]:
-    """Run the consumer's fetch loop (in the task ``consumer.fetch_task``) over one batch of records of
-    one partition, each handed to ``deliver`` as Faust's conductor is; returns the calls of
-    ``wait_first`` made meanwhile."""
-    tp = TopicPartition("clickstream", 0)
-    fetcher = SimpleNamespace(_stopped=asyncio.Event())
-    waits: list[tuple[Any, ...]] = []
-    wait_first = consumer.wait_first
-
-    async def getmany(timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-        for offset in offsets:
-            yield tp, record(offset)
-        fetcher._stopped.set()  # one batch
-
-    async def spy(*coros: Any, **kwargs: Any) -> Any:
-        waits.append(coros)
-        return await wait_first(*coros, **kwargs)
-
-    consumer.getmany, consumer.callback, consumer.wait_first = getmany, deliver, spy
-    consumer.fetch_task = asyncio.ensure_future(consumer._drain_messages(fetcher))
-    await asyncio.wait_for(consumer.fetch_task, timeout=5)
-    return waits
-
-
-async def test_the_fetch_loop_delivers_records_in_its_own_task_while_the_flow_is_active(tmp_path) -> None:
-    # Faust runs each record's delivery in wait_first beside the flow's suspension, four tasks per
-    # record: the largest part of its cost per record in a worker.
-    consumer = app_consumer(tmp_path)
-    delivered = []
-
-    async def deliver(message: Any) -> None:
-        assert asyncio.current_task() is consumer.fetch_task
-        delivered.append(message.offset)
-
-    waits = await fetch_loop(consumer, [0, 1, 2], deliver)
-
-    assert delivered == [0, 1, 2] and waits == []
-    assert consumer._read_offset[TopicPartition("clickstream", 0)] == 2
-
-
-async def test_a_delivery_that_waits_is_given_up_when_a_rebalance_suspends_the_flow(tmp_path) -> None:
-    # A full stream buffer holds the record; a rebalance starts: the loop must stop waiting for it (the
-    # rebalance waits for the loop), as Faust's does, and the delivery is cancelled.
-    consumer = app_consumer(tmp_path)
-    room, outcomes = asyncio.Event(), []
-
-    async def deliver(message: Any) -> None:
-        if message.offset == 1:
-            try:
-                await room.wait()  # never: the buffer stays full
-            except asyncio.CancelledError:
-                outcomes.append("cancelled")
-                raise
-        outcomes.append(message.offset)
-
-    asyncio.get_running_loop().call_later(0.05, consumer.stop_flow)
-    waits = await fetch_loop(consumer, [0, 1, 2], deliver)
-
-    # Suspended: record 2 is handed on as Faust hands it (its streams skip it, its conductor waits).
-    assert outcomes == [0, "cancelled", 2]
-    assert len(waits) == 2 and not room.is_set()
-
-
-async def test_a_delivery_that_waits_while_the_flow_is_active_completes_in_order(tmp_path) -> None:
-    consumer = app_consumer(tmp_path)
-    room, delivered = asyncio.Event(), []
-
-    async def deliver(message: Any) -> None:
-        if message.offset == 1:
-            await room.wait()
-        delivered.append(message.offset)
-
-    asyncio.get_running_loop().call_later(0.05, room.set)
-    waits = await fetch_loop(consumer, [0, 1, 2], deliver)
-
-    assert delivered == [0, 1, 2] and len(waits) == 1
-
-
-async def test_a_delivery_that_fails_stops_the_fetch_loop_as_in_faust(tmp_path) -> None:
-    consumer = app_consumer(tmp_path)
-
-    async def fails_at_once(message: Any) -> None:
-        raise RuntimeError(f"at once {message.offset}")
-
-    async def fails_after_waiting(message: Any) -> None:
-        await asyncio.sleep(0)
-        raise RuntimeError(f"after waiting {message.offset}")
-
-    for deliver, error in ((fails_at_once, "at once 0"), (fails_after_waiting, "after waiting 0")):
-        try:
-            await fetch_loop(consumer, [0, 1], deliver)
-        except RuntimeError as raised:
-            assert str(raised) == error
-        else:
-            raise AssertionError("the fetch loop went on past a delivery that failed")
 
 
 def test_the_worker_reports_each_record_only_to_the_sensors_that_use_it(tmp_path) -> None:

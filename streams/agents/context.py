@@ -36,6 +36,38 @@ class Part:
     item: int = 0
 
 
+class InFlight:
+    """The envelopes this worker's ``ingest`` has handed to the producer, per partition of the events
+    topic: how many are not yet acknowledged, and the furthest offset of those that are. Until the
+    per-user agent has read past them, that partition's events wait to be read even though its high
+    watermark, as the last fetch saw it, says otherwise (the timer sweep's clocks hold meanwhile).
+
+    >>> flight = InFlight()
+    >>> flight.sending(2); flight.waiting(2, next_unread=0)
+    True
+    >>> flight.sent(2, 41); flight.waiting(2, next_unread=41), flight.waiting(2, next_unread=42)
+    (True, False)
+    """
+
+    def __init__(self) -> None:
+        self._sending: dict[int, int] = {}
+        self._furthest: dict[int, int] = {}
+
+    def sending(self, partition: int) -> None:
+        self._sending[partition] = self._sending.get(partition, 0) + 1
+
+    def sent(self, partition: int, offset: int | None) -> None:
+        """One envelope acknowledged at ``offset`` (None: it failed, and its batch is read again)."""
+        self._sending[partition] -= 1
+        if offset is not None:
+            self._furthest[partition] = max(offset, self._furthest.get(partition, -1))
+
+    def waiting(self, partition: int, next_unread: int) -> bool:
+        """Whether envelopes sent to ``partition`` are not yet read, the next one to read at
+        ``next_unread``."""
+        return self._sending.get(partition, 0) > 0 or self._furthest.get(partition, -1) >= next_unread
+
+
 @dataclass
 class WorkerContext:
     app: faust.App
@@ -56,6 +88,7 @@ class WorkerContext:
     models_of: Callable[[int], PartitionModels]  # a partition's live models
     learned_since_checkpoint: set[int]  # partitions whose models learned since their last checkpoint
     took: Callable[[Any], None]  # a record of a source or the events topic was taken
+    in_flight: InFlight  # envelopes ingest sent that the per-user agent may not have read yet
     stock_reader: StockReader
     surge_rules: SurgeRules
     source_of: dict[str, str]  # source topic -> source

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import faust
 import orjson
@@ -31,7 +32,6 @@ async def ingest_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> No
     valid: list[Event] = []
     for event in events:
         message = event.message
-        ctx.took(message)
         try:
             parsed = parse_event(
                 message.value,
@@ -58,6 +58,25 @@ async def ingest_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> No
         valid.append(parsed)
     for partition, group in split_by_partition(valid, settings.partitions).items():
         for batch, value in pack(group):
-            await ctx.send(settings.topic_events, None, value, partition)
+            await send_envelope(ctx, partition, value)
             metrics.ENVELOPES_SENT.inc()
             metrics.ENVELOPE_EVENTS.observe(len(batch))
+    # Taken only now: until its envelopes are on their way, the sweep must see these records waiting.
+    for event in events:
+        ctx.took(event.message)
+
+
+async def send_envelope(ctx: WorkerContext, partition: int, value: bytes) -> None:
+    """Hand an envelope to the producer, counted in flight until the broker acknowledges it."""
+    ctx.in_flight.sending(partition)
+    try:
+        pending = await ctx.app.producer.send(ctx.settings.topic_events, None, value, partition, None, None)
+    except BaseException:
+        ctx.in_flight.sent(partition, None)
+        raise
+
+    def acknowledged(future: Any) -> None:
+        failed = future.cancelled() or future.exception() is not None
+        ctx.in_flight.sent(partition, None if failed else future.result().offset)
+
+    pending.add_done_callback(acknowledged)
