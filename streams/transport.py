@@ -327,10 +327,10 @@ class Transport(faust_aiokafka.Transport):
 def use_transport(app: Any, settings: Any) -> None:
     """Make ``app`` consume with fetches that wait at most ``settings.fetch_max_wait_ms`` for data, check
     end offsets by a fetch when ``settings.broker_verify_end_offsets``, and take Faust's Cython fast
-    paths (``cython_optimizations``: a stream takes the events waiting in its buffer without awaiting each one, and the conductor decodes
-    a record once for all the channels of one key and value type on its partition; the worker reads
-    each topic through one channel, as bytes). Call it before the app's first topic: that is when Faust
-    makes its transport."""
+    paths (``cython_optimizations``: a stream takes the events waiting in its buffer without awaiting
+    each one, and the conductor decodes a record once for all the channels of one key and value type on
+    its partition; the worker reads each topic through one channel, as bytes). Call it before the app's
+    first topic: that is when Faust makes its transport."""
     app.conf.cython_optimizations = True
     probe = (
         {"bootstrap_servers": settings.bootstrap_servers, **settings.aiokafka_security()}
