@@ -107,7 +107,7 @@ async def read_until(
 
 
 async def consume_all(
-    bootstrap: str, topic: str, *, until: int | None = None, timeout: float = 30.0, settle: float = 2.0
+    bootstrap: str, topic: str, *, until: int | None = None, timeout: float = 30.0, settle: float = 1.0
 ) -> list[Any]:
     """Every message on ``topic`` from the start: until ``until`` messages, then ``settle`` seconds
     more to catch any extra (duplicates), or until ``timeout``."""
@@ -133,7 +133,7 @@ def envelope_events(messages: list[Any]) -> list[dict[str, Any]]:
 
 
 async def consume_events(
-    bootstrap: str, *, until: int, timeout: float = 30.0, settle: float = 2.0
+    bootstrap: str, *, until: int, timeout: float = 30.0, settle: float = 1.0
 ) -> list[dict[str, Any]]:
     """Every event on ``forewarn-events`` from the start (:func:`envelope_events`): until ``until``
     events, then ``settle`` seconds more to catch any extra (duplicates), or until ``timeout``."""
