@@ -1,20 +1,23 @@
-"""The Faust application: thin agents over the pure functions of this package.
+"""The Faust application: its topics, tables, services and timers, and the agents wired to them.
 
 Data flow::
 
-    clickstream, logistics --ingest--> forewarn-events (keyed by user) --track_users--> interventions
+    clickstream, logistics --ingest--> forewarn-events (envelopes) --track_users--> interventions
          (raw bytes)          \\--> dead_letters                  ^
                                                     forewarn-ticks (timer sweep, keyed by user)
 
     forewarn-events, interventions, dead_letters --ClickHouse sink--> ClickHouse tables
 
-* ``ingest`` validates raw messages (:func:`streams.events.parse_event`), re-keys valid ones by user,
-  and dead-letters the rest with their original bytes and reason.
-* ``track_users`` owns the per-user table (changelog-backed): for each behaviour message it runs one
-  round (:func:`streams.rounds.run_round`: state, triggers, models, contact policy), tags feedback,
-  and emits the decisions, the interventions sent, scores, tagged feedback and ``crm_sync``; for a
-  process input (:mod:`streams.processes`) it emits tickets, order commands or rejections; for an
-  erasure it deletes the user's state. Corrections on ``forewarn-labels`` train the partition's tagger.
+* ``ingest`` (:mod:`streams.agents.ingest`) takes the source messages waiting as one batch, validates
+  each (:func:`streams.events.parse_event`), dead-letters the bad ones alone with their original bytes
+  and reason, and sends each partition of ``forewarn-events`` one envelope of its users' events
+  (:mod:`streams.envelopes`), acknowledged by the broker before the source records are.
+* ``track_users`` (:mod:`streams.agents.users`) owns the per-user table (changelog-backed): the
+  envelopes, ticks and corrections waiting run as one batch of rounds (:mod:`streams.batches`: state,
+  triggers, models, contact policy), one acknowledged send of their decisions and interventions, then
+  the states recorded and scores, tagged feedback and ``crm_sync`` sent; a process input
+  (:mod:`streams.processes`) emits tickets, order commands or rejections; an erasure deletes the user's
+  state. Corrections on ``forewarn-labels`` train the partition's tagger.
 * ``ingest_labels`` sends each feedback correction to every partition of ``forewarn-labels``;
   ``ingest`` sends support questions to ``forewarn-questions`` keyed by product category, where
   ``watch_issues`` counts them (:func:`streams.processes.observe_question`) and raises hot issues.
@@ -24,20 +27,22 @@ Data flow::
 * ``sweep`` is a timer: users lingering on the payment page who send nothing more get a tick on their
   own partition, so the dwell trigger fires in ``track_users``, the only writer of user state. It looks
   only at users with a pending timer (:class:`streams.triggers.PendingTimers`, kept by ``track_users``
-  and rebuilt from the table after each rebalance), never at the whole table. Users idle past the idle
+  and rebuilt from the table after each rebalance), never at the whole table, and holds a partition's
+  clock while its records wait to be read (``partitions_catching_up``). Users idle past the idle
   horizon get a tick the same way, and ``track_users`` deletes their state, or trims it to their lasting
   facts (:mod:`streams.eviction`).
-* The ClickHouse sink runs as a service of the same worker, with its own consumer group.
+* The ClickHouse sink runs as a service of the same worker with its own consumer group, or as a process
+  of its own (``forewarn sink``, ``FOREWARN_SINK_IN_WORKER=false``).
 
 Every agent reads bytes and checks them, internal topics included (:mod:`streams.internal`), and
-handles each event through :func:`each_event`: whatever the handling raises, the event is
+handles its records through one guard (:mod:`streams.agents.guard`): whatever the handling raises is
 dead-lettered (``processing_error``), never left unacknowledged. Dead letters are bounded in size and
 sent until the broker takes them (:mod:`streams.deadletters`).
 
 Faust flushes the producer before committing offsets, so an input offset is committed only after
-everything its processing sent (dead letters, re-keyed events, the changelog records written right
-before the commit: :mod:`streams.statewrites`) is acknowledged; decisions, interventions and dead
-letters are acknowledged before their event is (:mod:`streams.acknowledged`).
+everything its processing sent (dead letters, the changelog records written right before the commit:
+:mod:`streams.statewrites`) is acknowledged; envelopes, decisions, interventions and dead letters are
+acknowledged before their records are (:mod:`streams.acknowledged`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,8 @@ DEAD_LETTER_SEND_FAILURES = Counter(
 )
 ACKNOWLEDGED_SEND_FAILURES = Counter(
     "forewarn_acknowledged_send_failures_total",
-    "Tries of a round's decisions and interventions the broker did not take (each is tried again).",
+    "Tries of a batch's decisions and interventions, or of ingest's envelopes, the broker did not take"
+    " (each is tried again).",
 )
 DEAD_LETTERS_UNSENT = Counter(
     "forewarn_dead_letters_unsent_total",
