@@ -11,7 +11,7 @@ against two baselines measured in the same run besides the bare aiokafka consume
 * ``iterate``: one agent over the source topics that only counts the events (Faust's per-event
   machinery: fetch, conductor, stream, acks, commits);
 * ``iterate-tuned``: the same agent in an app with the worker's changes to that machinery
-  (:func:`streams.transport.use_transport`, :func:`streams.transport.use_lean_sensors`), its fetches
+  (:func:`streams.worker.transport.use_transport`, :func:`streams.worker.transport.use_lean_sensors`), its fetches
   waiting as long as Faust's do (``--fetch-max-wait-ms``, Faust's 1500 by default) so that the two
   differ only in the per-record work;
 * ``rekey-table``: the shape of Forewarn's pipeline with none of its work: one agent re-keys every
@@ -43,8 +43,8 @@ from faust.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from streams.broker import free_port
-from streams.transport import use_lean_sensors, use_transport
+from streams.tools.broker import free_port
+from streams.worker.transport import use_lean_sensors, use_transport
 
 MODES = ("iterate", "iterate-tuned", "rekey-table")
 
@@ -118,10 +118,10 @@ def compare(args: argparse.Namespace) -> int:
     import asyncio
 
     from benchmarks.pipeline import PARTITIONS, faust_floor, produce, replayed_traffic
-    from streams.broker import start_broker
-    from streams.config import Settings
-    from streams.topics import ensure_topics
-    from streams.worker_process import EMBEDDED_BROKER_ENV
+    from streams.contracts.settings import Settings
+    from streams.contracts.topics import ensure_topics
+    from streams.tools.broker import start_broker
+    from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV
 
     broker = start_broker()
     try:

@@ -18,7 +18,7 @@ and the bytes of one user's state.
    buffers (RocksDB's memtables and block caches fill in the first half), what each further user costs.
 
 Besides, in-process: the serialized bytes (what the changelog and RocksDB hold; the user_state codec)
-of one such idle user, and of the users of an hour of synthetic traffic (:mod:`streams.traffic`) run
+of one such idle user, and of the users of an hour of synthetic traffic (:mod:`streams.tools.traffic.generator`) run
 through every round (state, features, both models, triggers): the median user is the typical one.
 
 ``--write-readme`` puts the figures into README.md between the memory markers.
@@ -44,19 +44,19 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 sys.path.insert(0, str(ROOT / "tests"))  # the ClickHouse server the tests start, without Docker
 
-from clickhouse_server import start_clickhouse_server  # noqa: E402
 from harness import metric, worker_env  # noqa: E402
 
 from benchmarks.readme import publish  # noqa: E402
 from benchmarks.soak import usage  # noqa: E402
 from models.learners import PartitionModels  # noqa: E402
-from streams.broker import start_broker  # noqa: E402
-from streams.events import SOURCES, InvalidEvent, parse_event  # noqa: E402
-from streams.policy import load_policy  # noqa: E402
-from streams.rounds import run_round  # noqa: E402
-from streams.state import UserState  # noqa: E402
-from streams.traffic import TrafficGenerator, TrafficProfile  # noqa: E402
-from streams.worker_process import WorkerProcess  # noqa: E402
+from streams.contracts.events import SOURCES, InvalidEvent, parse_event  # noqa: E402
+from streams.domain.policy import load_policy  # noqa: E402
+from streams.domain.rounds import run_round  # noqa: E402
+from streams.domain.state import UserState  # noqa: E402
+from streams.tools.broker import start_broker  # noqa: E402
+from streams.tools.clickhouse_server import start_clickhouse_server  # noqa: E402
+from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.tools.worker_launcher import WorkerProcess  # noqa: E402
 
 README_MARKERS = ("<!-- memory:start -->", "<!-- memory:end -->")
 PER = 100_000  # users the figures are given per

@@ -2,10 +2,10 @@
 
     pip install -e '.[bench]' && python benchmarks/models.py [--users 20000] [--days 24] [--write-readme]
 
-1. A seeded synthetic stream (:mod:`streams.traffic`: buyers, help-seekers, browsers and at-risk users
+1. A seeded synthetic stream (:mod:`streams.tools.traffic.generator`: buyers, help-seekers, browsers and at-risk users
    whose activity decays after bad deliveries) of ``--users`` users over ``--days`` days, a session per
    user every two days on average, runs through the worker's per-user path in-process
-   (:class:`streams.simulation.InProcessPartition`: the same rounds, timers and models as the worker),
+   (:class:`streams.tools.simulation.InProcessPartition`: the same rounds, timers and models as the worker),
    its users split over ``--partitions`` partitions by a hash of the user id, one process and one set
    of models per partition, as workers shard them. The churn horizon is ``--horizon`` days.
 2. Online: every example learned is recorded with the prediction made for it when its features were
@@ -16,7 +16,7 @@
    second half: logistic regression and histogram gradient boosting.
 4. No-skill baselines on the second half: churn, a constant (AUC 0.5; log loss of the first half's
    base rate); intent, the first half's majority class, and a guess drawn from its class shares.
-5. Cost: microseconds per event spent in :func:`models.scoring.observe` (features, labels, predict,
+5. Cost: microseconds per event spent in :func:`streams.domain.prediction.observe` (features, labels, predict,
    learn), beside the rest of the round (validation, state, triggers, contact policy).
 
 ``--write-readme`` puts the figures into README.md between the model-benchmark markers.
@@ -52,12 +52,12 @@ from benchmarks.readme import publish  # noqa: E402
 from models import scoring  # noqa: E402
 from models.features import INTENTS  # noqa: E402
 from models.learners import PartitionModels  # noqa: E402
-from models.scoring import CHURNED  # noqa: E402
 from streams import rounds  # noqa: E402
-from streams.policy import load_policy  # noqa: E402
-from streams.rounds import Round  # noqa: E402
-from streams.simulation import InProcessPartition  # noqa: E402
-from streams.traffic import TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.domain.policy import load_policy  # noqa: E402
+from streams.domain.prediction import CHURNED  # noqa: E402
+from streams.domain.rounds import Round  # noqa: E402
+from streams.tools.simulation import InProcessPartition  # noqa: E402
+from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile  # noqa: E402
 
 DAY = 86400.0
 START = 1_760_000_000.0
@@ -103,7 +103,7 @@ def run_partition(args: argparse.Namespace, partition: int) -> PartitionRun:
             example = Example(learned.model, x, learned.label, snapshot.predicted, snapshot.taken_at)
             result.examples.append(example)
 
-    # Time spent in models.scoring.observe, inside the rounds: features, labels, predict, learn.
+    # Time spent in streams.domain.prediction.observe, inside the rounds: features, labels, predict, learn.
     observe = scoring.observe
 
     def timed_observe(*arguments, **keywords):  # type: ignore[no-untyped-def]

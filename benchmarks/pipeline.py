@@ -2,7 +2,7 @@
 
     python benchmarks/pipeline.py [--events 100000] [--quick] [--scale-processes 2] [--write-docs]
 
-1. ``--events`` synthetic web and logistics events (:mod:`streams.traffic`, replayed from an hour ago,
+1. ``--events`` synthetic web and logistics events (:mod:`streams.tools.traffic.generator`, replayed from an hour ago,
    with a few broken messages mixed in) are produced into an embedded Tansu broker.
 2. Floors, measured in the same run on the same broker and messages: a bare aiokafka consumer reads
    them all; bare Faust workers (:mod:`benchmarks.faust_floor`): one agent that only iterates
@@ -71,13 +71,13 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks import sink as sink_benchmark  # noqa: E402
 from benchmarks.readme import PERFORMANCE, publish  # noqa: E402
-from streams.broker import free_port, start_broker  # noqa: E402
-from streams.config import Settings  # noqa: E402
-from streams.events import InvalidEvent, parse_event  # noqa: E402
-from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
-from streams.traffic import Outgoing, TrafficGenerator, TrafficProfile  # noqa: E402
-from streams.worker_process import (  # noqa: E402
+from streams.contracts.events import InvalidEvent, parse_event  # noqa: E402
+from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST  # noqa: E402
+from streams.contracts.settings import Settings  # noqa: E402
+from streams.contracts.topics import ensure_topics  # noqa: E402
+from streams.tools.broker import free_port, start_broker  # noqa: E402
+from streams.tools.traffic.generator import Outgoing, TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.tools.worker_launcher import (  # noqa: E402
     EMBEDDED_BROKER_ENV,
     READY_LINES,
     WorkerProcess,
@@ -291,7 +291,7 @@ class Capabilities:
     def detect(cls) -> Capabilities:
         def helps(*command: str) -> str:
             done = subprocess.run(
-                [sys.executable, "-m", "streams.cli", *command, "--help"],
+                [sys.executable, "-m", "streams.tools.cli", *command, "--help"],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -661,7 +661,7 @@ async def live_latency(
     )
     profile.sessions_per_second = rate / events_per_session(profile, seed)
     generator = TrafficGenerator(profile, seed=seed + 1)
-    # A short fetch wait: the embedded broker holds fetches (streams/transport.py), which would add to
+    # A short fetch wait: the embedded broker holds fetches (streams/worker/transport.py), which would add to
     # the latency measured here.
     consumer = AIOKafkaConsumer(
         interventions_topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", fetch_max_wait_ms=10
@@ -988,7 +988,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 FLOOR_ROWS = {
     "iterate": "(a) bare Faust worker: one agent iterating (the CPU ratio's floor)",
-    "iterate-tuned": "(a) the same, with the worker's transport and sensors (streams.transport)",
+    "iterate-tuned": "(a) the same, with the worker's transport and sensors (streams.worker.transport)",
     "rekey-table": "(a) bare Faust worker: re-key + table write per event",
 }
 

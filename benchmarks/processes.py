@@ -2,32 +2,32 @@
 
     python benchmarks/processes.py [--hours 4] [--repeats 5] [--registry-sizes 1000,10000] [--write-readme]
 
-In-process, no broker: a seeded synthetic stream (:mod:`streams.traffic` with devices, repair and
+In-process, no broker: a seeded synthetic stream (:mod:`streams.tools.traffic.generator` with devices, repair and
 order requests, feedback comments, support questions and CRM attributes on, ``--hours`` of event time
 from 2025-11-24 08:00 UTC) is parsed once, and each component is timed with
 ``time.perf_counter`` over all its items, ``--repeats`` times from the same starting state (set up
 untimed); the figure is the median per item, in µs, and its inverse in items/s. Every figure is also
 given as a ratio to the baseline measured first:
 
-* **baseline**: :func:`streams.rounds.run_round` on the stream's behaviour events (clickstream and
+* **baseline**: :func:`streams.domain.rounds.run_round` on the stream's behaviour events (clickstream and
   logistics) with the partition's models (``PartitionModels()``, as the worker does): the states and
   models learn untimed over the first ``--warmup-hours``, then the rest of the stream is timed (event
   rounds only: timer ticks are rounds of their own);
-* **tickets**: :func:`streams.processes.run_process` on repair requests (the users' devices registered
-  first) against the packaged 12-point registry; and :func:`streams.service.nearest_point` alone
+* **tickets**: :func:`streams.processes.run.run_process` on repair requests (the users' devices registered
+  first) against the packaged 12-point registry; and :func:`streams.processes.tickets.nearest_point` alone
   against synthetic registries of ``--registry-sizes`` points, to show how dispatch scales;
 * **orders**: ``run_process`` on order requests against the packaged catalog, without stock and with
   a stock level for every SKU;
-* **feedback**: :func:`streams.processes.tag_user_feedback` on the commented feedback events, English
+* **feedback**: :func:`streams.processes.run.tag_user_feedback` on the commented feedback events, English
   and Chinese apart, with the seeded tagger and after ``--corrections`` corrections;
   :meth:`models.tagger.FeedbackTagger.learn_correction` per correction; the checkpoint (pickled
   ``PartitionModels``: size, pickle and unpickle time) before and after the corrections;
-* **hot issues**: :func:`streams.processes.question_record` (ingest), and :func:`models.surge.observe`
-  per question through the worker's per-product split (:func:`streams.processes.observe_question`,
+* **hot issues**: :func:`streams.processes.run.question_record` (ingest), and :func:`models.surge.observe`
+  per question through the worker's per-product split (:func:`streams.processes.run.observe_question`,
   mirrored here), beside the JSON of the product's counts (and a young product's launch profile) the
   worker writes to the changelog on every question: on the stream's steady questions, and on
   free-text questions that fill every bound of one product;
-* **crm_sync**: :func:`streams.processes.crm_sync_record` per call on the baseline's users (with their
+* **crm_sync**: :func:`streams.processes.run.crm_sync_record` per call on the baseline's users (with their
   CRM attributes and feedback tags), when the record changed and when it did not.
 
 ``--write-readme`` puts the table and what it says into README.md between the process-benchmark markers.
@@ -65,10 +65,7 @@ from models.surge import (  # noqa: E402
     SurgeRules,
 )
 from models.tagger import Correction, FeedbackTagger  # noqa: E402
-from streams.catalog import Catalog, load_catalog  # noqa: E402
-from streams.codec import DataclassCodec  # noqa: E402
-from streams.config import SETTINGS_DOC  # noqa: E402
-from streams.events import (  # noqa: E402
+from streams.contracts.events import (  # noqa: E402
     CLICKSTREAM,
     CRM,
     DEVICES,
@@ -79,9 +76,13 @@ from streams.events import (  # noqa: E402
     Event,
     parse_event,
 )
-from streams.orders import StockLevels  # noqa: E402
-from streams.policy import load_policy  # noqa: E402
-from streams.processes import (  # noqa: E402
+from streams.contracts.settings import SETTINGS_DOC  # noqa: E402
+from streams.domain.policy import load_policy  # noqa: E402
+from streams.domain.rounds import run_round  # noqa: E402
+from streams.domain.state import UserState  # noqa: E402
+from streams.processes.catalog import Catalog, load_catalog  # noqa: E402
+from streams.processes.orders import StockLevels  # noqa: E402
+from streams.processes.run import (  # noqa: E402
     References,
     crm_sync_record,
     observe_question,
@@ -89,10 +90,9 @@ from streams.processes import (  # noqa: E402
     run_process,
     tag_user_feedback,
 )
-from streams.rounds import run_round  # noqa: E402
-from streams.service import OpeningHours, ServicePoint, load_service_points, nearest_point  # noqa: E402
-from streams.state import UserState  # noqa: E402
-from streams.traffic import DISPATCH_MAX_KM, REVIEWERS, TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.processes.tickets import OpeningHours, ServicePoint, load_service_points, nearest_point  # noqa: E402
+from streams.tools.traffic.generator import DISPATCH_MAX_KM, REVIEWERS, TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.worker.codec import DataclassCodec  # noqa: E402
 
 START = 1_763_971_200.0  # 2025-11-24 08:00 UTC: a Monday morning, service points open in Europe
 HOUR = 3600.0
@@ -512,7 +512,7 @@ def measure_feedback(
 
 def checkpoint_size(models: PartitionModels, repeats: int, when: str) -> Size:
     """The partition's models as the ``partition_models`` codec pickles them (highest protocol; the
-    checkpoint adds a 36-byte header and signature, streams/checkpoints.py)."""
+    checkpoint adds a 36-byte header and signature, streams/worker/checkpoints.py)."""
     raw = pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL)
     return Size(
         f"checkpoint: `PartitionModels` pickled, {when}",
@@ -535,7 +535,7 @@ class IssueRun:
     profiles: dict[str, LaunchProfile] = field(default_factory=dict)
 
 
-# The worker's codecs for the two hot-issue tables (streams.codec).
+# The worker's codecs for the two hot-issue tables (streams.worker.codec).
 COUNTS_CODEC = DataclassCodec(ProductIssues)
 PROFILE_CODEC = DataclassCodec(LaunchProfile)
 

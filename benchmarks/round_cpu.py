@@ -2,12 +2,12 @@
 
     python benchmarks/round_cpu.py [--users 1500] [--days 4] [--repeats 3] [--against ../main]
 
-A seeded synthetic stream (:mod:`streams.traffic`, as :mod:`benchmarks.models` makes it: ``--users``
+A seeded synthetic stream (:mod:`streams.tools.traffic.generator`, as :mod:`benchmarks.models` makes it: ``--users``
 users, a session every two days each, subscriptions and preferences on) of ``--days`` days runs through
-the worker's per-user path in-process (:class:`streams.simulation.InProcessPartition`: validation,
-timers, :func:`streams.rounds.run_round` with one partition's models). The first half of the stream
+the worker's per-user path in-process (:class:`streams.tools.simulation.InProcessPartition`: validation,
+timers, :func:`streams.domain.rounds.run_round` with one partition's models). The first half of the stream
 warms the states and models up untimed; over the second half the process's CPU time
-(``time.process_time``) is measured, for the whole path, for :func:`models.scoring.observe` within it
+(``time.process_time``) is measured, for the whole path, for :func:`streams.domain.prediction.observe` within it
 (features, labels, learning, prediction), and for the learning within that
 (:meth:`models.learners.MonitoredClassifier.learn_values`, or ``learn_one`` in a checkout before it),
 per event.
@@ -36,10 +36,10 @@ START = 1_760_000_000.0
 def measure(users: int, days: float, seed: int) -> dict[str, float]:
     """CPU µs per event over the second half of the stream, in this process (its code on sys.path)."""
     from models.learners import MonitoredClassifier, PartitionModels
-    from streams import rounds
-    from streams.policy import load_policy
-    from streams.simulation import InProcessPartition
-    from streams.traffic import TrafficGenerator, TrafficProfile
+    from streams.domain import rounds
+    from streams.domain.policy import load_policy
+    from streams.tools.simulation import InProcessPartition
+    from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile
 
     profile = TrafficProfile(
         sessions_per_second=users / (2 * DAY), users=users, subscription_share=0.3, preferences_share=0.3

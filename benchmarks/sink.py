@@ -5,18 +5,18 @@
 
 In process, without a broker, both into one embedded ClickHouse (chdb) in a temporary directory:
 
-1. Input: ``--events`` valid events of synthetic traffic (:mod:`streams.traffic`, as ingest re-keys
+1. Input: ``--events`` valid events of synthetic traffic (:mod:`streams.tools.traffic.generator`, as ingest re-keys
    them: the orjson bytes of ``Event.to_wire()``), and one intervention and one decision per ten
    events (the contract classes' ``to_wire``, as track_users emits them): the bytes the sink reads
    from Kafka, as aiokafka ``ConsumerRecord``s spread over four partitions. The same events again as
-   envelopes of ``--envelope-events`` events each (:func:`streams.envelopes.pack`, as ingest sends
+   envelopes of ``--envelope-events`` events each (:func:`streams.contracts.envelopes.pack`, as ingest sends
    them to ``forewarn-events``).
 2. Baseline (a): clickhouse-connect inserting the events table's rows, already built and already
    pseudonymised, as columns (``column_oriented``), in batches of ``--batch-rows``: what any writer
    into chdb pays at least.
 3. Sink (b): :class:`sinks.consumer.ClickHouseSink` doing its own work on those records, table by
    table, in fetches of at most ``--batch-rows`` records: decode, row conversion (:mod:`sinks.rows`),
-   pseudonym (:mod:`sinks.privacy`), the erased-user check, de-duplication ids, batching, the insert
+   pseudonym (:mod:`streams.contracts.privacy`), the erased-user check, de-duplication ids, batching, the insert
    through :class:`sinks.clickhouse.ClickHouseStore` with its deduplication token, and the offsets'
    bookkeeping. Only the Kafka commit is a stub (it costs a round trip per batch, not per row).
    The events are measured twice in the same run: one message per event, and in envelopes (rows/s
@@ -57,13 +57,13 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from benchmarks.readme import README, publish  # noqa: E402
 from sinks.clickhouse import ClickHouseStore  # noqa: E402
 from sinks.consumer import ClickHouseSink  # noqa: E402
-from sinks.privacy import Pseudonymizer, pseudonymize_row  # noqa: E402
 from sinks.rows import DECISIONS, EVENTS, INTERVENTIONS, TableSpec  # noqa: E402
-from streams.contact import EMITTED, Decision  # noqa: E402
-from streams.envelopes import pack  # noqa: E402
-from streams.events import Event, InvalidEvent, parse_event  # noqa: E402
-from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id  # noqa: E402
-from streams.traffic import TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.contracts.envelopes import pack  # noqa: E402
+from streams.contracts.events import Event, InvalidEvent, parse_event  # noqa: E402
+from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id  # noqa: E402
+from streams.contracts.privacy import Pseudonymizer, pseudonymize_row  # noqa: E402
+from streams.domain.contact import EMITTED, Decision  # noqa: E402
+from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile  # noqa: E402
 
 README_MARKERS = ("<!-- sink-benchmark:start -->", "<!-- sink-benchmark:end -->")
 PARTITIONS = 4

@@ -4,9 +4,9 @@ memory flat, and is every event stored exactly once?
     python benchmarks/soak.py [--rate 300] [--minutes 10] [--sample-seconds 5] [--write-readme]
 
 1. An embedded Tansu broker and one ``forewarn worker`` process (chdb in the worker, as by default, or
-   ``--clickhouse-dsn``; the embedded settings of :data:`streams.worker_process.EMBEDDED_BROKER_ENV`;
+   ``--clickhouse-dsn``; the embedded settings of :data:`streams.tools.worker_launcher.EMBEDDED_BROKER_ENV`;
    every candidate intervention sent).
-2. Live synthetic web and logistics traffic (:mod:`streams.traffic`, a few broken messages mixed in) at
+2. Live synthetic web and logistics traffic (:mod:`streams.tools.traffic.generator`, a few broken messages mixed in) at
    about ``--rate`` events/s for ``--minutes``, from a bounded population of ``--users`` users, so that
    the per-user state stops growing once every user has been seen (a real shop's new users would make
    it grow, legitimately; that is sizing, not a leak). The generator runs a minute ahead unsent, so the
@@ -30,7 +30,7 @@ Verdict (thresholds are flags):
   far past the margin (1,500 at 300/s), while a stall of a few seconds stays within it.
 * **memory flat**: the least-squares slope of the worker's RSS over the second half is under
   ``--max-rss-slope`` MB/min (2). The first half is warm-up, and takes minutes: users seen for the first
-  time, their state filling up to its bounds (:mod:`streams.state`), the models' rolling quality
+  time, their state filling up to its bounds (:mod:`streams.domain.state`), the models' rolling quality
   windows (5,000 examples a partition), chdb's memory (it levelled off after about 3 minutes at 200
   events/s), the allocator's high-water mark after bursts. At 200 events/s the Python side still grew
   3.6 MB/min in minutes 2.5-5 and 1.1 MB/min in minutes 5-10, hence 10 minutes by default. 2 MB/min at
@@ -70,12 +70,12 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.pipeline import events_per_session  # noqa: E402
 from benchmarks.readme import publish  # noqa: E402
-from streams.broker import EmbeddedBroker, start_broker  # noqa: E402
-from streams.config import Settings  # noqa: E402
-from streams.events import InvalidEvent, parse_event  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
-from streams.traffic import Outgoing, TrafficGenerator, TrafficProfile  # noqa: E402
-from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy  # noqa: E402
+from streams.contracts.events import InvalidEvent, parse_event  # noqa: E402
+from streams.contracts.settings import Settings  # noqa: E402
+from streams.contracts.topics import ensure_topics  # noqa: E402
+from streams.tools.broker import EmbeddedBroker, start_broker  # noqa: E402
+from streams.tools.traffic.generator import Outgoing, TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy  # noqa: E402
 
 PARTITIONS = 4
 DWELL_SECONDS = 5.0  # payment dwell: lingering visits last longer, so payment_assist fires all along

@@ -1,6 +1,6 @@
 """Per-user features, updated by every event of the user.
 
-:class:`UserFeatures` lives in the user's state (:class:`streams.state.UserState`), so it moves and
+:class:`UserFeatures` lives in the user's state (:class:`streams.domain.state.UserState`), so it moves and
 recovers with the user's partition through the table's changelog. It holds what the intent and churn
 models read beyond what the state already keeps (visits, offers, shipments):
 
@@ -14,7 +14,7 @@ models read beyond what the state already keeps (visits, offers, shipments):
   its trajectory: search terms, page categories and category transitions, hashed into
   :data:`HASH_BUCKETS` buckets so the feature space stays fixed whatever users type.
 
->>> from streams.events import Event
+>>> from streams.contracts.events import Event
 >>> features = UserFeatures()
 >>> view = Event("e1", "page_view", "clickstream", 100.0, "u1", {"page": "/c/phones", "category": "phones"})
 >>> learn_event(features, view, session_number=1) is None  # the first session: none ended
@@ -38,15 +38,15 @@ import zlib
 from dataclasses import dataclass, field
 
 from models.stats import DecayedCount, EWMean, MeanVar
-from streams.activity import DAY
-from streams.events import CLICKSTREAM, LOGISTICS, Event
+from streams.contracts.events import CLICKSTREAM, LOGISTICS, Event
+from streams.domain.activity import DAY
 
 # Trajectory tokens (search terms, categories, transitions) are hashed into this many buckets.
 HASH_BUCKETS = 16
 MAX_QUERY_TOKENS = 8
 HASHED = tuple(f"h{bucket:02d}" for bucket in range(HASH_BUCKETS))  # the hashed buckets' feature names
 # What the intent and churn models read, in the order of the vectors that hold them (the values are made
-# by models.scoring.feature_values, in this order).
+# by streams.domain.prediction.feature_values, in this order).
 FEATURE_NAMES = (
     "visits_week",
     "visits_month",

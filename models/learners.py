@@ -3,13 +3,13 @@
 A :class:`MonitoredClassifier` wraps a River pipeline with progressive validation: the probabilities
 it is given at :meth:`~MonitoredClassifier.learn_one` are the ones it predicted for the example when
 the example was taken, before any label was known, and they update the model-health metrics before
-the model learns the example. Labels come late (:mod:`models.scoring`), so each example is predicted
+the model learns the example. Labels come late (:mod:`streams.domain.prediction`), so each example is predicted
 once when its features are taken and learned once when its label arrives, and never predicted again
 after it was learned. An ADWIN detector watches each example's loss for drift.
 
 :class:`PartitionModels` holds the two models of one stream partition: each partition learns from its
 own users and its models move with it (a changelog-backed table keyed by partition, checkpointed
-periodically; see :mod:`streams.app`).
+periodically; see :mod:`streams.worker.app`).
 
 >>> models = PartitionModels()
 >>> x = {"searches": 1.0}
@@ -78,7 +78,7 @@ class MonitoredClassifier:
 
     def __getstate__(self) -> dict[str, Any]:
         """What a checkpoint holds: the pipeline with everything learned, and no arrays (whose numpy
-        classes a checkpoint may not name: :data:`streams.checkpoints.ALLOWED`)."""
+        classes a checkpoint may not name: :data:`streams.worker.checkpoints.ALLOWED`)."""
         self.river_pipeline()
         state = dict(self.__dict__)
         for private in ("_arrays", "_read", "_pipeline_behind"):

@@ -6,7 +6,7 @@ then each class takes a dot product and an optimiser step over dicts. :func:`rea
 AdaGrad at a constant learning rate) into arrays over a fixed feature order; :class:`LinearArrays`
 then learns an example given as a vector in that order with River's arithmetic, vectorised, and
 scores vectors from the live arrays; :meth:`LinearArrays.write` puts what it learned back into the
-River objects, which stay the persisted form (:mod:`streams.checkpoints`).
+River objects, which stay the persisted form (:mod:`streams.worker.checkpoints`).
 
 What River does, and so what the arrays do:
 

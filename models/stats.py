@@ -1,6 +1,6 @@
 """Online statistics for per-user features, in a form that is plain data.
 
-Per-user state lives in a changelog-backed table as JSON (:mod:`streams.state`), so the statistics a
+Per-user state lives in a changelog-backed table as JSON (:mod:`streams.domain.state`), so the statistics a
 user's features are made of are small dataclasses rather than River objects: River's ``EWMean`` is a
 Rust object that only pickles, and a pickled per-user table would make every changelog record a
 trust boundary. The arithmetic is River's own, and the doctests check it against River:

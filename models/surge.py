@@ -108,7 +108,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from models.stats import DecayedCount
-from streams.interventions import iso_time
+from streams.contracts.interventions import iso_time
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -160,7 +160,7 @@ class SurgeRules:
 
 @dataclass(frozen=True, slots=True)
 class ProductInfo:
-    """A product as the catalog tells it (``streams.catalog.Product`` has the same attributes)."""
+    """A product as the catalog tells it (``streams.processes.catalog.Product`` has the same attributes)."""
 
     product_id: str
     category: str

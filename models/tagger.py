@@ -128,7 +128,7 @@ from typing import Any
 from river import linear_model, optim, utils
 
 from models.text import language, sentiment, sentiment_label, tokens
-from streams.events import (
+from streams.contracts.events import (
     MAX_ID_LENGTH,
     MAX_TEXT_LENGTH,
     Event,
@@ -137,7 +137,7 @@ from streams.events import (
     read_json_object,
     to_millis,
 )
-from streams.interventions import iso_time
+from streams.contracts.interventions import iso_time
 
 FEEDBACK_TAGGED_SCHEMA = 1
 FEEDBACK_LABEL_SCHEMA = 1
@@ -554,7 +554,7 @@ def _string(data: dict[str, Any], name: str, limit: int) -> str:
 def parse_label(raw: bytes, *, max_bytes: int = 65536) -> Correction:
     """Validate one ``feedback_labels`` message (the contract is in the module docstring).
 
-    Raises :class:`streams.events.InvalidEvent` with a reason of ``DEAD_LETTER_REASONS``.
+    Raises :class:`streams.contracts.events.InvalidEvent` with a reason of ``DEAD_LETTER_REASONS``.
 
     >>> correction = parse_label(b'{"feedback_id": "e1", "text": "too pricey", "tags": ["pricing"],'
     ...                          b' "labelled_by": "ana", "labelled_at": "2026-11-24T10:00:00Z"}')

@@ -32,7 +32,7 @@ row whose id it has stored among the last ``dedup_window`` rows of that partitio
 ClickHouse when it gets the partition), so counts, and the materialized views built on inserts, stay
 exact. The ReplacingMergeTree engines are the backstop beyond that window.
 
-Privacy (:mod:`sinks.privacy`, :mod:`sinks.erasure`): a row of a table with a user column has its user
+Privacy (:mod:`streams.contracts.privacy`, :mod:`sinks.erasure`): a row of a table with a user column has its user
 id replaced by the keyed pseudonym before anything else is done with it (its id for de-duplication
 is computed after, matching the ids ClickHouse holds), so no raw user id reaches those tables. With
 ``erasures_topic`` the sink also reads the erasures the workers carried out and deletes the user's rows
@@ -65,11 +65,11 @@ from sinks.erasure import (
     record_erasure,
     redact,
 )
-from sinks.privacy import RowPseudonymizer, UserTable
 from sinks.rows import TableSpec, UnreadableItem
-from streams import metrics
-from streams.deadletters import DeadLetterSender, StopRequested
-from streams.offsets import verified_end_offsets
+from streams.contracts import metrics
+from streams.contracts.deadletters import DeadLetterSender, StopRequested
+from streams.contracts.privacy import RowPseudonymizer, UserTable
+from streams.worker.offsets import verified_end_offsets
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class ClickHouseSink:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         # Erasure marks are end offsets: where the broker reports them short (the embedded one), a
-        # consumer outside the group reads them from fetches (streams.offsets.verified_end_offsets).
+        # consumer outside the group reads them from fetches (streams.worker.offsets.verified_end_offsets).
         self.verify_end_offsets = verify_end_offsets
         self._probe: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
@@ -575,7 +575,7 @@ class ClickHouseSink:
     ) -> None:
         """Dead-letter ``message``, or with ``value`` and ``item`` the part of it refused (an event of an
         envelope, counted from 1): bounded, and tried again until the broker takes it
-        (:class:`streams.deadletters.DeadLetterSender`); raises StopRequested if the sink stops first."""
+        (:class:`streams.contracts.deadletters.DeadLetterSender`); raises StopRequested if the sink stops first."""
         await self._dead_letters.send(message, reason, detail, time.time(), value=value, item=item)
 
     async def _send_dead_letter(

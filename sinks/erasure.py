@@ -1,7 +1,7 @@
 """The right to erasure on the ClickHouse side: a user's rows are deleted once none can still arrive.
 
 The worker removes the user's state from its tables, then sends to the ``erasures`` topic a message
-keyed by the raw user id (:func:`streams.processes.erasure_record`). The sink reads that topic beside
+keyed by the raw user id (:func:`streams.processes.run.erasure_record`). The sink reads that topic beside
 its data topics and carries the erasure out:
 
 1. **Wait for rows in flight.** Rows of the user produced before the erasure may not be stored yet
@@ -54,8 +54,8 @@ from typing import Any
 
 import orjson
 
-from sinks.privacy import DEAD_LETTER_TABLE, UserTable, user_tables
 from sinks.rows import iso_millis
+from streams.contracts.privacy import DEAD_LETTER_TABLE, UserTable, user_tables
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class ErasureQueue:
 
 
 def erasure_tables(store: Any, specs: Iterable[Any]) -> list[UserTable]:
-    """The tables an erasure deletes from: :func:`sinks.privacy.user_tables` of the sink's specs, the
+    """The tables an erasure deletes from: :func:`streams.contracts.privacy.user_tables` of the sink's specs, the
     dead letters, plus any other table of the database with a ``user_id`` column (a table added
     without being listed is erased all the same, and named in a warning so that it gets listed)."""
     tables = {t.table: t for t in user_tables(specs)}
@@ -197,7 +197,9 @@ def erasure_tables(store: Any, specs: Iterable[Any]) -> list[UserTable]:
         tables.setdefault(DEAD_LETTER_TABLE.table, DEAD_LETTER_TABLE)
     unlisted = sorted(name for name in store.tables_with_column("user_id") if name not in tables)
     if unlisted:
-        log.warning("tables with a user_id column not listed in sinks.privacy: %s (erased too)", unlisted)
+        log.warning(
+            "tables with a user_id column not listed in streams.contracts.privacy: %s (erased too)", unlisted
+        )
     for name in unlisted:
         tables[name] = UserTable(name, "user_id", None)
     return list(tables.values())

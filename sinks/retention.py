@@ -6,7 +6,7 @@ in the existing parts at once). ``days`` is ``FOREWARN_RETENTION_DAYS``, or the 
 ``FOREWARN_RETENTION_OVERRIDES``. The tables and their time columns:
 
 * every table the sink writes whose spec names a row time (``TableSpec.time_index``);
-* the tables ClickHouse derives from them (:data:`sinks.privacy.DERIVED_USER_TABLES`);
+* the tables ClickHouse derives from them (:data:`streams.contracts.privacy.DERIVED_USER_TABLES`);
 * ``dead_letters`` (by ``rejected_at``), and the audit tables ``erasures`` (``completed_at``) and
   ``api_audit`` (``at``) where they exist.
 
@@ -30,7 +30,7 @@ import logging
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Protocol
 
-from sinks.privacy import AUDIT_TABLES, DEAD_LETTER_TABLE, DERIVED_USER_TABLES, spec_tables
+from streams.contracts.privacy import AUDIT_TABLES, DEAD_LETTER_TABLE, DERIVED_USER_TABLES, spec_tables
 
 log = logging.getLogger(__name__)
 

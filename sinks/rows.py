@@ -24,12 +24,12 @@ from uuid import UUID
 
 import orjson
 
-from streams.contact import DECISION_KINDS
-from streams.deadletters import read_dead_letter_headers
-from streams.envelopes import ENVELOPE_VERSION
+from streams.contracts.deadletters import read_dead_letter_headers
+from streams.contracts.envelopes import ENVELOPE_VERSION
+from streams.domain.contact import DECISION_KINDS
 
 if TYPE_CHECKING:
-    from streams.config import Settings
+    from streams.contracts.settings import Settings
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -54,7 +54,7 @@ def canonical_uuid(text: Any) -> str:
 
 
 def iso_millis(iso: str) -> int:
-    """An ISO 8601 time of the contracts (as :func:`streams.interventions.iso_time` writes) to epoch ms."""
+    """An ISO 8601 time of the contracts (as :func:`streams.contracts.interventions.iso_time` writes) to epoch ms."""
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
@@ -74,14 +74,14 @@ RowsOf = Callable[[bytes, Headers, int, int], tuple[list[tuple[Any, ...]], list[
 
 
 def event_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
-    """The row of a single event (:meth:`streams.events.Event.to_wire`)."""
+    """The row of a single event (:meth:`streams.contracts.events.Event.to_wire`)."""
     return _event_row(orjson.loads(value), partition, offset)
 
 
 def event_rows(
     value: bytes, headers: Headers, partition: int, offset: int
 ) -> tuple[list[tuple[Any, ...]], list[UnreadableItem]]:
-    """The rows of a ``forewarn-events`` message: one per event of an envelope (:mod:`streams.envelopes`),
+    """The rows of a ``forewarn-events`` message: one per event of an envelope (:mod:`streams.contracts.envelopes`),
     in order, each with the message's partition and offset; and an :class:`UnreadableItem` for each
     event that cannot be read as a row (its neighbours are read). A single event (the form before
     envelopes) is an envelope of one. A message that is neither raises ``ValueError``, ``KeyError`` or
@@ -271,7 +271,7 @@ def payload_user_id(payload: bytes) -> str:
 
 def dead_letter_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
     """A dead letter: what it says of its source, its payload (the original message, or its first
-    bytes when that was too large: :func:`streams.deadletters.dead_letter_record`), the original's
+    bytes when that was too large: :func:`streams.contracts.deadletters.dead_letter_record`), the original's
     size and SHA-256 (from the headers; of the payload for a dead letter that does not say), and the
     user it names (:func:`payload_user_id`), pseudonymised by the sink like every user id."""
     info = read_dead_letter_headers(headers)
@@ -307,7 +307,7 @@ class TableSpec:
     id_index: int | tuple[int, ...]
     id_sql: str
     # The user id and the row's time (epoch ms): user ids are pseudonymised before they are stored
-    # (sinks.privacy), and rows of an erased user from before the erasure are not stored again.
+    # (streams.contracts.privacy), and rows of an erased user from before the erasure are not stored again.
     user_index: int | None = None
     time_index: int | None = None
     # For messages that hold several rows: their rows, in order, and an UnreadableItem for each item
@@ -452,7 +452,7 @@ SCORES = TableSpec(
 
 
 def ticket_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
-    """A service ticket (the ``tickets`` topic, schema 1, :mod:`streams.service`)."""
+    """A service ticket (the ``tickets`` topic, schema 1, :mod:`streams.processes.tickets`)."""
     data = orjson.loads(value)
     device = data.get("device") or {}
     point = data.get("service_point") or {}
@@ -480,7 +480,7 @@ def ticket_row(value: bytes, headers: Headers, partition: int, offset: int) -> t
 
 
 def order_command_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
-    """An order command (the ``order_commands`` topic, schema 1, :mod:`streams.orders`)."""
+    """An order command (the ``order_commands`` topic, schema 1, :mod:`streams.processes.orders`)."""
     data = orjson.loads(value)
     items = data["items"]
     return (
@@ -576,7 +576,7 @@ def hot_issue_row(value: bytes, headers: Headers, partition: int, offset: int) -
 
 
 def audit_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
-    """One API call (the ``api_audit`` topic, schema 1, :mod:`streams.api`)."""
+    """One API call (the ``api_audit`` topic, schema 1, :mod:`streams.api.server`)."""
     data = orjson.loads(value)
     return (
         canonical_uuid(data["audit_id"]),

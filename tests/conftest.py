@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, start_broker
+from streams.tools.broker import EmbeddedBroker, start_broker
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ broker holds afterwards.
   apart by their client id and keep their connections, as producers elsewhere in a network would.
 * :func:`read_topic` and :func:`committed_through_end` read what a topic holds and how far a consumer
   group has committed, up to end offsets checked by a fetch (the embedded broker reports them short:
-  :mod:`streams.offsets`).
+  :mod:`streams.worker.offsets`).
 """
 
 from __future__ import annotations
@@ -35,11 +35,11 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from harness import envelope_events, rows
 from scenario import add_broken_messages, build
 
-from streams.auth import token_entry, tokens_file_text
-from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST
-from streams.offsets import verified_end_offsets
-from streams.policy import load_policy
-from streams.worker_process import WorkerProcess, send_everything_policy
+from streams.api.auth import token_entry, tokens_file_text
+from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST
+from streams.domain.policy import load_policy
+from streams.tools.worker_launcher import WorkerProcess, send_everything_policy
+from streams.worker.offsets import verified_end_offsets
 
 # The client id of every Kafka client the tests run themselves: the proxy never cuts these.
 TEST_CLIENT_ID = "forewarn-reliability-test"

@@ -4,7 +4,7 @@ Every generator takes a ``random.Random``: the property tests (``tests/test_fuzz
 Hypothesis's (``st.randoms()``, so failures shrink and runs are derandomized), the integration test a
 seeded one, so both draw from the same families. A :class:`Sample` is one message as a producer would
 send it to a source topic, with what the worker must do with it: ``"ok"`` (accept it), a dead-letter
-reason (:data:`streams.events.DEAD_LETTER_REASONS`), or ``None`` when only "a known reason or
+reason (:data:`streams.contracts.events.DEAD_LETTER_REASONS`), or ``None`` when only "a known reason or
 accepted" can be said (arbitrary bytes, several mutations at once).
 
 Families (``Sample.family``):
@@ -47,8 +47,7 @@ from zoneinfo import available_timezones
 import orjson
 
 from models.tagger import CATEGORIES
-from streams.catalog import load_catalog
-from streams.events import (
+from streams.contracts.events import (
     CLICKSTREAM,
     CRM,
     DEFAULT_MAX_FUTURE_SKEW,
@@ -85,9 +84,10 @@ from streams.events import (
     check_text,
     parse_time,
 )
+from streams.processes.catalog import load_catalog
 
 LABELS = "labels"  # feedback_labels: models.tagger.parse_label
-STOCK = "stock"  # stock: streams.orders.parse_stock
+STOCK = "stock"  # stock: streams.processes.orders.parse_stock
 SOURCE_TOPICS = {
     CLICKSTREAM: "clickstream",
     LOGISTICS: "logistics",

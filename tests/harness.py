@@ -1,5 +1,5 @@
 """What the integration tests share: a worker run as a real ``forewarn worker`` process
-(:class:`streams.worker_process.WorkerProcess`), and plain aiokafka clients to feed it and read what it
+(:class:`streams.tools.worker_launcher.WorkerProcess`), and plain aiokafka clients to feed it and read what it
 emits. Every process started here is stopped by PID."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from sinks.privacy import Pseudonymizer
-from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy
+from streams.contracts.privacy import Pseudonymizer
+from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy
 
 
 def worker_env(
@@ -52,7 +52,7 @@ def worker_env(
 def worker_group(bootstrap: str, tmp_path: Path, names: Iterable[str], **extra: str) -> list[WorkerProcess]:
     """Workers of one app (one consumer group) on ``bootstrap``, not yet started: each with its own
     directory, ports and log (``tmp_path/<name>``, ``tmp_path/worker-<name>.log``), all with one
-    pseudonym key and one cluster secret, as workers of one deployment must share (sinks.privacy)."""
+    pseudonym key and one cluster secret, as workers of one deployment must share (streams.contracts.privacy)."""
     workers = []
     for name in names:
         workdir = tmp_path / name
@@ -124,7 +124,7 @@ async def consume_all(
 
 def envelope_events(messages: list[Any]) -> list[dict[str, Any]]:
     """The events of ``forewarn-events`` messages in order: each message an envelope of events
-    (:mod:`streams.envelopes`), or one event."""
+    (:mod:`streams.contracts.envelopes`), or one event."""
     events: list[dict[str, Any]] = []
     for message in messages:
         data = orjson.loads(message.value)

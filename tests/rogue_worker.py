@@ -19,9 +19,9 @@ from aiohttp import web
 from harness import worker_env
 from mode import Service
 
-import streams.app
-from streams.cli import main
-from streams.worker_process import WorkerProcess
+import streams.worker.app
+from streams.tools.cli import main
+from streams.tools.worker_launcher import WorkerProcess
 
 TESTS = Path(__file__).resolve().parent
 
@@ -76,5 +76,5 @@ def rogue_worker(bootstrap: str, tmp_path: Path, **extra: str) -> WorkerProcess:
 
 
 if __name__ == "__main__":
-    streams.app.register_api = register_rogue
+    streams.worker.app.register_api = register_rogue
     sys.exit(main())

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id
+from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id
 
 HOUR_MS = 3_600_000
 

@@ -6,9 +6,9 @@ import asyncio
 
 from harness import consume_all
 
-from streams.acknowledged import AcknowledgedSender
-from streams.broker import EmbeddedBroker
-from streams.config import Settings
+from streams.contracts.settings import Settings
+from streams.tools.broker import EmbeddedBroker
+from streams.worker.acknowledged import AcknowledgedSender
 
 
 async def test_a_send_before_the_sender_started_waits_for_it(broker: EmbeddedBroker) -> None:

@@ -1,4 +1,4 @@
-"""The CRM/ERP API (streams.api): its decisions as pure functions, the call handling against stand-ins
+"""The CRM/ERP API (streams.api.server): its decisions as pure functions, the call handling against stand-ins
 for Faust (no broker; a forward goes from one stand-in worker to another, or to a rogue), its HTTP
 server on a port (what the parser refuses is audited, nothing but the API is served), and end to end
 through real workers on the embedded broker: every route with each kind of token, one audit record per
@@ -39,7 +39,15 @@ from rogue_worker import rogue_worker
 from yarl import URL
 
 from models.health import Scores
-from streams.api import (
+from streams.api.auth import Caller, token_entry, tokens_file_text
+from streams.api.forwarding import (
+    ORIGIN_HEADER,
+    SIGNATURE_HEADER,
+    Forward,
+    ReplayGuard,
+    same_node,
+)
+from streams.api.server import (
     CRM_ROUTE,
     ERASURE_ROUTE,
     FORWARDED_FROM,
@@ -63,19 +71,11 @@ from streams.api import (
     user_partition,
     user_reply,
 )
-from streams.auth import Caller, token_entry, tokens_file_text
-from streams.config import Settings
-from streams.events import Event, parse_event
-from streams.forwarding import (
-    ORIGIN_HEADER,
-    SIGNATURE_HEADER,
-    Forward,
-    ReplayGuard,
-    same_node,
-)
-from streams.interventions import Intervention
-from streams.state import Subscription, UserState, apply_event, record_contact
-from streams.worker_process import WorkerProcess, free_port
+from streams.contracts.events import Event, parse_event
+from streams.contracts.interventions import Intervention
+from streams.contracts.settings import Settings
+from streams.domain.state import Subscription, UserState, apply_event, record_contact
+from streams.tools.worker_launcher import WorkerProcess, free_port
 
 NOW = 1_764_000_000.0
 ADMIN = Caller("ops-admin", frozenset({"admin"}))

@@ -1,4 +1,4 @@
-"""Bearer tokens and scopes (streams.auth): who may call which API route, and the tokens file."""
+"""Bearer tokens and scopes (streams.api.auth): who may call which API route, and the tokens file."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.api import CRM_ROUTE, ERASURE_ROUTE, PREFERENCES_ROUTE, ROUTES, USER_ROUTE
-from streams.auth import (
+from streams.api.auth import (
     SCOPES,
     Caller,
     Refusal,
@@ -24,6 +23,7 @@ from streams.auth import (
     token_entry,
     tokens_file_text,
 )
+from streams.api.server import CRM_ROUTE, ERASURE_ROUTE, PREFERENCES_ROUTE, ROUTES, USER_ROUTE
 
 TOKENS = {
     "reader": "read-token-0123456789abcdef",
@@ -37,7 +37,7 @@ SCOPES_OF = {
     "admin": ["admin"],
     "both": ["read:scores", "write:preferences"],
 }
-# Written out, not derived from streams.auth.allows: which token may call which route.
+# Written out, not derived from streams.api.auth.allows: which token may call which route.
 ALLOWED = {
     ("reader", USER_ROUTE): True,
     ("reader", PREFERENCES_ROUTE): False,

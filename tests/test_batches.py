@@ -8,13 +8,13 @@ import orjson
 import pytest
 
 from models.learners import PartitionModels
-from streams import batches
-from streams.batches import BatchRounds
-from streams.events import CLICKSTREAM, Event
-from streams.policy import load_policy
-from streams.rounds import run_round
-from streams.state import UserState
-from streams.statewrites import StateWrites
+from streams.contracts.events import CLICKSTREAM, Event
+from streams.domain import batches
+from streams.domain.batches import BatchRounds
+from streams.domain.policy import load_policy
+from streams.domain.rounds import run_round
+from streams.domain.state import UserState
+from streams.worker.statewrites import StateWrites
 
 NOON = 1_764_072_000.0
 POLICY = load_policy(text='experiments = []\n[triggers.payment_assist]\ndwell = "60s"\n')

@@ -1,6 +1,6 @@
 """Nothing a table's changelog holds runs code or stops a worker: model checkpoints are signed with the
-cluster secret and unpickled only into the models' classes (streams/checkpoints.py), and every table
-codec refuses what it cannot read instead of failing the table's recovery (streams/codec.py)."""
+cluster secret and unpickled only into the models' classes (streams/worker/checkpoints.py), and every table
+codec refuses what it cannot read instead of failing the table's recovery (streams/worker/codec.py)."""
 
 from __future__ import annotations
 
@@ -25,12 +25,12 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.learners import PartitionModels
-from streams.api import user_partition
-from streams.checkpoints import HEADER, TAG_BYTES, CheckpointRefused, checkpoint_key, open_sealed, seal
-from streams.codec import CheckedTable, DataclassCodec, PartitionModelsCodec, Refused
-from streams.deadletters import DeadLetterQueue, DeadLetterSender, read_dead_letter_headers
-from streams.state import UserState
-from streams.worker_process import WorkerProcess, send_everything_policy
+from streams.api.server import user_partition
+from streams.contracts.deadletters import DeadLetterQueue, DeadLetterSender, read_dead_letter_headers
+from streams.domain.state import UserState
+from streams.tools.worker_launcher import WorkerProcess, send_everything_policy
+from streams.worker.checkpoints import HEADER, TAG_BYTES, CheckpointRefused, checkpoint_key, open_sealed, seal
+from streams.worker.codec import CheckedTable, DataclassCodec, PartitionModelsCodec, Refused
 
 SECRET = b"the cluster secret of this test"
 PUBLISH_EVERY_SCORE = '\n[models]\npublish_delta = 0.0\npublish_interval = "0s"\n'
@@ -172,12 +172,12 @@ def test_a_checked_table_applies_only_what_decoded_and_logs_counts_and_dead_lett
         record(Refused("malformed", "UnicodeDecodeError"), UserState("u3"), 13),
         record("u4", Refused("bad_signature", "the tag does not verify"), 14),
     ]
-    with caplog.at_level(logging.WARNING, logger="streams.codec"):
+    with caplog.at_level(logging.WARNING, logger="streams.worker.codec"):
         table.apply_changelog_batch(batch)
     assert dict(table.data) == {"u1": UserState("u1"), "u2": UserState("u2")}
     assert refused_count("users", "malformed") - before[0] == 2
     assert refused_count("users", "bad_signature") - before[1] == 1
-    lines = [r.getMessage() for r in caplog.records if r.name == "streams.codec"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "streams.worker.codec"]
     assert lines[0] == (
         "refused a users changelog record (partition 2, offset 12): malformed: JSONDecodeError: unexpected"
         " end; not applied"

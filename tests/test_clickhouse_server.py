@@ -8,7 +8,8 @@ from pathlib import Path
 
 import clickhouse_connect
 import pytest
-from clickhouse_server import start_clickhouse_server
+
+from streams.tools.clickhouse_server import start_clickhouse_server
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 
 from sinks.clickhouse import ClickHouseStore, migrations
 from sinks.cluster import on_cluster
-from streams.config import Settings
+from streams.contracts.settings import Settings
 
 CLUSTER = "forewarn_cluster"
 

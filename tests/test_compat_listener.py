@@ -1,4 +1,4 @@
-"""The listener for clients on librdkafka before 2.2 (streams/compat_listener.py): the embedded broker's
+"""The listener for clients on librdkafka before 2.2 (streams/tools/compat_listener.py): the embedded broker's
 ApiVersions answer that such clients misread and the same answer as the listener gives it, the broker
 addresses it puts in Metadata and FindCoordinator answers, and Debian's kcat producing and consuming
 with headers through it as `forewarn broker` runs it."""
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import free_port
-from streams.compat_listener import (
+from streams.tools.broker import free_port
+from streams.tools.compat_listener import (
     FIND_COORDINATOR,
     METADATA,
     Address,
@@ -139,7 +139,7 @@ def forewarn_broker(tmp_path: Path) -> Iterator[tuple[str, str]]:
             [
                 sys.executable,
                 "-m",
-                "streams.cli",
+                "streams.tools.cli",
                 "broker",
                 "--port",
                 str(port),

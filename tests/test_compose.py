@@ -33,20 +33,20 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer
 from clickhouse_connect.driver.exceptions import DatabaseError
-from clickhouse_server import start_clickhouse_server
 
 from sinks.rows import sink_specs
-from streams import cli
-from streams.broker import EmbeddedBroker, free_port, start_broker
-from streams.config import PREFIX, Settings
-from streams.events import CLICKSTREAM, ERASURE, OUTCOMES
-from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id
-from streams.notifier import OutcomeRates, simulate_outcomes
-from streams.policy import load_policy
-from streams.topics import ensure_topics, topic_names
-from streams.traffic import TrafficGenerator
-from streams.traffic_runner import process_traffic_profile, traffic_topics
-from streams.worker_process import EMBEDDED_BROKER_ENV
+from streams.contracts.events import CLICKSTREAM, ERASURE, OUTCOMES
+from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id
+from streams.contracts.settings import PREFIX, Settings
+from streams.contracts.topics import ensure_topics, topic_names
+from streams.domain.policy import load_policy
+from streams.tools import cli
+from streams.tools.broker import EmbeddedBroker, free_port, start_broker
+from streams.tools.clickhouse_server import start_clickhouse_server
+from streams.tools.notifier import OutcomeRates, simulate_outcomes
+from streams.tools.traffic.generator import TrafficGenerator
+from streams.tools.traffic.runner import process_traffic_profile, traffic_topics
+from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV
 from tests.harness import produce, read_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -290,7 +290,7 @@ class Parsed(Exception):
 
 
 def parsed_command(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
-    """``forewarn <argv>`` as streams.cli's own parser reads it, without running it."""
+    """``forewarn <argv>`` as streams.tools.cli's own parser reads it, without running it."""
     original = argparse.ArgumentParser.parse_args
 
     def parse_and_stop(parser: argparse.ArgumentParser, args: Any = None, namespace: Any = None) -> Any:
@@ -322,7 +322,7 @@ def test_every_forewarn_command_of_the_stack_is_one_the_cli_takes(monkeypatch: p
         ("traffic", "traffic"),
     }
     assert json.loads(dockerfile_instructions("ENTRYPOINT")[-1]) == ["forewarn"]
-    assert PYPROJECT["project"]["scripts"]["forewarn"] == "streams.cli:main"
+    assert PYPROJECT["project"]["scripts"]["forewarn"] == "streams.tools.cli:main"
 
 
 def test_the_start_order() -> None:
@@ -713,7 +713,7 @@ def wait_for_log(path: Path, text: str, process: subprocess.Popen[bytes], timeou
 def start_command(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", *argv],
+            [sys.executable, "-m", "streams.tools.cli", *argv],
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -6,8 +6,14 @@ import ssl
 
 import pytest
 
-from streams.clock import PartitionClocks
-from streams.config import EMBEDDED_BROKER_SETTINGS, SETTINGS_DOC, Settings, names_set, settings_table
+from streams.contracts.settings import (
+    EMBEDDED_BROKER_SETTINGS,
+    SETTINGS_DOC,
+    Settings,
+    names_set,
+    settings_table,
+)
+from streams.domain.clock import PartitionClocks
 
 
 def test_defaults_without_environment() -> None:
@@ -133,7 +139,7 @@ def test_an_event_from_the_future_does_not_run_the_clock_ahead_of_the_wall_clock
 
 
 async def test_the_fetch_wait_reaches_the_consumer_faust_builds(tmp_path) -> None:
-    from streams.app import create_app
+    from streams.worker.app import create_app
 
     settings = Settings.from_env(
         {

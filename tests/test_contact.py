@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.contact import decide, quiet_until, release_deferred
-from streams.events import OUTCOMES, PREFERENCES, Event
-from streams.experiments import assign_arm, bucket
-from streams.interventions import Intervention
-from streams.policy import load_policy
-from streams.state import UserState, apply_event, record_contact
-from streams.triggers import check_payment_dwell, offer_for
+from streams.contracts.events import OUTCOMES, PREFERENCES, Event
+from streams.contracts.interventions import Intervention
+from streams.domain.contact import decide, quiet_until, release_deferred
+from streams.domain.experiments import assign_arm, bucket
+from streams.domain.policy import load_policy
+from streams.domain.state import UserState, apply_event, record_contact
+from streams.domain.triggers import check_payment_dwell, offer_for
 
 MIDNIGHT = 1_764_028_800.0  # 2025-11-25T00:00:00Z
 NOON = MIDNIGHT + 12 * 3600

@@ -17,11 +17,8 @@ from harness import consume_all, metric, produce, rows, worker_env
 from models.surge import SurgeRules
 from models.tagger import Correction
 from sinks.rows import DEAD_LETTERS, dead_letter_row
-from streams import metrics
-from streams.agents.users import track_batch
-from streams.app import each_event
-from streams.catalog import load_catalog
-from streams.deadletters import (
+from streams.contracts import metrics
+from streams.contracts.deadletters import (
     MAX_DETAIL_CHARS,
     MAX_KEY_BYTES,
     MAX_RECORD_BYTES,
@@ -33,10 +30,19 @@ from streams.deadletters import (
     message_dead_letter,
     read_dead_letter_headers,
 )
-from streams.events import Event, InvalidEvent, parse_event
-from streams.internal import INVALID_INTERNAL, read_correction, read_question, read_tick, read_wire_event
-from streams.processes import question_record
-from streams.worker_process import WorkerProcess
+from streams.contracts.events import Event, InvalidEvent, parse_event
+from streams.contracts.internal import (
+    INVALID_INTERNAL,
+    read_correction,
+    read_question,
+    read_tick,
+    read_wire_event,
+)
+from streams.processes.catalog import load_catalog
+from streams.processes.run import question_record
+from streams.tools.worker_launcher import WorkerProcess
+from streams.worker.agents.users import track_batch
+from streams.worker.app import each_event
 
 MB = 1_000_000
 T = 1_764_000_000.0
@@ -146,7 +152,7 @@ def test_a_stopping_worker_gives_up_the_send_instead_of_waiting() -> None:
 
 
 class FakeStream:
-    """What :func:`streams.app.each_event` uses of a Faust stream, its events and its app's consumer."""
+    """What :func:`streams.worker.app.each_event` uses of a Faust stream, its events and its app's consumer."""
 
     def __init__(self, count: int) -> None:
         self.abandoned: list[int] = []

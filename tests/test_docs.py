@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from streams.config import settings_table
-from streams.contact import SUPPRESSION_REASONS
-from streams.events import DEAD_LETTER_REASONS, FIELDS_BY_SOURCE
+from streams.contracts.events import DEAD_LETTER_REASONS, FIELDS_BY_SOURCE
+from streams.contracts.settings import settings_table
+from streams.domain.contact import SUPPRESSION_REASONS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

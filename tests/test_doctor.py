@@ -16,9 +16,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from sinks.clickhouse import ClickHouseStore, migrations
-from streams.broker import EmbeddedBroker, free_port
-from streams.config import Settings
-from streams.doctor import (
+from streams.contracts.settings import Settings
+from streams.contracts.topics import copartitioned_topics, ensure_topics, topic_names
+from streams.tools.broker import EmbeddedBroker, free_port
+from streams.tools.doctor import (
     FAIL,
     INFO,
     OK,
@@ -43,7 +44,6 @@ from streams.doctor import (
     tables_check,
     topic_checks,
 )
-from streams.topics import copartitioned_topics, ensure_topics, topic_names
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = [migration.version for migration in migrations()]
@@ -304,10 +304,10 @@ def test_file_checks_use_the_workers_loaders(tmp_path: Path) -> None:
 
 
 def doctor(env: dict[str, str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """``python -m streams.cli doctor`` with ``env`` as its only FOREWARN_* settings."""
+    """``python -m streams.tools.cli doctor`` with ``env`` as its only FOREWARN_* settings."""
     clean = {name: value for name, value in os.environ.items() if not name.startswith("FOREWARN_")}
     return subprocess.run(
-        [sys.executable, "-m", "streams.cli", "doctor"],
+        [sys.executable, "-m", "streams.tools.cli", "doctor"],
         env={**clean, **env},
         cwd=ROOT,
         capture_output=True,

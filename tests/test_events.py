@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.events import (
+from streams.contracts.events import (
     CLICKSTREAM,
     CLICKSTREAM_FIELDS,
     DEAD_LETTER_REASONS,

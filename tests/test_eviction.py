@@ -1,4 +1,4 @@
-"""Users idle past the idle horizon leave the worker (streams/eviction.py): how the horizon is derived
+"""Users idle past the idle horizon leave the worker (streams/domain/eviction.py): how the horizon is derived
 from the policy, which users the sweep picks and when, and end to end through a worker on the RocksDB
 store: idle users gone (API, changelog tombstone, timers), active users and users with lasting facts
 kept."""
@@ -16,10 +16,11 @@ from harness import produce, worker_env
 from test_api import TOKENS, USER_ROUTE, call, path_of, write_tokens
 from test_model_pipeline import metric
 
-from streams.catalog import load_catalog
-from streams.clock import PartitionClocks
-from streams.events import Event
-from streams.eviction import (
+from streams.contracts.events import Event
+from streams.contracts.interventions import Intervention
+from streams.contracts.typed import type_error
+from streams.domain.clock import PartitionClocks
+from streams.domain.eviction import (
     evictable,
     evicted,
     eviction_deadline,
@@ -28,15 +29,14 @@ from streams.eviction import (
     longest_window,
     state_windows,
 )
-from streams.interventions import Intervention
-from streams.policy import load_policy
-from streams.processes import References, run_process
-from streams.rounds import run_round
-from streams.service import load_service_points
-from streams.state import Subscription, UserState, apply_event, record_contact
-from streams.triggers import PendingTimers, next_tick
-from streams.typed import type_error
-from streams.worker_process import WorkerProcess
+from streams.domain.policy import load_policy
+from streams.domain.rounds import run_round
+from streams.domain.state import Subscription, UserState, apply_event, record_contact
+from streams.domain.triggers import PendingTimers, next_tick
+from streams.processes.catalog import load_catalog
+from streams.processes.run import References, run_process
+from streams.processes.tickets import load_service_points
+from streams.tools.worker_launcher import WorkerProcess
 
 DAY = 86400.0
 

@@ -4,7 +4,7 @@ without raising.
 
 The property tests drive the consumers in-process (:class:`InProcessWorker` does what ``ingest``,
 ``ingest_labels``, ``track_users``, ``watch_issues``, the stock reader, the ClickHouse sink's row
-functions and the API's GET do with a message, in the order the agents of ``streams/app.py`` do it),
+functions and the API's GET do with a message, in the order the agents of ``streams/worker/app.py`` do it),
 with the families of ``tests/fuzz_inputs.py`` drawn by Hypothesis (derandomized, so every run tries
 the same examples). The integration test sends a seeded mix of the same families through a real
 worker and accounts for every message.
@@ -53,7 +53,6 @@ from models.learners import PartitionModels
 from models.surge import LaunchProfile, ProductIssues, SurgeRules
 from models.tagger import Correction, parse_label
 from sinks.erasure import Erasure
-from sinks.privacy import Pseudonymizer, pseudonymize_row
 from sinks.rows import (
     DEAD_LETTERS,
     EVENTS,
@@ -68,12 +67,15 @@ from sinks.rows import (
     hot_issue_row,
     intervention_row,
 )
-from streams.api import PREFERENCES_ROUTE, ROUTES, ApiError, command, user_view
-from streams.auth import Caller
-from streams.codec import DataclassCodec, PartitionModelsCodec
-from streams.contact import EMITTED, SUPPRESSED
-from streams.deadletters import MAX_KEY_BYTES, MAX_VALUE_BYTES, dead_letter_headers, read_dead_letter_headers
-from streams.events import (
+from streams.api.auth import Caller
+from streams.api.server import PREFERENCES_ROUTE, ROUTES, ApiError, command, user_view
+from streams.contracts.deadletters import (
+    MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
+    dead_letter_headers,
+    read_dead_letter_headers,
+)
+from streams.contracts.events import (
     CLICKSTREAM,
     CRM,
     DEAD_LETTER_REASONS,
@@ -93,10 +95,14 @@ from streams.events import (
     InvalidEvent,
     parse_event,
 )
-from streams.internal import read_correction, read_question, read_tick, read_wire_event
-from streams.orders import OrderCommand, StockLevels, parse_stock
-from streams.policy import load_policy
-from streams.processes import (
+from streams.contracts.internal import read_correction, read_question, read_tick, read_wire_event
+from streams.contracts.privacy import Pseudonymizer, pseudonymize_row
+from streams.domain.contact import EMITTED, SUPPRESSED
+from streams.domain.policy import load_policy
+from streams.domain.rounds import StateSnapshot, run_round
+from streams.domain.state import MAX_RECENT_EVENT_IDS, UserState
+from streams.processes.orders import OrderCommand, StockLevels, parse_stock
+from streams.processes.run import (
     References,
     crm_sync_record,
     erasure_record,
@@ -105,10 +111,9 @@ from streams.processes import (
     run_process,
     tag_user_feedback,
 )
-from streams.rounds import StateSnapshot, run_round
-from streams.service import load_service_points
-from streams.state import MAX_RECENT_EVENT_IDS, UserState
-from streams.worker_process import WorkerProcess
+from streams.processes.tickets import load_service_points
+from streams.tools.worker_launcher import WorkerProcess
+from streams.worker.codec import DataclassCodec, PartitionModelsCodec
 
 NOW_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z: the property tests' wall clock
 NOW = NOW_MS / 1000.0
@@ -446,7 +451,7 @@ def test_event_time_bounds_do_not_depend_on_the_local_time_zone() -> None:
     """Defect: the lower bound was ``datetime(2000, 1, 1).timestamp()``, local time: a worker in New
     York refused 2000-01-01T02:00Z, one in Kiritimati (UTC+14) took 1999-12-31T20:00Z."""
     script = (
-        "from streams.events import InvalidEvent, parse_time\n"
+        "from streams.contracts.events import InvalidEvent, parse_time\n"
         "for value in ('2000-01-01T00:00:00Z', '2099-12-31T23:59:59.999Z', '1999-12-31T20:00:00Z',\n"
         "              '2100-01-01T00:00:00.001Z', 946684799999, 946684800000):\n"
         "    try:\n"
@@ -608,7 +613,7 @@ def wait_until(check: Callable[[], bool], timeout: float) -> bool:
 
 
 def cut(data: bytes | None, limit: int) -> bytes | None:
-    """``data`` as a dead letter keeps it (streams.deadletters.dead_letter_record)."""
+    """``data`` as a dead letter keeps it (streams.contracts.deadletters.dead_letter_record)."""
     return data if data is None else data[:limit]
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from streams.agents.guard import each_batch
-from streams.deadletters import StopRequested
+from streams.contracts.deadletters import StopRequested
+from streams.worker.guard import each_batch
 
 
 class FakeStream:

@@ -6,15 +6,15 @@ import math
 
 import pytest
 
-from streams.activity import DAY, Activity
-from streams.clock import PartitionClocks
-from streams.codec import DataclassCodec
-from streams.contact import decide
-from streams.events import CLICKSTREAM, SUBSCRIPTIONS, Event
-from streams.interventions import Intervention, intervention_id
-from streams.policy import load_policy
-from streams.state import Deferred, UserState, apply_event
-from streams.triggers import PendingTimers, check_timers, next_deadline, process_event
+from streams.contracts.events import CLICKSTREAM, SUBSCRIPTIONS, Event
+from streams.contracts.interventions import Intervention, intervention_id
+from streams.domain.activity import DAY, Activity
+from streams.domain.clock import PartitionClocks
+from streams.domain.contact import decide
+from streams.domain.policy import load_policy
+from streams.domain.state import Deferred, UserState, apply_event
+from streams.domain.triggers import PendingTimers, check_timers, next_deadline, process_event
+from streams.worker.codec import DataclassCodec
 
 POLICY = load_policy()  # renewal 7 days ahead; feature_tip at 0.5, reengagement at 0.2 of the baseline
 T0 = 1_760_000_000.0

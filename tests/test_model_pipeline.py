@@ -19,8 +19,8 @@ from harness import envelope_events, event_bytes, metric, produce, pseudonyms, r
 from models.examples import SNAPSHOT_AT
 from models.features import INTENTS
 from sinks.rows import iso_millis
-from streams.policy import load_policy
-from streams.worker_process import WorkerProcess, send_everything_policy
+from streams.domain.policy import load_policy
+from streams.tools.worker_launcher import WorkerProcess, send_everything_policy
 
 pytestmark = pytest.mark.integration
 
@@ -220,7 +220,7 @@ def test_scores_are_published_and_stored_latest_per_user(broker, tmp_path: Path)
         dsn,
         "SELECT user_id, count(), max(toUnixTimestamp64Milli(scored_at)) FROM user_scores GROUP BY user_id",
     )
-    # ClickHouse holds pseudonyms (sinks.privacy): back to the user ids through the workers' key.
+    # ClickHouse holds pseudonyms (streams.contracts.privacy): back to the user ids through the workers' key.
     pseudonym = pseudonyms(tmp_path)
     user_of = {pseudonym(user): user for user in users}
     history = [(user_of[stored], n, at) for stored, n, at in history]

@@ -14,15 +14,15 @@ from models.examples import SNAPSHOT_AT
 from models.features import BROWSE, LEAVE, NEED_HELP, PURCHASE, UserFeatures, bucket_of, learn_event
 from models.health import Scores, health_score
 from models.learners import PartitionModels
-from models.scoring import CHURNED, STAYED, observe, vector
 from models.stats import DecayedCount, EWMean, MeanVar
-from streams.codec import DataclassCodec, PartitionModelsCodec
-from streams.events import Event
-from streams.policy import ModelRules, PolicyError, load_policy
-from streams.simulation import InProcessPartition
-from streams.state import UserState, apply_event
-from streams.traffic import TrafficGenerator, TrafficProfile
-from streams.triggers import check_predictions
+from streams.contracts.events import Event
+from streams.domain.policy import ModelRules, PolicyError, load_policy
+from streams.domain.prediction import CHURNED, STAYED, observe, vector
+from streams.domain.state import UserState, apply_event
+from streams.domain.triggers import check_predictions
+from streams.tools.simulation import InProcessPartition
+from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile
+from streams.worker.codec import DataclassCodec, PartitionModelsCodec
 
 DAY = 86400.0
 RULES = ModelRules(churn_horizon=10 * DAY)
@@ -374,8 +374,8 @@ def test_auc_helper_is_exact() -> None:
 
 
 def test_the_models_beat_no_skill_on_a_seeded_stream_with_latent_user_types() -> None:
-    """Buyers, help-seekers, browsers and at-risk users (streams.traffic), a session per user a day,
-    through the worker's per-user path (streams.simulation); every example is scored by the
+    """Buyers, help-seekers, browsers and at-risk users (streams.tools.traffic.generator), a session per user a day,
+    through the worker's per-user path (streams.tools.simulation); every example is scored by the
     prediction made when its features were taken (progressive validation)."""
     start, day, horizon, warmup, days = 1_760_000_000.0, DAY, 4.0, 10.0, 20.0
     policy = load_policy(text=f'experiments = []\n[models]\nchurn_horizon = "{horizon:g}d"\n')

@@ -14,12 +14,12 @@ import pytest
 
 from models.features import FEATURE_NAMES, INTENTS, PURCHASE
 from models.learners import MonitoredClassifier, PartitionModels
-from models.scoring import observe, vector
-from streams.checkpoints import open_sealed, seal
-from streams.codec import DataclassCodec, Refused
-from streams.events import Event
-from streams.policy import ModelRules
-from streams.state import UserState, apply_event
+from streams.contracts.events import Event
+from streams.domain.policy import ModelRules
+from streams.domain.prediction import observe, vector
+from streams.domain.state import UserState, apply_event
+from streams.worker.checkpoints import open_sealed, seal
+from streams.worker.codec import DataclassCodec, Refused
 
 TOLERANCE = 1e-12
 UNSEEN = FEATURE_NAMES[::7]  # in no example learned: River's scaler knows neither mean nor variance

@@ -18,7 +18,7 @@ import models.learners as learners
 from models.features import FEATURE_NAMES, INTENTS, LEAVE
 from models.learners import MonitoredClassifier, churn_pipeline, intent_pipeline
 from models.linear_arrays import read_pipeline
-from streams.checkpoints import open_sealed, seal
+from streams.worker.checkpoints import open_sealed, seal
 
 EXAMPLES = 2000
 RELATIVE = 1e-9  # weights, accumulated squares: River's within this, relative

@@ -1,5 +1,5 @@
 """Operating Forewarn: the Prometheus configuration and alerting rules (deploy/prometheus), the Grafana
-dashboards and their provisioning (deploy/grafana), and the metrics they read (streams/metrics.py).
+dashboards and their provisioning (deploy/grafana), and the metrics they read (streams/contracts/metrics.py).
 
 Static checks first: the dashboards are what deploy/grafana/build_dashboards.py writes and are valid
 Grafana models over the provisioned data sources; every PromQL expression parses; promtool accepts the
@@ -39,8 +39,8 @@ import yaml
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.report import HOLDOUT, ArmTotals, ArmValue, arm_value, value_report
-from streams import metrics
-from streams.broker import free_port
+from streams.contracts import metrics
+from streams.tools.broker import free_port
 from tests.debian_tools import PrometheusTools, ensure_prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -570,7 +570,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     demo_log = workdir / "demo.log"
     # Longer than the tests need: they stop it as soon as they are done (SIGINT, which the demo handles
     # at every stage by stopping its worker and broker; the summary it then prints is not needed here).
-    command = [sys.executable, "-m", "streams.cli", "demo", "--duration", "120"]
+    command = [sys.executable, "-m", "streams.tools.cli", "demo", "--duration", "120"]
     command += ["--workdir", str(workdir / "demo"), "--metrics-port", str(metrics_port)]
     with demo_log.open("wb") as output:
         demo = subprocess.Popen(

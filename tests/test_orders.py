@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.catalog import CatalogError, load_catalog, parse_catalog
-from streams.events import DEAD_LETTER_REASONS, ORDER_REQUESTS, Event, InvalidEvent, parse_event
-from streams.orders import (
+from streams.contracts.events import DEAD_LETTER_REASONS, ORDER_REQUESTS, Event, InvalidEvent, parse_event
+from streams.processes.catalog import CatalogError, load_catalog, parse_catalog
+from streams.processes.orders import (
     IDEMPOTENCY_WINDOW,
     MAX_LEDGER_ENTRIES,
     REJECTION_REASONS,
@@ -383,7 +383,9 @@ def test_the_ledger_survives_a_json_round_trip() -> None:
 
 def test_the_packaged_catalog_loads_and_is_consistent() -> None:
     catalog = load_catalog()
-    raw = json.loads((Path(__file__).resolve().parent.parent / "streams/data/catalog.json").read_text())
+    raw = json.loads(
+        (Path(__file__).resolve().parent.parent / "streams/processes/data/catalog.json").read_text()
+    )
     assert len(catalog.products) == len(raw["products"]) >= 10
     assert len(catalog.skus) == len(raw["skus"]) >= 25
     product_ids = {product["product_id"] for product in raw["products"]}

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from clickhouse_server import start_clickhouse_server
 from faults import committed_through_end
 from harness import (
     consume_all,
@@ -26,8 +25,9 @@ from harness import (
 )
 from scenario import add_broken_messages, build
 
-from streams.deadletters import read_dead_letter_headers
-from streams.worker_process import WorkerProcess
+from streams.contracts.deadletters import read_dead_letter_headers
+from streams.tools.clickhouse_server import start_clickhouse_server
+from streams.tools.worker_launcher import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def test_interventions_and_rows_end_to_end(broker, tmp_path: Path, clickhouse_ds
 
     # ClickHouse holds every valid event, intervention and dead letter exactly once (no FINAL needed).
     assert rows(clickhouse_dsn, "SELECT count(), uniqExact(event_id) FROM events") == [(scenario.valid,) * 2]
-    # ClickHouse holds pseudonyms of the user ids, never the ids (sinks.privacy).
+    # ClickHouse holds pseudonyms of the user ids, never the ids (streams.contracts.privacy).
     stored = rows(clickhouse_dsn, "SELECT toString(intervention_id), trigger, user_id FROM interventions")
     pseudonym = pseudonyms(tmp_path)
     expected = {i: (trigger, pseudonym(user)) for i, (trigger, user) in scenario.expected.items()}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.policy import PolicyError, load_policy
+from streams.domain.policy import PolicyError, load_policy
 
 
 def test_the_default_policy_holds_both_triggers_and_the_contact_rules() -> None:
@@ -157,8 +157,8 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 
 
 def test_an_invalid_policy_stops_the_worker_at_start(tmp_path: Path) -> None:
-    from streams.app import create_app
-    from streams.config import Settings
+    from streams.contracts.settings import Settings
+    from streams.worker.app import create_app
 
     path = tmp_path / "ops.toml"
     path.write_text('[triggers.delay_notice]\nslip = "-1h"\n')

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from harness import consume_all, event_bytes, produce, worker_env
 
-from streams.experiments import assign_arm
-from streams.interventions import DELAY_NOTICE, intervention_id
-from streams.policy import load_policy
-from streams.worker_process import WorkerProcess
+from streams.contracts.interventions import DELAY_NOTICE, intervention_id
+from streams.domain.experiments import assign_arm
+from streams.domain.policy import load_policy
+from streams.tools.worker_launcher import WorkerProcess
 
 pytestmark = pytest.mark.integration
 HOUR_MS = 3_600_000

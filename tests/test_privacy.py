@@ -24,23 +24,29 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from clickhouse_server import start_clickhouse_server
 from harness import traces
 from prometheus_client import REGISTRY
 
-import sinks.privacy as privacy
+import streams.contracts.privacy as privacy
 from sinks import rows as row_specs
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
 from sinks.erasure import Erasure, ErasureQueue, erase_user, erasure_tables, record_erasure
-from sinks.privacy import Pseudonymizer, load_cluster_secret, load_key, pseudonymize_row, user_tables
 from sinks.retention import apply_retention, retention_plan
 from sinks.rows import DEAD_LETTERS, DECISIONS, EVENTS, INTERVENTIONS, SCORES, TableSpec
-from streams.config import Settings
-from streams.deadletters import dead_letter_headers
-from streams.events import CLICKSTREAM, OUTCOMES, Event
-from streams.interventions import Intervention, iso_time
-from streams.processes import erasure_record
+from streams.contracts.deadletters import dead_letter_headers
+from streams.contracts.events import CLICKSTREAM, OUTCOMES, Event
+from streams.contracts.interventions import Intervention, iso_time
+from streams.contracts.privacy import (
+    Pseudonymizer,
+    load_cluster_secret,
+    load_key,
+    pseudonymize_row,
+    user_tables,
+)
+from streams.contracts.settings import Settings
+from streams.processes.run import erasure_record
+from streams.tools.clickhouse_server import start_clickhouse_server
 
 KEY = b"the key of the privacy tests"
 PSEUDONYMIZE = Pseudonymizer(KEY)
@@ -170,7 +176,7 @@ def test_a_row_loses_its_raw_id_in_the_user_column_and_in_json() -> None:
 
 
 def erasure_message(user: str, request_id: str = "req-1", erased_at: float | None = None) -> bytes:
-    """As the worker sends it (:func:`streams.processes.erasure_record`)."""
+    """As the worker sends it (:func:`streams.processes.run.erasure_record`)."""
     event = Event(
         "er1", "erasure_requested", "erasure", T, user, {"request_id": request_id, "requested_by": "dpo"}
     )

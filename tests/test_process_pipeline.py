@@ -17,9 +17,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from harness import consume_all, consume_events, event_bytes, produce, read_until, rows, traces, worker_env
 
-from sinks.privacy import Pseudonymizer
-from streams.deadletters import read_dead_letter_headers
-from streams.worker_process import WorkerProcess
+from streams.contracts.deadletters import read_dead_letter_headers
+from streams.contracts.privacy import Pseudonymizer
+from streams.tools.worker_launcher import WorkerProcess
 
 pytestmark = pytest.mark.integration
 HOUR_MS = 3_600_000

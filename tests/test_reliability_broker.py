@@ -45,9 +45,9 @@ from faults import (
 from harness import envelope_events, events_seen, worker_env
 from reliability import FaultRun, record
 
-from streams.broker import free_port, start_broker
-from streams.config import EMBEDDED_BROKER_SETTINGS
-from streams.worker_process import WorkerProcess
+from streams.contracts.settings import EMBEDDED_BROKER_SETTINGS
+from streams.tools.broker import free_port, start_broker
+from streams.tools.worker_launcher import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,6 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from clickhouse_server import ClickHouseServer, start_clickhouse_server
 from harness import produce, pseudonyms, read_until, worker_env
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
@@ -40,12 +39,13 @@ from scenario import add_broken_messages, build
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
-from sinks.privacy import Pseudonymizer, pseudonymize_row
 from sinks.rows import EVENTS, TableSpec, sink_specs
-from streams.config import Settings
-from streams.deadletters import dead_letter_headers
-from streams.events import CLICKSTREAM, Event
-from streams.worker_process import WorkerProcess
+from streams.contracts.deadletters import dead_letter_headers
+from streams.contracts.events import CLICKSTREAM, Event
+from streams.contracts.privacy import Pseudonymizer, pseudonymize_row
+from streams.contracts.settings import Settings
+from streams.tools.clickhouse_server import ClickHouseServer, start_clickhouse_server
+from streams.tools.worker_launcher import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from clickhouse_server import start_clickhouse_server
 from reliability import FaultRun, record
 
 from benchmarks.soak import SoakConfig, Thresholds, judge, run_soak, table
-from streams.broker import EmbeddedBroker
+from streams.tools.broker import EmbeddedBroker
+from streams.tools.clickhouse_server import start_clickhouse_server
 
 CONFIG = SoakConfig(
     rate=100.0, seconds=36.0, sample_seconds=2.0, users=300, dedup_window=500, drain_timeout=30.0

@@ -18,7 +18,7 @@ had handled and not committed are delivered again, which shows as events ingeste
 ``forewarn-events`` and as deliveries the users' state recognised and skipped
 (``forewarn_duplicate_events_total``): required, or the test would not have tested a crash.
 
-ClickHouse is a server (tests/clickhouse_server.py), as in production: a killed worker does not take
+ClickHouse is a server (streams/tools/clickhouse_server.py), as in production: a killed worker does not take
 it down half-way through an insert. (The embedded engine dies with the worker, and an insert cut
 between a table's part and its views' parts leaves the per-minute views short by that batch.)
 """
@@ -35,7 +35,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from clickhouse_server import start_clickhouse_server
 from faults import (
     INPUT_TOPICS,
     POLICY,
@@ -58,11 +57,12 @@ from faults import (
 from harness import envelope_events, events_seen, worker_env
 from reliability import FaultRun, record
 
-from sinks.privacy import load_cluster_secret
-from streams.api import user_partition
-from streams.checkpoints import open_sealed
-from streams.config import Settings
-from streams.worker_process import WorkerProcess
+from streams.api.server import user_partition
+from streams.contracts.privacy import load_cluster_secret
+from streams.contracts.settings import Settings
+from streams.tools.clickhouse_server import start_clickhouse_server
+from streams.tools.worker_launcher import WorkerProcess
+from streams.worker.checkpoints import open_sealed
 
 pytestmark = pytest.mark.integration
 

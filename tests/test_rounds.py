@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from streams import rounds
-from streams.events import CLICKSTREAM, Event
-from streams.policy import load_policy
-from streams.rounds import StateSnapshot, run_round
-from streams.state import UserState
+from streams.contracts.events import CLICKSTREAM, Event
+from streams.domain import rounds
+from streams.domain.policy import load_policy
+from streams.domain.rounds import StateSnapshot, run_round
+from streams.domain.state import UserState
 
 NOON = 1_764_072_000.0  # 2025-11-25T12:00:00Z
 POLICY = load_policy(text='experiments = []\n[triggers.payment_assist]\ndwell = "60s"\n')

@@ -1,8 +1,8 @@
 """The producers' wire contracts against the sink's row functions and the ClickHouse schema.
 
 Each record is made by the code that emits it (``to_wire`` of a ticket, an order command or rejection,
-tagged feedback and a hot-issue alert, :func:`streams.processes.question_record`,
-:func:`streams.api.audit_record`), read by its table's row function, pseudonymised as the sink does it
+tagged feedback and a hot-issue alert, :func:`streams.processes.run.question_record`,
+:func:`streams.api.server.audit_record`), read by its table's row function, pseudonymised as the sink does it
 and inserted into an embedded ClickHouse built from the migrations; then read back. A field renamed on
 either side, a type the column refuses, or a raw user id left in a JSON column fails here."""
 
@@ -18,7 +18,6 @@ import pytest
 from models.surge import CategoryIssues, Question, SurgeRules, observe
 from models.tagger import FeedbackTagger, tag_feedback
 from sinks.clickhouse import ClickHouseStore
-from sinks.privacy import Pseudonymizer, pseudonymize_row
 from sinks.rows import (
     API_AUDIT,
     FEEDBACK_TAGS,
@@ -29,12 +28,20 @@ from sinks.rows import (
     TICKETS,
     TableSpec,
 )
-from streams.api import PREFERENCES_ROUTE, Reply, audit_record
-from streams.catalog import load_catalog
-from streams.events import Event
-from streams.orders import OrderCommand, OrderLedger, OrderRejection, StockLevels, decide_order, parse_stock
-from streams.processes import question_record
-from streams.service import DeviceBook, load_service_points, open_ticket, register
+from streams.api.server import PREFERENCES_ROUTE, Reply, audit_record
+from streams.contracts.events import Event
+from streams.contracts.privacy import Pseudonymizer, pseudonymize_row
+from streams.processes.catalog import load_catalog
+from streams.processes.orders import (
+    OrderCommand,
+    OrderLedger,
+    OrderRejection,
+    StockLevels,
+    decide_order,
+    parse_stock,
+)
+from streams.processes.run import question_record
+from streams.processes.tickets import DeviceBook, load_service_points, open_ticket, register
 
 T0 = 1_781_000_000.0  # 2026-06-09, a Tuesday: Berlin Mitte is open at noon
 WALL = T0 + 2.5

@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from harness import assigned, events_seen, produce, until, worker_group
 
-from streams.api import user_partition
-from streams.auth import token_entry, tokens_file_text
-from streams.offsets import verified_end_offsets
+from streams.api.auth import token_entry, tokens_file_text
+from streams.api.server import user_partition
+from streams.worker.offsets import verified_end_offsets
 
 PARTITIONS = 4
 USERS = [f"scale-user-{i}" for i in range(24)]
@@ -114,7 +114,7 @@ def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_is_k
 
         # a comes back while b has just taken more events in: b hands partitions over in a rebalance,
         # with the users' state it changed since its last commit written on revocation
-        # (streams/statewrites.py), and a recovers it from the changelog.
+        # (streams/worker/statewrites.py), and a recovers it from the changelog.
         asyncio.run(produce(broker.bootstrap, [m for u in USERS for m in page_views(u, 8, 2, now_ms)]))
         a.start()
         until(
@@ -137,7 +137,7 @@ def test_two_workers_split_the_partitions_and_one_takes_over_when_the_other_is_k
 
 async def test_end_offsets_are_read_from_a_fetch_where_the_broker_reports_them_short(broker) -> None:
     """The embedded broker's ListOffsets answer stops at the last batch's first record; the fetch's high
-    watermark that :func:`streams.offsets.verified_end_offsets` reads does not."""
+    watermark that :func:`streams.worker.offsets.verified_end_offsets` reads does not."""
     topic = TopicPartition("short-ends", 0)
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
     await admin.start()

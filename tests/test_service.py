@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from streams.catalog import load_catalog
-from streams.events import DEVICES, SERVICE_REQUESTS, Event, parse_event
-from streams.service import (
+from streams.contracts.events import DEVICES, SERVICE_REQUESTS, Event, parse_event
+from streams.processes.catalog import load_catalog
+from streams.processes.tickets import (
     EARTH_RADIUS_KM,
     MANUAL_REASONS,
     MAX_DEVICES,

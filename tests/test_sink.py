@@ -17,7 +17,6 @@ from prometheus_client import REGISTRY
 
 from sinks.clickhouse import ClickHouseStore, batch_token, migrations
 from sinks.consumer import Batcher, ClickHouseSink, RecentIds, TableBatch
-from sinks.privacy import Pseudonymizer, RowPseudonymizer, pseudonymize_row
 from sinks.rows import (
     DEAD_LETTERS,
     DECISIONS,
@@ -27,9 +26,10 @@ from sinks.rows import (
     event_row,
     intervention_row,
 )
-from streams.deadletters import dead_letter_headers
-from streams.events import CLICKSTREAM, Event
-from streams.interventions import Intervention
+from streams.contracts.deadletters import dead_letter_headers
+from streams.contracts.events import CLICKSTREAM, Event
+from streams.contracts.interventions import Intervention
+from streams.contracts.privacy import Pseudonymizer, RowPseudonymizer, pseudonymize_row
 
 T = 1_764_000_000.0
 
@@ -385,7 +385,7 @@ def envelope(*items: bytes) -> bytes:
 async def test_envelopes_give_a_row_per_event_and_dead_letter_a_broken_one_alone(
     store: ClickHouseStore,
 ) -> None:
-    """An envelope of events (streams.envelopes) is stored as one row per event, each with the
+    """An envelope of events (streams.contracts.envelopes) is stored as one row per event, each with the
     envelope's partition and offset and its event id (so duplicates across envelopes and single
     messages are still dropped); an event that gives no row is dead-lettered alone, its neighbours are
     stored; a single event (the form before envelopes) is still read."""

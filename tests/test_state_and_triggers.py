@@ -7,14 +7,14 @@ import pytest
 
 from models.examples import Snapshot
 from models.features import FEATURE_NAMES
-from streams.clock import PartitionClocks
-from streams.contact import decide
-from streams.events import CLICKSTREAM, LOGISTICS, Event
-from streams.experiments import assign_arm
-from streams.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id, iso_time
-from streams.policy import load_policy
-from streams.state import MAX_OPEN_SHIPMENTS, MAX_REMEMBERED_ORDERS, UserState, apply_event
-from streams.triggers import (
+from streams.contracts.events import CLICKSTREAM, LOGISTICS, Event
+from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id, iso_time
+from streams.domain.clock import PartitionClocks
+from streams.domain.contact import decide
+from streams.domain.experiments import assign_arm
+from streams.domain.policy import load_policy
+from streams.domain.state import MAX_OPEN_SHIPMENTS, MAX_REMEMBERED_ORDERS, UserState, apply_event
+from streams.domain.triggers import (
     COMPACT_SLACK,
     TICK_RESEND_SECONDS,
     PendingTimers,

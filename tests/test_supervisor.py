@@ -1,4 +1,4 @@
-"""``forewarn worker --processes N`` (streams.supervisor): its workers share the partitions and its sink
+"""``forewarn worker --processes N`` (streams.run.supervisor): its workers share the partitions and its sink
 stores every event once; a signal stops every child, a child that dies stops the rest, and no child
 outlives a supervisor killed outright."""
 
@@ -18,14 +18,14 @@ import orjson
 import pytest
 from harness import assigned, metric, produce, rows, until, worker_env
 
-from streams.broker import free_port
-from streams.worker_process import WorkerProcess
+from streams.tools.broker import free_port
+from streams.tools.worker_launcher import WorkerProcess
 
 # A supervisor of two children that write their pid to a file and sleep; argv: the directory, then the
 # second child's exit code after half a second ("" for none: it sleeps too). A SIGTERM stops them with 0.
 SUPERVISE = r"""
 import sys
-from streams.supervisor import ChildSpec, Supervisor
+from streams.run.supervisor import ChildSpec, Supervisor
 child = '''
 import os, signal, sys, time
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -168,7 +168,7 @@ def test_the_sink_process_exits_non_zero_when_it_fails(broker, tmp_path: Path) -
     orchestrator to see), rather than run without storing."""
     env = worker_env(broker.bootstrap, tmp_path, f"http://127.0.0.1:{free_port()}")
     sink = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "sink"],
+        [sys.executable, "-m", "streams.tools.cli", "sink"],
         env={**os.environ, **env, "FOREWARN_SINK_METRICS_PORT": "0"},
         capture_output=True,
         timeout=60,

@@ -25,7 +25,7 @@ from models.surge import (
     poisson_tail,
     rising,
 )
-from streams.codec import DataclassCodec
+from streams.worker.codec import DataclassCodec
 
 HOUR = 3600.0
 DAY = 86400.0

@@ -23,7 +23,6 @@ from models.features import INTENTS
 from models.feedback_corpus import ABSENT_PHRASES, feedback_texts, texts_in
 from models.feedback_corpus import CATEGORIES as CORPUS_CATEGORIES
 from models.learners import QUALITY_WINDOW, PartitionModels
-from models.scoring import FEATURE_NAMES
 from models.tagger import (
     BUCKETS,
     CATEGORIES,
@@ -43,7 +42,8 @@ from models.tagger import (
     vocabulary,
 )
 from models.text import language, sentiment, sentiment_label, tokens
-from streams.events import DEAD_LETTER_REASONS, Event, InvalidEvent, parse_event
+from streams.contracts.events import DEAD_LETTER_REASONS, Event, InvalidEvent, parse_event
+from streams.domain.prediction import FEATURE_NAMES
 
 Labelled = list[tuple[str, tuple[str, ...], int]]
 

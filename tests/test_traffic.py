@@ -13,7 +13,7 @@ import pytest
 
 from models.feedback_corpus import CATEGORIES as CORPUS_CATEGORIES
 from models.tagger import Correction, parse_label
-from streams.events import (
+from streams.contracts.events import (
     CLICKSTREAM,
     CRM,
     DEVICES,
@@ -26,7 +26,10 @@ from streams.events import (
     InvalidEvent,
     parse_event,
 )
-from streams.orders import (
+from streams.domain.policy import load_policy
+from streams.domain.state import UserState
+from streams.domain.triggers import check_payment_dwell, check_timers, process_event
+from streams.processes.orders import (
     INVALID_QUANTITY,
     QUANTITY_LIMIT,
     UNKNOWN_SKU,
@@ -34,10 +37,8 @@ from streams.orders import (
     OrderRejection,
     decide_order,
 )
-from streams.policy import load_policy
-from streams.service import UNKNOWN_DEVICE, DeviceBook, great_circle_km, open_ticket, register
-from streams.state import UserState
-from streams.traffic import (
+from streams.processes.tickets import UNKNOWN_DEVICE, DeviceBook, great_circle_km, open_ticket, register
+from streams.tools.traffic.generator import (
     CATEGORY_TOPICS,
     DAY,
     DISPATCH_MAX_KM,
@@ -54,7 +55,6 @@ from streams.traffic import (
     TrafficGenerator,
     TrafficProfile,
 )
-from streams.triggers import check_payment_dwell, check_timers, process_event
 
 START = 1_764_000_000.0
 

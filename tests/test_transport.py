@@ -1,4 +1,4 @@
-"""The Kafka transport's fixes to Faust's consumer (streams/transport.py), each against the failure it
+"""The Kafka transport's fixes to Faust's consumer (streams/worker/transport.py), each against the failure it
 fixes: here the seek back to the committed offsets, which left partitions with nothing committed past
 records Faust had fetched and dropped (the broker cut-off test lost their records); and its cuts to
 Faust's per-record work (the fetch loop's delivery, the sensors), each against what it must keep."""
@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from faust.utils.optin import cython_optimizations_enabled
 
-from streams.config import Settings
-from streams.statewrites import BeforeCommit
-from streams.transport import LeanMonitor, LeanSensorDelegate, seek_to_committed_or_start
+from streams.contracts.settings import Settings
+from streams.worker.statewrites import BeforeCommit
+from streams.worker.transport import LeanMonitor, LeanSensorDelegate, seek_to_committed_or_start
 
 
 async def test_the_seek_to_committed_offsets_moves_a_partition_with_nothing_committed_to_its_start(
@@ -59,7 +59,7 @@ async def test_the_seek_to_committed_offsets_moves_a_partition_with_nothing_comm
 
 def worker_app(tmp_path: Path) -> Any:
     """The worker's Faust app, never started."""
-    from streams.app import create_app
+    from streams.worker.app import create_app
 
     settings = Settings.from_env(
         {

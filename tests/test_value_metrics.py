@@ -26,9 +26,9 @@ import pytest
 from sinks.clickhouse import ClickHouseStore, batch_token, migrations
 from sinks.report import HOLDOUT, compare_arms, format_report, value_report
 from sinks.rows import DECISIONS, EVENTS, decision_row, event_row, iso_millis
-from streams.cli import main
-from streams.events import Event
-from streams.interventions import iso_time
+from streams.contracts.events import Event
+from streams.contracts.interventions import iso_time
+from streams.tools.cli import main
 
 # One fixed draw. The interval test checks four 95% intervals, so about one seed in five would see one
 # miss the planted truth by chance; exactness is pinned by the count and edge tests, not by that one.

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker, free_port
-from streams.cli import main
-from streams.config import EMBEDDED_BROKER_SETTINGS
-from streams.worker_process import EMBEDDED_BROKER_ENV, WorkerProcess
+from streams.contracts.settings import EMBEDDED_BROKER_SETTINGS
+from streams.tools.broker import EmbeddedBroker, free_port
+from streams.tools.cli import main
+from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV, WorkerProcess
 from tests.harness import worker_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ def test_a_bad_policy_file_is_named_before_connecting_without_a_traceback(tmp_pa
     clean = {name: value for name, value in os.environ.items() if not name.startswith("FOREWARN_")}
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "streams.tools.cli", "worker"],
         env={**clean, **env},
         cwd=ROOT,
         capture_output=True,
