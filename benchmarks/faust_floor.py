@@ -11,7 +11,8 @@ against two baselines measured in the same run besides the bare aiokafka consume
 * ``iterate``: one agent over the source topics that only counts the events (Faust's per-event
   machinery: fetch, conductor, stream, acks, commits);
 * ``iterate-tuned``: the same agent in an app with the worker's changes to that machinery
-  (:func:`streams.worker.transport.use_transport`, :func:`streams.worker.transport.use_lean_sensors`), its fetches
+  (:func:`streams.worker.transport.use_transport`, :func:`streams.worker.transport.use_lean_sensors`), its
+  fetches
   waiting as long as Faust's do (``--fetch-max-wait-ms``, Faust's 1500 by default) so that the two
   differ only in the per-record work;
 * ``rekey-table``: the shape of Forewarn's pipeline with none of its work: one agent re-keys every

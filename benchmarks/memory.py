@@ -18,7 +18,8 @@ and the bytes of one user's state.
    buffers (RocksDB's memtables and block caches fill in the first half), what each further user costs.
 
 Besides, in-process: the serialized bytes (what the changelog and RocksDB hold; the user_state codec)
-of one such idle user, and of the users of an hour of synthetic traffic (:mod:`streams.tools.traffic.generator`) run
+of one such idle user, and of the users of an hour of synthetic traffic
+(:mod:`streams.tools.traffic.generator`) run
 through every round (state, features, both models, triggers): the median user is the typical one.
 
 ``--write-readme`` puts the figures into README.md between the memory markers.

@@ -2,7 +2,8 @@
 
     pip install -e '.[bench]' && python benchmarks/models.py [--users 20000] [--days 24] [--write-readme]
 
-1. A seeded synthetic stream (:mod:`streams.tools.traffic.generator`: buyers, help-seekers, browsers and at-risk users
+1. A seeded synthetic stream (:mod:`streams.tools.traffic.generator`: buyers, help-seekers, browsers and
+at-risk users
    whose activity decays after bad deliveries) of ``--users`` users over ``--days`` days, a session per
    user every two days on average, runs through the worker's per-user path in-process
    (:class:`streams.tools.simulation.InProcessPartition`: the same rounds, timers and models as the worker),

@@ -2,7 +2,8 @@
 
     python benchmarks/pipeline.py [--events 100000] [--quick] [--scale-processes 2] [--write-docs]
 
-1. ``--events`` synthetic web and logistics events (:mod:`streams.tools.traffic.generator`, replayed from an hour ago,
+1. ``--events`` synthetic web and logistics events (:mod:`streams.tools.traffic.generator`, replayed from an
+hour ago,
    with a few broken messages mixed in) are produced into an embedded Tansu broker.
 2. Floors, measured in the same run on the same broker and messages: a bare aiokafka consumer reads
    them all; bare Faust workers (:mod:`benchmarks.faust_floor`): one agent that only iterates

@@ -5,7 +5,8 @@
 
 In process, without a broker, both into one embedded ClickHouse (chdb) in a temporary directory:
 
-1. Input: ``--events`` valid events of synthetic traffic (:mod:`streams.tools.traffic.generator`, as ingest re-keys
+1. Input: ``--events`` valid events of synthetic traffic (:mod:`streams.tools.traffic.generator`, as ingest
+re-keys
    them: the orjson bytes of ``Event.to_wire()``), and one intervention and one decision per ten
    events (the contract classes' ``to_wire``, as track_users emits them): the bytes the sink reads
    from Kafka, as aiokafka ``ConsumerRecord``s spread over four partitions. The same events again as
@@ -16,7 +17,8 @@ In process, without a broker, both into one embedded ClickHouse (chdb) in a temp
    into chdb pays at least.
 3. Sink (b): :class:`sinks.consumer.ClickHouseSink` doing its own work on those records, table by
    table, in fetches of at most ``--batch-rows`` records: decode, row conversion (:mod:`sinks.rows`),
-   pseudonym (:mod:`streams.contracts.privacy`), the erased-user check, de-duplication ids, batching, the insert
+   pseudonym (:mod:`streams.contracts.privacy`), the erased-user check, de-duplication ids, batching, the
+   insert
    through :class:`sinks.clickhouse.ClickHouseStore` with its deduplication token, and the offsets'
    bookkeeping. Only the Kafka commit is a stub (it costs a round trip per batch, not per row).
    The events are measured twice in the same run: one message per event, and in envelopes (rows/s

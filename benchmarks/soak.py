@@ -6,7 +6,8 @@ memory flat, and is every event stored exactly once?
 1. An embedded Tansu broker and one ``forewarn worker`` process (chdb in the worker, as by default, or
    ``--clickhouse-dsn``; the embedded settings of :data:`streams.tools.worker_launcher.EMBEDDED_BROKER_ENV`;
    every candidate intervention sent).
-2. Live synthetic web and logistics traffic (:mod:`streams.tools.traffic.generator`, a few broken messages mixed in) at
+2. Live synthetic web and logistics traffic (:mod:`streams.tools.traffic.generator`, a few broken messages
+mixed in) at
    about ``--rate`` events/s for ``--minutes``, from a bounded population of ``--users`` users, so that
    the per-user state stops growing once every user has been seen (a real shop's new users would make
    it grow, legitimately; that is sizing, not a leak). The generator runs a minute ahead unsent, so the

@@ -32,7 +32,8 @@ row whose id it has stored among the last ``dedup_window`` rows of that partitio
 ClickHouse when it gets the partition), so counts, and the materialized views built on inserts, stay
 exact. The ReplacingMergeTree engines are the backstop beyond that window.
 
-Privacy (:mod:`streams.contracts.privacy`, :mod:`sinks.erasure`): a row of a table with a user column has its user
+Privacy (:mod:`streams.contracts.privacy`, :mod:`sinks.erasure`): a row of a table with a user column has its
+user
 id replaced by the keyed pseudonym before anything else is done with it (its id for de-duplication
 is computed after, matching the ids ClickHouse holds), so no raw user id reaches those tables. With
 ``erasures_topic`` the sink also reads the erasures the workers carried out and deletes the user's rows
@@ -575,7 +576,8 @@ class ClickHouseSink:
     ) -> None:
         """Dead-letter ``message``, or with ``value`` and ``item`` the part of it refused (an event of an
         envelope, counted from 1): bounded, and tried again until the broker takes it
-        (:class:`streams.contracts.deadletters.DeadLetterSender`); raises StopRequested if the sink stops first."""
+        (:class:`streams.contracts.deadletters.DeadLetterSender`); raises StopRequested if the sink
+        stops first."""
         await self._dead_letters.send(message, reason, detail, time.time(), value=value, item=item)
 
     async def _send_dead_letter(

@@ -54,7 +54,8 @@ def canonical_uuid(text: Any) -> str:
 
 
 def iso_millis(iso: str) -> int:
-    """An ISO 8601 time of the contracts (as :func:`streams.contracts.interventions.iso_time` writes) to epoch ms."""
+    """An ISO 8601 time of the contracts (as :func:`streams.contracts.interventions.iso_time` writes) to
+    epoch ms."""
     return round(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
@@ -81,7 +82,8 @@ def event_row(value: bytes, headers: Headers, partition: int, offset: int) -> tu
 def event_rows(
     value: bytes, headers: Headers, partition: int, offset: int
 ) -> tuple[list[tuple[Any, ...]], list[UnreadableItem]]:
-    """The rows of a ``forewarn-events`` message: one per event of an envelope (:mod:`streams.contracts.envelopes`),
+    """The rows of a ``forewarn-events`` message: one per event of an envelope
+    (:mod:`streams.contracts.envelopes`),
     in order, each with the message's partition and offset; and an :class:`UnreadableItem` for each
     event that cannot be read as a row (its neighbours are read). A single event (the form before
     envelopes) is an envelope of one. A message that is neither raises ``ValueError``, ``KeyError`` or

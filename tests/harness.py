@@ -52,7 +52,8 @@ def worker_env(
 def worker_group(bootstrap: str, tmp_path: Path, names: Iterable[str], **extra: str) -> list[WorkerProcess]:
     """Workers of one app (one consumer group) on ``bootstrap``, not yet started: each with its own
     directory, ports and log (``tmp_path/<name>``, ``tmp_path/worker-<name>.log``), all with one
-    pseudonym key and one cluster secret, as workers of one deployment must share (streams.contracts.privacy)."""
+    pseudonym key and one cluster secret, as workers of one deployment must share
+    (streams.contracts.privacy)."""
     workers = []
     for name in names:
         workdir = tmp_path / name

@@ -152,7 +152,8 @@ def test_a_stopping_worker_gives_up_the_send_instead_of_waiting() -> None:
 
 
 class FakeStream:
-    """What :func:`streams.worker.app.each_event` uses of a Faust stream, its events and its app's consumer."""
+    """What :func:`streams.worker.app.each_event` uses of a Faust stream, its events and its app's
+    consumer."""
 
     def __init__(self, count: int) -> None:
         self.abandoned: list[int] = []

@@ -1,1 +1,2 @@
-"""The CRM/ERP HTTP API served by every worker: routes, bearer tokens and signed forwarding between workers."""
+"""The CRM/ERP HTTP API served by every worker: routes, bearer tokens and signed forwarding between
+workers."""

@@ -344,7 +344,8 @@ def command(
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     max_bytes: int = 65536,
 ) -> Command:
-    """The event a write route produces, validated by :func:`streams.contracts.events.parse_event` (400 with its
+    """The event a write route produces, validated by :func:`streams.contracts.events.parse_event` (400 with
+    its
     detail otherwise)."""
     assert route.source is not None, route
     erasure = route.source == ERASURE

@@ -87,7 +87,8 @@ DEAD_LETTER_REASONS = (
     "invalid_value",
     "unknown_event_type",
     "unknown_product",  # a support question about a product the catalog does not know
-    "invalid_internal",  # a record of an internal topic not as Forewarn writes it (streams.contracts.internal)
+    # a record of an internal topic not as Forewarn writes it (streams.contracts.internal)
+    "invalid_internal",
     "changelog_refused",  # a table's changelog record refused at recovery (streams.worker.codec.CheckedTable)
 )
 
@@ -417,7 +418,8 @@ DEVICES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
         "warranty_until": (parse_time, False),
     },
 }
-# An order the customer asked the chat for: becomes an order command or a rejection (streams.processes.orders).
+# An order the customer asked the chat for: becomes an order command or a rejection
+# (streams.processes.orders).
 ORDER_REQUEST_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "order_requested": {
         "request_id": (check_identifier, True),

@@ -165,7 +165,8 @@ class UserState:
     devices: DeviceBook = field(default_factory=DeviceBook)
     orders: OrderLedger = field(default_factory=OrderLedger)
     # When (event time) the state was trimmed to the user's lasting facts, idle past the horizon
-    # (streams.domain.eviction); None since the user was active again, or never trimmed. Records written before
+    # (streams.domain.eviction); None since the user was active again, or never trimmed. Records written
+    # before
     # the field existed decode to None.
     trimmed_at: float | None = None
 

@@ -90,7 +90,8 @@ def next_deadline(state: UserState, policy: Policy) -> float | None:
 
 def next_tick(state: UserState, policy: Policy, idle_horizon: float | None) -> float | None:
     """When the user next needs a tick: a timer falling due (:func:`next_deadline`) or, with an
-    ``idle_horizon``, the moment their state may be dropped (:func:`streams.domain.eviction.eviction_deadline`).
+    ``idle_horizon``, the moment their state may be dropped
+    (:func:`streams.domain.eviction.eviction_deadline`).
     None: nothing pending."""
     deadlines = [next_deadline(state, policy)]
     if idle_horizon is not None:
@@ -447,7 +448,8 @@ def check_declines(state: UserState, now: float, policy: Policy) -> list[Interve
 def check_predictions(
     state: UserState, scores: Scores | None, now: float, policy: Policy
 ) -> list[Intervention]:
-    """Model-driven triggers after an event was scored (:func:`streams.domain.prediction.observe`), once the model
+    """Model-driven triggers after an event was scored (:func:`streams.domain.prediction.observe`), once the
+    model
     behind each has learned ``min_examples`` examples:
 
     * ``churn_risk``: churn probability at least ``threshold``; once per visit;

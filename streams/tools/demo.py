@@ -5,7 +5,8 @@ the default policy (a shorter payment dwell, so that a minute shows it), streams
 logistics and preference traffic into the broker, runs the example notifier (:mod:`streams.tools.notifier`)
 that reports outcomes back, shows progress against the traffic's ground truth, and at the end reads a
 summary and the value metrics back from ClickHouse. The traffic has a planted effect: users outside
-the holdout arm complain and give up less (:class:`streams.tools.traffic.generator.TrafficProfile`), so the value
+the holdout arm complain and give up less (:class:`streams.tools.traffic.generator.TrafficProfile`), so the
+value
 report has a true uplift to find. Ctrl-C or the end of ``--duration`` stops everything it started, by
 PID.
 
@@ -13,7 +14,8 @@ The traffic also drives the processes: devices and repair requests (service tick
 from the chat, commented feedback and corrections of its tags, CRM attributes, and support questions
 about products with eight days of history (hot-issue detection needs a baseline) and a planted surge
 of one topic on one product. The summary reads each process's results back from ClickHouse against the
-traffic's ground truth. User ids in ClickHouse are pseudonyms (:mod:`streams.contracts.privacy`): the demo keeps
+traffic's ground truth. User ids in ClickHouse are pseudonyms (:mod:`streams.contracts.privacy`): the demo
+keeps
 the key in its directory and pseudonymises the traffic's user ids to compare.
 """
 
@@ -63,7 +65,8 @@ DEMO_POLICY = """# The demo's policy: the packaged default, with a payment dwell
 [triggers.payment_assist]
 dwell = "30s"
 """
-# The traffic of `forewarn traffic` (streams.tools.traffic.runner), faster: logistics steps a few seconds apart,
+# The traffic of `forewarn traffic` (streams.tools.traffic.runner), faster: logistics steps a few seconds
+# apart,
 # so that a one-minute demo shows delays too; ratings of support contacts, repairs, corrections and CRM
 # updates come within seconds for the same reason.
 DEMO_PACE = {

@@ -5,7 +5,8 @@ its owner, which stops it in order), logs to a file, and is stopped by PID: SIGT
 ClickHouse sink and commit; SIGKILL follows if it does not exit in time.
 
 Settings for the embedded broker (:data:`EMBEDDED_BROKER_ENV`): a worker finds them itself
-(``FOREWARN_BROKER_PROFILE``, :meth:`streams.contracts.settings.Settings.for_broker`); the demo, the tests and the
+(``FOREWARN_BROKER_PROFILE``, :meth:`streams.contracts.settings.Settings.for_broker`); the demo, the tests
+and the
 benchmarks set them all the same, so that their own clients read them too.
 """
 

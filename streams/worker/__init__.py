@@ -1,1 +1,2 @@
-"""The Faust worker: the app, its topics and tables, one module per agent, timer and service, and the Kafka plumbing they share. The only code that imports Faust."""
+"""The Faust worker: the app, its topics and tables, one module per agent, timer and service, and the Kafka
+plumbing they share. The only code that imports Faust."""

@@ -9,7 +9,8 @@ Data flow::
     forewarn-events, interventions, dead_letters --ClickHouse sink--> ClickHouse tables
 
 * ``ingest`` (:mod:`streams.worker.agents.ingest`) takes the source messages waiting as one batch, validates
-  each (:func:`streams.contracts.events.parse_event`), dead-letters the bad ones alone with their original bytes
+  each (:func:`streams.contracts.events.parse_event`), dead-letters the bad ones alone with their original
+  bytes
   and reason, and sends each partition of ``forewarn-events`` one envelope of its users' events
   (:mod:`streams.contracts.envelopes`), acknowledged by the broker before the source records are.
 * ``track_users`` (:mod:`streams.worker.agents.users`) owns the per-user table (changelog-backed): the
@@ -199,7 +200,8 @@ def create_app(settings: Settings) -> faust.App:
 
     raw_input = app.topic(*source_of, key_serializer="raw", value_serializer="raw")
     raw_labels = app.topic(settings.topic_feedback_labels, key_serializer="raw", value_serializer="raw")
-    # Internal topics are read as bytes too, and each record checked by the agent (streams.contracts.internal):
+    # Internal topics are read as bytes too, and each record checked by the agent
+    # (streams.contracts.internal):
     # a value Faust could not decode would be thrown into the agent, and what decodes need not have
     # the shape the agent reads.
     user_input = app.topic(

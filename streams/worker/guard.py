@@ -65,7 +65,8 @@ async def each_batch(
     What ``handle`` raises is given to ``on_error`` for each event of the batch (to dead-letter them):
     ``handle`` deals with each event's own failures, so this is a fault of the batch as a whole. A batch
     not finished because the worker stops (a dead letter or a send not taken before it stopped:
-    :class:`streams.contracts.deadletters.StopRequested`, or the agent cancelled) is left unacknowledged without
+    :class:`streams.contracts.deadletters.StopRequested`, or the agent cancelled) is left unacknowledged
+    without
     the shutdown waiting for it (:meth:`streams.worker.transport._Consumer.abandon`): it is read again after
     the restart, and what of it got through is recognised then (each user's state knows its events)."""
     consumer = stream.app.consumer

@@ -464,7 +464,8 @@ class RepairTruth:
 
 @dataclass(frozen=True, slots=True)
 class OrderTruth:
-    """An order request as planted: ``accepted``, or the rejection reason (streams.processes.orders) of the one
+    """An order request as planted: ``accepted``, or the rejection reason (streams.processes.orders) of the
+    one
     faulty line it holds."""
 
     request_id: str

@@ -1,4 +1,5 @@
-"""``forewarn traffic``: the synthetic traffic of :mod:`streams.tools.traffic.generator`, streamed into a real broker.
+"""``forewarn traffic``: the synthetic traffic of :mod:`streams.tools.traffic.generator`, streamed into a
+real broker.
 
 It is the demo's traffic (web, logistics, preferences, subscriptions and every process: devices and
 repairs, orders from the chat, commented feedback and its corrections, support questions with eight
