@@ -65,7 +65,7 @@ from models.surge import (  # noqa: E402
     ProductIssues,
     SurgeRules,
 )
-from models.tagger import Correction, FeedbackTagger  # noqa: E402
+from models.tagger import FeedbackTagger  # noqa: E402
 from streams.contracts.events import (  # noqa: E402
     CLICKSTREAM,
     CRM,
@@ -77,6 +77,7 @@ from streams.contracts.events import (  # noqa: E402
     Event,
     parse_event,
 )
+from streams.contracts.feedback import Correction  # noqa: E402
 from streams.contracts.settings import SETTINGS_DOC  # noqa: E402
 from streams.domain.policy import load_policy  # noqa: E402
 from streams.domain.rounds import run_round  # noqa: E402

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from models.stats import DecayedCount, EWMean, MeanVar
 from streams.contracts.events import CLICKSTREAM, LOGISTICS, Event
-from streams.domain.activity import DAY
+from streams.contracts.time import DAY
 
 # Trajectory tokens (search terms, categories, transitions) are hashed into this many buckets.
 HASH_BUCKETS = 16

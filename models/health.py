@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.features import UserFeatures
-from streams.contracts.interventions import iso_time
+from streams.contracts.time import iso_time
 
 SCORES_SCHEMA = 1
 

@@ -108,10 +108,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from models.stats import DecayedCount
-from streams.contracts.interventions import iso_time
+from streams.contracts.time import DAY, HOUR, iso_time
 
-HOUR = 3600.0
-DAY = 86400.0
 HOT_ISSUES_SCHEMA = 1
 HOT_ISSUE_NAMESPACE = uuid.UUID("9d4b7e21-3f6a-4c58-b0e2-7a1c5d8f3e64")
 NO_TEXT = "(no text)"  # the key of a question whose text has no letter or digit

@@ -56,19 +56,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from sinks.clickhouse import ClickHouseStore, batch_token
-from sinks.erasure import (
-    ErasedUsers,
-    Erasure,
-    ErasureQueue,
-    PendingErasure,
-    erase_user,
-    erasure_tables,
-    record_erasure,
-    redact,
-)
+from sinks.erasure import ErasureQueue, PendingErasure, erase_user, erasure_tables, record_erasure, redact
 from sinks.rows import TableSpec, UnreadableItem
 from streams.contracts import metrics
 from streams.contracts.deadletters import DeadLetterSender, StopRequested
+from streams.contracts.erasure import ErasedUsers, Erasure
 from streams.contracts.privacy import RowPseudonymizer, UserTable
 from streams.worker.offsets import verified_end_offsets
 

@@ -47,89 +47,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from sinks.rows import iso_millis
+from streams.contracts.erasure import Erasure
 from streams.contracts.privacy import DEAD_LETTER_TABLE, UserTable, user_tables
 
 log = logging.getLogger(__name__)
 
-ERASURE_SCHEMA = 1
 AUDIT_TABLE = "erasures"
 REDACTED = "[erased]"
-
-
-@dataclass(frozen=True, slots=True)
-class Erasure:
-    """An erasure the worker carried out (the ``erasures`` topic, schema 1); times in epoch ms."""
-
-    request_id: str
-    user_id: str
-    requested_by: str
-    requested_at_ms: int
-    erased_at_ms: int
-    state_removed: bool
-    source_event_id: str
-
-    @classmethod
-    def from_wire(cls, value: bytes | None) -> Erasure:
-        """Read one message; ``ValueError`` (naming what is wrong) when it is not a schema 1 erasure."""
-        try:
-            data = orjson.loads(value or b"")
-        except orjson.JSONDecodeError as error:
-            raise ValueError(f"not JSON: {error}") from None
-        if not isinstance(data, dict) or data.get("schema") != ERASURE_SCHEMA:
-            raise ValueError(f"not an erasure of schema {ERASURE_SCHEMA}")
-        try:
-            erasure = cls(
-                request_id=_text(data, "request_id"),
-                user_id=_text(data, "user_id"),
-                requested_by=_text(data, "requested_by", required=False),
-                requested_at_ms=iso_millis(_text(data, "requested_at")),
-                erased_at_ms=iso_millis(_text(data, "erased_at")),
-                state_removed=bool(data.get("state_removed", False)),
-                source_event_id=_text(data, "source_event_id", required=False),
-            )
-        except (TypeError, ValueError) as error:
-            raise ValueError(str(error)) from None
-        return erasure
-
-
-def _text(data: dict[str, Any], name: str, required: bool = True) -> str:
-    value = data.get(name, "")
-    if not isinstance(value, str) or (required and not value):
-        raise ValueError(f"field {name!r} must be a non-empty string")
-    return value
-
-
-class ErasedUsers:
-    """Pseudonyms erased lately and when: a row of one of them timed up to its erasure that reaches the
-    sink afterwards (a replay, an upstream retry) is not stored. Bounded (oldest forgotten first) and in
-    memory only: after a restart, the delete of a re-read erasure is what catches such rows.
-
-    >>> erased = ErasedUsers(limit=2)
-    >>> erased.add("p1", 1000)
-    >>> erased.drops("p1", 999), erased.drops("p1", 1001), erased.drops("p2", 0)
-    (True, False, False)
-    """
-
-    def __init__(self, limit: int = 100_000) -> None:
-        self.limit = limit
-        self._erased_at: OrderedDict[str, int] = OrderedDict()
-
-    def add(self, pseudonym: str, erased_at_ms: int) -> None:
-        self._erased_at[pseudonym] = max(erased_at_ms, self._erased_at.pop(pseudonym, erased_at_ms))
-        while len(self._erased_at) > self.limit:
-            self._erased_at.popitem(last=False)
-
-    def drops(self, pseudonym: str, row_time_ms: int) -> bool:
-        erased_at = self._erased_at.get(pseudonym)
-        return erased_at is not None and row_time_ms <= erased_at
 
 
 @dataclass

@@ -18,7 +18,6 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -26,6 +25,7 @@ import orjson
 
 from streams.contracts.deadletters import read_dead_letter_headers
 from streams.contracts.envelopes import ENVELOPE_VERSION
+from streams.contracts.time import iso_millis
 from streams.domain.contact import DECISION_KINDS
 
 if TYPE_CHECKING:
@@ -51,12 +51,6 @@ def canonical_uuid(text: Any) -> str:
     if _CANONICAL_UUID.fullmatch(text):
         return text
     return str(UUID(text))
-
-
-def iso_millis(iso: str) -> int:
-    """An ISO 8601 time of the contracts (as :func:`streams.contracts.interventions.iso_time` writes) to
-    epoch ms."""
-    return round(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,6 @@ from zoneinfo import available_timezones
 
 import orjson
 
-from models.tagger import CATEGORIES
 from streams.contracts.events import (
     CLICKSTREAM,
     CRM,
@@ -84,6 +83,7 @@ from streams.contracts.events import (
     check_text,
     parse_time,
 )
+from streams.contracts.feedback import CATEGORIES
 from streams.processes.catalog import load_catalog
 
 LABELS = "labels"  # feedback_labels: models.tagger.parse_label

@@ -19,7 +19,7 @@ from aiohttp import web
 from harness import worker_env
 from mode import Service
 
-import streams.worker.app
+import streams.run.worker
 from streams.tools.cli import main
 from streams.tools.worker_launcher import WorkerProcess
 
@@ -76,5 +76,5 @@ def rogue_worker(bootstrap: str, tmp_path: Path, **extra: str) -> WorkerProcess:
 
 
 if __name__ == "__main__":
-    streams.worker.app.register_api = register_rogue
+    streams.run.worker.register_api = register_rogue
     sys.exit(main())

@@ -14,13 +14,14 @@ from streams.contracts.settings import (
     settings_table,
 )
 from streams.domain.clock import PartitionClocks
+from streams.worker.app import faust_credentials
 
 
 def test_defaults_without_environment() -> None:
     settings = Settings.from_env({})
     assert settings.broker_url == "kafka://127.0.0.1:9092" and settings.partitions == 8
     assert settings.clickhouse_dsn.startswith("chdb://") and settings.policy_file == ""
-    assert settings.faust_credentials() is None and settings.aiokafka_security() == {
+    assert faust_credentials(settings) is None and settings.aiokafka_security() == {
         "security_protocol": "PLAINTEXT"
     }
 
@@ -102,7 +103,7 @@ def test_sasl_settings_reach_both_clients_and_the_password_is_not_shown() -> Non
     assert options["security_protocol"] == "SASL_SSL" and options["sasl_mechanism"] == "SCRAM-SHA-512"
     assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("svc", "s3cret")
     assert isinstance(options["ssl_context"], ssl.SSLContext)
-    credentials = settings.faust_credentials()
+    credentials = faust_credentials(settings)
     assert (credentials.username, credentials.mechanism.value, credentials.protocol.value) == (
         "svc",
         "SCRAM-SHA-512",

@@ -15,7 +15,6 @@ import pytest
 from harness import consume_all, metric, produce, rows, worker_env
 
 from models.surge import SurgeRules
-from models.tagger import Correction
 from sinks.rows import DEAD_LETTERS, dead_letter_row
 from streams.contracts import metrics
 from streams.contracts.deadletters import (
@@ -31,6 +30,7 @@ from streams.contracts.deadletters import (
     read_dead_letter_headers,
 )
 from streams.contracts.events import Event, InvalidEvent, parse_event
+from streams.contracts.feedback import Correction
 from streams.contracts.internal import (
     INVALID_INTERNAL,
     read_correction,

@@ -51,8 +51,6 @@ from reliability import FaultRun, record
 
 from models.learners import PartitionModels
 from models.surge import LaunchProfile, ProductIssues, SurgeRules
-from models.tagger import Correction, parse_label
-from sinks.erasure import Erasure
 from sinks.rows import (
     DEAD_LETTERS,
     EVENTS,
@@ -75,6 +73,7 @@ from streams.contracts.deadletters import (
     dead_letter_headers,
     read_dead_letter_headers,
 )
+from streams.contracts.erasure import Erasure, erasure_record
 from streams.contracts.events import (
     CLICKSTREAM,
     CRM,
@@ -95,6 +94,7 @@ from streams.contracts.events import (
     InvalidEvent,
     parse_event,
 )
+from streams.contracts.feedback import Correction, parse_label
 from streams.contracts.internal import read_correction, read_question, read_tick, read_wire_event
 from streams.contracts.privacy import Pseudonymizer, pseudonymize_row
 from streams.domain.contact import EMITTED, SUPPRESSED
@@ -105,7 +105,6 @@ from streams.processes.orders import OrderCommand, StockLevels, parse_stock
 from streams.processes.run import (
     References,
     crm_sync_record,
-    erasure_record,
     observe_question,
     question_record,
     run_process,

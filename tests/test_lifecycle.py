@@ -8,7 +8,8 @@ import pytest
 
 from streams.contracts.events import CLICKSTREAM, SUBSCRIPTIONS, Event
 from streams.contracts.interventions import Intervention, intervention_id
-from streams.domain.activity import DAY, Activity
+from streams.contracts.time import DAY
+from streams.domain.activity import Activity
 from streams.domain.clock import PartitionClocks
 from streams.domain.contact import decide
 from streams.domain.policy import load_policy

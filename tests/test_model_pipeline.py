@@ -18,7 +18,7 @@ from harness import envelope_events, event_bytes, metric, produce, pseudonyms, r
 
 from models.examples import SNAPSHOT_AT
 from models.features import INTENTS
-from sinks.rows import iso_millis
+from streams.contracts.time import iso_millis
 from streams.domain.policy import load_policy
 from streams.tools.worker_launcher import WorkerProcess, send_everything_policy
 

@@ -31,12 +31,13 @@ import streams.contracts.privacy as privacy
 from sinks import rows as row_specs
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
-from sinks.erasure import Erasure, ErasureQueue, erase_user, erasure_tables, record_erasure
+from sinks.erasure import ErasureQueue, erase_user, erasure_tables, record_erasure
 from sinks.retention import apply_retention, retention_plan
 from sinks.rows import DEAD_LETTERS, DECISIONS, EVENTS, INTERVENTIONS, SCORES, TableSpec
 from streams.contracts.deadletters import dead_letter_headers
+from streams.contracts.erasure import Erasure, erasure_record
 from streams.contracts.events import CLICKSTREAM, OUTCOMES, Event
-from streams.contracts.interventions import Intervention, iso_time
+from streams.contracts.interventions import Intervention
 from streams.contracts.privacy import (
     Pseudonymizer,
     load_cluster_secret,
@@ -45,7 +46,7 @@ from streams.contracts.privacy import (
     user_tables,
 )
 from streams.contracts.settings import Settings
-from streams.processes.run import erasure_record
+from streams.contracts.time import iso_time
 from streams.tools.clickhouse_server import start_clickhouse_server
 
 KEY = b"the key of the privacy tests"

@@ -8,7 +8,8 @@ import pytest
 from models.examples import Snapshot
 from models.features import FEATURE_NAMES
 from streams.contracts.events import CLICKSTREAM, LOGISTICS, Event
-from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id, iso_time
+from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, intervention_id
+from streams.contracts.time import iso_time
 from streams.domain.clock import PartitionClocks
 from streams.domain.contact import decide
 from streams.domain.experiments import assign_arm

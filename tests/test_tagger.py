@@ -25,24 +25,26 @@ from models.feedback_corpus import CATEGORIES as CORPUS_CATEGORIES
 from models.learners import QUALITY_WINDOW, PartitionModels
 from models.tagger import (
     BUCKETS,
-    CATEGORIES,
     CORRECTION_MEMORY,
     KEYWORD_RULES,
-    MARKETING,
-    PRODUCT,
-    ROUTES,
     THRESHOLD,
-    Correction,
     FeedbackTagger,
     bucket_of,
     features,
-    parse_label,
     seed_examples,
     tag_feedback,
     vocabulary,
 )
 from models.text import language, sentiment, sentiment_label, tokens
 from streams.contracts.events import DEAD_LETTER_REASONS, Event, InvalidEvent, parse_event
+from streams.contracts.feedback import (
+    CATEGORIES,
+    MARKETING,
+    PRODUCT,
+    ROUTES,
+    Correction,
+    parse_label,
+)
 from streams.domain.prediction import FEATURE_NAMES
 
 Labelled = list[tuple[str, tuple[str, ...], int]]

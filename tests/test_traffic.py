@@ -12,7 +12,6 @@ import orjson
 import pytest
 
 from models.feedback_corpus import CATEGORIES as CORPUS_CATEGORIES
-from models.tagger import Correction, parse_label
 from streams.contracts.events import (
     CLICKSTREAM,
     CRM,
@@ -26,6 +25,7 @@ from streams.contracts.events import (
     InvalidEvent,
     parse_event,
 )
+from streams.contracts.feedback import Correction, parse_label
 from streams.domain.policy import load_policy
 from streams.domain.state import UserState
 from streams.domain.triggers import check_payment_dwell, check_timers, process_event

@@ -25,9 +25,9 @@ import pytest
 
 from sinks.clickhouse import ClickHouseStore, batch_token, migrations
 from sinks.report import HOLDOUT, compare_arms, format_report, value_report
-from sinks.rows import DECISIONS, EVENTS, decision_row, event_row, iso_millis
+from sinks.rows import DECISIONS, EVENTS, decision_row, event_row
 from streams.contracts.events import Event
-from streams.contracts.interventions import iso_time
+from streams.contracts.time import iso_millis, iso_time
 from streams.tools.cli import main
 
 # One fixed draw. The interval test checks four 95% intervals, so about one seed in five would see one

@@ -145,11 +145,10 @@ from streams.contracts.events import (
     InvalidEvent,
     check_identifier,
     parse_event,
-    to_millis,
 )
-from streams.contracts.interventions import iso_time
 from streams.contracts.privacy import load_cluster_secret
 from streams.contracts.settings import Settings
+from streams.contracts.time import iso_time, to_millis
 from streams.domain.state import UserState
 
 log = logging.getLogger(__name__)

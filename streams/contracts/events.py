@@ -42,7 +42,8 @@ from typing import Any
 
 import orjson
 
-from streams.domain.policy import IDENTIFIER, check_timezone
+from streams.contracts.time import to_millis
+from streams.contracts.validation import IDENTIFIER, check_timezone
 
 SCHEMA_VERSION = 1
 CLICKSTREAM = "clickstream"
@@ -136,10 +137,6 @@ class Event:
             user_id=data["user_id"],
             attrs={k: v / 1000.0 if k in TIME_FIELDS else v for k, v in attrs.items()},
         )
-
-
-def to_millis(seconds: float) -> int:
-    return round(seconds * 1000)
 
 
 # --- field checkers: each returns the normalized value or raises InvalidEvent(wrong_type/invalid_value)

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from models.tagger import Correction, parse_label
 from streams.contracts.events import (
     FIELDS_BY_SOURCE,
     Event,
@@ -35,8 +34,9 @@ from streams.contracts.events import (
     parse_time,
     read_json_object,
     required_field,
-    to_millis,
 )
+from streams.contracts.feedback import Correction, parse_label
+from streams.contracts.time import to_millis
 
 INVALID_INTERNAL = "invalid_internal"
 # A record of an internal topic is an accepted input re-serialized: at most its envelope and the

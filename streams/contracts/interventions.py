@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from streams.contracts.time import iso_time
 
 INTERVENTION_SCHEMA = 1
 # Fixed namespace: changing it changes every id, so it is part of the interventions contract.
@@ -32,11 +33,6 @@ TRIGGERS = (PAYMENT_ASSIST, DELAY_NOTICE, RENEWAL_REMINDER)
 def intervention_id(trigger: str, user_id: str, anchor: str) -> str:
     """Deterministic id: a UUIDv5 of trigger, user and the anchoring event."""
     return str(uuid.uuid5(INTERVENTION_NAMESPACE, f"{trigger}\x1f{user_id}\x1f{anchor}"))
-
-
-def iso_time(seconds: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with milliseconds, the contract's time format."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -537,22 +537,6 @@ class Settings:
             "rebalance_timeout_ms": round(self.broker_rebalance_timeout * 1000),
         }
 
-    def faust_credentials(self) -> Any:
-        """The same security settings as Faust ``broker_credentials``."""
-        import faust  # imported here so that pure modules importing config stay light
-
-        protocol = self.broker_security_protocol
-        if protocol == "PLAINTEXT":
-            return None
-        if protocol == "SSL":
-            return faust.SSLCredentials(self.ssl_context())
-        return faust.SASLCredentials(
-            username=self.broker_sasl_username,
-            password=self.broker_sasl_password,
-            mechanism=self.broker_sasl_mechanism,
-            ssl_context=self.ssl_context(),
-        )
-
     def __repr__(self) -> str:  # never print a secret
         shown = {
             spec.name: "***"

@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-DAY = 86400.0
+from streams.contracts.time import DAY
+
 SHORT = 7 * DAY
 BASELINE = 28 * DAY
 

@@ -44,7 +44,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from streams.contracts.interventions import INTERVENTION_SCHEMA, Intervention, iso_time
+from streams.contracts.interventions import INTERVENTION_SCHEMA, Intervention
+from streams.contracts.time import iso_time
 from streams.domain.experiments import assign_arm
 from streams.domain.policy import HOLDOUT, Policy
 from streams.domain.state import MAX_DECIDED, MAX_DEFERRED, Deferred, UserState, record_contact

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from streams.contracts.validation import IDENTIFIER, check_timezone
 
 DEFAULT_POLICY = "policy.toml"  # beside this module
 
@@ -69,7 +70,6 @@ _OFFER_FIELDS = {"kind", "percent", "eligible", "min_abandoned_payments"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 # Names in the policy and in events that refer to it (triggers, channels, arms, experiments).
-IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class PolicyError(ValueError):
@@ -308,14 +308,6 @@ def parse_time_of_day(value: Any) -> int | None:
         if hours < 24 and minutes < 60:
             return hours * 3600 + minutes * 60
     return None
-
-
-def check_timezone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 def build_policy(data: dict[str, Any], source: str) -> Policy:

@@ -26,7 +26,8 @@ from models.features import UserFeatures
 from models.health import Scores
 from streams.contracts.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, SUBSCRIPTIONS, Event
 from streams.contracts.interventions import Intervention
-from streams.domain.activity import DAY, Activity
+from streams.contracts.time import DAY
+from streams.domain.activity import Activity
 from streams.processes.orders import OrderLedger
 from streams.processes.tickets import DeviceBook
 

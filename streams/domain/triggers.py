@@ -37,9 +37,9 @@ from typing import Any
 
 from models.features import NEED_HELP, PURCHASE
 from models.health import Scores
-from streams.contracts.events import LOGISTICS, SUBSCRIPTIONS, Event, to_millis
-from streams.contracts.interventions import Intervention, intervention_id, iso_time
-from streams.domain.activity import DAY
+from streams.contracts.events import LOGISTICS, SUBSCRIPTIONS, Event
+from streams.contracts.interventions import Intervention, intervention_id
+from streams.contracts.time import DAY, iso_time, to_millis
 from streams.domain.clock import PartitionClocks
 from streams.domain.eviction import eviction_deadline
 from streams.domain.policy import Offer, Policy, TriggerPolicy

@@ -60,7 +60,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from streams.contracts.events import MAX_ID_LENGTH, Event, InvalidEvent, parse_time, read_json_object
-from streams.contracts.interventions import iso_time
+from streams.contracts.time import iso_time
 from streams.processes.catalog import Catalog
 
 ORDER_SCHEMA = 1

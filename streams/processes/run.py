@@ -58,9 +58,8 @@ from streams.contracts.events import (
     SERVICE_REQUESTS,
     Event,
     InvalidEvent,
-    to_millis,
 )
-from streams.contracts.interventions import iso_time
+from streams.contracts.time import iso_time, to_millis
 from streams.domain.eviction import mark_active
 from streams.domain.state import CrmAttributes, UserState, recent_abandoned_payments
 from streams.processes.catalog import Catalog
@@ -184,21 +183,6 @@ def crm_sync_record(state: UserState, now: float) -> dict[str, Any] | None:
         "top_intent": None if scores is None else max(scores.intent, key=scores.intent.__getitem__),
         "tags": tags,
         "synced_at": iso_time(now),
-    }
-
-
-def erasure_record(event: Event, state_removed: bool, wall: float) -> dict[str, Any]:
-    """What the worker sends to the ``erasures`` topic once it removed the user's state; the sink then
-    removes the user's rows from ClickHouse (:mod:`sinks.erasure`)."""
-    return {
-        "schema": 1,
-        "request_id": event.attrs["request_id"],
-        "user_id": event.user_id,
-        "requested_by": event.attrs["requested_by"],
-        "requested_at": iso_time(event.event_time),
-        "erased_at": iso_time(wall),
-        "state_removed": state_removed,
-        "source_event_id": event.event_id,
     }
 
 

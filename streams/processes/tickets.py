@@ -76,8 +76,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from streams.contracts.events import Event
-from streams.contracts.interventions import iso_time
-from streams.domain.policy import check_timezone
+from streams.contracts.time import iso_time
+from streams.contracts.validation import check_timezone
 from streams.processes.catalog import (
     MAX_ID_LENGTH,
     entry_list,

@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Any
+
+import mode
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.consumer import ClickHouseSink
@@ -23,6 +26,45 @@ from sinks.rows import sink_specs
 from streams.contracts.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class SinkService(mode.Service):
+    """Runs the ClickHouse sink inside the worker; on shutdown it lets the sink store and commit what
+    it holds and leave its group before the worker goes.
+
+    The worker starts it beside the app, not as one of the app's services (which Faust starts only
+    once its tables are recovered): the sink's consumer group then forms while the app's does, instead
+    of after it (each waits for the broker's rebalance timeout), and it stops after the app, so what
+    the app produced last is sent before the sink leaves."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.sink: ClickHouseSink | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._crash_task: asyncio.Future[None] | None = None
+
+    async def on_start(self) -> None:
+        self.sink = open_sink(self.settings)
+        # A task of our own, not a mode future: those are cancelled on stop, before the sink could
+        # flush, commit and leave its group.
+        self._task = asyncio.ensure_future(self.sink.run())
+        self._task.add_done_callback(self._on_sink_done)
+
+    def _on_sink_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("ClickHouse sink stopped", exc_info=task.exception())
+            # Fail loudly (the worker exits and is restarted), never silently stop storing.
+            self._crash_task = asyncio.ensure_future(self.crash(task.exception()))
+
+    async def on_stop(self) -> None:
+        if self.sink is not None and self._task is not None:
+            await self.sink.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.settings.sink_max_retry_seconds + 10)
+            except TimeoutError:
+                log.warning("the ClickHouse sink did not stop in time; uncommitted rows will be re-read")
+                self._task.cancel()
 
 
 def open_sink(settings: Settings) -> ClickHouseSink:

@@ -41,22 +41,6 @@ def preflight(command: str, settings: Settings) -> list[str]:
     ]
 
 
-def run_worker(settings: Settings, loglevel: str) -> None:
-    from faust.worker import Worker
-
-    from streams.contracts import metrics
-    from streams.contracts.topics import ensure_topics
-    from streams.worker.app import SinkService, create_app
-
-    asyncio.run(ensure_topics(settings))
-    metrics.serve(settings.metrics_port)
-    app = create_app(settings)
-    # Without it where `forewarn sink` runs the sink in a process of its own.
-    services = [SinkService(settings)] if settings.sink_in_worker else []
-    # The Worker handles SIGTERM/SIGINT: agents stop, the sink flushes and commits, offsets are committed.
-    Worker(app, *services, loglevel=loglevel).execute_from_commandline()
-
-
 def run_processes(settings: Settings, processes: int, loglevel: str) -> int:
     """``forewarn worker --processes N`` (:mod:`streams.run.supervisor`): the topics made first (the
     children would race to), the layout checked against their partitions, then the supervisor."""
@@ -170,6 +154,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "worker" and args.processes != 1:
         return run_processes(settings, args.processes, args.loglevel)
     if args.command == "worker":
+        from streams.run.worker import run_worker
+
         run_worker(settings, args.loglevel)
     elif args.command == "sink":
         from streams.run.sink import serve_sink

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from models.tagger import ROUTES
 from streams.contracts.events import CRM, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT
+from streams.contracts.feedback import ROUTES
 from streams.contracts.interventions import PAYMENT_ASSIST, TRIGGERS
 from streams.contracts.privacy import Pseudonymizer, load_key
 from streams.contracts.settings import Settings

@@ -30,8 +30,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.contracts.interventions import iso_time
 from streams.contracts.settings import Settings
+from streams.contracts.time import iso_time
 from streams.contracts.topics import for_the_broker
 from streams.tools.traffic.runner import stopped_by_signals, wait_for_topics
 

@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from models.learners import PartitionModels
-from streams.contracts.events import InvalidEvent, parse_event, to_millis
+from streams.contracts.events import InvalidEvent, parse_event
+from streams.contracts.time import to_millis
 from streams.domain.clock import PartitionClocks
 from streams.domain.policy import Policy
 from streams.domain.rounds import Round, run_round

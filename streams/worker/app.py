@@ -48,7 +48,6 @@ acknowledged before their records are (:mod:`streams.worker.acknowledged`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -58,23 +57,19 @@ from typing import Any
 import faust
 import mode
 from faust.tables import TableManager
+from faust.worker import Worker
 
 from models.learners import PartitionModels
 from models.surge import SurgeRules
-from models.tagger import parse_label
-from sinks.consumer import ClickHouseSink
-from sinks.erasure import ErasedUsers
-from streams.api.server import register_api
 from streams.contracts import metrics
 from streams.contracts.deadletters import DeadLetterQueue, DeadLetterSender, StopRequested
-from streams.contracts.events import (
-    InvalidEvent,
-    to_millis,
-)
+from streams.contracts.erasure import ErasedUsers
+from streams.contracts.events import InvalidEvent
+from streams.contracts.feedback import parse_label
 from streams.contracts.internal import read_question
 from streams.contracts.privacy import load_cluster_secret
 from streams.contracts.settings import Settings
-from streams.domain.activity import DAY
+from streams.contracts.time import DAY, to_millis
 from streams.domain.clock import PartitionClocks
 from streams.domain.eviction import idle_horizon, longest_window
 from streams.domain.policy import load_policy
@@ -124,45 +119,19 @@ class PromptTableManager(TableManager):
             await self.recovery.start()
 
 
-class SinkService(mode.Service):
-    """Runs the ClickHouse sink inside the worker; on shutdown it lets the sink store and commit what
-    it holds and leave its group before the worker goes.
-
-    The worker starts it beside the app, not as one of the app's services (which Faust starts only
-    once its tables are recovered): the sink's consumer group then forms while the app's does, instead
-    of after it (each waits for the broker's rebalance timeout), and it stops after the app, so what
-    the app produced last is sent before the sink leaves."""
-
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.sink: ClickHouseSink | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._crash_task: asyncio.Future[None] | None = None
-
-    async def on_start(self) -> None:
-        from streams.run.sink import open_sink
-
-        self.sink = open_sink(self.settings)
-        # A task of our own, not a mode future: those are cancelled on stop, before the sink could
-        # flush, commit and leave its group.
-        self._task = asyncio.ensure_future(self.sink.run())
-        self._task.add_done_callback(self._on_sink_done)
-
-    def _on_sink_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("ClickHouse sink stopped", exc_info=task.exception())
-            # Fail loudly (the worker exits and is restarted), never silently stop storing.
-            self._crash_task = asyncio.ensure_future(self.crash(task.exception()))
-
-    async def on_stop(self) -> None:
-        if self.sink is not None and self._task is not None:
-            await self.sink.stop()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.settings.sink_max_retry_seconds + 10)
-            except TimeoutError:
-                log.warning("the ClickHouse sink did not stop in time; uncommitted rows will be re-read")
-                self._task.cancel()
+def faust_credentials(settings: Settings) -> faust.SSLCredentials | faust.SASLCredentials | None:
+    """The broker security settings as Faust's ``broker_credentials``."""
+    protocol = settings.broker_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(settings.ssl_context())
+    return faust.SASLCredentials(
+        username=settings.broker_sasl_username,
+        password=settings.broker_sasl_password,
+        mechanism=settings.broker_sasl_mechanism,
+        ssl_context=settings.ssl_context(),
+    )
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -177,7 +146,7 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
-        broker_credentials=settings.faust_credentials(),
+        broker_credentials=faust_credentials(settings),
         store=settings.store,
         datadir=settings.data_dir,
         topic_partitions=settings.partitions,
@@ -550,5 +519,10 @@ def create_app(settings: Settings) -> faust.App:
         quality = {labels: value for labels, value in model_quality.items() if labels[2] in served}
         metrics.replace_series(metrics.MODEL_QUALITY, "worker", quality)
 
-    register_api(app, settings, users)
     return app
+
+
+def run(app: faust.App, services: Iterable[mode.ServiceT], loglevel: str) -> None:
+    """Run ``app`` with ``services`` started beside it until SIGTERM or SIGINT: Faust's Worker then
+    stops the agents, lets the services finish (the sink flushes and commits) and commits offsets."""
+    Worker(app, *services, loglevel=loglevel).execute_from_commandline()

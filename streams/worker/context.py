@@ -11,7 +11,7 @@ import faust
 
 from models.learners import PartitionModels
 from models.surge import SurgeRules
-from sinks.erasure import ErasedUsers
+from streams.contracts.erasure import ErasedUsers
 from streams.contracts.settings import Settings
 from streams.domain.clock import PartitionClocks
 from streams.domain.policy import Policy

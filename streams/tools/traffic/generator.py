@@ -78,8 +78,9 @@ from streams.contracts.events import (
     SUBSCRIPTIONS,
     SUPPORT,
 )
-from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, RENEWAL_REMINDER, iso_time
+from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, RENEWAL_REMINDER
 from streams.contracts.settings import SETTINGS_DOC
+from streams.contracts.time import iso_time
 from streams.processes.catalog import Catalog, Product, load_catalog
 from streams.processes.orders import INVALID_QUANTITY, QUANTITY_LIMIT, UNKNOWN_SKU
 from streams.processes.tickets import (

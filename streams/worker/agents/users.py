@@ -35,27 +35,21 @@ from typing import Any
 import faust
 import orjson
 
-from models.tagger import Correction
 from streams.contracts import metrics
 from streams.contracts.deadletters import send_until_taken
 from streams.contracts.envelopes import Refused, read_envelope
-from streams.contracts.events import (
-    CRM,
-    ERASURE,
-    ORDER_REQUESTS,
-    PROCESS_SOURCES,
-    Event,
-    InvalidEvent,
-    to_millis,
-)
+from streams.contracts.erasure import erasure_record
+from streams.contracts.events import CRM, ERASURE, ORDER_REQUESTS, PROCESS_SOURCES, Event, InvalidEvent
+from streams.contracts.feedback import Correction
 from streams.contracts.internal import read_correction, read_tick
+from streams.contracts.time import to_millis
 from streams.domain.batches import BatchRounds
 from streams.domain.contact import EMITTED
 from streams.domain.eviction import evictable, evicted
 from streams.domain.rounds import StateSnapshot
 from streams.domain.state import UserState
 from streams.processes.orders import OrderCommand
-from streams.processes.run import crm_sync_record, erasure_record, run_process
+from streams.processes.run import crm_sync_record, run_process
 from streams.worker.context import Part, WorkerContext
 
 log = logging.getLogger(__name__)
