@@ -12,8 +12,7 @@ against two baselines measured in the same run besides the bare aiokafka consume
   machinery: fetch, conductor, stream, acks, commits);
 * ``iterate-tuned``: the same agent in an app with the worker's changes to that machinery
   (:func:`streams.worker.transport.use_transport`, :func:`streams.worker.transport.use_lean_sensors`), its
-  fetches
-  waiting as long as Faust's do (``--fetch-max-wait-ms``, Faust's 1500 by default) so that the two
+  fetches waiting as long as Faust's do (``--fetch-max-wait-ms``, Faust's 1500 by default) so that the two
   differ only in the per-record work;
 * ``rekey-table``: the shape of Forewarn's pipeline with none of its work: one agent re-keys every
   event by its ``user_id`` onto a second topic (``acks=all``, the worker's producer linger), and a second

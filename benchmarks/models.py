@@ -50,10 +50,9 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from benchmarks.readme import publish  # noqa: E402
-from models import scoring  # noqa: E402
 from models.features import INTENTS  # noqa: E402
 from models.learners import PartitionModels  # noqa: E402
-from streams import rounds  # noqa: E402
+from streams.domain import prediction, rounds  # noqa: E402
 from streams.domain.policy import load_policy  # noqa: E402
 from streams.domain.prediction import CHURNED  # noqa: E402
 from streams.domain.rounds import Round  # noqa: E402
@@ -105,7 +104,7 @@ def run_partition(args: argparse.Namespace, partition: int) -> PartitionRun:
             result.examples.append(example)
 
     # Time spent in streams.domain.prediction.observe, inside the rounds: features, labels, predict, learn.
-    observe = scoring.observe
+    observe = prediction.observe
 
     def timed_observe(*arguments, **keywords):  # type: ignore[no-untyped-def]
         started = time.perf_counter()

@@ -3,8 +3,7 @@
     python benchmarks/processes.py [--hours 4] [--repeats 5] [--registry-sizes 1000,10000] [--write-readme]
 
 In-process, no broker: a seeded synthetic stream (:mod:`streams.tools.traffic.generator` with devices, repair
-and
-order requests, feedback comments, support questions and CRM attributes on, ``--hours`` of event time
+and order requests, feedback comments, support questions and CRM attributes on, ``--hours`` of event time
 from 2025-11-24 08:00 UTC) is parsed once, and each component is timed with
 ``time.perf_counter`` over all its items, ``--repeats`` times from the same starting state (set up
 untimed); the figure is the median per item, in µs, and its inverse in items/s. Every figure is also

@@ -3,14 +3,13 @@
     python benchmarks/round_cpu.py [--users 1500] [--days 4] [--repeats 3] [--against ../main]
 
 A seeded synthetic stream (:mod:`streams.tools.traffic.generator`, as :mod:`benchmarks.models` makes it:
-``--users``
-users, a session every two days each, subscriptions and preferences on) of ``--days`` days runs through
+``--users`` users, a session every two days each, subscriptions and preferences on) of ``--days`` days runs
+through
 the worker's per-user path in-process (:class:`streams.tools.simulation.InProcessPartition`: validation,
 timers, :func:`streams.domain.rounds.run_round` with one partition's models). The first half of the stream
 warms the states and models up untimed; over the second half the process's CPU time
 (``time.process_time``) is measured, for the whole path, for :func:`streams.domain.prediction.observe` within
-it
-(features, labels, learning, prediction), and for the learning within that
+it (features, labels, learning, prediction), and for the learning within that
 (:meth:`models.learners.MonitoredClassifier.learn_values`, or ``learn_one`` in a checkout before it),
 per event.
 

@@ -18,8 +18,7 @@ re-keys
 3. Sink (b): :class:`sinks.consumer.ClickHouseSink` doing its own work on those records, table by
    table, in fetches of at most ``--batch-rows`` records: decode, row conversion (:mod:`sinks.rows`),
    pseudonym (:mod:`streams.contracts.privacy`), the erased-user check, de-duplication ids, batching, the
-   insert
-   through :class:`sinks.clickhouse.ClickHouseStore` with its deduplication token, and the offsets'
+   insert through :class:`sinks.clickhouse.ClickHouseStore` with its deduplication token, and the offsets'
    bookkeeping. Only the Kafka commit is a stub (it costs a round trip per batch, not per row).
    The events are measured twice in the same run: one message per event, and in envelopes (rows/s
    counts events, i.e. rows, in both; a fetch takes ``--batch-rows`` rows' worth of messages).

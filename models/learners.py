@@ -4,8 +4,7 @@ A :class:`MonitoredClassifier` wraps a River pipeline with progressive validatio
 it is given at :meth:`~MonitoredClassifier.learn_one` are the ones it predicted for the example when
 the example was taken, before any label was known, and they update the model-health metrics before
 the model learns the example. Labels come late (:mod:`streams.domain.prediction`), so each example is
-predicted
-once when its features are taken and learned once when its label arrives, and never predicted again
+predicted once when its features are taken and learned once when its label arrives, and never predicted again
 after it was learned. An ADWIN detector watches each example's loss for drift.
 
 :class:`PartitionModels` holds the two models of one stream partition: each partition learns from its

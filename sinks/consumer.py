@@ -33,8 +33,7 @@ ClickHouse when it gets the partition), so counts, and the materialized views bu
 exact. The ReplacingMergeTree engines are the backstop beyond that window.
 
 Privacy (:mod:`streams.contracts.privacy`, :mod:`sinks.erasure`): a row of a table with a user column has its
-user
-id replaced by the keyed pseudonym before anything else is done with it (its id for de-duplication
+user id replaced by the keyed pseudonym before anything else is done with it (its id for de-duplication
 is computed after, matching the ids ClickHouse holds), so no raw user id reaches those tables. With
 ``erasures_topic`` the sink also reads the erasures the workers carried out and deletes the user's rows
 from ClickHouse once no row produced before the erasure can still be on its way; the erasure's offset

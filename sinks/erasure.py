@@ -115,8 +115,7 @@ class ErasureQueue:
 
 def erasure_tables(store: Any, specs: Iterable[Any]) -> list[UserTable]:
     """The tables an erasure deletes from: :func:`streams.contracts.privacy.user_tables` of the sink's specs,
-    the
-    dead letters, plus any other table of the database with a ``user_id`` column (a table added
+    the dead letters, plus any other table of the database with a ``user_id`` column (a table added
     without being listed is erased all the same, and named in a warning so that it gets listed)."""
     tables = {t.table: t for t in user_tables(specs)}
     existing = store.tables()

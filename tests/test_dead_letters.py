@@ -42,7 +42,7 @@ from streams.processes.catalog import load_catalog
 from streams.processes.run import question_record
 from streams.tools.worker_launcher import WorkerProcess
 from streams.worker.agents.users import track_batch
-from streams.worker.app import each_event
+from streams.worker.guard import each_event
 
 MB = 1_000_000
 T = 1_764_000_000.0
@@ -152,7 +152,7 @@ def test_a_stopping_worker_gives_up_the_send_instead_of_waiting() -> None:
 
 
 class FakeStream:
-    """What :func:`streams.worker.app.each_event` uses of a Faust stream, its events and its app's
+    """What :func:`streams.worker.guard.each_event` uses of a Faust stream, its events and its app's
     consumer."""
 
     def __init__(self, count: int) -> None:

@@ -375,8 +375,7 @@ def test_auc_helper_is_exact() -> None:
 
 def test_the_models_beat_no_skill_on_a_seeded_stream_with_latent_user_types() -> None:
     """Buyers, help-seekers, browsers and at-risk users (streams.tools.traffic.generator), a session per user
-    a day,
-    through the worker's per-user path (streams.tools.simulation); every example is scored by the
+    a day, through the worker's per-user path (streams.tools.simulation); every example is scored by the
     prediction made when its features were taken (progressive validation)."""
     start, day, horizon, warmup, days = 1_760_000_000.0, DAY, 4.0, 10.0, 20.0
     policy = load_policy(text=f'experiments = []\n[models]\nchurn_horizon = "{horizon:g}d"\n')

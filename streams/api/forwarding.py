@@ -4,8 +4,7 @@ partition (:mod:`streams.api.server`), and that worker's answer.
 A forward carries who the caller is, as the first worker authenticated them (the token's name and
 scopes), never the token; both directions are signed with HMAC-SHA256 under the deployment's cluster
 secret (:func:`streams.contracts.privacy.load_cluster_secret`), which a process that merely joined the
-consumer
-group does not have. The forward's headers:
+consumer group does not have. The forward's headers:
 
 ======================================  =================================================================
 header                                  value

@@ -344,8 +344,7 @@ def command(
     max_bytes: int = 65536,
 ) -> Command:
     """The event a write route produces, validated by :func:`streams.contracts.events.parse_event` (400 with
-    its
-    detail otherwise)."""
+    its detail otherwise)."""
     assert route.source is not None, route
     erasure = route.source == ERASURE
     body = read_body(raw_body, allow_empty=erasure)

@@ -111,7 +111,7 @@ def message_dead_letter(
     """:func:`dead_letter_record` of a Kafka message (``key``, ``value``, ``topic``, ``partition``,
     ``offset``), or with ``value`` and ``item`` of the part of it refused (an event of an envelope,
     counted from 1), where it was read. A ``message`` that is itself such a part may say which in its
-    own ``item`` (:class:`streams.worker.context.Part`)."""
+    own ``item`` (:class:`streams.worker.agents.users.Part`)."""
     return dead_letter_record(
         message.key,
         message.value if value is None else value,

@@ -55,8 +55,7 @@ def internal_refusal() -> Iterator[None]:
 
 def read_wire_event(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Event:
     """A ``forewarn-events`` record (:meth:`streams.contracts.events.Event.to_wire`) as its event: the
-    contract's
-    checks over its fields, the type-specific ones taken from ``attrs`` (the event time is not held
+    contract's checks over its fields, the type-specific ones taken from ``attrs`` (the event time is not held
     against the clock again: it was when the event came in)."""
     with internal_refusal():
         return wire_event_from_object(read_json_object(raw, max_bytes))

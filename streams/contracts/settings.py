@@ -265,8 +265,8 @@ BROKER_PROFILES = ("auto", "kafka", "embedded")
 # The cluster id a Tansu broker reports unless told another one: the embedded broker's.
 TANSU_CLUSTER_ID = "tansu_cluster"
 # What the embedded Tansu broker needs (streams.worker.transport says why for the last two). Joining a
-# consumer
-# group there waits in proportion to the group timeouts (about 30 s with Kafka's), so short ones make a
+# consumer group there waits in proportion to the group timeouts (about 30 s with Kafka's), so short ones
+# make a
 # worker ready in seconds.
 EMBEDDED_BROKER_SETTINGS: dict[str, Any] = {
     "broker_rebalance_timeout": 3.0,

@@ -167,8 +167,7 @@ class UserState:
     orders: OrderLedger = field(default_factory=OrderLedger)
     # When (event time) the state was trimmed to the user's lasting facts, idle past the horizon
     # (streams.domain.eviction); None since the user was active again, or never trimmed. Records written
-    # before
-    # the field existed decode to None.
+    # before the field existed decode to None.
     trimmed_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -449,8 +449,7 @@ def check_predictions(
     state: UserState, scores: Scores | None, now: float, policy: Policy
 ) -> list[Intervention]:
     """Model-driven triggers after an event was scored (:func:`streams.domain.prediction.observe`), once the
-    model
-    behind each has learned ``min_examples`` examples:
+    model behind each has learned ``min_examples`` examples:
 
     * ``churn_risk``: churn probability at least ``threshold``; once per visit;
     * ``help_intent``: need-help intent at least ``threshold`` in a web session that has not yet

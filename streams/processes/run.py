@@ -1,7 +1,7 @@
 """From conversation to process: what one process input does to a user's state and what it starts.
 
 The inputs come from the chat and from other systems, keyed by user like the behaviour events, so
-they are handled where the user's state lives (``track_users`` in :mod:`streams.worker.app`):
+they are handled where the user's state lives (``track_users`` in :mod:`streams.worker.agents.users`):
 
 * ``devices``: a device registered to the user (:func:`streams.processes.tickets.register`);
 * ``service_requests``: a repair request becomes a ticket with the device's info and service history,

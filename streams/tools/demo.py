@@ -6,8 +6,7 @@ logistics and preference traffic into the broker, runs the example notifier (:mo
 that reports outcomes back, shows progress against the traffic's ground truth, and at the end reads a
 summary and the value metrics back from ClickHouse. The traffic has a planted effect: users outside
 the holdout arm complain and give up less (:class:`streams.tools.traffic.generator.TrafficProfile`), so the
-value
-report has a true uplift to find. Ctrl-C or the end of ``--duration`` stops everything it started, by
+value report has a true uplift to find. Ctrl-C or the end of ``--duration`` stops everything it started, by
 PID.
 
 The traffic also drives the processes: devices and repair requests (service tickets), order requests
@@ -15,8 +14,7 @@ from the chat, commented feedback and corrections of its tags, CRM attributes, a
 about products with eight days of history (hot-issue detection needs a baseline) and a planted surge
 of one topic on one product. The summary reads each process's results back from ClickHouse against the
 traffic's ground truth. User ids in ClickHouse are pseudonyms (:mod:`streams.contracts.privacy`): the demo
-keeps
-the key in its directory and pseudonymises the traffic's user ids to compare.
+keeps the key in its directory and pseudonymises the traffic's user ids to compare.
 """
 
 from __future__ import annotations
@@ -66,8 +64,7 @@ DEMO_POLICY = """# The demo's policy: the packaged default, with a payment dwell
 dwell = "30s"
 """
 # The traffic of `forewarn traffic` (streams.tools.traffic.runner), faster: logistics steps a few seconds
-# apart,
-# so that a one-minute demo shows delays too; ratings of support contacts, repairs, corrections and CRM
+# apart, so that a one-minute demo shows delays too; ratings of support contacts, repairs, corrections and CRM
 # updates come within seconds for the same reason.
 DEMO_PACE = {
     "shipment_step_seconds": (1.0, 4.0),
@@ -354,7 +351,8 @@ def _processes(
 ) -> list[str]:
     sent = tally.by_topic
     lines = [
-        "\nProcesses (issue 5), read back from ClickHouse against the traffic's ground truth:",
+        "\nProcesses (tickets, orders, feedback, questions, CRM), read back from ClickHouse against the"
+        " traffic's ground truth:",
         f"  sent: {sent[DEVICES]} device registrations, {sent[SERVICE_REQUESTS]} repair requests,"
         f" {sent[ORDER_REQUESTS]} order requests, {sent[FEEDBACK_LABELS]} tag corrections,"
         f" {sent[CRM]} CRM updates, {sent[SUPPORT]} support questions",

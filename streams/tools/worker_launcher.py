@@ -6,8 +6,7 @@ ClickHouse sink and commit; SIGKILL follows if it does not exit in time.
 
 Settings for the embedded broker (:data:`EMBEDDED_BROKER_ENV`): a worker finds them itself
 (``FOREWARN_BROKER_PROFILE``, :meth:`streams.contracts.settings.Settings.for_broker`); the demo, the tests
-and the
-benchmarks set them all the same, so that their own clients read them too.
+and the benchmarks set them all the same, so that their own clients read them too.
 """
 
 from __future__ import annotations

@@ -89,8 +89,7 @@ class TableCodec(codecs.Codec):
 class DataclassCodec(TableCodec):
     """JSON of a dataclass, read back by its ``from_dict`` and refused unless every field, all the way
     down, has its declared type (:func:`streams.contracts.typed.type_error`): a value built from a record
-    with,
-    say, a string for a time would fail later in whatever reads it (a table's recovery callback, every
+    with, say, a string for a time would fail later in whatever reads it (a table's recovery callback, every
     round of the user's). orjson writes the dataclass's fields itself, five times faster than building
     the dict first (``to_dict``, which gives the same JSON): these values are written on every support
     question and every user's round."""

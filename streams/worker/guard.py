@@ -11,6 +11,9 @@ import faust
 
 from streams.contracts.deadletters import StopRequested
 
+# What an agent module hands to ``app.agent``: the function Faust runs over the agent's stream.
+AgentFunction = Callable[[faust.StreamT], Awaitable[None]]
+
 
 async def each_event(
     stream: faust.StreamT,
@@ -66,8 +69,8 @@ async def each_batch(
     ``handle`` deals with each event's own failures, so this is a fault of the batch as a whole. A batch
     not finished because the worker stops (a dead letter or a send not taken before it stopped:
     :class:`streams.contracts.deadletters.StopRequested`, or the agent cancelled) is left unacknowledged
-    without
-    the shutdown waiting for it (:meth:`streams.worker.transport._Consumer.abandon`): it is read again after
+    without the shutdown waiting for it (:meth:`streams.worker.transport._Consumer.abandon`): it is read
+    again after
     the restart, and what of it got through is recognised then (each user's state knows its events)."""
     consumer = stream.app.consumer
     waiting = stream.channel.queue

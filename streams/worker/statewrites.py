@@ -39,6 +39,8 @@ from typing import Any
 
 import faust
 
+from streams.contracts import metrics
+
 
 class StateWrites:
     """The users whose state changed since it was last sent to the changelog."""
@@ -77,6 +79,22 @@ class StateWrites:
         taken += [(user_id, busy[user_id]) for user_id in marked if busy[user_id] is not None]
         self._changed = marked
         return taken
+
+    def write(self, users: Any) -> int:
+        """Send what :meth:`take` gives to the changelog of ``users`` (a table whose ``data`` holds the
+        current states); how many were written."""
+        written = 0
+        for user_id, before in self.take():
+            state = users.data.get(user_id)
+            if state is None:  # erased since
+                continue
+            if before is None:
+                users.send_changelog(state.partition, user_id, state)
+            else:  # the user is in a round: their state as of before it
+                users.send_changelog(state.partition, user_id, before, value_serializer="raw")
+            written += 1
+        metrics.STATE_WRITES.inc(written)
+        return written
 
 
 class BeforeCommit(faust.Sensor):

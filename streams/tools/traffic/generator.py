@@ -466,8 +466,7 @@ class RepairTruth:
 @dataclass(frozen=True, slots=True)
 class OrderTruth:
     """An order request as planted: ``accepted``, or the rejection reason (streams.processes.orders) of the
-    one
-    faulty line it holds."""
+    one faulty line it holds."""
 
     request_id: str
     user_id: str

@@ -1,2 +1,2 @@
-"""The worker's agents, each a short function over the plain functions of :mod:`streams`, sharing one
-:class:`~streams.worker.context.WorkerContext` that :func:`streams.worker.app.create_app` builds."""
+"""The worker's agents, one module each, each a short function over the plain functions of the domain and
+the processes, sharing one :class:`~streams.worker.context.WorkerContext`."""

@@ -1,15 +1,12 @@
 """``ingest``: raw source messages in, validated events out as envelopes, one per partition and batch.
 
 It takes the source topics' messages in batches (what waits to be read, up to
-``FOREWARN_INGEST_BATCH_EVENTS``: :func:`streams.worker.guard.each_batch`), validates each message on its
-own
+``FOREWARN_INGEST_BATCH_EVENTS``: :func:`streams.worker.guard.each_batch`), validates each message on its own
 (:func:`streams.contracts.events.parse_event`; a bad one is dead-lettered alone with its original bytes),
-sends
-support questions to the questions topic keyed by product category, and sends each partition of the
+sends support questions to the questions topic keyed by product category, and sends each partition of the
 events topic one envelope of the batch's events of its users, in the order they were read
 (:mod:`streams.contracts.envelopes`). The batch's source records are acknowledged only once the broker took
-its
-envelopes (sent again until it does), so no source offset is committed past an event not yet on the
+its envelopes (sent again until it does), so no source offset is committed past an event not yet on the
 events topic.
 """
 
@@ -27,6 +24,21 @@ from streams.contracts.envelopes import pack, split_by_partition
 from streams.contracts.events import OUTCOMES, SUPPORT, Event, InvalidEvent, parse_event
 from streams.processes.run import question_record
 from streams.worker.context import WorkerContext
+from streams.worker.guard import AgentFunction, each_batch
+
+
+def agent(ctx: WorkerContext) -> AgentFunction:
+    """The ``ingest`` agent, for the source topics."""
+
+    async def ingest(stream: faust.StreamT) -> None:
+        await each_batch(
+            stream,
+            lambda events: ingest_batch(ctx, events),
+            ctx.processing_failed,
+            max_events=ctx.settings.ingest_batch_events,
+        )
+
+    return ingest
 
 
 async def ingest_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> None:
@@ -87,7 +99,7 @@ async def ingest_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> No
             metrics.ENVELOPES_SENT.inc()
             metrics.ENVELOPE_EVENTS.observe(events_in_it)
     # Taken only now: until their events are on the events topic, the sweep must see these records
-    # waiting (and then the envelopes, until read: streams.worker.context.InFlight).
+    # waiting (and then the envelopes, until read: streams.worker.read_progress.InFlight).
     for event in events:
         ctx.took(event.message)
 

@@ -30,6 +30,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -50,9 +51,27 @@ from streams.domain.rounds import StateSnapshot
 from streams.domain.state import UserState
 from streams.processes.orders import OrderCommand
 from streams.processes.run import crm_sync_record, run_process
-from streams.worker.context import Part, WorkerContext
+from streams.worker.context import WorkerContext
+from streams.worker.guard import AgentFunction, each_batch
 
 log = logging.getLogger(__name__)
+
+# Most records track_users takes as one batch: envelopes, each of up to MAX_ENVELOPE_EVENTS events.
+USER_BATCH_MESSAGES = 50
+
+
+def agent(ctx: WorkerContext) -> AgentFunction:
+    """The ``track_users`` agent, for the events, ticks and labels topics."""
+
+    async def track_users(stream: faust.StreamT) -> None:
+        await each_batch(
+            stream,
+            lambda events: track_batch(ctx, events),
+            ctx.processing_failed,
+            max_events=USER_BATCH_MESSAGES,
+        )
+
+    return track_users
 
 
 async def track_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> None:
@@ -94,6 +113,20 @@ async def track_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> Non
             if take_tick(ctx, message.partition, tick):
                 batch.add(message, tick)
     await batch.finish()
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One event of an envelope, shaped as the Kafka message a dead letter is made of: the envelope's
+    topic, partition and offset, the event's own bytes, and which event of the envelope it is (counted
+    from 1; 0: not known), so that two events refused in one envelope make two dead letters."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    item: int = 0
 
 
 def take_tick(ctx: WorkerContext, partition: int, tick: dict[str, Any]) -> bool:
@@ -146,7 +179,7 @@ class Batch:
             rounds = self.partitions[partition] = BatchRounds(
                 ctx.users.get,
                 ctx.policy,
-                ctx.models_of(partition),
+                ctx.models.of(partition),
                 partition=partition,
                 session_gap=ctx.settings.session_gap_seconds,
             )
@@ -245,7 +278,7 @@ async def emit(ctx: WorkerContext, partition: int, outcomes: list[Any], wall: fl
         if done.event is not None:
             metrics.EVENT_PROCESSING.observe(max(0.0, now - done.event.event_time))
     if learned_any:
-        ctx.learned_since_checkpoint.add(partition)
+        ctx.models.learned(partition)
 
 
 async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None:
@@ -331,6 +364,6 @@ def evict(ctx: WorkerContext, partition: int, user_id: str, stored: UserState, n
 def learn_correction(ctx: WorkerContext, partition: int, correction: Correction) -> None:
     # A correction replayed after a restore from a checkpoint is skipped, so every partition's
     # tagger learns each correction once, in order.
-    if ctx.models_of(partition).tagger.learn_correction(correction):
-        ctx.learned_since_checkpoint.add(partition)
+    if ctx.models.of(partition).tagger.learn_correction(correction):
+        ctx.models.learned(partition)
         metrics.FEEDBACK_CORRECTIONS_LEARNED.inc()
