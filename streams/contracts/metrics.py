@@ -244,7 +244,8 @@ def serve(port: int) -> None:
         start_http_server(port)
 
 
-# Scale-out (README "Scaling out"): which partitions this worker holds, active or as a standby copy.
+# Scale-out (docs/operations.md "Scaling out"): which partitions this worker holds, active or as a
+# standby copy.
 ASSIGNED_PARTITIONS = Gauge(
     "forewarn_assigned_partitions",
     "Partitions this worker holds: 1 per topic partition, by role (active: consumed and served; standby:"
