@@ -97,3 +97,14 @@ def test_every_benchmark_writes_its_figures_into_docs_benchmarks() -> None:
                 writers += 1
     assert writers >= 7
     assert "<!--" not in readme  # the README holds no generated block
+
+
+def test_the_readme_gives_the_two_commands_and_ci_runs_its_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"```sh\n(.*?)\n```", section(readme, "## Two commands"), re.S)
+    assert commands == [
+        "pip install -e '.[embedded]' && forewarn demo --duration 60",
+        "pip install -e '.[test]' && python -m pytest",
+    ]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert [line.replace(" -q", "") for line in ci if "pytest" in line] == commands[1:]  # pip, quietly
