@@ -1,6 +1,6 @@
 # The Forewarn image: `forewarn worker` by default, and every other `forewarn` command (topics, schema,
 # notifier, traffic, report, doctor). Production talks to Apache Kafka and a ClickHouse server; see
-# docker-compose.yml and README "Running against a real Kafka and ClickHouse".
+# docker-compose.yml and docs/operations.md "Running against a real Kafka and ClickHouse".
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

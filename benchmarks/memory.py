@@ -1,7 +1,7 @@
 """Memory per user: what a worker's resident memory grows by for each user it holds, per table store,
 and the bytes of one user's state.
 
-    python benchmarks/memory.py [--users 100000] [--stores memory://,rocksdb://] [--write-readme]
+    python benchmarks/memory.py [--users 100000] [--stores memory://,rocksdb://] [--write-docs]
 
 1. For each store (``FOREWARN_STORE``), in turn: an embedded Tansu broker, a ClickHouse server of its
    own (so that the sink's memory is not the worker's: chdb would run in the worker's process), and one
@@ -22,7 +22,7 @@ of one such idle user, and of the users of an hour of synthetic traffic
 (:mod:`streams.tools.traffic.generator`) run
 through every round (state, features, both models, triggers): the median user is the typical one.
 
-``--write-readme`` puts the figures into README.md between the memory markers.
+``--write-docs`` puts the figures into docs/benchmarks.md between the memory markers.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from streams.tools.clickhouse_server import start_clickhouse_server  # noqa: E40
 from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile  # noqa: E402
 from streams.tools.worker_launcher import WorkerProcess  # noqa: E402
 
-README_MARKERS = ("<!-- memory:start -->", "<!-- memory:end -->")
+MARKERS = ("<!-- memory:start -->", "<!-- memory:end -->")
 PER = 100_000  # users the figures are given per
 MB = 1024 * 1024
 SETTLE_SECONDS = 10.0  # after the worker is ready, and after the last user is stored
@@ -277,7 +277,7 @@ def main() -> int:
         "--traffic-hours", type=float, default=1.0, help="of synthetic traffic, for the sizes"
     )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--write-readme", action="store_true", help="put the figures into README.md")
+    parser.add_argument("--write-docs", action="store_true", help="put the figures into docs/benchmarks.md")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="forewarn-memory-"))
     print(f"memory: {args.users:,} idle users per store; files in {workdir}", flush=True)
@@ -288,7 +288,7 @@ def main() -> int:
         for store in args.stores.split(",")
     ]
     command = f"python benchmarks/memory.py --users {args.users}"
-    publish(README_MARKERS, report(runs, idle_bytes, typical, args.traffic_hours, command), args.write_readme)
+    publish(MARKERS, report(runs, idle_bytes, typical, args.traffic_hours, command), args.write_docs)
     return 0
 
 

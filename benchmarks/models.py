@@ -1,6 +1,6 @@
 """Model quality and cost: the online intent and churn models against batch and no-skill baselines.
 
-    pip install -e '.[bench]' && python benchmarks/models.py [--users 20000] [--days 24] [--write-readme]
+    pip install -e '.[bench]' && python benchmarks/models.py [--users 20000] [--days 24] [--write-docs]
 
 1. A seeded synthetic stream (:mod:`streams.tools.traffic.generator`: buyers, help-seekers, browsers and
 at-risk users
@@ -20,7 +20,7 @@ at-risk users
 5. Cost: microseconds per event spent in :func:`streams.domain.prediction.observe` (features, labels, predict,
    learn), beside the rest of the round (validation, state, triggers, contact policy).
 
-``--write-readme`` puts the figures into README.md between the model-benchmark markers.
+``--write-docs`` puts the figures into docs/benchmarks.md between the model-benchmark markers.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile  # 
 
 DAY = 86400.0
 START = 1_760_000_000.0
-README_MARKERS = ("<!-- model-benchmark:start -->", "<!-- model-benchmark:end -->")
+MARKERS = ("<!-- model-benchmark:start -->", "<!-- model-benchmark:end -->")
 
 
 @dataclass
@@ -306,13 +306,13 @@ def main() -> int:
     )
     parser.add_argument("--partitions", type=int, default=2)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--write-readme", action="store_true", help="put the figures into README.md")
+    parser.add_argument("--write-docs", action="store_true", help="put the figures into docs/benchmarks.md")
     args = parser.parse_args()
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=min(args.partitions, os.cpu_count() or 1)) as pool:
         runs = list(pool.map(run_partition, [args] * args.partitions, range(args.partitions)))
     text = report(args, runs, time.perf_counter() - started)
-    publish(README_MARKERS, text, args.write_readme)
+    publish(MARKERS, text, args.write_docs)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""What issue 5's processes cost per item, against the behaviour round in the same run.
+"""What the business processes (tickets, orders, feedback, hot issues, CRM sync) cost per item, against
+the behaviour round in the same run.
 
-    python benchmarks/processes.py [--hours 4] [--repeats 5] [--registry-sizes 1000,10000] [--write-readme]
+    python benchmarks/processes.py [--hours 4] [--repeats 5] [--registry-sizes 1000,10000] [--write-docs]
 
 In-process, no broker: a seeded synthetic stream (:mod:`streams.tools.traffic.generator` with devices, repair
 and order requests, feedback comments, support questions and CRM attributes on, ``--hours`` of event time
@@ -30,7 +31,8 @@ given as a ratio to the baseline measured first:
 * **crm_sync**: :func:`streams.processes.run.crm_sync_record` per call on the baseline's users (with their
   CRM attributes and feedback tags), when the record changed and when it did not.
 
-``--write-readme`` puts the table and what it says into README.md between the process-benchmark markers.
+``--write-docs`` puts the table and what it says into docs/benchmarks.md between the process-benchmark
+markers.
 """
 
 from __future__ import annotations
@@ -97,7 +99,7 @@ from streams.worker.codec import DataclassCodec  # noqa: E402
 
 START = 1_763_971_200.0  # 2025-11-24 08:00 UTC: a Monday morning, service points open in Europe
 HOUR = 3600.0
-README_MARKERS = ("<!-- process-benchmark:start -->", "<!-- process-benchmark:end -->")
+MARKERS = ("<!-- process-benchmark:start -->", "<!-- process-benchmark:end -->")
 CHECKPOINT_SECONDS = float(SETTINGS_DOC["model_checkpoint_seconds"][0])
 DEVICE_CATEGORIES = ("phones", "laptops", "headphones", "appliances")  # the packaged catalog's
 # Time zones of the synthetic registry's opening hours (Europe, as the packaged points).
@@ -872,7 +874,7 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--write-readme", action="store_true", help="put the figures into README.md")
+    parser.add_argument("--write-docs", action="store_true", help="put the figures into docs/benchmarks.md")
     args = parser.parse_args()
     if len(args.registry_sizes) < 1:
         parser.error("--registry-sizes needs at least one size")
@@ -897,7 +899,7 @@ def main() -> int:
     print("crm ...", flush=True)
     measure_crm(args, stream, references, users, models, results)
     text = report(args, results, time.perf_counter() - started)
-    publish(README_MARKERS, text, args.write_readme)
+    publish(MARKERS, text, args.write_docs)
     return 0
 
 

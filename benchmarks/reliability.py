@@ -1,13 +1,13 @@
-"""The reliability figures for the README: run the reliability tests and tabulate what they counted.
+"""The reliability figures for docs/benchmarks.md: run the reliability tests and tabulate what they counted.
 
-    python benchmarks/reliability.py [--write-readme] [pytest arguments ...]
+    python benchmarks/reliability.py [--write-docs] [pytest arguments ...]
 
 Runs ``python -m pytest`` on the reliability tests (``RELIABILITY_TESTS``) with
 ``FOREWARN_RELIABILITY_REPORT`` set to a fresh directory; every test ends by recording one
 :class:`tests.reliability.FaultRun` there (events pushed, faults injected, events lost, duplicates
-downstream) after asserting on it. Prints the table, and with ``--write-readme`` puts it into README.md
-between the reliability markers. Fails (exit 1) when a test failed or a test recorded nothing, so the
-README never shows figures of a run that did not pass.
+downstream) after asserting on it. Prints the table, and with ``--write-docs`` puts it into
+docs/benchmarks.md between the reliability markers. Fails (exit 1) when a test failed or a test
+recorded nothing, so the document never shows figures of a run that did not pass.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ RELIABILITY_TESTS = (
     "tests/test_fuzz.py",
     "tests/test_reliability_load.py",
 )
-README_MARKERS = ("<!-- reliability:start -->", "<!-- reliability:end -->")
+MARKERS = ("<!-- reliability:start -->", "<!-- reliability:end -->")
 
 
 def run_tests(report_dir: Path, extra: list[str]) -> int:
@@ -46,7 +46,7 @@ def run_tests(report_dir: Path, extra: list[str]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--write-readme", action="store_true", help="put the table into README.md")
+    parser.add_argument("--write-docs", action="store_true", help="put the table into docs/benchmarks.md")
     args, extra = parser.parse_known_args()
     with tempfile.TemporaryDirectory(prefix="forewarn-reliability-") as directory:
         started = time.monotonic()
@@ -66,7 +66,7 @@ def main() -> int:
             *(run.row() for run in runs),
         ]
     )
-    publish(README_MARKERS, report, args.write_readme)
+    publish(MARKERS, report, args.write_docs)
     return 0
 
 

@@ -1,7 +1,7 @@
 """ClickHouse sink throughput into chdb, against a plain clickhouse-connect insert measured in the same run.
 
     python benchmarks/sink.py [--events 200000] [--batch-rows 20000] [--envelope-events 100]
-                              [--repeat 3] [--write-readme]
+                              [--repeat 3] [--write-docs]
 
 In process, without a broker, both into one embedded ClickHouse (chdb) in a temporary directory:
 
@@ -28,7 +28,7 @@ deduplication token repeats); CPU seconds (all threads: Python, and ClickHouse's
 too, a figure less sensitive than wall time to whatever else runs on the machine.
 Rows/s for (a) and (b), and the ratio b/a, are printed; the target for the events table is 100,000
 rows/s. ``--profile`` writes a py-spy profile of the sink's events runs (py-spy must be installed).
-``--write-readme`` puts the table into README.md between the sink-benchmark markers.
+``--write-docs`` puts the table into docs/benchmarks.md between the sink-benchmark markers.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from aiokafka.structs import ConsumerRecord
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from benchmarks.readme import README, publish  # noqa: E402
+from benchmarks.readme import BENCHMARKS, publish  # noqa: E402
 from sinks.clickhouse import ClickHouseStore  # noqa: E402
 from sinks.consumer import ClickHouseSink  # noqa: E402
 from sinks.rows import DECISIONS, EVENTS, INTERVENTIONS, TableSpec  # noqa: E402
@@ -66,9 +66,9 @@ from streams.contracts.privacy import Pseudonymizer, pseudonymize_row  # noqa: E
 from streams.domain.contact import EMITTED, Decision  # noqa: E402
 from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile  # noqa: E402
 
-README_MARKERS = ("<!-- sink-benchmark:start -->", "<!-- sink-benchmark:end -->")
+MARKERS = ("<!-- sink-benchmark:start -->", "<!-- sink-benchmark:end -->")
 PARTITIONS = 4
-TARGET_ROWS_PER_SECOND = 100_000  # issue 7, the events table
+TARGET_ROWS_PER_SECOND = 100_000  # the sink's target (docs/benchmarks.md "Performance"), events table
 KEY = b"the sink benchmark's pseudonym key"
 
 
@@ -385,17 +385,17 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best counts")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--profile", type=Path, help="write a py-spy profile (speedscope JSON) here")
-    parser.add_argument("--write-readme", action="store_true", help="put the figures into README.md")
+    parser.add_argument("--write-docs", action="store_true", help="put the figures into docs/benchmarks.md")
     args = parser.parse_args()
-    if args.write_readme:
-        text = README.read_text(encoding="utf-8")
-        if not all(marker in text for marker in README_MARKERS):
-            parser.error(f"README.md has no {' ... '.join(README_MARKERS)} markers to write between")
+    if args.write_docs:
+        text = BENCHMARKS.read_text(encoding="utf-8")
+        if not all(marker in text for marker in MARKERS):
+            parser.error(f"docs/benchmarks.md has no {' ... '.join(MARKERS)} markers to write between")
     if args.profile:
         return profile(args)
     figures, base = run(args)
     text = report(args, figures, base)
-    publish(README_MARKERS, text, args.write_readme)
+    publish(MARKERS, text, args.write_docs)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Soak: one worker under live traffic at a steady rate for minutes; does its lag stay bounded and its
 memory flat, and is every event stored exactly once?
 
-    python benchmarks/soak.py [--rate 300] [--minutes 10] [--sample-seconds 5] [--write-readme]
+    python benchmarks/soak.py [--rate 300] [--minutes 10] [--sample-seconds 5] [--write-docs]
 
 1. An embedded Tansu broker and one ``forewarn worker`` process (chdb in the worker, as by default, or
    ``--clickhouse-dsn``; the embedded settings of :data:`streams.tools.worker_launcher.EMBEDDED_BROKER_ENV`;
@@ -43,7 +43,7 @@ default: bounded, but at 300 events/s over 4 partitions the events' window takes
 fill, growing RSS by some 150 bytes per id until then); the soak sets it to ``--dedup-window`` (1,000)
 so that this bound is reached in the warm-up and its filling is not mistaken for a leak, nor hides one.
 
-``--write-readme`` puts the figures into README.md between the soak markers.
+``--write-docs`` puts the figures into docs/benchmarks.md between the soak markers.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV, WorkerProcess, se
 
 PARTITIONS = 4
 DWELL_SECONDS = 5.0  # payment dwell: lingering visits last longer, so payment_assist fires all along
-README_MARKERS = ("<!-- soak:start -->", "<!-- soak:end -->")
+MARKERS = ("<!-- soak:start -->", "<!-- soak:end -->")
 MB = 1024 * 1024
 
 
@@ -616,7 +616,7 @@ def main() -> int:
     parser.add_argument("--lag-margin-seconds", type=float, default=limits.lag_margin_seconds)
     parser.add_argument("--max-rss-slope", type=float, default=limits.rss_slope_mb_per_min, help="MB/min")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--write-readme", action="store_true", help="put the figures into README.md")
+    parser.add_argument("--write-docs", action="store_true", help="put the figures into docs/benchmarks.md")
     args = parser.parse_args()
     config = SoakConfig(
         rate=args.rate,
@@ -646,7 +646,7 @@ def main() -> int:
         f" --sample-seconds {config.sample_seconds:g}"
     )
     text = report(result, verdict, thresholds, command)
-    publish(README_MARKERS, text, args.write_readme)
+    publish(MARKERS, text, args.write_docs)
     print(f"\nverdict: {'PASS' if verdict.passed else 'FAIL'}")
     return 0 if verdict.passed else 1
 

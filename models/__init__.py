@@ -1,1 +1,2 @@
-"""Online models (River) for intent and churn: see issue 4. Scores are consumed by streams/."""
+"""Online models: per-user features, the intent and churn models (River), the feedback tagger and hot-issue
+detection (docs/prediction.md, docs/processes.md). Scores are consumed by streams/domain."""

@@ -8,24 +8,9 @@ then learns an example given as a vector in that order with River's arithmetic, 
 scores vectors from the live arrays; :meth:`LinearArrays.write` puts what it learned back into the
 River objects, which stay the persisted form (:mod:`streams.worker.checkpoints`).
 
-What River does, and so what the arrays do:
-
-* the scaler learns first (Welford: ``mean += (x - mean) / n``,
-  ``var += ((x - old mean) * (x - mean) - var) / n``), then scales with the updated statistics:
-  ``(x - mean) / var ** 0.5``, 0 for a feature of variance 0 (seen once, constant, or never seen);
-* logistic regression: logit ``w · z + intercept``; the log loss' gradient (exact 0/±1 tails beyond
-  ``|logit| > 18``), clipped; ``intercept -= intercept_lr * gradient`` and the optimiser steps
-  ``w`` with ``z * gradient + l2 * w``; probabilities by River's sigmoid (0 or 1 beyond ±30);
-* softmax regression: a row of weights per class learned, in the order the classes were first
-  learned; the probabilities (River's softmax) give each class' gradient
-  ``clamp(p) - (class == y)`` (``clamp(0)`` for a class learned for the first time); every row steps
-  with ``z * gradient + l2 * w``, with an optimiser of its own;
-* SGD: ``w -= lr * g``; AdaGrad: ``g2 += g ** 2``, ``w -= lr / (g2 + eps) ** 0.5 * g``.
-
-Every elementwise step is the same IEEE operation as River's, so the scaler's statistics are River's
-bit for bit; the dot products (numpy's summation order) and the square roots and squares (correctly
-rounded here, by the C library's ``pow`` in River) may differ in the last bit, and the weights follow
-River's within rounding (``tests/test_models_linear_arrays.py``).
+Every step is River's arithmetic, vectorised: the scaler's statistics are River's bit for bit, the
+weights River's within rounding (``tests/test_models_linear_arrays.py``); the arithmetic, step by
+step: docs/prediction.md, "The models as arrays".
 
 >>> from river import compose, linear_model, preprocessing
 >>> names = ("a", "b", "c")

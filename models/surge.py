@@ -10,77 +10,18 @@ questions of a product rising most right now.
 digits collapsed to one space, so Chinese characters stay) cut to ``key_chars`` (80). The key is also
 the question's identity for the rising questions.
 
-**Counts.** Per (product, topic), per question and per product (all its questions), two counts that
-decay in event time (:class:`~models.stats.DecayedCount`): a short one, half-life ``short_half_life``
-(1 h, time constant ``ts = 1 h / ln 2``) and a long one, half-life ``baseline_half_life`` (7 days,
-``tl``). A question of age ``a`` weighs ``exp(-a/ts)`` in the short count ``S`` and ``exp(-a/tl)`` in the
-long one ``L``.
+**Method**, in short: per (product, topic) two counts decay in event time, a short one ``S`` (half-life
+1 h) and a long one; the baseline is the long count minus the short one, so the questions being
+tested are left out of their own expectation. While a product is young (``prior_days``, 30, since its
+launch) the expectation blends in what earlier launches of the category asked at the same age. A
+topic **surges** when the one-sided Poisson tail ``P(N >= S)`` of its expectation is under ``alpha``
+(1e-4), ``S >= min_count`` (5) and ``S >= min_ratio * expected`` (2); it alerts once until it has
+cooled down (``cooldown``, 6 h, and no longer significant at ``rearm_alpha``, 0.01), and an alert's
+id is stable under replay. A product watched from the middle of its life waits ``warmup`` (1 day).
+The state is bounded (products, topics, questions, launch profiles: :class:`SurgeRules`).
 
-**Baseline without self-masking.** The baseline is ``B = L - S``: each question weighs
-``exp(-a/tl) - exp(-a/ts)`` in it, about ``a/ts`` while it is young and its full long weight after a
-few ``ts``. So the questions being tested are (nearly) left out of their own expectation: a burst
-reaches its weight in ``S`` at once and in ``B`` only as it leaves the short window, which costs no
-buffers (a lagged baseline would need per-topic time bins). Under a steady rate ``r`` since the
-product's first question ``A`` seconds ago, ``E[B] = r * X`` with exposure
-``X = tl * (1 - exp(-A/tl)) - ts * (1 - exp(-A/ts))``, and ``E[S] = r * W`` with effective window
-``W = ts * (1 - exp(-A/ts))`` (``ts`` once ``A >> ts``). A product's own expected short count for a
-topic is therefore ``B / X * W``; it is 0 until the product has ``min_history`` (3 h) of questions.
-
-**Launch prior.** While a product is younger than ``prior_days`` (30) since ``launched_at``, the
-expectation blends in what earlier launches of the category did at the same age. Ages fall in buckets
-``age_buckets`` (days 0-1, 1-3, 3-7, 7-14, 14-30); for every product launched in its first
-``prior_days`` the state counts questions per bucket per topic (:class:`LaunchProfile`). For the
-new product in bucket ``b``, each earlier launch with at least ``min_prior_questions`` (20) questions in
-``b`` gives its topic distribution there; their plain average is the prior share ``pi``. Times the
-product's current question count over the short window (``S_all``, all its topics) it is the prior's
-expected short count. The two are blended as a Gamma-Poisson posterior mean whose prior is worth
-``prior_strength`` (``n0``, 200) questions: ``w = C / (C + n0)`` with ``C`` the product's own baseline
-count (``L_all - S_all``), so the prior fades as the product's own evidence grows::
-
-    expected = w * B / X * W + (1 - w) * pi * S_all        (young product, prior available)
-    expected = B / X * W                                   (otherwise)
-    expected = max(expected, min_expected)                 (0.5: a topic never seen needs a few)
-
-So a topic that always floods a launch of this category ("setup", "pairing") is expected and does not
-alert, while one that earlier launches never had does. The prior part uses the product's *current*
-rate, so it follows a launch's rise and fall; a topic's own surge raises its prior expectation by
-only ``pi`` times the surge. Profiles are counted from the questions this state sees, so earlier
-launches give a prior only if they were watched in their first days (or the profiles are seeded).
-
-**Statistic.** The one-sided Poisson tail ``p = P(N >= S | N ~ Poisson(expected))`` with ``S`` the
-topic's short count, through the regularised incomplete gamma function, so a non-integer decayed
-count is fine (:func:`poisson_tail`). ``S`` varies less than a Poisson count of the same mean
-(variance ``r * ts / 2`` under a steady rate), which makes the test conservative. (Matching both
-moments, ``2S`` against ``Poisson(2 * expected)``, halves detection delays but raised 163 false alarms
-where this raised none: the newest questions weigh nearly 1 each, so the tail of ``S`` is heavier
-than a Poisson tail of its mean.) A topic **surges**
-when ``p < alpha`` (1e-4) and ``S >= min_count`` (5) and ``S >= min_ratio * expected`` (2: large
-topics must double, not merely wobble a few per cent).
-
-**Re-alerting.** A topic that alerted stays *hot* until it has cooled down: at least ``cooldown``
-(6 h) after the alert, and its short count (before the question at hand) no longer significant at the
-looser ``rearm_alpha`` (0.01). It is checked at the topic's next question, so one surge is one alert
-and a sustained one is not repeated every ``cooldown``. An alert's id is a UUIDv5 of product, topic and
-the start of its short window (``detected_at - ts``): a replay of the same questions repeats it.
-
-**Cold start.** A product whose launch is unknown or older than ``prior_days`` is being watched from
-the middle of its life: no alert until ``warmup`` (1 day) after its first question seen. A young
-product alerts from its first questions; that is what the launch prior is for (without one every busy
-launch topic alerts).
-
-**Bounds.** Per category at most ``max_products`` (500) products (the least recently asked about are
-dropped, a tenth at a time) and ``max_profiles`` (50) launch profiles (the latest launches kept); per
-product at most ``max_topics`` (200, least recently asked dropped) and ``max_questions`` (200: when full,
-the tenth with the smallest long count goes, so a new question always gets a slot and one asked again
-soon outranks the one-offs); per launch profile bucket at most ``max_prior_topics`` (50) topics, as
-space-saving counters (a newcomer takes the smallest counter's place and count, plus one). The
-state is JSON (no pickling); at full bounds a product is about 125 kB of it, a profile 15 kB.
-
-**Figures** (tests/test_surge.py, defaults): no alert on 20 seeded runs of steady Poisson traffic
-(930k questions, 2100 product-days, topics at 0.2-8 questions/h). An 8x surge lasting 2 h is caught,
-median / 90th percentile over 50 seeds, in 18 / 28 min on an 8/h topic, 26 / 39 min at 5/h, 35 / 53
-min at 3/h, 56 / 89 min at 1.5/h (96% caught): the rarer the topic, the longer the evidence takes.
-About 7 us per question (35 us with free text filling every bound).
+The formulas, the launch prior, the bounds and the detection delays measured by ``tests/test_surge.py``:
+docs/processes.md, "Hot issues in detail".
 
 >>> HOUR = 3600.0
 >>> state, rules = CategoryIssues(), SurgeRules()

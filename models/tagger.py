@@ -8,22 +8,14 @@ River ``LogisticRegression`` per category on shared features (:func:`features`: 
 :func:`models.text.tokens`, L2-normalised, so a long comment does not outweigh a short one):
 multi-label, since "late and the box was crushed" is about delivery and quality at once.
 
-**Features, bounded.** A feature is a token of :func:`models.text.tokens` (a word, two adjacent words,
-a Chinese character or two adjacent characters). The 1,848 tokens of the seed (:func:`vocabulary`)
-keep a weight each, by name; every other token, the unbounded part (whatever people write and
-correct), is hashed into one of :data:`BUCKETS` (4,096) buckets, tokens sharing a bucket sharing
-its weight (the hashing trick, with a sign per token: :func:`bucket_of`). Each of the six classifiers
-thus holds at most 1,848 + 4,096 weights, whatever it reads. The hash is BLAKE2b, the same in every
-process, partition and restart (Python's ``hash`` is salted per process), and the seed's tokens
-are never hashed, so the seeded tagger is exactly what it was with one weight per token.
+**Features, bounded.** A feature is a token of :func:`models.text.tokens`. The 1,848 tokens of the seed
+(:func:`vocabulary`) keep a weight each; every other token is hashed (BLAKE2b, the same in every
+process: :func:`bucket_of`) into one of :data:`BUCKETS` (4,096) buckets, so each classifier holds at
+most 1,848 + 4,096 weights and a partition's checkpoint stays bounded whatever is corrected.
 
 **Seed.** Before any correction the tagger knows :data:`KEYWORD_RULES`: at construction it learns
-:func:`seed_examples`, every keyword of a category alone and in each of the :data:`SEED_TEMPLATES`
-of its language (``"the {k}"``, ``"这个{k}"`` ...) labelled with that category only, the categories
-interleaved, :data:`SEED_PASSES` times over. Template words occur with every category, so they learn
-about nothing; a keyword's words and characters learn its category and against the others. The seed
-is deterministic, so every partition's tagger starts the same; it is computed once per process and
-copied.
+:func:`seed_examples` (every keyword alone and in the :data:`SEED_TEMPLATES` of its language),
+deterministically, so every partition's tagger starts the same.
 
 **Corrections.** People correct tags on ``feedback_labels``; :func:`parse_label` validates one and
 :meth:`FeedbackTagger.learn_correction` learns it (once: a replayed correction is skipped, among the
@@ -31,63 +23,11 @@ last :data:`CORRECTION_MEMORY`). Every partition's tagger learns every correctio
 same. A checkpoint written before the features were hashed is restored with the weights of its
 tokens outside the vocabulary folded into their buckets.
 
-**Why logistic regression.** Measured on :mod:`models.feedback_corpus` (the held-out sets and the 300
-corrections of ``tests/test_tagger.py``), against River's naive Bayes models on the same tokens and
-seed. Top-tag accuracy / micro-F1, English then Chinese:
+How the features and seed are built, and why logistic regression over 4,096 buckets (measured against
+naive Bayes and other sizes): docs/processes.md, "The feedback tagger in detail".
 
-=====================  ===========================  ===========================  ==========  =======
-model                  seeded                       after 300 corrections        predict     pickled
-=====================  ===========================  ===========================  ==========  =======
-LogisticRegression,    0.868/0.774, 0.927/0.852     0.990/0.955, 0.995/0.968     ~30 µs      163 kB
-SGD(2.0) (chosen)
-same, SGD(0.5)         0.637/0.570, 0.858/0.773     0.968/0.871, 0.995/0.914     ~30 µs      163 kB
-same, AdaGrad(0.5)     0.785/0.699, 0.917/0.824     0.990/0.910, 1.000/0.920     ~35 µs      311 kB
-MultinomialNB          0.835/0.399, 0.910/0.570     0.980/0.785, 0.998/0.834     ~1 ms       276 kB
-ComplementNB           0.838/0.394, 0.905/0.551     0.980/0.768, 0.998/0.826     15-24 ms    427 kB
-BernoulliNB            0.860/0.779, 0.902/0.828     0.980/0.794, 0.998/0.850     20-35 ms    198 kB
-=====================  ===========================  ===========================  ==========  =======
-
-Naive Bayes picks the top tag about as well but its probabilities are near 0 or 1, so a threshold
-for a second tag fails (micro-F1); Complement and Bernoulli naive Bayes also score their whole
-vocabulary at each prediction. AdaGrad keeps a sum of squared gradients per weight (twice the
-size) and learns two to five times slower. A high SGD rate lets a few corrections teach a phrase
-the rules lack (one to three, see the tests); the price is that one wrong correction moves the tags
-as much. (The table was measured with one weight per token, before hashing; sizes are of a freshly
-seeded tagger in River's own pickle.)
-
-**Why 4,096 buckets.** The tagger is pickled into each partition's checkpoint
-(:class:`models.learners.PartitionModels`), one Kafka record, which must stay under Faust's
-``producer_max_request_size`` and Kafka's ``message.max.bytes`` (about 1 MB). With one weight per
-token it grew without bound: 7 MB after 2,048 corrections of random text. Hashed, it is pickled
-compactly (:meth:`FeedbackTagger.__getstate__`: 8 bytes per vocabulary weight, 10 per bucket learned)
-and measured at 114 kB seeded, 180 kB after the 300 corrections of the tests, and 376 kB once every
-bucket of every classifier has learned (after about 1,000 corrections of random text; the replay
-memory, 16 kB, included): the worst case, whatever is corrected. The whole ``PartitionModels`` is
-then at most 729 kB, the intent and churn models with their quality windows full taking 353 kB.
-Measured: top-tag accuracy / micro-F1 on the tests' held-out sets, English then Chinese; "taught",
-the share of 300 made-up phrases, each corrected three times amid filler words from a 20,000-word
-vocabulary, that a new text holding the phrase is tagged with; the tagger pickled, all buckets learned:
-
-=========================  ===========================  ===========================  ======  =========
-features                   seeded                       after 300 corrections        taught  worst case
-=========================  ===========================  ===========================  ======  =========
-one weight per token       0.868/0.774, 0.927/0.852     0.990/0.955, 0.995/0.968     0.993   unbounded
-vocabulary + 4,096 (kept)  0.868/0.774, 0.927/0.852     0.990/0.952, 0.995/0.969     0.900   376 kB
-vocabulary + 8,192         0.868/0.774, 0.927/0.852     0.990/0.955, 0.995/0.968     0.957   622 kB
-all hashed, 8,192          0.833/0.744, 0.903/0.835     0.990/0.950, 0.995/0.960     0.843   510 kB
-all hashed, 16,384         0.860/0.769, 0.923/0.847     0.990/0.950, 0.995/0.961     0.900   1,002 kB
-=========================  ===========================  ===========================  ======  =========
-
-Hashing the seed's own tokens too costs the rules accuracy, and by luck: over ten hash salts, the
-seeded English accuracy with 8,192 buckets ranged from 0.79 to 0.88 and up to three keywords alone
-lost their category. 8,192 buckets beside the vocabulary would put the worst-case checkpoint at about
-975 kB, over the limit's margin; 4,096 keep the rules' behaviour exactly and learn what the tests'
-corrections teach as well as one weight per token, at the price of less room for many distinct new
-phrases (0.90 taught against 0.99). Hashing costs about 6 µs more per prediction (31 µs against 25
-on the held-out texts) and 9 µs more per correction learned (60 µs against 51): the digest of a
-token, cached (:data:`DIGEST_CACHE`) as words recur, and integer keys.
-
-The ``feedback_tagged`` contract (schema 1): see :meth:`TaggedFeedback.to_wire`.
+The ``feedback_labels`` contract is :mod:`streams.contracts.feedback`; the ``feedback_tagged`` one
+(schema 1) is :meth:`TaggedFeedback.to_wire`.
 
 >>> tagger = FeedbackTagger()
 >>> tagger.predict_one("The courier came three days late").tags

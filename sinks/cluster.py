@@ -11,7 +11,7 @@ CLUSTER``.
 
 Sharding is not part of the variant: the sink's once-only bookkeeping (``sink_offsets``, row ids
 reloaded on assignment) reads the node it writes to, so the cluster is one shard with as many replicas
-as wanted, each worker pointed at any of them (README "ClickHouse cluster").
+as wanted, each worker pointed at any of them (docs/operations.md "ClickHouse cluster").
 
 >>> ddl = on_cluster("CREATE TABLE t (a UInt8) ENGINE = ReplacingMergeTree(v) ORDER BY a", "prod")
 >>> print(ddl.replace(" ENGINE", chr(10) + "ENGINE"))

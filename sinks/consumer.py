@@ -9,35 +9,21 @@ It is its own consumer group (``<app id>-sink``) with manual commits:
    is retried with the same rows and token (exponential back-off up to ``max_retry_seconds``);
 3. only then are the offsets committed.
 
-A due batch is sealed and stored in the background while the next one is gathered (the insert into
-chdb releases the GIL, so conversion and insert overlap on two cores); a batch is sealed only once
-the one before it is stored and committed, so commits stay in order.
+A due batch is stored in the background while the next one is gathered; batches are sealed, and
+committed, in order. The sink holds about two batches, ``2 * batch_rows`` rows, however long
+ClickHouse is away (``forewarn_sink_pending_rows``), polling with its partitions paused meanwhile so
+that it keeps its group. On assignment it seeks past the offsets ClickHouse already holds
+(``sink_offsets``) and reloads the partition's last ``dedup_window`` row ids, so a replayed batch or a
+re-processed event is stored once. A message that cannot be read as a row goes to the dead-letter
+topic, never into a table. Why each of these, and what the tests show: docs/architecture.md,
+"Guarantees" ("Rows are stored once", "ClickHouse may go away").
 
-Memory is bounded however long ClickHouse is away: a fetch takes at most the room left under
-``batch_rows`` rows (in messages: fewer while envelopes hold several rows each, by the average of the
-last fetch), and nothing is taken while a batch waits for the one before it to be stored, so the sink
-holds about two batches, ``2 * batch_rows`` rows (the gauge ``forewarn_sink_pending_rows``; over it by
-what envelopes larger than the last ones hold).
-While it waits, and between retries, the consumer polls with its partitions paused, so aiokafka
-neither buffers more for it nor takes it for dead after ``max_poll_interval_ms`` (which would make it
-leave its group, move its partitions and fail its commit once ClickHouse is back).
-
-A crash between insert and commit would replay the batch with other boundaries, so on assignment the
-sink also asks ClickHouse for the highest offset it holds per partition (``sink_offsets``) and seeks
-past it. A message that cannot be read as a row goes to the dead-letter topic, never into a table.
-
-Upstream stages are at-least-once: a worker that stops or crashes re-processes what it had not
-committed, so the same event or intervention can reach a topic twice, at two offsets. The sink drops a
-row whose id it has stored among the last ``dedup_window`` rows of that partition (reloaded from
-ClickHouse when it gets the partition), so counts, and the materialized views built on inserts, stay
-exact. The ReplacingMergeTree engines are the backstop beyond that window.
-
-Privacy (:mod:`streams.contracts.privacy`, :mod:`sinks.erasure`): a row of a table with a user column has its
-user id replaced by the keyed pseudonym before anything else is done with it (its id for de-duplication
-is computed after, matching the ids ClickHouse holds), so no raw user id reaches those tables. With
-``erasures_topic`` the sink also reads the erasures the workers carried out and deletes the user's rows
-from ClickHouse once no row produced before the erasure can still be on its way; the erasure's offset
-is committed only after the delete.
+Privacy (:mod:`streams.contracts.privacy`, :mod:`sinks.erasure`): a row of a table with a user column
+has its user id replaced by the keyed pseudonym before anything else is done with it (its id for
+de-duplication is computed after, matching the ids ClickHouse holds), so no raw user id reaches those
+tables. With ``erasures_topic`` the sink also reads the erasures the workers carried out and deletes
+the user's rows from ClickHouse once no row produced before the erasure can still be on its way; the
+erasure's offset is committed only after the delete.
 """
 
 from __future__ import annotations

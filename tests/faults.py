@@ -198,7 +198,7 @@ class PacedTraffic:
         self.regulars = [f"{tag}-regular-{index:02d}" for index in range(regulars)]
         # A page view from each regular user every this many waves: about one a second, as a busy user
         # sends, so that what a restart delivers again stays within the few events a user's state
-        # remembers (README "Guarantees": each event counts once per user).
+        # remembers (docs/architecture.md "Guarantees": each event counts once per user).
         self.regular_every = regular_every
         self.interval = interval
         self.broken_every = broken_every

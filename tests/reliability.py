@@ -3,8 +3,8 @@ lost and what arrived twice downstream.
 
 A test builds one :class:`FaultRun` from what it counted and calls :func:`record`, which prints it and,
 when ``FOREWARN_RELIABILITY_REPORT`` names a directory, writes it there as JSON.
-``benchmarks/reliability.py`` runs the reliability tests with that set and puts the table into the
-README, so the README's figures are the ones the tests asserted on.
+``benchmarks/reliability.py`` runs the reliability tests with that set and puts the table into
+docs/benchmarks.md, so the figures there are the ones the tests asserted on.
 
 >>> run = FaultRun("example", "SIGKILL x1", events_pushed=10, faults_injected=1, events_lost=0,
 ...                duplicates_downstream=0)

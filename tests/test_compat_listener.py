@@ -178,7 +178,7 @@ def librdkafka_version() -> tuple[int, ...]:
 def test_kcat_produces_and_consumes_with_headers_through_the_listener(
     forewarn_broker: tuple[str, str],
 ) -> None:
-    """The README's kcat lines, against the embedded broker as `forewarn broker` starts it."""
+    """The kcat lines of docs/operations.md, against the embedded broker as `forewarn broker` starts it."""
     bootstrap, listener = forewarn_broker
     if librdkafka_version() < (2, 2):  # the defect the listener is for: Debian bookworm's kcat
         direct = kcat(bootstrap, "-L", "-m", "1")

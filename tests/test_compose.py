@@ -1,7 +1,7 @@
 """docker-compose.yml and the Dockerfile hold together with the code, without Docker: the services and
 their start order, every setting and command they give the Forewarn image, what they mount; that the
 stack is safe to start on a shared host (ports on the loopback, secrets from an uncommitted .env, a
-read-only Grafana, the Kafka ACLs of the README); then the two commands the stack runs besides the
+read-only Grafana, the Kafka ACLs of docs/operations.md); then the two commands the stack runs besides the
 workers, ``forewarn traffic`` and ``forewarn notifier``, as processes against the embedded broker."""
 
 from __future__ import annotations
@@ -613,11 +613,12 @@ def test_grafana_lets_nobody_in_anonymously_beyond_viewing() -> None:
     assert grafana["GF_SECURITY_ADMIN_PASSWORD"] == SECRETS["GRAFANA_ADMIN_PASSWORD"]
 
 
-def readme_acls() -> dict[str, dict[str, set[str]]]:
-    """The ``kafka-acls.sh --add`` commands of README "Kafka authentication and ACLs": principal ->
-    operation -> the resources it is allowed on (``topic:name``, ``topic:prefix*``, ``group:name``)."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### Kafka authentication and ACLs", 1)[1].split("\n## ", 1)[0]
+def documented_acls() -> dict[str, dict[str, set[str]]]:
+    """The ``kafka-acls.sh --add`` commands of docs/operations.md "Kafka authentication and ACLs":
+    principal -> operation -> the resources it is allowed on (``topic:name``, ``topic:prefix*``,
+    ``group:name``)."""
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    section = operations.split("### Kafka authentication and ACLs", 1)[1].split("\n## ", 1)[0]
     acls: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for command in section.replace("\\\n", " ").splitlines():
         if not command.startswith("kafka-acls.sh "):
@@ -638,7 +639,7 @@ def readme_acls() -> dict[str, dict[str, set[str]]]:
 
 
 def allowed(acls: Mapping[str, Mapping[str, set[str]]], principal: str, operation: str, topic: str) -> bool:
-    """Whether ``principal`` may ``operation`` (Read, Write) on ``topic`` by the README's ACLs."""
+    """Whether ``principal`` may ``operation`` (Read, Write) on ``topic`` by the documented ACLs."""
     granted = acls.get(principal, {})
     resources = set(granted.get(operation, ())) | set(granted.get("All", ()))
     return any(
@@ -647,9 +648,9 @@ def allowed(acls: Mapping[str, Mapping[str, set[str]]], principal: str, operatio
     )
 
 
-def test_the_readme_gives_each_principal_the_acls_it_needs_and_no_more() -> None:
+def test_the_docs_give_each_principal_the_acls_it_needs_and_no_more() -> None:
     settings = Settings.from_env({})
-    acls = readme_acls()
+    acls = documented_acls()
     assert {"forewarn-worker", "forewarn-notifier", "forewarn-web", "forewarn-logistics"} <= set(acls)
     internal = [
         *topic_names(settings),
@@ -690,7 +691,7 @@ def test_the_readme_gives_each_principal_the_acls_it_needs_and_no_more() -> None
 
 
 def test_the_workers_keep_their_tables_in_rocksdb_through_the_binding_the_image_installs() -> None:
-    """Memory set by the users active within the idle horizon, not by every user seen (README
+    """Memory set by the users active within the idle horizon, not by every user seen (docs/benchmarks.md
     "Memory"): the workers' tables are on disk, through Faust's RocksDB store on rocksdict."""
     assert workers() and all(settings_of(service).store == "rocksdb://" for service in workers().values())
     binding = PYPROJECT["project"]["optional-dependencies"]["rocksdb"]

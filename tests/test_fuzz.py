@@ -1,4 +1,4 @@
-"""Hostile and broken input (issue 7): every consumer either accepts a message or dead-letters it with a
+"""Hostile and broken input: every consumer either accepts a message or dead-letters it with a
 documented reason, and whatever it accepts goes through everything the worker then does with it
 without raising.
 

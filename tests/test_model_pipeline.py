@@ -326,8 +326,8 @@ def test_a_restarted_worker_takes_over_the_models_from_their_changelog(broker, t
     # At most the checkpoint plus one intent example (the second visit ended) and one churn example
     # (the user came back) per user of the partition: nothing was learned twice. Not exactly that: on
     # the embedded broker a restarted worker's recovery of the user table can miss the last records of
-    # a changelog partition (README, "What a crash can lose"), and a user whose second visit was missed
-    # has no pending example to label.
+    # a changelog partition (docs/architecture.md, "What a crash can lose"), and a user whose second
+    # visit was missed has no pending example to label.
     for counted, before_restart in (("intent_examples", intent_before), ("churn_examples", churn_before)):
         most = max_per_partition(after, partition, counted)
         for p, members in users_of.items():

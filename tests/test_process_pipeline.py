@@ -1,8 +1,8 @@
-"""Issue 5 through a real broker and worker: repair requests become dispatched (or manual) tickets,
-order requests become commands or rejections once per request id (checked against a stock topic),
-feedback is tagged and corrections reach every partition's tagger, a planted surge of support
-questions raises one hot-issue alert, CRM attributes come back on ``crm_sync``, and an erasure leaves
-no trace of the user in the worker's table or in ClickHouse. ClickHouse holds pseudonyms only."""
+"""The business processes through a real broker and worker: repair requests become dispatched (or
+manual) tickets, order requests become commands or rejections once per request id (checked against a
+stock topic), feedback is tagged and corrections reach every partition's tagger, a planted surge of
+support questions raises one hot-issue alert, CRM attributes come back on ``crm_sync``, and an erasure
+leaves no trace of the user in the worker's table or in ClickHouse. ClickHouse holds pseudonyms only."""
 
 from __future__ import annotations
 

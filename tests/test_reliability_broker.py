@@ -138,7 +138,7 @@ def test_worker_cut_off_the_broker_beyond_its_session_timeout_resumes_by_itself(
 
     assert set(accepted) == truth.valid_ids, "every valid event accepted, nothing else"
     delivered_twice = check_interventions(emitted, truth)
-    # Every user's state counted every event they sent, once (README "Guarantees").
+    # Every user's state counted every event they sent, once (docs/architecture.md "Guarantees").
     check_events_seen(seen_live, persisted, truth)
 
     dsn = env["FOREWARN_CLICKHOUSE_DSN"]

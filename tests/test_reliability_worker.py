@@ -1,5 +1,5 @@
 """A worker killed with SIGKILL mid-stream, twice, and started again each time, while traffic keeps
-arriving: what README "Guarantees" promises must hold.
+arriving: what docs/architecture.md "Guarantees" promises must hold.
 
 * Nothing accepted is lost, and each event counts once per user: every valid event is accepted and
   stored in ClickHouse once (with and without FINAL, and in the per-minute view), every broken one
@@ -11,7 +11,7 @@ arriving: what README "Guarantees" promises must hold.
   twice carries the same intervention (only ``decided_at`` may differ); ClickHouse holds each id once.
 * Models come back from their checkpoint changelog: every score after a restart counts at least what
   the partition's models had learned at their last checkpoint before the kill (fresh models would
-  count 0); what they learned after it is lost, as README "Prediction" says, and measured.
+  count 0); what they learned after it is lost, as docs/prediction.md says, and measured.
 
 Each kill lands between two commits of a worker that is busy (traffic never stops): the events it
 had handled and not committed are delivered again, which shows as events ingested twice onto

@@ -1,5 +1,5 @@
 """Horizontal scale: two workers of one app on one broker split the partitions, and when one is killed
-the other takes its partitions over with their table state complete (README "Scaling out").
+the other takes its partitions over with their table state complete (docs/operations.md "Scaling out").
 
 The state is read back through the CRM/ERP API (``events_seen`` of every user), which answers from the
 worker holding the user's partition; which worker holds what is read from each worker's

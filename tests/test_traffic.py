@@ -442,7 +442,7 @@ def test_engagement_falls_with_late_deliveries() -> None:
         assert generator.engagement(user) == pytest.approx(0.85**count)
 
 
-# --- process traffic (issue 5)
+# --- process traffic: devices, repairs, orders, feedback, support questions, CRM attributes
 
 PROCESS_PROFILE = {
     "sessions_per_second": 20.0,

@@ -1,10 +1,10 @@
--- Forewarn schema, version 4: the processes Forewarn starts and the data it feeds back (issue 5):
+-- Forewarn schema, version 4: the processes Forewarn starts and the data it feeds back:
 -- service tickets, order commands and rejections, tagged feedback, support questions and hot-issue
 -- alerts, and the audit of the CRM/ERP API.
 --
 -- Every statement is re-runnable (IF NOT EXISTS), like 0001. user_id columns hold pseudonyms
--- (sinks.privacy): the sink replaces the id before a row is stored. Each raw table records where its
--- rows came from (kafka_partition, kafka_offset) and feeds sink_offsets, as in 0001.
+-- (streams.contracts.privacy): the sink replaces the id before a row is stored. Each raw table
+-- records where its rows came from (kafka_partition, kafka_offset) and feeds sink_offsets, as in 0001.
 
 -- One row per service ticket (the `tickets` topic), dispatched or flagged for manual dispatch.
 CREATE TABLE IF NOT EXISTS tickets

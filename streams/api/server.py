@@ -11,72 +11,19 @@ POST     ``/api/v1/users/{user_id}/erasure``   admin              202 ``{"reques
 POST     ``/api/v1/crm/{user_id}``             admin              202 ``{"event_id"}``
 =======  ====================================  =================  ==========================================
 
-* **GET** answers ``{"schema": 1, "user_id", "scores", "state", "recent_interventions"}``: ``scores`` is
-  the ``user_scores`` contract (:meth:`models.health.Scores.to_wire`) or null; ``state`` holds
-  ``preferences`` (opt_out, channels, timezone, updated_at), ``subscriptions`` (by id: plan, status,
-  renews_at, updated_at), ``crm`` (tier, lifetime_value, segments, updated_at), ``feedback_tags`` (tag ->
-  time), ``sessions``, ``events_seen`` and ``last_event_time``; ``recent_interventions`` the latest ones
-  (intervention_id, trigger, action, channel, at), newest last. Times are ISO 8601 UTC, null for never.
-* **PUT preferences** takes ``{"opt_out"?, "channels"?, "timezone"?}`` (at least one). The body becomes a
-  ``preferences_updated`` event (event_id a new UUID, event_time now) checked by
-  :func:`streams.contracts.events.parse_event`, the one place events are validated, and those very bytes are
-  produced to the ``preferences`` topic; the answer comes once the broker has acknowledged them. The
-  change reaches the user's state through the pipeline, like any other preferences event (202, not 200).
-* **POST erasure** takes ``{"request_id"?}`` (or no body; a UUID is made when absent): an
-  ``erasure_requested`` event with ``requested_by`` the token's name, to ``erasure_requests``. Give
-  your own ``request_id`` to retry safely.
-* **POST crm** takes ``{"tier"?, "lifetime_value"?, "segments"?}`` (at least one): a ``crm_attributes``
-  event to ``crm_updates``.
-* Errors answer ``{"error": "<detail>"}``: 400 invalid body or user id (the validation's detail), or a
-  request the HTTP parser refuses (a request line or header over 8,190 bytes, a malformed request
-  line or header, a method it does not know: a fixed detail that never quotes the request), 401 with
-  ``WWW-Authenticate``, 403, 404, 405 (any other method on a route's path, TRACE and PROPFIND
-  included; ``Allow`` says which), 413 body over ``max_event_bytes``, 502 when the worker a read was
-  forwarded to gave no answer signed for it, 503 (``Retry-After``) while the worker rebalances or the
-  broker does not answer. Unknown fields in a body are refused (400), not dropped: a misspelt field
-  must not look accepted.
-  A path outside ``/api/`` is 404 (not audited: Faust's own pages, ``/router/``, ``/table/``, the
-  statistics, are not served; :class:`ApiServer` replaces Faust's web server).
+* **GET** answers the user's scores (the ``user_scores`` contract), state and recent interventions
+  (:func:`user_view`); a read reaching a worker that does not hold the user's partition is forwarded,
+  signed, to the one that does (:mod:`streams.api.forwarding`).
+* **PUT preferences**, **POST erasure** and **POST crm** turn their body into an event
+  (:func:`command`), validated by :func:`streams.contracts.events.parse_event` and produced to its
+  source topic; the answer (202) comes once the broker has acknowledged it.
+* Errors answer ``{"error": "<detail>"}``; unknown fields in a body are refused (400), not dropped.
+  A path outside ``/api/`` is 404: :class:`ApiServer` replaces Faust's web server.
+* Every call under ``/api/`` writes one record to ``api_audit`` (:func:`audit_record`), acknowledged
+  before the answer.
 
-**Audit.** Every call under ``/api/``, allowed or refused (401s included), writes exactly one record to
-the ``api_audit`` topic (setting ``topic_api_audit``), keyed by the subject user id, and the answer is
-given only once the broker has acknowledged it (else 503); so does every request the HTTP parser
-refuses (its path unknown: route :data:`UNPARSED`). A forwarded read writes a second record, on the
-holder (see Routing). Record (schema 1)::
-
-    {"schema": 1, "audit_id": "<uuid4>", "at": "2026-11-24T10:00:00.250Z", "caller": "crm-prod",
-     "method": "PUT", "route": "/api/v1/users/{user_id}/preferences", "user_id": "u1",
-     "scope": "write:preferences", "status": 202, "result": "ok", "detail": "event 6f1d..."}
-
-``caller`` is the token's name (also when it lacks the scope: 403), "" when unauthenticated (401, or
-no route); ``method`` at most 16 characters ("" when unparsed); ``route`` the route template, never the
-raw path (``/api/{unmatched}`` for a path that is no route, ``{unparsed}`` for a request the parser
-refused); ``user_id`` the subject as given (at most 128 characters; "" when there is none): the ClickHouse
-sink pseudonymises it; ``scope`` the scope the route requires ("" for no route); ``status`` the HTTP
-status answered; ``result`` one of :data:`RESULTS` (``ok`` 2xx, ``unauthorized`` 401, ``forbidden``
-403, ``not_found`` 404, ``invalid`` other 4xx, ``error`` 5xx); ``detail`` short (200 characters at
-most). Tokens and ``Authorization`` headers never appear in a record, a response or a log line.
-
-**Routing.** A user's state lives on the worker that holds their partition of the ``users`` table, the
-partition of their id in the internal events topic (keyed by the raw id bytes). A GET reaching another
-worker is authenticated there (a refused call never leaves it) and forwarded over HTTP to the holder
-(its ``canonical_url``, from the group's assignment) as a signed forward (:mod:`streams.api.forwarding`):
-the caller's name and scopes under an HMAC of the deployment's cluster secret, never the token. The
-holder refuses a forward that is unsigned, badly signed, stale, meant for another worker or replayed
-(401, audited), and signs its answer; the first worker relays only an answer signed for that forward
-(status, body, ``Retry-After``), else answers 502. A process that joins the consumer group without the
-secret thus learns no token, and its answers never reach a client. A forwarded call is never forwarded
-again: a holder that lost the partition meanwhile answers 503.
-
-Both workers audit a forwarded read, with the same request id in their ``detail``: the first worker's
-record is the call's (caller, route, the status the client got) with ``detail`` starting
-``forwarded to <holder url> request <id>``; the holder's starts ``forwarded from <first worker url>
-request <id>``. Counting calls means leaving out the records whose detail starts ``forwarded from``.
-
-Faust's ``app.table_route`` is not used: it hashes the table's JSON-serialized key (``"u1"`` with
-quotes), not the raw bytes the events topic is keyed by, so it would send most users' reads to the
-wrong worker, and it relays neither the request body nor the response headers. Writes need no routing:
-any worker produces them.
+Each route's body and answer, the errors, the audit record field by field and the routing of reads
+between workers: docs/api.md, "Requests, answers and records in detail".
 
 >>> from streams.api.auth import Caller
 >>> done = command(PREFERENCES_ROUTE, "u1", b'{"opt_out": true}', Caller("crm", frozenset()),

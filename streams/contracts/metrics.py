@@ -141,7 +141,7 @@ CHANGELOG_REFUSED = Counter(
 )
 SCORES_PUBLISHED = Counter("forewarn_scores_published_total", "User scores published.")
 
-# Processes (issue 5).
+# The business processes: tickets, orders, feedback, hot issues, CRM sync, erasure.
 TICKETS = Counter(
     "forewarn_tickets_total",
     "Service tickets created, by dispatch: assigned, or the reason for manual dispatch.",
@@ -244,7 +244,8 @@ def serve(port: int) -> None:
         start_http_server(port)
 
 
-# Scale-out (README "Scaling out"): which partitions this worker holds, active or as a standby copy.
+# Scale-out (docs/operations.md "Scaling out"): which partitions this worker holds, active or as a
+# standby copy.
 ASSIGNED_PARTITIONS = Gauge(
     "forewarn_assigned_partitions",
     "Partitions this worker holds: 1 per topic partition, by role (active: consumed and served; standby:"
@@ -252,7 +253,7 @@ ASSIGNED_PARTITIONS = Gauge(
     ["topic", "partition", "role"],
 )
 
-# The ClickHouse sink's memory while ClickHouse is away (issue 7): rows taken from Kafka, not yet stored.
+# The ClickHouse sink's memory while ClickHouse is away: rows taken from Kafka, not yet stored.
 SINK_PENDING_ROWS = Gauge(
     "forewarn_sink_pending_rows",
     "Rows the ClickHouse sink holds, taken from Kafka and not yet stored: at most twice"

@@ -1,6 +1,6 @@
 """Settings, read from ``FOREWARN_*`` environment variables.
 
-Every setting has a documented default (the table in README.md is generated from :data:`SETTINGS_DOC`
+Every setting has a documented default (the table in docs/operations.md is generated from :data:`SETTINGS_DOC`
 by ``forewarn config``), so a worker with no environment at all runs against a local broker and the
 embedded ClickHouse.
 
@@ -35,7 +35,7 @@ from streams.contracts.events import (
 PREFIX = "FOREWARN_"
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # quoted into DDL by sinks.cluster
 
-# name -> (default, description). The order is the order of the README table.
+# name -> (default, description). The order is the order of the table in docs/operations.md.
 SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "app_id": ("forewarn", "Faust application id: consumer group and internal topic prefix."),
     "broker_url": ("kafka://127.0.0.1:9092", "Kafka bootstrap servers, `kafka://host:port[;host:port]`."),
@@ -52,8 +52,8 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     ),
     "clickhouse_cluster": (
         "",
-        "ClickHouse cluster name: the schema is created `ON CLUSTER` with Replicated engines (README"
-        ' "ClickHouse cluster"); empty: one server.',
+        "ClickHouse cluster name: the schema is created `ON CLUSTER` with Replicated engines"
+        ' (docs/operations.md "ClickHouse cluster"); empty: one server.',
     ),
     "topic_clickstream": ("clickstream", "Topic web producers write clickstream events to."),
     "topic_logistics": ("logistics", "Topic logistics producers write shipment events to."),
@@ -137,7 +137,7 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "memory://",
         "Faust table store: `memory://` (every user in memory, rebuilt from the changelogs at start) or"
         " `rocksdb://` (on disk under the data directory, through rocksdict: `pip install '.[rocksdb]'`;"
-        ' what production runs, README "Table store").',
+        ' what production runs, docs/operations.md "Table store").',
     ),
     "web_port": (6066, "Port of the worker's HTTP server: the CRM/ERP API and nothing else."),
     "metrics_port": (9108, "Port Prometheus scrapes `/metrics` on; 0 disables."),
@@ -153,8 +153,8 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         0.0,
         "A user idle this long (event time) is evicted from the worker: their state is deleted, with a"
         " tombstone in the changelog; 0: the longest window a trigger, cap, label or offer rule of the"
-        ' policy reads (90 days for the packaged one; README "Guarantees"). Users with preferences,'
-        " subscriptions, devices or CRM attributes are trimmed to those instead.",
+        ' policy reads (90 days for the packaged one; docs/architecture.md "Guarantees"). Users with'
+        " preferences, subscriptions, devices or CRM attributes are trimmed to those instead.",
     ),
     "catalog_file": (
         "",
@@ -211,7 +211,7 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "sink_in_worker": (
         True,
         "`forewarn worker` runs the ClickHouse sink too; false where `forewarn sink` runs it in a process"
-        ' of its own (README "Running the sink on its own").',
+        ' of its own (docs/operations.md "Running the sink on its own").',
     ),
     "sink_metrics_port": (9107, "Port of `forewarn sink`'s Prometheus `/metrics`; 0 disables."),
     "broker_profile": (
@@ -231,7 +231,8 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
     "broker_verify_end_offsets": (
         False,
         "Read end offsets from a fetch's high watermark (table recovery): the embedded broker reports"
-        ' them short (README "Guarantees"); its profile (`FOREWARN_BROKER_PROFILE`) sets it.',
+        ' them short (docs/architecture.md "Guarantees"); its profile (`FOREWARN_BROKER_PROFILE`) sets'
+        " it.",
     ),
     "producer_linger_ms": (
         5,
@@ -548,7 +549,7 @@ class Settings:
 
 
 def settings_table() -> str:
-    """The configuration table for README.md, in Markdown."""
+    """The configuration table for docs/operations.md, in Markdown."""
     lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for name, (default, description) in SETTINGS_DOC.items():
         shown = f"`{default}`" if default != "" else "(empty)"

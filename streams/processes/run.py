@@ -145,7 +145,7 @@ def tag_user_feedback(state: UserState, event: Event, tagger: FeedbackTagger) ->
     return tagged
 
 
-# Health bands for the CRM's tags, on the 0-100 health score (README "Prediction").
+# Health bands for the CRM's tags, on the 0-100 health score (docs/prediction.md).
 HEALTH_BANDS = ((40, "health:at_risk"), (70, "health:watch"), (101, "health:healthy"))
 
 

@@ -486,7 +486,7 @@ def run_demo(
     # Made here, before the worker starts and reads it: the demo pseudonymises with the same key.
     pseudonymize = Pseudonymizer(load_key(settings))
     worker = WorkerProcess(env, root / "worker.log")
-    if metrics_port:  # a fixed port, for a Prometheus pointed at the demo (README "Operating it")
+    if metrics_port:  # a fixed port, for a Prometheus pointed at the demo (docs/operations.md "Operating it")
         worker.metrics_port = metrics_port
     try:
         print(f"Forewarn demo: embedded Kafka (Tansu) on {broker.bootstrap}, ClickHouse (chdb) in {dsn}")
