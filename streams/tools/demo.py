@@ -46,15 +46,11 @@ from streams.domain.policy import Policy, load_policy
 from streams.tools.broker import free_port, start_broker
 from streams.tools.compat_listener import CompatListener
 from streams.tools.notifier import run_notifier
-from streams.tools.traffic.generator import (
-    DAY,
-    FEEDBACK_LABELS,
-    Outgoing,
-    Surge,
-    TrafficGenerator,
-    TrafficProfile,
-)
+from streams.tools.traffic.feedback import FEEDBACK_LABELS
+from streams.tools.traffic.generator import TrafficGenerator
+from streams.tools.traffic.profile import Surge, TrafficProfile
 from streams.tools.traffic.runner import QUESTION_HISTORY, process_traffic_profile, stream_traffic
+from streams.tools.traffic.schedule import DAY, Outgoing
 from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV, WorkerProcess
 
 if TYPE_CHECKING:

@@ -36,7 +36,10 @@ from streams.domain.experiments import assign_arm
 from streams.domain.policy import HOLDOUT, Policy, load_policy
 from streams.tools.broker_wait import wait_for_topics
 from streams.tools.signals import stopped_by_signals
-from streams.tools.traffic.generator import DAY, FEEDBACK_LABELS, Outgoing, TrafficGenerator, TrafficProfile
+from streams.tools.traffic.feedback import FEEDBACK_LABELS
+from streams.tools.traffic.generator import TrafficGenerator
+from streams.tools.traffic.profile import TrafficProfile
+from streams.tools.traffic.schedule import DAY, Outgoing
 
 log = logging.getLogger(__name__)
 
