@@ -56,7 +56,8 @@ from streams.domain.rounds import run_round  # noqa: E402
 from streams.domain.state import UserState  # noqa: E402
 from streams.tools.broker import start_broker  # noqa: E402
 from streams.tools.clickhouse_server import start_clickhouse_server  # noqa: E402
-from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.tools.traffic.generator import TrafficGenerator  # noqa: E402
+from streams.tools.traffic.profile import TrafficProfile  # noqa: E402
 from streams.tools.worker_launcher import WorkerProcess  # noqa: E402
 
 MARKERS = ("<!-- memory:start -->", "<!-- memory:end -->")

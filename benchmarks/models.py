@@ -57,7 +57,8 @@ from streams.domain.policy import load_policy  # noqa: E402
 from streams.domain.prediction import CHURNED  # noqa: E402
 from streams.domain.rounds import Round  # noqa: E402
 from streams.tools.simulation import InProcessPartition  # noqa: E402
-from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.tools.traffic.generator import TrafficGenerator  # noqa: E402
+from streams.tools.traffic.profile import TrafficProfile  # noqa: E402
 
 DAY = 86400.0
 START = 1_760_000_000.0

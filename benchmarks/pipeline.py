@@ -77,7 +77,9 @@ from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST  # noqa
 from streams.contracts.settings import Settings  # noqa: E402
 from streams.contracts.topics import ensure_topics  # noqa: E402
 from streams.tools.broker import free_port, start_broker  # noqa: E402
-from streams.tools.traffic.generator import Outgoing, TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.tools.traffic.generator import TrafficGenerator  # noqa: E402
+from streams.tools.traffic.profile import TrafficProfile  # noqa: E402
+from streams.tools.traffic.schedule import Outgoing  # noqa: E402
 from streams.tools.worker_launcher import (  # noqa: E402
     EMBEDDED_BROKER_ENV,
     READY_LINES,

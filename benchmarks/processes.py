@@ -94,7 +94,10 @@ from streams.processes.run import (  # noqa: E402
     tag_user_feedback,
 )
 from streams.processes.tickets import OpeningHours, ServicePoint, load_service_points, nearest_point  # noqa: E402
-from streams.tools.traffic.generator import DISPATCH_MAX_KM, REVIEWERS, TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.tools.traffic.feedback import REVIEWERS  # noqa: E402
+from streams.tools.traffic.generator import TrafficGenerator  # noqa: E402
+from streams.tools.traffic.profile import TrafficProfile  # noqa: E402
+from streams.tools.traffic.repairs import DISPATCH_MAX_KM  # noqa: E402
 from streams.worker.codec import DataclassCodec  # noqa: E402
 
 START = 1_763_971_200.0  # 2025-11-24 08:00 UTC: a Monday morning, service points open in Europe

@@ -40,7 +40,8 @@ def measure(users: int, days: float, seed: int) -> dict[str, float]:
     from streams.domain import rounds
     from streams.domain.policy import load_policy
     from streams.tools.simulation import InProcessPartition
-    from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile
+    from streams.tools.traffic.generator import TrafficGenerator
+    from streams.tools.traffic.profile import TrafficProfile
 
     profile = TrafficProfile(
         sessions_per_second=users / (2 * DAY), users=users, subscription_share=0.3, preferences_share=0.3

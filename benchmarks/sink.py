@@ -64,7 +64,8 @@ from streams.contracts.events import Event, InvalidEvent, parse_event  # noqa: E
 from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id  # noqa: E402
 from streams.contracts.privacy import Pseudonymizer, pseudonymize_row  # noqa: E402
 from streams.domain.contact import EMITTED, Decision  # noqa: E402
-from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.tools.traffic.generator import TrafficGenerator  # noqa: E402
+from streams.tools.traffic.profile import TrafficProfile  # noqa: E402
 
 MARKERS = ("<!-- sink-benchmark:start -->", "<!-- sink-benchmark:end -->")
 PARTITIONS = 4

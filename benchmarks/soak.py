@@ -75,7 +75,9 @@ from streams.contracts.events import InvalidEvent, parse_event  # noqa: E402
 from streams.contracts.settings import Settings  # noqa: E402
 from streams.contracts.topics import ensure_topics  # noqa: E402
 from streams.tools.broker import EmbeddedBroker, start_broker  # noqa: E402
-from streams.tools.traffic.generator import Outgoing, TrafficGenerator, TrafficProfile  # noqa: E402
+from streams.tools.traffic.generator import TrafficGenerator  # noqa: E402
+from streams.tools.traffic.profile import TrafficProfile  # noqa: E402
+from streams.tools.traffic.schedule import Outgoing  # noqa: E402
 from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy  # noqa: E402
 
 PARTITIONS = 4

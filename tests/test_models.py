@@ -21,7 +21,8 @@ from streams.domain.prediction import CHURNED, STAYED, observe, vector
 from streams.domain.state import UserState, apply_event
 from streams.domain.triggers import check_predictions
 from streams.tools.simulation import InProcessPartition
-from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile
+from streams.tools.traffic.generator import TrafficGenerator
+from streams.tools.traffic.profile import TrafficProfile
 from streams.worker.codec import DataclassCodec, PartitionModelsCodec
 
 DAY = 86400.0

@@ -26,6 +26,7 @@ from streams.contracts.events import (
     parse_event,
 )
 from streams.contracts.feedback import Correction, parse_label
+from streams.contracts.time import DAY, HOUR
 from streams.domain.policy import load_policy
 from streams.domain.state import UserState
 from streams.domain.triggers import check_payment_dwell, check_timers, process_event
@@ -38,23 +39,14 @@ from streams.processes.orders import (
     decide_order,
 )
 from streams.processes.tickets import UNKNOWN_DEVICE, DeviceBook, great_circle_km, open_ticket, register
-from streams.tools.traffic.generator import (
-    CATEGORY_TOPICS,
-    DAY,
-    DISPATCH_MAX_KM,
-    FEEDBACK_LABELS,
-    HELP_QUERIES,
-    HOUR,
-    PROCESS_TOPICS,
-    QUERIES,
-    SUPPORT_REASONS,
-    TIERS,
-    USER_TYPES,
-    Outgoing,
-    Surge,
-    TrafficGenerator,
-    TrafficProfile,
-)
+from streams.tools.traffic.clickstream import HELP_QUERIES, QUERIES, SUPPORT_REASONS
+from streams.tools.traffic.crm import TIERS
+from streams.tools.traffic.feedback import FEEDBACK_LABELS
+from streams.tools.traffic.generator import PROCESS_TOPICS, TrafficGenerator
+from streams.tools.traffic.profile import USER_TYPES, Surge, TrafficProfile
+from streams.tools.traffic.repairs import DISPATCH_MAX_KM
+from streams.tools.traffic.schedule import Outgoing
+from streams.tools.traffic.support_questions import CATEGORY_TOPICS
 
 START = 1_764_000_000.0
 

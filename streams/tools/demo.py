@@ -39,20 +39,17 @@ from streams.contracts.feedback import ROUTES
 from streams.contracts.interventions import PAYMENT_ASSIST, TRIGGERS
 from streams.contracts.privacy import Pseudonymizer, load_key
 from streams.contracts.settings import Settings
+from streams.contracts.time import DAY
 from streams.domain.contact import EMITTED
 from streams.domain.policy import Policy, load_policy
 from streams.tools.broker import free_port, start_broker
 from streams.tools.compat_listener import CompatListener
 from streams.tools.notifier import run_notifier
-from streams.tools.traffic.generator import (
-    DAY,
-    FEEDBACK_LABELS,
-    Outgoing,
-    Surge,
-    TrafficGenerator,
-    TrafficProfile,
-)
+from streams.tools.traffic.feedback import FEEDBACK_LABELS
+from streams.tools.traffic.generator import TrafficGenerator
+from streams.tools.traffic.profile import Surge, TrafficProfile
 from streams.tools.traffic.runner import QUESTION_HISTORY, process_traffic_profile, stream_traffic
+from streams.tools.traffic.schedule import Outgoing
 from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV, WorkerProcess
 
 if TYPE_CHECKING:

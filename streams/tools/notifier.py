@@ -33,7 +33,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams.contracts.settings import Settings
 from streams.contracts.time import iso_time
 from streams.contracts.topics import for_the_broker
-from streams.tools.traffic.runner import stopped_by_signals, wait_for_topics
+from streams.tools.broker_wait import wait_for_topics
+from streams.tools.signals import stopped_by_signals
 
 log = logging.getLogger(__name__)
 REPORT_SECONDS = 10.0  # how often serve_notifier logs what it reported

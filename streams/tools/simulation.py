@@ -7,7 +7,8 @@ partition's models, and file the user's next timer. Time is event time only. The
 the model-quality tests run long seeded streams through it: months of traffic in seconds.
 
 >>> from streams.domain.policy import load_policy
->>> from streams.tools.traffic.generator import TrafficGenerator, TrafficProfile
+>>> from streams.tools.traffic.generator import TrafficGenerator
+>>> from streams.tools.traffic.profile import TrafficProfile
 >>> from models.learners import PartitionModels
 >>> partition = InProcessPartition(load_policy(), PartitionModels())
 >>> traffic = TrafficGenerator(TrafficProfile(sessions_per_second=1.0), seed=3, start=1_764_000_000.0)
@@ -28,7 +29,7 @@ from streams.domain.policy import Policy
 from streams.domain.rounds import Round, run_round
 from streams.domain.state import UserState
 from streams.domain.triggers import PendingTimers
-from streams.tools.traffic.generator import Outgoing
+from streams.tools.traffic.schedule import Outgoing
 
 PARTITION = 0
 

@@ -11,8 +11,9 @@ topics if they are not there yet (``forewarn topics`` creates them), logs what i
 :data:`REPORT_SECONDS`, and stops on SIGTERM or SIGINT, or after ``--duration`` seconds.
 
 The demo streams with the same loop (:func:`stream_traffic`) and the same kinds of traffic
-(:func:`process_traffic_profile`); the example notifier (``forewarn notifier``) waits for the broker
-with :func:`wait_for_topics` and stops with :func:`stopped_by_signals`.
+(:func:`process_traffic_profile`). Like the example notifier (``forewarn notifier``), it waits for the
+broker with :func:`streams.tools.broker_wait.wait_for_topics` and stops with
+:func:`streams.tools.signals.stopped_by_signals`.
 """
 
 from __future__ import annotations
@@ -22,21 +23,24 @@ import contextlib
 import logging
 import math
 import random
-import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 
 from streams.contracts.interventions import PAYMENT_ASSIST
 from streams.contracts.settings import Settings
+from streams.contracts.time import DAY
 from streams.domain.experiments import assign_arm
 from streams.domain.policy import HOLDOUT, Policy, load_policy
-from streams.tools.traffic.generator import DAY, FEEDBACK_LABELS, Outgoing, TrafficGenerator, TrafficProfile
+from streams.tools.broker_wait import wait_for_topics
+from streams.tools.signals import stopped_by_signals
+from streams.tools.traffic.feedback import FEEDBACK_LABELS
+from streams.tools.traffic.generator import TrafficGenerator
+from streams.tools.traffic.profile import TrafficProfile
+from streams.tools.traffic.schedule import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -89,66 +93,6 @@ def process_traffic_profile(sessions_per_second: float, policy: Policy) -> Traff
         seconds = float(dwell.params["dwell"])
         profile.linger_seconds = (seconds * 4 / 3, seconds * 3)
     return profile
-
-
-@contextlib.contextmanager
-def stopped_by_signals(stop: asyncio.Event) -> Iterator[None]:
-    """While inside: SIGTERM and SIGINT set ``stop`` (in the running event loop)."""
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for number in signals:
-        loop.add_signal_handler(number, stop.set)
-    try:
-        yield
-    finally:
-        for number in signals:
-            loop.remove_signal_handler(number)
-
-
-async def _missing_topics(settings: Settings, topics: Collection[str]) -> list[str]:
-    """Those of ``topics`` the broker does not have; raises KafkaError or OSError if it does not answer."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers,
-        request_timeout_ms=10_000,
-        **settings.aiokafka_security(),
-    )
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-    finally:
-        await admin.close()
-    return sorted(set(topics) - existing)
-
-
-async def wait_for_topics(
-    settings: Settings,
-    topics: Collection[str],
-    stop: asyncio.Event,
-    first_delay: float = 1.0,
-    max_delay: float = 30.0,
-) -> bool:
-    """Wait until the broker answers and has every one of ``topics``, retrying with a delay that doubles
-    up to ``max_delay``. True when they are there; False if ``stop`` was set first."""
-    delay = first_delay
-    while not stop.is_set():
-        try:
-            missing = await _missing_topics(settings, topics)
-        except (KafkaError, OSError) as error:
-            log.warning(
-                "the broker %s does not answer (%s); retrying in %.0f s", settings.broker_url, error, delay
-            )
-        else:
-            if not missing:
-                return True
-            log.warning(
-                "topics %s do not exist yet (`forewarn topics` creates them); retrying in %.0f s",
-                ", ".join(missing),
-                delay,
-            )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-        delay = min(delay * 2, max_delay)
-    return False
 
 
 async def stream_traffic(
