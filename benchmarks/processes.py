@@ -69,12 +69,12 @@ from models.surge import (  # noqa: E402
 from models.tagger import FeedbackTagger  # noqa: E402
 from streams.contracts.events import (  # noqa: E402
     CLICKSTREAM,
-    CRM,
+    CRM_UPDATES,
     DEVICES,
     LOGISTICS,
     ORDER_REQUESTS,
     SERVICE_REQUESTS,
-    SUPPORT,
+    SUPPORT_QUESTIONS,
     Event,
     parse_event,
 )
@@ -227,8 +227,8 @@ def make_stream(args: argparse.Namespace) -> Stream:
             DEVICES,
             SERVICE_REQUESTS,
             ORDER_REQUESTS,
-            CRM,
-            SUPPORT,
+            CRM_UPDATES,
+            SUPPORT_QUESTIONS,
         ):
             continue  # corrections (feedback_labels) are made below, from the corpus
         event = parse_event(message.value, message.topic)
@@ -584,7 +584,7 @@ def free_text_questions(
     for index in range(count):
         text = f"Case {index}: my {name} " + " ".join(rng.choice(words) for _ in range(14)) + "?"
         event = Event(
-            f"ft-{index}", "question_asked", SUPPORT, START + index * 5.0, f"u{index % 997:05d}",
+            f"ft-{index}", "question_asked", SUPPORT_QUESTIONS, START + index * 5.0, f"u{index % 997:05d}",
             {"product_id": product_id, "text": text},
         )  # fmt: skip
         questions.append(question_record(event, catalog, rules))
@@ -595,7 +595,7 @@ def measure_issues(
     args: argparse.Namespace, stream: Stream, references: References, results: Results
 ) -> None:
     catalog, rules = references.catalog, SurgeRules()
-    events = stream.by_source[SUPPORT][: args.questions]
+    events = stream.by_source[SUPPORT_QUESTIONS][: args.questions]
     results.rows.append(
         Row(
             "hot issues: `question_record` (ingest)",
@@ -673,7 +673,7 @@ def measure_crm(
     models: PartitionModels,
     results: Results,
 ) -> None:
-    crm = stream.by_source.get(CRM, [])
+    crm = stream.by_source.get(CRM_UPDATES, [])
     results.rows.append(
         Row(
             "crm: CRM attributes (`run_process`)",

@@ -25,6 +25,7 @@ import orjson
 
 from streams.contracts.deadletters import read_dead_letter_headers
 from streams.contracts.envelopes import ENVELOPE_VERSION
+from streams.contracts.registry import TOPICS
 from streams.contracts.time import iso_millis
 from streams.domain.contact import DECISION_KINDS
 
@@ -688,20 +689,33 @@ API_AUDIT = _spec(
 )
 
 
+# Every table the sink stores a topic in, by name (the registry names each topic's table).
+TABLE_SPECS = {
+    spec.table: spec
+    for spec in (
+        EVENTS,
+        INTERVENTIONS,
+        DEAD_LETTERS,
+        DECISIONS,
+        SCORES,
+        TICKETS,
+        ORDER_COMMANDS,
+        ORDER_REJECTIONS,
+        FEEDBACK_TAGS,
+        SUPPORT_QUESTIONS,
+        HOT_ISSUES,
+        API_AUDIT,
+    )
+}
+
+
 def sink_specs(settings: Settings) -> dict[str, TableSpec]:
-    """Topic -> the table the ClickHouse sink stores it in: what a worker's sink consumes, and what
-    ``forewarn doctor`` expects to find in ClickHouse."""
-    return {
-        settings.topic_events: EVENTS,
-        settings.topic_interventions: INTERVENTIONS,
-        settings.topic_dead_letters: DEAD_LETTERS,
-        settings.topic_decisions: DECISIONS,
-        settings.topic_scores: SCORES,
-        settings.topic_tickets: TICKETS,
-        settings.topic_order_commands: ORDER_COMMANDS,
-        settings.topic_order_rejections: ORDER_REJECTIONS,
-        settings.topic_feedback_tagged: FEEDBACK_TAGS,
-        settings.topic_questions: SUPPORT_QUESTIONS,
-        settings.topic_hot_issues: HOT_ISSUES,
-        settings.topic_api_audit: API_AUDIT,
-    }
+    """Topic -> the table the ClickHouse sink stores it in (``table`` in the topic registry,
+    :mod:`streams.contracts.registry`): what a worker's sink consumes, and what ``forewarn doctor``
+    expects to find in ClickHouse.
+
+    >>> from streams.contracts.settings import Settings
+    >>> sink_specs(Settings.from_env({"FOREWARN_TOPIC_SCORES": "scores"}))["scores"].table
+    'user_scores'
+    """
+    return {topic.name_in(settings): TABLE_SPECS[topic.table] for topic in TOPICS.values() if topic.table}

@@ -48,17 +48,15 @@ import orjson
 
 from streams.contracts.events import (
     CLICKSTREAM,
-    CRM,
+    CRM_UPDATES,
     DEFAULT_MAX_FUTURE_SKEW,
     DEVICES,
-    ERASURE,
+    ERASURE_REQUESTS,
     FIELDS_BY_SOURCE,
     LOGISTICS,
     MAX_AMOUNT,
     MAX_EVENT_TIME,
-    MAX_ID_LENGTH,
     MAX_ORDER_ITEMS,
-    MAX_TEXT_LENGTH,
     MIN_EVENT_TIME,
     ORDER_REQUESTS,
     OUTCOMES,
@@ -66,7 +64,7 @@ from streams.contracts.events import (
     SERVICE_REQUESTS,
     SUBSCRIPTION_STATUSES,
     SUBSCRIPTIONS,
-    SUPPORT,
+    SUPPORT_QUESTIONS,
     _boolean,
     _channel_switches,
     _csat_score,
@@ -84,6 +82,7 @@ from streams.contracts.events import (
     parse_time,
 )
 from streams.contracts.feedback import CATEGORIES
+from streams.contracts.validation import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 from streams.processes.catalog import load_catalog
 
 LABELS = "labels"  # feedback_labels: models.tagger.parse_label
@@ -97,9 +96,9 @@ SOURCE_TOPICS = {
     SERVICE_REQUESTS: "service_requests",
     DEVICES: "devices",
     ORDER_REQUESTS: "order_requests",
-    CRM: "crm_updates",
-    ERASURE: "erasure_requests",
-    SUPPORT: "support_questions",
+    CRM_UPDATES: "crm_updates",
+    ERASURE_REQUESTS: "erasure_requests",
+    SUPPORT_QUESTIONS: "support_questions",
     LABELS: "feedback_labels",
     STOCK: "stock",
 }
@@ -355,7 +354,7 @@ def good_fields(rnd: random.Random, source: str, now_ms: int, event_id: str, use
             fields[name] = good_value(rnd, check, name, now_ms)
         elif roll < 0.7:
             fields[name] = None  # null reads as absent
-    if source == SUPPORT:
+    if source == SUPPORT_QUESTIONS:
         fields["product_id"] = _pick(rnd, PRODUCTS)
     if rnd.random() < 0.3:
         fields[f"x_{rnd.randrange(100)}"] = junk(rnd)  # unknown fields are dropped
@@ -527,7 +526,7 @@ def event_sample(rnd: random.Random, source: str, now_ms: int, index: int, *, ch
     fields = good_fields(rnd, source, now_ms, event_id, user_id)
     roll = rnd.random()
     if roll < 0.35:
-        if source == SUPPORT and rnd.random() < 0.25:
+        if source == SUPPORT_QUESTIONS and rnd.random() < 0.25:
             fields["product_id"] = printable_id(rnd, "no-such-product-")
             return Sample(source, "unknown_product", orjson.dumps(fields), "unknown_product")
         return Sample(source, "good", _good_bytes(rnd, fields), OK)

@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaConsumer
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from sinks.rows import sink_specs
-from streams.contracts.events import CLICKSTREAM, ERASURE, OUTCOMES
+from streams.contracts.events import CLICKSTREAM, ERASURE_REQUESTS, OUTCOMES
 from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id
 from streams.contracts.settings import PREFIX, Settings
 from streams.contracts.topics import ensure_topics, topic_names
@@ -751,7 +751,10 @@ def test_the_traffic_profile_sends_every_kind_of_traffic_and_lingers_past_the_dw
     start = time.time()
     sent = TrafficGenerator(profile, seed=7, start=start).due(start + 900)
     # Everything but what the notifier (outcomes) and the erasure requests of the API send.
-    assert {m.topic for m in sent} == set(traffic_topics(Settings.from_env({}))) - {OUTCOMES, ERASURE}
+    assert {m.topic for m in sent} == set(traffic_topics(Settings.from_env({}))) - {
+        OUTCOMES,
+        ERASURE_REQUESTS,
+    }
     dwell = policy.for_signal("payment_dwell")
     assert dwell is not None and profile.linger_seconds[0] > dwell.params["dwell"]
     assert any(m.expects == PAYMENT_ASSIST for m in sent)

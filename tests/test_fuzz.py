@@ -58,12 +58,14 @@ from sinks.rows import (
     ORDER_COMMANDS,
     ORDER_REJECTIONS,
     SCORES,
-    SUPPORT_QUESTIONS,
     TICKETS,
     TableSpec,
     decision_row,
     hot_issue_row,
     intervention_row,
+)
+from sinks.rows import (
+    SUPPORT_QUESTIONS as QUESTIONS_TABLE,
 )
 from streams.api.auth import Caller
 from streams.api.server import PREFERENCES_ROUTE, ROUTES, ApiError, command, user_view
@@ -76,11 +78,11 @@ from streams.contracts.deadletters import (
 from streams.contracts.erasure import Erasure, erasure_record
 from streams.contracts.events import (
     CLICKSTREAM,
-    CRM,
+    CRM_UPDATES,
     DEAD_LETTER_REASONS,
     DEFAULT_MAX_FUTURE_SKEW,
     DEVICES,
-    ERASURE,
+    ERASURE_REQUESTS,
     LOGISTICS,
     ORDER_REQUESTS,
     OUTCOMES,
@@ -89,7 +91,7 @@ from streams.contracts.events import (
     SERVICE_REQUESTS,
     SOURCES,
     SUBSCRIPTIONS,
-    SUPPORT,
+    SUPPORT_QUESTIONS,
     Event,
     InvalidEvent,
     parse_event,
@@ -204,7 +206,7 @@ class InProcessWorker:
             if sample.source == STOCK:
                 return parse_stock(sample.raw, max_bytes=MAX_BYTES)
             event = parse_event(sample.raw, sample.source, max_bytes=MAX_BYTES, now=self.wall)
-            if event.source == SUPPORT:
+            if event.source == SUPPORT_QUESTIONS:
                 return event, question_record(event, CATALOG, RULES)
             return event
         except InvalidEvent as error:
@@ -227,7 +229,7 @@ class InProcessWorker:
             self.learn(parsed)
         elif sample.source == STOCK:
             self.stock.apply(parsed)
-        elif sample.source == SUPPORT:
+        elif sample.source == SUPPORT_QUESTIONS:
             self.question(*parsed)
         else:
             self.event(parsed)
@@ -244,7 +246,7 @@ class InProcessWorker:
     def question(self, event: Event, question: dict[str, Any]) -> None:
         """``ingest`` to the questions topic, ``watch_issues``, and the sink's rows."""
         raw = orjson.dumps(question)
-        stored(SUPPORT_QUESTIONS, raw)
+        stored(QUESTIONS_TABLE, raw)
         value = read_question(raw, CATALOG.category_of)  # as watch_issues reads it
         assert value == question
         alerts = observe_question(value, CATALOG, self.counts, self.profiles, RULES)
@@ -265,7 +267,7 @@ class InProcessWorker:
         assert back.to_wire() == wire and back.attrs.keys() == event.attrs.keys()
         assert abs(back.event_time - event.event_time) <= 0.0005
         stored(EVENTS, raw)
-        if event.source == ERASURE:
+        if event.source == ERASURE_REQUESTS:
             removed = self.users.pop(event.user_id, None) is not None
             erasure = Erasure.from_wire(orjson.dumps(erasure_record(back, removed, self.wall)))
             assert erasure.user_id == event.user_id
@@ -280,7 +282,7 @@ class InProcessWorker:
 
     def process(self, state: UserState, event: Event) -> None:
         done = run_process(state, event, REFERENCES, self.stock)
-        if event.source == CRM:
+        if event.source == CRM_UPDATES:
             crm_sync_record(state, event.event_time)
         if done.ticket is not None:
             stored(TICKETS, orjson.dumps(done.ticket.to_wire(self.wall)))
@@ -403,7 +405,7 @@ def test_any_bytes_are_accepted_or_dead_lettered_with_a_documented_reason(raw: b
 )
 @example(
     sample=Sample(
-        CRM,
+        CRM_UPDATES,
         "invalid_value",
         orjson.dumps(
             {
@@ -420,7 +422,7 @@ def test_any_bytes_are_accepted_or_dead_lettered_with_a_documented_reason(raw: b
 # Defect (the reason only): 33 segments were "wrong_type"; a list of the right type too long is invalid.
 @example(
     sample=Sample(
-        CRM,
+        CRM_UPDATES,
         "invalid_value",
         orjson.dumps(
             {"event_id": "c1", "event_type": "crm_attributes", "event_time": NOW_MS, "user_id": "u1"}
@@ -470,8 +472,8 @@ def test_event_time_bounds_do_not_depend_on_the_local_time_zone() -> None:
 
 # --- one user's events out of order, with duplicates and timer ticks between them
 
-USER_SOURCES = (CLICKSTREAM,) * 6 + (LOGISTICS,) * 2 + (PREFERENCES, OUTCOMES, SUBSCRIPTIONS, CRM)
-USER_SOURCES += (DEVICES, SERVICE_REQUESTS, ORDER_REQUESTS, SUPPORT)
+USER_SOURCES = (CLICKSTREAM,) * 6 + (LOGISTICS,) * 2 + (PREFERENCES, OUTCOMES, SUBSCRIPTIONS, CRM_UPDATES)
+USER_SOURCES += (DEVICES, SERVICE_REQUESTS, ORDER_REQUESTS, SUPPORT_QUESTIONS)
 EDGE_TIMES = (MIN_MS, MIN_MS + 1, NOW_MS - 10**10, NOW_MS + round(DEFAULT_MAX_FUTURE_SKEW * 1000) - 60_000)
 
 
@@ -491,7 +493,7 @@ def user_history(rnd: random.Random) -> list[Sample | int]:
             fields["event_time"] = rnd.choice(EDGE_TIMES)
         if source == CLICKSTREAM:
             fields["session_id"] = f"s{rnd.randrange(3)}"
-        elif source == SUPPORT:
+        elif source == SUPPORT_QUESTIONS:
             fields["product_id"] = "phone-aster-3"
         events.append(Sample(source, "good", orjson.dumps(fields), OK))
     events += [rnd.choice(events) for _ in range(rnd.randrange(0, len(events)))]  # redelivered
@@ -585,7 +587,7 @@ def hostile_mix(seed: int, now_ms: int, count: int) -> list[tuple[Sample, bytes 
         source = INTEGRATION_SOURCES[index % len(INTEGRATION_SOURCES)]
         sample = any_sample(rnd, source, now_ms, index, chaos=False)
         index += 1
-        if sample.source == ERASURE and sample.expected == OK:
+        if sample.source == ERASURE_REQUESTS and sample.expected == OK:
             continue
         key = rnd.choice((None, b"", b"k", rnd.randbytes(8), "\u202e\U0001f44d".encode()))
         mix.append((sample, key))
@@ -633,8 +635,8 @@ def test_hostile_input_through_a_worker(broker, tmp_path: Path) -> None:
         assert reason_of(local.ingest(sample)) == sample.expected, sample
     good = [sample for sample, _ in mix if sample.expected == OK]
     bad = [(sample, key) for sample, key in mix if sample.expected != OK]
-    good_events = [s for s in good if s.source in EVENT_SOURCES and s.source != SUPPORT]
-    good_questions = [s for s in good if s.source == SUPPORT]
+    good_events = [s for s in good if s.source in EVENT_SOURCES and s.source != SUPPORT_QUESTIONS]
+    good_questions = [s for s in good if s.source == SUPPORT_QUESTIONS]
     good_labels = [s for s in good if s.source == LABELS]
     expected_reasons = Counter(str(sample.expected) for sample, _ in bad)
     assert good_events and good_questions and good_labels and len(expected_reasons) >= 8

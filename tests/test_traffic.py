@@ -14,13 +14,13 @@ import pytest
 from models.feedback_corpus import CATEGORIES as CORPUS_CATEGORIES
 from streams.contracts.events import (
     CLICKSTREAM,
-    CRM,
+    CRM_UPDATES,
     DEVICES,
     LOGISTICS,
     ORDER_REQUESTS,
     SERVICE_REQUESTS,
     SUBSCRIPTIONS,
-    SUPPORT,
+    SUPPORT_QUESTIONS,
     Event,
     InvalidEvent,
     parse_event,
@@ -493,8 +493,8 @@ def test_process_traffic_is_valid_counted_and_in_order(process_run: ProcessRun) 
     assert len(run.of(DEVICES)) == stats.devices > 1000
     assert len(run.of(SERVICE_REQUESTS)) == stats.repair_requests + stats.repair_redeliveries
     assert len(run.of(ORDER_REQUESTS)) == stats.order_requests + stats.order_duplicates
-    assert len(run.of(CRM)) == stats.crm_updates
-    assert len(run.of(SUPPORT)) == stats.support_questions + stats.surge_questions
+    assert len(run.of(CRM_UPDATES)) == stats.crm_updates
+    assert len(run.of(SUPPORT_QUESTIONS)) == stats.support_questions + stats.surge_questions
     assert len(run.labels) == stats.labels > 100
     commented = [e for e in run.of(CLICKSTREAM) if e.event_type == "feedback" and "comment" in e.attrs]
     assert len(commented) == stats.commented_feedback > 500
@@ -677,9 +677,9 @@ def test_feedback_comments_carry_their_true_tags_and_some_are_corrected(process_
 
 def test_support_questions_have_steady_topic_mixes_and_the_planted_surge(process_run: ProcessRun) -> None:
     run, generator = process_run, process_run.generator
-    questions = run.of(SUPPORT)
+    questions = run.of(SUPPORT_QUESTIONS)
     catalog = generator.catalog
-    keys = {m.key for m in run.messages if m.topic == SUPPORT}
+    keys = {m.key for m in run.messages if m.topic == SUPPORT_QUESTIONS}
     assert keys <= {p.encode() for p in catalog.products}
     history = [q for q in questions if q.event_time < START]
     assert history and min(q.event_time for q in history) < START - 1.9 * HOUR
@@ -748,7 +748,7 @@ def test_a_surge_must_name_a_product_and_topic_of_the_catalog() -> None:
 def test_crm_attributes_for_some_new_users_and_updates_that_only_grow(process_run: ProcessRun) -> None:
     run, generator = process_run, process_run.generator
     updates: defaultdict[str, list[Event]] = defaultdict(list)
-    for event in run.of(CRM):
+    for event in run.of(CRM_UPDATES):
         updates[event.user_id].append(event)
     first_click: dict[str, float] = {}
     for event in run.of(CLICKSTREAM):

@@ -83,10 +83,9 @@ from streams.api.forwarding import (
 from streams.contracts import metrics
 from streams.contracts.envelopes import user_partition
 from streams.contracts.events import (
-    CRM,
-    ERASURE,
+    CRM_UPDATES,
+    ERASURE_REQUESTS,
     FIELDS_BY_SOURCE,
-    MAX_ID_LENGTH,
     PREFERENCES,
     SCHEMA_VERSION,
     InvalidEvent,
@@ -96,6 +95,7 @@ from streams.contracts.events import (
 from streams.contracts.privacy import load_cluster_secret
 from streams.contracts.settings import Settings
 from streams.contracts.time import iso_time, to_millis
+from streams.contracts.validation import MAX_ID_LENGTH
 from streams.domain.state import UserState
 
 log = logging.getLogger(__name__)
@@ -150,8 +150,8 @@ USER_ROUTE = Route("GET", "/api/v1/users/{user_id}", READ_SCORES)
 PREFERENCES_ROUTE = Route(
     "PUT", "/api/v1/users/{user_id}/preferences", WRITE_PREFERENCES, PREFERENCES, "preferences_updated"
 )
-ERASURE_ROUTE = Route("POST", "/api/v1/users/{user_id}/erasure", ADMIN, ERASURE, "erasure_requested")
-CRM_ROUTE = Route("POST", "/api/v1/crm/{user_id}", ADMIN, CRM, "crm_attributes")
+ERASURE_ROUTE = Route("POST", "/api/v1/users/{user_id}/erasure", ADMIN, ERASURE_REQUESTS, "erasure_requested")
+CRM_ROUTE = Route("POST", "/api/v1/crm/{user_id}", ADMIN, CRM_UPDATES, "crm_attributes")
 ROUTES = (USER_ROUTE, PREFERENCES_ROUTE, ERASURE_ROUTE, CRM_ROUTE)
 
 
@@ -293,7 +293,7 @@ def command(
     """The event a write route produces, validated by :func:`streams.contracts.events.parse_event` (400 with
     its detail otherwise)."""
     assert route.source is not None, route
-    erasure = route.source == ERASURE
+    erasure = route.source == ERASURE_REQUESTS
     body = read_body(raw_body, allow_empty=erasure)
     allowed = route.body_fields
     unknown = sorted(set(body) - set(allowed))
@@ -726,7 +726,7 @@ def register_api(app: Any, settings: Settings, users: Any) -> None:
     secret."""
     topics = {
         source: app.topic(settings.source_topics[source], key_serializer="raw", value_serializer="raw")
-        for source in (PREFERENCES, CRM, ERASURE)
+        for source in dict.fromkeys(route.source for route in ROUTES if route.source)
     }
     audit = app.topic(settings.topic_api_audit, key_serializer="raw", value_serializer="raw")
     api = _Api(app, settings, users, topics, audit, load_cluster_secret(settings))

@@ -9,8 +9,8 @@ Producers send one JSON object per Kafka message. Every event carries:
 * ``user_id``: the customer the event belongs to,
 * ``schema``: optional, ``1`` when present.
 
-Type-specific fields are listed per source (the topic's kind) in :data:`FIELDS_BY_SOURCE`: clickstream,
-logistics, preferences, intervention outcomes and subscriptions.
+Type-specific fields are listed per source (the kind of topic the event came from: its topic in
+:data:`streams.contracts.registry.SOURCE_TOPICS`) in :data:`FIELDS_BY_SOURCE`.
 Unknown fields are dropped: Forewarn keeps only what a trigger needs.
 
 :func:`parse_event` turns the raw bytes of one message into an :class:`Event`, or raises
@@ -42,10 +42,20 @@ from typing import Any
 
 import orjson
 
-from streams.contracts.time import to_millis
-from streams.contracts.validation import IDENTIFIER, check_timezone
+from streams.contracts.time import DAY, to_millis
+from streams.contracts.validation import (
+    IDENTIFIER,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    check_timezone,
+    is_id,
+    is_number,
+)
 
 SCHEMA_VERSION = 1
+# The sources: an event's ``source`` is the kind of topic it came from. Each constant is named as the
+# setting of its topic (CRM_UPDATES: ``topic_crm_updates``, streams.contracts.registry); the values are
+# on the wire and in ClickHouse, so the few older, shorter ones stay ("crm", "erasure", "support").
 CLICKSTREAM = "clickstream"
 LOGISTICS = "logistics"
 PREFERENCES = "preferences"
@@ -57,10 +67,20 @@ SOURCES = (CLICKSTREAM, LOGISTICS, PREFERENCES, OUTCOMES, SUBSCRIPTIONS)
 SERVICE_REQUESTS = "service_requests"
 DEVICES = "devices"
 ORDER_REQUESTS = "order_requests"
-CRM = "crm"
-ERASURE = "erasure"
-SUPPORT = "support"
-PROCESS_SOURCES = (SERVICE_REQUESTS, DEVICES, ORDER_REQUESTS, CRM, ERASURE, SUPPORT)
+CRM_UPDATES = "crm"
+ERASURE_REQUESTS = "erasure"
+SUPPORT_QUESTIONS = "support"
+PROCESS_SOURCES = (
+    SERVICE_REQUESTS,
+    DEVICES,
+    ORDER_REQUESTS,
+    CRM_UPDATES,
+    ERASURE_REQUESTS,
+    SUPPORT_QUESTIONS,
+)
+# The former names, still imported by streams.worker and streams.tools.traffic; remove with their last
+# import.
+CRM, ERASURE, SUPPORT = CRM_UPDATES, ERASURE_REQUESTS, SUPPORT_QUESTIONS
 MAX_ORDER_ITEMS = 100
 SUBSCRIPTION_STATUSES = ("active", "past_due", "cancelled")
 
@@ -68,10 +88,8 @@ SUBSCRIPTION_STATUSES = ("active", "past_due", "cancelled")
 # a naive datetime here would move the bounds with the worker's local time zone.
 MIN_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC).timestamp()
 MAX_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC).timestamp()
-DEFAULT_MAX_FUTURE_SKEW = 24 * 3600.0
+DEFAULT_MAX_FUTURE_SKEW = DAY
 
-MAX_ID_LENGTH = 128
-MAX_TEXT_LENGTH = 1024
 CSAT_MIN, CSAT_MAX = 1, 5  # the range of a feedback event's satisfaction score
 # The largest amount (price, cart value, order amount, revenue, lifetime value) accepted: beyond any real
 # one in any currency. Unbounded, a price of 1e308 times a quantity overflows to infinity in the cart
@@ -146,7 +164,7 @@ def check_identifier(name: str, value: Any) -> str:
     """``value`` of the field ``name`` as an id: a string of 1 to MAX_ID_LENGTH printable characters."""
     if not isinstance(value, str):
         raise InvalidEvent("wrong_type", f"field {name!r} must be a string, got {type(value).__name__}")
-    if not 0 < len(value) <= MAX_ID_LENGTH or not value.isprintable():
+    if not is_id(value):
         raise InvalidEvent("invalid_value", f"field {name!r} must be 1-{MAX_ID_LENGTH} printable characters")
     return value
 
@@ -161,8 +179,7 @@ def check_text(name: str, value: Any) -> str:
 
 
 def _number(name: str, value: Any) -> float:
-    # bool is an int subclass in Python; true/false is not a number in this contract.
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise InvalidEvent("wrong_type", f"field {name!r} must be a number, got {type(value).__name__}")
     if not math.isfinite(value):
         raise InvalidEvent("invalid_value", f"field {name!r} must be finite")
@@ -266,7 +283,7 @@ def _order_items(name: str, value: Any) -> list[dict[str, Any]]:
             raise InvalidEvent("wrong_type", f"field {where!r} must be an object")
         sku = check_identifier(f"{where}.sku", required_field(item, "sku"))
         quantity = required_field(item, "quantity")
-        if isinstance(quantity, bool) or not isinstance(quantity, int | float):
+        if not is_number(quantity):
             raise InvalidEvent("wrong_type", f"field {where + '.quantity'!r} must be a number")
         if not math.isfinite(quantity):
             raise InvalidEvent("invalid_value", f"field {where + '.quantity'!r} must be finite")
@@ -425,7 +442,7 @@ ORDER_REQUEST_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     },
 }
 # Attributes the CRM/ERP keeps about the customer; fields left out keep their value, latest wins.
-CRM_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+CRM_UPDATES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "crm_attributes": {
         "tier": (check_identifier, False),
         "lifetime_value": (_non_negative, False),
@@ -433,11 +450,11 @@ CRM_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     },
 }
 # The right to erasure: every trace of the user goes (streams.privacy, sinks.erasure).
-ERASURE_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+ERASURE_REQUESTS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "erasure_requested": {"request_id": (check_identifier, True), "requested_by": (check_text, True)},
 }
 # A question a customer asked support about a product (the chat's intent as ``topic`` when it has one).
-SUPPORT_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+SUPPORT_QUESTIONS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "question_asked": {
         "product_id": (check_identifier, True),
         "text": (check_text, True),
@@ -453,9 +470,9 @@ FIELDS_BY_SOURCE = {
     SERVICE_REQUESTS: SERVICE_REQUEST_FIELDS,
     DEVICES: DEVICES_FIELDS,
     ORDER_REQUESTS: ORDER_REQUEST_FIELDS,
-    CRM: CRM_FIELDS,
-    ERASURE: ERASURE_FIELDS,
-    SUPPORT: SUPPORT_FIELDS,
+    CRM_UPDATES: CRM_UPDATES_FIELDS,
+    ERASURE_REQUESTS: ERASURE_REQUESTS_FIELDS,
+    SUPPORT_QUESTIONS: SUPPORT_QUESTIONS_FIELDS,
 }
 # Common fields on every clickstream event besides the type-specific ones.
 _CLICKSTREAM_COMMON = {"session_id": (check_identifier, False)}

@@ -23,14 +23,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from streams.contracts.events import (
-    MAX_ID_LENGTH,
-    MAX_TEXT_LENGTH,
-    InvalidEvent,
-    parse_time,
-    read_json_object,
-)
+from streams.contracts.events import InvalidEvent, parse_time, read_json_object
 from streams.contracts.time import to_millis
+from streams.contracts.validation import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 
 FEEDBACK_LABEL_SCHEMA = 1
 

@@ -2,7 +2,8 @@
 
 Every setting has a documented default (the table in docs/operations.md is generated from :data:`SETTINGS_DOC`
 by ``forewarn config``), so a worker with no environment at all runs against a local broker and the
-embedded ClickHouse.
+embedded ClickHouse. The topics' settings, ``topic_<name>``, come from the topic registry
+(:mod:`streams.contracts.registry`).
 
 >>> settings = Settings.from_env({"FOREWARN_SESSION_GAP_SECONDS": "900", "FOREWARN_PARTITIONS": "4"})
 >>> settings.session_gap_seconds, settings.partitions, settings.topic_interventions
@@ -18,19 +19,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from streams.contracts.events import (
-    CLICKSTREAM,
-    CRM,
-    DEVICES,
-    ERASURE,
-    LOGISTICS,
-    ORDER_REQUESTS,
-    OUTCOMES,
-    PREFERENCES,
-    SERVICE_REQUESTS,
-    SUBSCRIPTIONS,
-    SUPPORT,
-)
+from streams.contracts.registry import SOURCE_TOPICS, TOPICS
 
 PREFIX = "FOREWARN_"
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # quoted into DDL by sinks.cluster
@@ -55,81 +44,8 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "ClickHouse cluster name: the schema is created `ON CLUSTER` with Replicated engines"
         ' (docs/operations.md "ClickHouse cluster"); empty: one server.',
     ),
-    "topic_clickstream": ("clickstream", "Topic web producers write clickstream events to."),
-    "topic_logistics": ("logistics", "Topic logistics producers write shipment events to."),
-    "topic_preferences": (
-        "preferences",
-        "Topic of users' contact preferences: opt-out, channels, time zone.",
-    ),
-    "topic_subscriptions": (
-        "subscriptions",
-        "Topic the billing system writes subscription snapshots to: plan, status, renewal date.",
-    ),
-    "topic_outcomes": (
-        "intervention_outcomes",
-        "Topic the notifier reports outcomes on (delivered, opened, accepted, converted, ...).",
-    ),
-    "topic_service_requests": (
-        "service_requests",
-        "Topic of repair requests from the chat: user, device, fault, location.",
-    ),
-    "topic_devices": ("devices", "Topic of devices registered to users (category, model, warranty)."),
-    "topic_order_requests": (
-        "order_requests",
-        "Topic of orders customers ask the chat for: items, quantities, address reference.",
-    ),
-    "topic_crm_updates": ("crm_updates", "Topic the CRM/ERP writes customer attributes to (tier, value)."),
-    "topic_erasure_requests": ("erasure_requests", "Topic of right-to-erasure requests."),
-    "topic_support_questions": (
-        "support_questions",
-        "Topic of customers' support questions about products (for hot issues).",
-    ),
-    "topic_feedback_labels": (
-        "feedback_labels",
-        "Topic of people's corrections to feedback tags; the tagger learns from them.",
-    ),
-    "topic_stock": (
-        "stock",
-        "Topic of stock levels per SKU (compacted, latest wins); orders are checked against it when it"
-        " exists.",
-    ),
-    "topic_interventions": ("interventions", "Topic the proactive interventions are emitted to."),
-    "topic_tickets": ("tickets", "Topic of service tickets, dispatched or flagged for manual dispatch."),
-    "topic_order_commands": ("order_commands", "Topic of validated orders for the order system."),
-    "topic_order_rejections": ("order_rejections", "Topic of order requests refused, with the reason."),
-    "topic_feedback_tagged": (
-        "feedback_tagged",
-        "Topic of tagged feedback (tags, confidence, sentiment, team) for product and marketing.",
-    ),
-    "topic_hot_issues": ("hot_issues", "Topic of alerts for support topics surging on a product."),
-    "topic_crm_sync": ("crm_sync", "Topic of health scores and tags for the CRM/ERP."),
-    "topic_erasures": ("erasures", "Topic of erasures carried out in the worker (then in ClickHouse)."),
-    "topic_api_audit": ("api_audit", "Topic of every API call (who, what, when, result), for the audit."),
-    "topic_decisions": (
-        "decisions",
-        "Topic of every contact-policy decision: emitted, deferred or suppressed, with the reason.",
-    ),
-    "topic_dead_letters": (
-        "dead_letters",
-        "Topic for rejected input: original bytes, reason in headers.",
-    ),
-    "topic_scores": (
-        "user_scores",
-        "Topic of users' scores (intent distribution, churn probability, health) when they move.",
-    ),
-    "topic_events": (
-        "forewarn-events",
-        "Internal topic of validated events: envelopes of several events, each on its users' partition.",
-    ),
-    "topic_ticks": ("forewarn-ticks", "Internal topic of timer ticks, keyed by user."),
-    "topic_labels": (
-        "forewarn-labels",
-        "Internal topic: each feedback correction, sent to every partition's tagger.",
-    ),
-    "topic_questions": (
-        "forewarn-questions",
-        "Internal topic of support questions, keyed by product category (hot issues).",
-    ),
+    # One per topic: topic_<name>, from the topic registry (streams.contracts.registry).
+    **{topic.setting: (topic.default, topic.description) for topic in TOPICS.values()},
     "partitions": (8, "Partitions of the topics Forewarn creates (the unit of parallelism)."),
     "replication_factor": (1, "Replication factor of the topics Forewarn creates."),
     "data_dir": ("/var/lib/forewarn/worker", "Worker data directory (table stores)."),
@@ -303,35 +219,11 @@ class Settings:
     broker_ssl_keyfile: str
     clickhouse_dsn: str
     clickhouse_cluster: str
-    topic_clickstream: str
-    topic_logistics: str
-    topic_preferences: str
-    topic_outcomes: str
-    topic_subscriptions: str
-    topic_service_requests: str
-    topic_devices: str
-    topic_order_requests: str
-    topic_crm_updates: str
-    topic_erasure_requests: str
-    topic_support_questions: str
-    topic_feedback_labels: str
-    topic_stock: str
-    topic_interventions: str
-    topic_tickets: str
-    topic_order_commands: str
-    topic_order_rejections: str
-    topic_feedback_tagged: str
-    topic_hot_issues: str
-    topic_crm_sync: str
-    topic_erasures: str
-    topic_api_audit: str
-    topic_decisions: str
-    topic_dead_letters: str
-    topic_scores: str
-    topic_events: str
-    topic_ticks: str
-    topic_labels: str
-    topic_questions: str
+    # The topics' names: a str field topic_<name> per topic of the registry, here and in its order
+    # (topic_clickstream ... topic_questions: streams.contracts.registry.TOPICS), added to the
+    # annotations the dataclass reads so that the registry stays the one list of topics. Static type
+    # checkers do not see these fields.
+    __annotations__.update(dict.fromkeys((topic.setting for topic in TOPICS.values()), "str"))
     partitions: int
     replication_factor: int
     data_dir: str
@@ -478,20 +370,12 @@ class Settings:
 
     @property
     def source_topics(self) -> dict[str, str]:
-        """Each input source (an event's ``source``) and the topic its producers write to."""
-        return {
-            CLICKSTREAM: self.topic_clickstream,
-            LOGISTICS: self.topic_logistics,
-            PREFERENCES: self.topic_preferences,
-            OUTCOMES: self.topic_outcomes,
-            SUBSCRIPTIONS: self.topic_subscriptions,
-            SERVICE_REQUESTS: self.topic_service_requests,
-            DEVICES: self.topic_devices,
-            ORDER_REQUESTS: self.topic_order_requests,
-            CRM: self.topic_crm_updates,
-            ERASURE: self.topic_erasure_requests,
-            SUPPORT: self.topic_support_questions,
-        }
+        """Each source of events (an event's ``source``) and the topic its producers write to.
+
+        >>> Settings.from_env({"FOREWARN_TOPIC_CRM_UPDATES": "crm-attrs"}).source_topics["crm"]
+        'crm-attrs'
+        """
+        return {source: topic.name_in(self) for source, topic in SOURCE_TOPICS.items()}
 
     @property
     def fetch_max_wait_ms(self) -> int:

@@ -11,8 +11,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+MINUTE = 60.0
 HOUR = 3600.0
 DAY = 86400.0
+
+
+def seconds_of_day(local: datetime) -> float:
+    """Seconds since midnight of ``local``'s own clock (wall-clock time in its time zone).
+
+    >>> seconds_of_day(datetime(2026, 11, 24, 7, 30, 15, 500000))
+    27015.5
+    """
+    return local.hour * HOUR + local.minute * MINUTE + local.second + local.microsecond / 1e6
 
 
 def to_millis(seconds: float) -> int:

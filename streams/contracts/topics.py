@@ -1,7 +1,10 @@
-"""Create the topics Forewarn uses, with their partition counts, before the worker joins.
+"""The topics of the registry (:mod:`streams.contracts.registry`) as they are in a deployment: their
+names in the settings, the ones to create, the partition counts they need, and the topics table of
+the docs. Creates them, before a worker joins (:func:`ensure_topics`).
 
-The internal events and ticks topics must have the same partition count as the per-user table
-(co-partitioning); a mismatch is reported in plain words rather than left to corrupt state.
+The internal topics must have the same partition count as the tables co-partitioned with them (the
+per-user table, the hot-issue tables); a mismatch is reported in plain words rather than left to
+corrupt state.
 """
 
 from __future__ import annotations
@@ -12,34 +15,30 @@ from collections.abc import Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.contracts.registry import SOURCE, TOPICS, Topic
 from streams.contracts.settings import EMBEDDED_BROKER_SETTINGS, PREFIX, Settings, names_set
 
 log = logging.getLogger(__name__)
 
 
 def topic_names(settings: Settings) -> list[str]:
-    """Every topic Forewarn reads or writes, except ``stock``: orders are checked against stock only
-    where the stock system created that topic."""
-    return [
-        *settings.source_topics.values(),
-        settings.topic_feedback_labels,
-        settings.topic_events,
-        settings.topic_ticks,
-        settings.topic_labels,
-        settings.topic_questions,
-        settings.topic_interventions,
-        settings.topic_decisions,
-        settings.topic_scores,
-        settings.topic_tickets,
-        settings.topic_order_commands,
-        settings.topic_order_rejections,
-        settings.topic_feedback_tagged,
-        settings.topic_hot_issues,
-        settings.topic_crm_sync,
-        settings.topic_erasures,
-        settings.topic_api_audit,
-        settings.topic_dead_letters,
-    ]
+    """Every topic Forewarn creates (:func:`ensure_topics`) and needs, in the registry's order: all it
+    reads or writes except ``stock``, which orders are checked against only where the stock system
+    created it.
+
+    >>> topic_names(Settings.from_env({"FOREWARN_TOPIC_CLICKSTREAM": "web"}))[:2]
+    ['web', 'logistics']
+    """
+    return [topic.name_in(settings) for topic in TOPICS.values() if topic.created]
+
+
+def source_topic_names(settings: Settings) -> list[str]:
+    """The source topics Forewarn creates: what producers write and the workers read (``stock`` aside).
+
+    >>> source_topic_names(Settings.from_env({}))[-2:]
+    ['support_questions', 'feedback_labels']
+    """
+    return [topic.name_in(settings) for topic in TOPICS.values() if topic.role == SOURCE and topic.created]
 
 
 def copartitioned_topics(settings: Settings) -> dict[str, str]:
@@ -49,12 +48,7 @@ def copartitioned_topics(settings: Settings) -> dict[str, str]:
     >>> sorted(copartitioned_topics(Settings.from_env({})).items())[0]
     ('forewarn-events', 'the user table')
     """
-    return {
-        settings.topic_events: "the user table",
-        settings.topic_ticks: "the user table",
-        settings.topic_labels: "the user table",
-        settings.topic_questions: "the hot-issue tables",
-    }
+    return {topic.name_in(settings): topic.copartitioned for topic in TOPICS.values() if topic.copartitioned}
 
 
 def partition_mismatch(settings: Settings, name: str, partitions: int | None) -> str | None:
@@ -73,6 +67,48 @@ def partition_mismatch(settings: Settings, name: str, partitions: int | None) ->
         f"{name} has {partitions} partitions, FOREWARN_PARTITIONS is {settings.partitions}:"
         f" {tables} must be co-partitioned with it"
     )
+
+
+def _partitions(topic: Topic) -> str:
+    if not topic.created:
+        return "not created" + (" (compacted)" if topic.compacted else "")
+    if topic.copartitioned:
+        return f"exactly `{PREFIX}PARTITIONS` ({topic.copartitioned})"
+    return f"`{PREFIX}PARTITIONS`"
+
+
+def _code(names: tuple[str, ...], none: str) -> str:
+    return ", ".join(f"`{name}`" for name in names) or none
+
+
+def topics_table() -> str:
+    """The topics table of the docs, in Markdown: every topic of the registry with its setting,
+    role, source, key, partitions, the code that writes and reads its records and the ClickHouse
+    table it is stored in.
+
+    >>> topics_table().splitlines()[2].split(" | ")[:4]
+    ['| `clickstream`', '`FOREWARN_TOPIC_CLICKSTREAM`', 'source', '`clickstream`']
+    """
+    lines = [
+        "| topic | variable | role | source | key | partitions | written by | read by | stored in | what |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for topic in TOPICS.values():
+        source = f"`{topic.source}`" if topic.source else ""
+        cells = [
+            f"`{topic.default}`",
+            f"`{PREFIX}{topic.setting.upper()}`",
+            topic.role,
+            source,
+            topic.key,
+            _partitions(topic),
+            _code(topic.writes, "producers"),
+            _code(topic.reads, "outside Forewarn"),
+            f"`{topic.table}`" if topic.table else "",
+            topic.description,
+        ]
+        lines.append(f"| {' | '.join(cells)} |")
+    return "\n".join(lines)
 
 
 async def broker_cluster_id(settings: Settings) -> str | None:

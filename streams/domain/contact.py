@@ -45,7 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from streams.contracts.interventions import INTERVENTION_SCHEMA, Intervention
-from streams.contracts.time import iso_time
+from streams.contracts.time import iso_time, seconds_of_day
 from streams.domain.experiments import assign_arm
 from streams.domain.policy import HOLDOUT, Policy
 from streams.domain.state import MAX_DECIDED, MAX_DEFERRED, Deferred, UserState, record_contact
@@ -202,7 +202,7 @@ def quiet_until(now: float, timezone: str, quiet: tuple[int, int]) -> float | No
     """
     zone = ZoneInfo(timezone)
     local = datetime.fromtimestamp(now, zone)
-    of_day = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+    of_day = seconds_of_day(local)
     start, end = quiet
     inside = start <= of_day < end if start < end else (of_day >= start or of_day < end)
     if not inside:

@@ -24,7 +24,8 @@ from functools import cached_property
 from importlib import resources
 from typing import Any
 
-from streams.contracts.validation import IDENTIFIER, check_timezone
+from streams.contracts.time import DAY, HOUR, MINUTE
+from streams.contracts.validation import IDENTIFIER, check_timezone, is_number
 
 DEFAULT_POLICY = "policy.toml"  # beside this module
 
@@ -68,7 +69,7 @@ _COMMON_FIELDS = {
 }
 _OFFER_FIELDS = {"kind", "percent", "eligible", "min_abandoned_payments"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_UNITS = {"s": 1.0, "m": MINUTE, "h": HOUR, "d": DAY}
 # Names in the policy and in events that refer to it (triggers, channels, arms, experiments).
 
 
@@ -117,7 +118,7 @@ class ContactRules:
 class ModelRules:
     """``[models]``: how the intent and churn models' labels are decided and scores published."""
 
-    churn_horizon: float = 30 * 86400.0  # no activity for this long: churned
+    churn_horizon: float = 30 * DAY  # no activity for this long: churned
     publish_delta: float = 0.05  # scores are published when a probability moves by this much
     publish_interval: float = 300.0  # ... and at most once per this long (event time) per user
 
@@ -251,7 +252,7 @@ class _Checker:
 
     def number(self, name: str, default: Any = ..., low: float = 0.0, high: float = float("inf")) -> float:
         value = self.value(name, default)
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_number(value):
             self.fail(name, f"must be a number, got {value!r}")
         if not low <= value <= high:
             self.fail(name, f"must be between {low:g} and {high:g}, got {value!r}")
@@ -288,9 +289,7 @@ def parse_duration(value: Any) -> float | None:
     >>> parse_duration("2h"), parse_duration("1.5d"), parse_duration(30), parse_duration("soon")
     (7200.0, 129600.0, 30.0, None)
     """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
+    if is_number(value):
         return float(value) if value >= 0 else None
     if isinstance(value, str) and (match := _DURATION.match(value)):
         return float(match.group(1)) * _UNITS[match.group(2)]

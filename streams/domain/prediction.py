@@ -41,10 +41,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.examples import SNAPSHOT_AT, Snapshot
-from models.features import CLICKSTREAM, DAY, FEATURE_NAMES, HASHED, learn_event
+from models.features import FEATURE_NAMES, HASHED, learn_event
 from models.health import Scores, health_score, satisfaction_of
 from models.learners import MonitoredClassifier, PartitionModels
-from streams.contracts.events import SUBSCRIPTIONS, Event
+from streams.contracts.events import CLICKSTREAM, SUBSCRIPTIONS, Event
+from streams.contracts.time import DAY
 from streams.domain.policy import ModelRules
 from streams.domain.state import UserState, recent_abandoned_payments
 

@@ -58,8 +58,9 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
+from streams.contracts.validation import MAX_ID_LENGTH, is_id, is_number
+
 PACKAGED_CATALOG = "data/catalog.json"  # beside this module
-MAX_ID_LENGTH = 128
 
 _TOP_FIELDS = {"currency", "products", "skus"}
 _PRODUCT_FIELDS = {"product_id", "category", "name", "launched_at"}
@@ -213,7 +214,7 @@ def no_unknown_fields(entry: dict[str, Any], known: set[str], where: str, error:
 def identifier(entry: dict[str, Any], name: str, where: str, error: type[ValueError]) -> str:
     """A required id: 1-128 printable characters (the rule event fields follow)."""
     value = entry.get(name)
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH or not value.isprintable():
+    if not is_id(value):
         raise error(f"{where}: field {name!r} must be 1-{MAX_ID_LENGTH} printable characters")
     return value
 
@@ -227,8 +228,7 @@ def text(entry: dict[str, Any], name: str, where: str, error: type[ValueError]) 
 
 def number(entry: dict[str, Any], name: str, where: str, error: type[ValueError]) -> float:
     value = entry.get(name)
-    # bool is an int subclass in Python; true/false is not a number here.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise error(f"{where}: field {name!r} must be a finite number")
     return float(value)
 

@@ -59,8 +59,9 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from streams.contracts.events import MAX_ID_LENGTH, Event, InvalidEvent, parse_time, read_json_object
-from streams.contracts.time import iso_time
+from streams.contracts.events import Event, InvalidEvent, check_identifier, parse_time, read_json_object
+from streams.contracts.time import DAY, iso_time
+from streams.contracts.validation import is_number
 from streams.processes.catalog import Catalog
 
 ORDER_SCHEMA = 1
@@ -76,7 +77,7 @@ OUT_OF_STOCK = "out_of_stock"
 REJECTION_REASONS = (UNKNOWN_SKU, INVALID_QUANTITY, QUANTITY_LIMIT, OUT_OF_STOCK)
 
 MAX_LEDGER_ENTRIES = 200  # request ids remembered per user
-IDEMPOTENCY_WINDOW = 30 * 86400.0  # event time before the newest request decided
+IDEMPOTENCY_WINDOW = 30 * DAY  # event time before the newest request decided
 
 
 # --- stock
@@ -125,13 +126,9 @@ def parse_stock(raw: bytes, *, max_bytes: int = 65536) -> dict[str, Any]:
     for name in ("sku", "available", "as_of"):
         if data.get(name) is None:
             raise InvalidEvent("missing_field", f"field {name!r} is required")
-    sku = data["sku"]
-    if not isinstance(sku, str):
-        raise InvalidEvent("wrong_type", f"field 'sku' must be a string, got {type(sku).__name__}")
-    if not 0 < len(sku) <= MAX_ID_LENGTH or not sku.isprintable():
-        raise InvalidEvent("invalid_value", f"field 'sku' must be 1-{MAX_ID_LENGTH} printable characters")
+    sku = check_identifier("sku", data["sku"])
     available = data["available"]
-    if isinstance(available, bool) or not isinstance(available, int | float):
+    if not is_number(available):
         raise InvalidEvent("wrong_type", "field 'available' must be a whole number")
     if not math.isfinite(available) or available != int(available) or available < 0:
         raise InvalidEvent("invalid_value", "field 'available' must be a whole number >= 0")

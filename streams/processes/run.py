@@ -52,7 +52,7 @@ from models.surge import (
 from models.tagger import FeedbackTagger, TaggedFeedback, tag_feedback
 from streams.contracts.events import (
     CLICKSTREAM,
-    CRM,
+    CRM_UPDATES,
     DEVICES,
     ORDER_REQUESTS,
     SERVICE_REQUESTS,
@@ -106,7 +106,7 @@ def run_process(
         done.order = decide_order(state.orders, event, references.catalog, stock)
         done.duplicate = done.order is None
         mark_active(state)
-    elif event.source == CRM:
+    elif event.source == CRM_UPDATES:
         apply_crm(state.crm, event.attrs, event.event_time)
     else:
         raise ValueError(f"{event.source!r} is not a process input")

@@ -76,10 +76,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from streams.contracts.events import Event
-from streams.contracts.time import iso_time
-from streams.contracts.validation import check_timezone
+from streams.contracts.time import iso_time, seconds_of_day
+from streams.contracts.validation import MAX_ID_LENGTH, check_timezone, is_id
 from streams.processes.catalog import (
-    MAX_ID_LENGTH,
     entry_list,
     entry_where,
     identifier,
@@ -135,7 +134,7 @@ class OpeningHours:
 
     def is_open(self, at: float) -> bool:
         local = datetime.fromtimestamp(at, ZoneInfo(self.timezone))
-        second = local.hour * 3600 + local.minute * 60 + local.second
+        second = seconds_of_day(local)
         intervals = self.hours.get(DAYS[local.weekday()], ())
         return any(start <= second < end for start, end in intervals)
 
@@ -191,9 +190,7 @@ def parse_service_points(data: Any, source: str) -> list[ServicePoint]:
         if (
             not isinstance(categories, list)
             or not categories
-            or not all(
-                isinstance(c, str) and 0 < len(c) <= MAX_ID_LENGTH and c.isprintable() for c in categories
-            )
+            or not all(is_id(category) for category in categories)
         ):
             raise error(
                 f"{where}: field 'categories' must be a non-empty list of device categories"

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.contracts.events import CRM, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT
+from streams.contracts.events import CRM_UPDATES, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT_QUESTIONS
 from streams.contracts.feedback import ROUTES
 from streams.contracts.interventions import PAYMENT_ASSIST, TRIGGERS
 from streams.contracts.privacy import Pseudonymizer, load_key
@@ -308,7 +308,7 @@ def _hot_issues(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tal
         "SELECT product_id, topic, observed, expected, statistic, toUnixTimestamp64Milli(detected_at)"
         " FROM hot_issues FINAL ORDER BY detected_at"
     )
-    questions = tally.by_topic[SUPPORT]
+    questions = tally.by_topic[SUPPORT_QUESTIONS]
     lines = [f"  hot issues ({questions} support questions sent, of them {QUESTION_HISTORY / DAY:.0f} days"
              " of history at the start):"]  # fmt: skip
     if surge is not None and window is not None:
@@ -352,7 +352,7 @@ def _processes(
         " traffic's ground truth:",
         f"  sent: {sent[DEVICES]} device registrations, {sent[SERVICE_REQUESTS]} repair requests,"
         f" {sent[ORDER_REQUESTS]} order requests, {sent[FEEDBACK_LABELS]} tag corrections,"
-        f" {sent[CRM]} CRM updates, {sent[SUPPORT]} support questions",
+        f" {sent[CRM_UPDATES]} CRM updates, {sent[SUPPORT_QUESTIONS]} support questions",
     ]
     sections: list[tuple[str, Callable[[], list[str]]]] = [
         ("tickets", lambda: _tickets(store, generator, tally, settings.dispatch_max_km)),

@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from streams.contracts.settings import Settings
-from streams.contracts.topics import copartitioned_topics, partition_mismatch, topic_names
+from streams.contracts.topics import copartitioned_topics, partition_mismatch, source_topic_names, topic_names
 
 OK = "ok"
 INFO = "info"
@@ -233,7 +233,7 @@ def topic_checks(settings: Settings, found: Mapping[str, TopicInfo]) -> list[Che
                 " (FOREWARN_PARTITIONS)",
             )
         )
-    sources = [*settings.source_topics.values(), settings.topic_feedback_labels]
+    sources = source_topic_names(settings)
     source_partitions = {name: found[name].partitions for name in sources if name in found}
     if narrow := {name: count for name, count in source_partitions.items() if count < settings.partitions}:
         checks.append(
