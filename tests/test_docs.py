@@ -12,7 +12,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from streams.contracts import metrics
 from streams.contracts.events import DEAD_LETTER_REASONS, FIELDS_BY_SOURCE
 from streams.contracts.settings import Settings, settings_table
-from streams.contracts.topics import topic_names
+from streams.contracts.topics import topic_names, topics_table
 from streams.domain.contact import SUPPRESSION_REASONS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,9 +77,13 @@ def test_the_metrics_table_lists_every_metric_with_its_labels() -> None:
     assert documented == exported
 
 
-def test_the_topics_table_lists_every_topic() -> None:
+def test_the_topics_table_is_the_registrys() -> None:
+    """docs/contracts.md holds the table the topic registry renders, and it lists every topic."""
+    text = read("contracts.md")
+    start, end = "<!-- topics-table:start -->\n", "<!-- topics-table:end -->"
+    assert text[text.index(start) + len(start) : text.index(end)].strip() == topics_table().strip()
     settings = Settings.from_env({})
-    documented = table_rows(section(read("contracts.md"), "## Topics"))
+    documented = table_rows(section(text, "## Topics"))
     assert sorted(documented) == sorted([*topic_names(settings), settings.topic_stock])
 
 

@@ -78,9 +78,6 @@ PROCESS_SOURCES = (
     ERASURE_REQUESTS,
     SUPPORT_QUESTIONS,
 )
-# The former names, still imported by streams.worker and streams.tools.traffic; remove with their last
-# import.
-CRM, ERASURE, SUPPORT = CRM_UPDATES, ERASURE_REQUESTS, SUPPORT_QUESTIONS
 MAX_ORDER_ITEMS = 100
 SUBSCRIPTION_STATUSES = ("active", "past_due", "cancelled")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 
-from streams.contracts.events import CRM
+from streams.contracts.events import CRM_UPDATES
 from streams.tools.traffic.schedule import Schedule
 
 TIERS = ("bronze", "silver", "gold", "platinum")
@@ -57,5 +57,5 @@ class Crm:
         if rng.random() < 0.3:
             attributes["segments"] = sorted(rng.sample(SEGMENTS, rng.randint(1, 2)))
         self._attributes[user] = attributes
-        self.schedule.send_process(CRM, user, time, "crm_attributes", user, **attributes)
+        self.schedule.send_process(CRM_UPDATES, user, time, "crm_attributes", user, **attributes)
         self.schedule.stats.crm_updates += 1

@@ -52,7 +52,7 @@ import math
 import random
 from collections import Counter
 
-from streams.contracts.events import CRM, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT
+from streams.contracts.events import CRM_UPDATES, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT_QUESTIONS
 from streams.processes.catalog import load_catalog
 from streams.processes.tickets import ServicePoint, load_service_points
 from streams.tools.traffic.clickstream import WebSessions
@@ -68,7 +68,7 @@ from streams.tools.traffic.schedule import Outgoing, Schedule
 from streams.tools.traffic.subscriptions import Subscriptions
 from streams.tools.traffic.support_questions import SupportQuestions
 
-PROCESS_TOPICS = (DEVICES, SERVICE_REQUESTS, ORDER_REQUESTS, CRM, SUPPORT, FEEDBACK_LABELS)
+PROCESS_TOPICS = (DEVICES, SERVICE_REQUESTS, ORDER_REQUESTS, CRM_UPDATES, SUPPORT_QUESTIONS, FEEDBACK_LABELS)
 
 
 class TrafficGenerator:

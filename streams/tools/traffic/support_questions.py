@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import random
 
-from streams.contracts.events import SUPPORT
+from streams.contracts.events import SUPPORT_QUESTIONS
 from streams.processes.catalog import Catalog, Product
 from streams.tools.traffic.profile import Surge, TrafficProfile, launched_products, text_language
 from streams.tools.traffic.schedule import Schedule
@@ -286,7 +286,7 @@ class SupportQuestions:
         # Keyed by product, not user: a product's questions then stay in order on one partition, as
         # hot-issue detection counts them per product.
         schedule.send_process(
-            SUPPORT, product.product_id, time, "question_asked", user,
+            SUPPORT_QUESTIONS, product.product_id, time, "question_asked", user,
             id_prefix="q" if rng is self.random else "qs",
             product_id=product.product_id, text=text, topic=topic,
         )  # fmt: skip

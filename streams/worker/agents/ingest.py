@@ -21,7 +21,7 @@ import orjson
 from streams.contracts import metrics
 from streams.contracts.deadletters import send_until_taken
 from streams.contracts.envelopes import pack, split_by_partition
-from streams.contracts.events import OUTCOMES, SUPPORT, Event, InvalidEvent, parse_event
+from streams.contracts.events import OUTCOMES, SUPPORT_QUESTIONS, Event, InvalidEvent, parse_event
 from streams.processes.run import question_record
 from streams.worker.context import WorkerContext
 from streams.worker.guard import AgentFunction, each_batch
@@ -59,7 +59,7 @@ async def ingest_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> No
             # Counted per product category, not per user: its own topic, keyed by the category.
             question = (
                 question_record(parsed, ctx.references.catalog, ctx.surge_rules)
-                if parsed.source == SUPPORT
+                if parsed.source == SUPPORT_QUESTIONS
                 else None
             )
         except InvalidEvent as error:

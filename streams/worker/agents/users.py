@@ -40,7 +40,14 @@ from streams.contracts import metrics
 from streams.contracts.deadletters import send_until_taken
 from streams.contracts.envelopes import Refused, read_envelope
 from streams.contracts.erasure import erasure_record
-from streams.contracts.events import CRM, ERASURE, ORDER_REQUESTS, PROCESS_SOURCES, Event, InvalidEvent
+from streams.contracts.events import (
+    CRM_UPDATES,
+    ERASURE_REQUESTS,
+    ORDER_REQUESTS,
+    PROCESS_SOURCES,
+    Event,
+    InvalidEvent,
+)
 from streams.contracts.feedback import Correction
 from streams.contracts.internal import read_correction, read_tick
 from streams.contracts.time import to_millis
@@ -287,7 +294,7 @@ async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None
     wall = time.time()
     user_id = event.user_id
     key = user_id.encode()
-    if event.source == ERASURE:
+    if event.source == ERASURE_REQUESTS:
         state_removed = forget_user(ctx, message.partition, user_id)
         ctx.erased_users.add(user_id, to_millis(wall))
         # Everything the user's earlier events produced is written before the sink learns of the
@@ -307,7 +314,7 @@ async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None
         # Only orders wait for the stock topic to be read up to date.
         stock = await ctx.stock_reader.levels() if event.source == ORDER_REQUESTS else None
         done = run_process(state, event, ctx.references, stock)
-        sync = crm_sync_record(state, event.event_time) if event.source == CRM else None
+        sync = crm_sync_record(state, event.event_time) if event.source == CRM_UPDATES else None
         ctx.put_user(message.partition, user_id, state)
         ctx.pending_timers.track(state)  # an order or repair request moves the user's idle deadline
     except Exception as error:  # a bug must not stop the agent: the event is dead-lettered
