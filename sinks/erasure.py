@@ -1,7 +1,7 @@
 """The right to erasure on the ClickHouse side: a user's rows are deleted once none can still arrive.
 
 The worker removes the user's state from its tables, then sends to the ``erasures`` topic a message
-keyed by the raw user id (:func:`streams.processes.run.erasure_record`). The sink reads that topic beside
+keyed by the raw user id (:func:`streams.contracts.erasure.erasure_record`). The sink reads that topic beside
 its data topics and carries the erasure out:
 
 1. **Wait for rows in flight.** Rows of the user produced before the erasure may not be stored yet

@@ -446,7 +446,7 @@ CRM_UPDATES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
         "segments": (_labels, False),
     },
 }
-# The right to erasure: every trace of the user goes (streams.privacy, sinks.erasure).
+# The right to erasure: every trace of the user goes (streams.contracts.erasure, sinks.erasure).
 ERASURE_REQUESTS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
     "erasure_requested": {"request_id": (check_identifier, True), "requested_by": (check_text, True)},
 }
