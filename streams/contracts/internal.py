@@ -4,8 +4,8 @@ Only the worker writes ``forewarn-events``, ``forewarn-ticks``, ``forewarn-label
 ``forewarn-questions``, but anyone with access to the broker can too, and a worker of another version
 may write another form: an agent that took their records on trust would crash on the first one of
 another shape. So each record is read through its contract's parser (the events' and corrections' own,
-:func:`streams.contracts.events.event_from_object`, :func:`streams.contracts.feedback.parse_label`) or, for ticks and
-questions, a check of every field the agent reads; whatever fails is refused with the reason
+:func:`streams.contracts.events.event_from_object`, :func:`streams.contracts.feedback.parse_label`) or,
+for ticks and questions, a check of every field the agent reads; whatever fails is refused with the reason
 :data:`INVALID_INTERNAL` and a detail that starts with the contract's reason (``not_an_object:
 expected a JSON object, got list``).
 
