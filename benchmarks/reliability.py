@@ -26,15 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.readme import publish  # noqa: E402
-from tests.reliability import REPORT_DIR_ENV, TABLE_HEADER, load_runs  # noqa: E402
+from tests.support.reliability import REPORT_DIR_ENV, TABLE_HEADER, load_runs  # noqa: E402
 
-RELIABILITY_TESTS = (
-    "tests/test_reliability_worker.py",
-    "tests/test_reliability_clickhouse.py",
-    "tests/test_reliability_broker.py",
-    "tests/test_fuzz.py",
-    "tests/test_reliability_load.py",
-)
+RELIABILITY_TESTS = ("tests/reliability",)  # the fault, soak and fuzzing tests
 README_MARKERS = ("<!-- reliability:start -->", "<!-- reliability:end -->")
 
 

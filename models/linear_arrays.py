@@ -25,7 +25,7 @@ What River does, and so what the arrays do:
 Every elementwise step is the same IEEE operation as River's, so the scaler's statistics are River's
 bit for bit; the dot products (numpy's summation order) and the square roots and squares (correctly
 rounded here, by the C library's ``pow`` in River) may differ in the last bit, and the weights follow
-River's within rounding (``tests/test_models_linear_arrays.py``).
+River's within rounding (``tests/unit/models/test_models_linear_arrays.py``).
 
 >>> from river import compose, linear_model, preprocessing
 >>> names = ("a", "b", "c")

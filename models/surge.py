@@ -76,7 +76,7 @@ soon outranks the one-offs); per launch profile bucket at most ``max_prior_topic
 space-saving counters (a newcomer takes the smallest counter's place and count, plus one). The
 state is JSON (no pickling); at full bounds a product is about 125 kB of it, a profile 15 kB.
 
-**Figures** (tests/test_surge.py, defaults): no alert on 20 seeded runs of steady Poisson traffic
+**Figures** (tests/unit/models/test_surge.py, defaults): no alert on 20 seeded runs of steady Poisson traffic
 (930k questions, 2100 product-days, topics at 0.2-8 questions/h). An 8x surge lasting 2 h is caught,
 median / 90th percentile over 50 seeds, in 18 / 28 min on an 8/h topic, 26 / 39 min at 5/h, 35 / 53
 min at 3/h, 56 / 89 min at 1.5/h (96% caught): the rarer the topic, the longer the evidence takes.

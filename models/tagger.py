@@ -32,8 +32,8 @@ same. A checkpoint written before the features were hashed is restored with the 
 tokens outside the vocabulary folded into their buckets.
 
 **Why logistic regression.** Measured on :mod:`models.feedback_corpus` (the held-out sets and the 300
-corrections of ``tests/test_tagger.py``), against River's naive Bayes models on the same tokens and
-seed. Top-tag accuracy / micro-F1, English then Chinese:
+corrections of ``tests/unit/models/test_tagger.py``), against River's naive Bayes models on the same tokens
+and seed. Top-tag accuracy / micro-F1, English then Chinese:
 
 =====================  ===========================  ===========================  ==========  =======
 model                  seeded                       after 300 corrections        predict     pickled

@@ -1,9 +1,9 @@
 """The Grafana dashboards of Forewarn, written to deploy/grafana/dashboards/*.json.
 
 This script is the one place they are defined: edit it, run ``python deploy/grafana/build_dashboards.py``
-(with forewarn installed, as for the tests) and commit both. tests/test_observability.py checks that the
-JSON is what this script writes, that every PromQL expression parses and names only metrics the service
-exports (and that a real Prometheus accepts it), and runs every ClickHouse query against the schema
+(with forewarn installed, as for the tests) and commit both. tests/integration/test_observability.py checks
+that the JSON is what this script writes, that every PromQL expression parses and names only metrics the
+service exports (and that a real Prometheus accepts it), and runs every ClickHouse query against the schema
 (sinks/schema/*.sql) and compares the value panels with ``forewarn report``.
 
 Grafana loads the JSON files through provisioning/dashboards/forewarn.yml, with the data sources of

@@ -26,8 +26,8 @@ to read the changelogs). Records fetched before the seek were then delivered aft
 jump back to the committed offset and forward again for a gap in the partition, acknowledged the
 offsets in between as if they had been processed (so they were committed), and dropped the records
 it fetched again as already read: a worker restarted with a backlog lost tens of events that way, in
-about one run in ten of tests/test_reliability_worker.py. Here the records of a batch fetched before a
-seek moved their partition are dropped unless they start where the seek put it (they are fetched
+about one run in ten of tests/reliability/test_reliability_worker.py. Here the records of a batch fetched
+before a seek moved their partition are dropped unless they start where the seek put it (they are fetched
 again from there), and the read offset Faust sets after a record that was being processed when a seek
 moved its partition is put back to the seek's.
 
@@ -37,8 +37,8 @@ offsets to fetch them again; aiokafka's seek leaves a partition with nothing com
 fetcher got to, past those records, and Faust then committed past them (no committed offset, no read
 offset: no gap either). A worker cut off the broker lost every record of such partitions (input
 partitions whose first records came just before the outage) up to its return, in about one run in four
-of tests/test_reliability_broker.py. Here the seek puts those partitions at their first offset, where
-a consumer with nothing committed starts (:func:`seek_to_committed_or_start`), and their first offset
+of tests/reliability/test_reliability_broker.py. Here the seek puts those partitions at their first offset,
+where a consumer with nothing committed starts (:func:`seek_to_committed_or_start`), and their first offset
 stands for the committed one in the check of unacknowledged heads below.
 
 Unacknowledged heads: Faust commits the first run of consecutive acknowledged offsets, and checks that
