@@ -21,6 +21,7 @@ from sinks.rows import iso_millis
 from streams.domain.policy import load_policy
 from streams.tools.worker_launcher import WorkerProcess, send_everything_policy
 from tests.support.harness import (
+    StartWorker,
     envelope_events,
     event_bytes,
     metric,
@@ -145,7 +146,9 @@ def test_policy_publishes_every_score() -> None:
     assert load_policy(text=POLICY).models.publish_delta == 0.0
 
 
-def test_scores_are_published_and_stored_latest_per_user(broker, tmp_path: Path) -> None:
+def test_scores_are_published_and_stored_latest_per_user(
+    broker, tmp_path: Path, start_worker: StartWorker
+) -> None:
     now_ms = int(time.time() * 1000)
     users = [f"mp-user-{index:02d}" for index in range(8)]
     sessions = {
@@ -172,7 +175,7 @@ def test_scores_are_published_and_stored_latest_per_user(broker, tmp_path: Path)
     }
 
     env = worker_env(broker.bootstrap, tmp_path, policy=POLICY, FOREWARN_MODEL_CHECKPOINT_SECONDS="1")
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = start_worker(env)
     try:
         asyncio.run(produce(broker.bootstrap, messages))
         scores = read_scores(broker.bootstrap, lambda found: len(found) >= len(messages))
@@ -256,7 +259,9 @@ def test_scores_are_published_and_stored_latest_per_user(broker, tmp_path: Path)
         assert (health, intent_n, churn_n) == (last["health"], last["intent_examples"], 0)
 
 
-def test_a_restarted_worker_takes_over_the_models_from_their_changelog(broker, tmp_path: Path) -> None:
+def test_a_restarted_worker_takes_over_the_models_from_their_changelog(
+    broker, tmp_path: Path, start_worker: StartWorker
+) -> None:
     now_ms = int(time.time() * 1000)
     users = [f"mr-user-{index:02d}" for index in range(8)]
     first = {
@@ -293,7 +298,7 @@ def test_a_restarted_worker_takes_over_the_models_from_their_changelog(broker, t
     # because the worker writes it when it stops.
     env = worker_env(broker.bootstrap, tmp_path, policy=POLICY, FOREWARN_MODEL_CHECKPOINT_SECONDS="3600")
     log = tmp_path / "worker.log"
-    worker = WorkerProcess(env, log).start()
+    worker = start_worker(env, log)
     try:
         asyncio.run(produce(broker.bootstrap, messages))
         read_scores(broker.bootstrap, lambda found: len(found) >= len(messages))
@@ -310,7 +315,7 @@ def test_a_restarted_worker_takes_over_the_models_from_their_changelog(broker, t
     churn_before = max_per_partition(before, partition, "churn_examples")
     assert intent_before == {p: sum(intent_learned[u] for u in members) for p, members in users_of.items()}
     assert churn_before == {p: len(members) for p, members in users_of.items()}
-    worker = WorkerProcess(env, log).start()
+    worker = start_worker(env, log)
     try:
         asyncio.run(produce(broker.bootstrap, third_visit))
         third_times = {orjson.loads(value)["event_time"] for _, _, value in third_visit}

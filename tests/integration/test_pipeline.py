@@ -13,10 +13,10 @@ import orjson
 import pytest
 
 from streams.contracts.deadletters import read_dead_letter_headers
-from streams.tools.clickhouse_server import start_clickhouse_server
 from streams.tools.worker_launcher import WorkerProcess
 from tests.support.faults import committed_through_end
 from tests.support.harness import (
+    StartWorker,
     consume_all,
     consume_events,
     event_bytes,
@@ -37,31 +37,36 @@ def clickhouse_dsn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "chdb":
         yield f"chdb://{tmp_path / 'clickhouse'}"
         return
-    server = start_clickhouse_server(tmp_path / "clickhouse-server")
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    yield request.getfixturevalue("clickhouse_server").url
+
+
+SINK_TOPICS = ("forewarn-events", "interventions")  # the topics the restarted worker's sink must have stored
+
+
+def sink_rows(worker: WorkerProcess, table: str) -> float:
+    """The rows the worker's sink stored in ``table`` since it started."""
+    return metric(worker.metrics(), "forewarn_sink_rows_total", table=table)
 
 
 def interventions_by_id(messages: list) -> dict[str, dict]:
     return {orjson.loads(m.value)["intervention_id"]: orjson.loads(m.value) for m in messages}
 
 
-def test_interventions_and_rows_end_to_end(broker, tmp_path: Path, clickhouse_dsn: str) -> None:
+def test_interventions_and_rows_end_to_end(
+    broker, tmp_path: Path, clickhouse_dsn: str, start_worker: StartWorker
+) -> None:
     now_ms = int(time.time() * 1000)
     scenario = build(users=40, start_ms=now_ms)
     add_broken_messages(scenario, now_ms)
-    worker = WorkerProcess(
-        worker_env(broker.bootstrap, tmp_path, clickhouse_dsn, dwell="2s"),
-        tmp_path / "worker.log",
-    ).start()
+    worker = start_worker(worker_env(broker.bootstrap, tmp_path, clickhouse_dsn, dwell="2s"))
     try:
         asyncio.run(produce(broker.bootstrap, scenario.messages))
         emitted = asyncio.run(consume_all(broker.bootstrap, "interventions", until=len(scenario.expected)))
+        # Every row the checks below count stored before the stop (polled, not slept: the sink flushes
+        # every 0.5 s).
+        stored = {"events": scenario.valid, "interventions": 20, "dead_letters": len(scenario.broken)}
+        until(lambda: all(sink_rows(worker, t) >= n for t, n in stored.items()), 30, "the rows stored")
         metrics = worker.metrics()
-        # The sink flushes every 0.5 s; give it two flushes before the graceful stop commits the rest.
-        time.sleep(1.5)
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
 
@@ -99,7 +104,9 @@ def test_interventions_and_rows_end_to_end(broker, tmp_path: Path, clickhouse_ds
     assert rows(clickhouse_dsn, "SELECT sum(dead_letters) FROM dead_letters_per_minute") == [(8,)]
 
 
-def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) -> None:
+def test_bad_input_is_dead_lettered_and_good_input_kept(
+    broker, tmp_path: Path, start_worker: StartWorker
+) -> None:
     now_ms = int(time.time() * 1000)
     scenario = build(users=8, start_ms=now_ms, tag="b")
     add_broken_messages(scenario, now_ms)
@@ -112,9 +119,7 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
         if index % 3 == 0 and broken:
             mixed.append(broken.pop())
     mixed.extend(broken)
-    worker = WorkerProcess(
-        worker_env(broker.bootstrap, tmp_path, dwell="2s"), tmp_path / "worker.log"
-    ).start()
+    worker = start_worker(worker_env(broker.bootstrap, tmp_path, dwell="2s"))
     try:
         asyncio.run(produce(broker.bootstrap, mixed))
         dead = asyncio.run(consume_all(broker.bootstrap, "dead_letters", until=len(scenario.broken)))
@@ -156,7 +161,7 @@ def test_bad_input_is_dead_lettered_and_good_input_kept(broker, tmp_path: Path) 
     assert set(interventions_by_id(emitted)) == set(scenario.expected)
 
 
-def test_restart_recovers_state_without_duplicates(broker, tmp_path: Path) -> None:
+def test_restart_recovers_state_without_duplicates(broker, tmp_path: Path, start_worker: StartWorker) -> None:
     """Stop the worker mid-stream and start it again: table state comes back from the changelog, no
     intervention is emitted twice and no row is stored twice."""
     env = worker_env(broker.bootstrap, tmp_path, dwell="6s")
@@ -169,7 +174,7 @@ def test_restart_recovers_state_without_duplicates(broker, tmp_path: Path) -> No
     silent = build(users=8, start_ms=now_ms, tag="r3")
     silent_lingerers = {i for i, (t, _) in silent.expected.items() if t == "payment_assist"}
 
-    worker = WorkerProcess(env, log).start()
+    worker = start_worker(env, log)
     try:
         asyncio.run(produce(broker.bootstrap, silent.messages + first.messages))
         # Stop while the first half is still being processed.
@@ -180,13 +185,18 @@ def test_restart_recovers_state_without_duplicates(broker, tmp_path: Path) -> No
     assert not silent_lingerers & set(interventions_by_id(before)), "stopped before their dwell fell due"
 
     asyncio.run(produce(broker.bootstrap, second.messages))
-    worker = WorkerProcess(env, log).start()
+    worker = start_worker(env, log)
     expected = {**first.expected, **second.expected, **silent.expected}
     try:
         emitted = asyncio.run(consume_all(broker.bootstrap, "interventions", until=len(expected), timeout=60))
         # Events that lead to no intervention may still be on their way to the sink (which flushes
-        # every 0.5 s): give them time before the stop, which stores and commits only what arrived.
-        time.sleep(3.0)
+        # every 0.5 s): wait until the sink has committed through the end of both topics (it commits
+        # only what it stored) before the stop, which stores and commits only what arrived.
+        until(
+            lambda: asyncio.run(committed_through_end(broker.bootstrap, "forewarn-sink", SINK_TOPICS)),
+            30,
+            "the sink to store every event and intervention",
+        )
     finally:
         assert worker.stop() == 0
 

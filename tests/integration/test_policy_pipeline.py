@@ -15,8 +15,7 @@ import pytest
 from streams.contracts.interventions import DELAY_NOTICE, intervention_id
 from streams.domain.experiments import assign_arm
 from streams.domain.policy import load_policy
-from streams.tools.worker_launcher import WorkerProcess
-from tests.support.harness import consume_all, event_bytes, produce, worker_env
+from tests.support.harness import StartWorker, consume_all, consume_events, event_bytes, produce, worker_env
 
 pytestmark = pytest.mark.integration
 HOUR_MS = 3_600_000
@@ -74,7 +73,9 @@ def notice_id(user: str, shipment: str) -> str:
     return intervention_id(DELAY_NOTICE, user, f"{shipment}\x1f{shipment}-delayed")
 
 
-def test_suppression_reasons_deferral_and_outcome_joins(broker, tmp_path: Path) -> None:
+def test_suppression_reasons_deferral_and_outcome_joins(
+    broker, tmp_path: Path, start_worker: StartWorker
+) -> None:
     now = datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
     text = policy_text(now)
@@ -105,11 +106,12 @@ def test_suppression_reasons_deferral_and_outcome_joins(broker, tmp_path: Path) 
     capped_ids = {notice_id(capped, f"{capped}-sh{index}") for index in range(3)}
 
     env = worker_env(broker.bootstrap, tmp_path, policy=text)
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = start_worker(env)
     try:
         # Preferences first, so that they are in the users' state before the delays arrive.
         asyncio.run(produce(broker.bootstrap, messages[:3]))
-        time.sleep(2.0)
+        # Once they are on the events topic, each user's delays come after them on their partition.
+        asyncio.run(consume_events(broker.bootstrap, until=3, settle=0))
         asyncio.run(produce(broker.bootstrap, messages[3:]))
         decided = asyncio.run(
             consume_all(broker.bootstrap, "decisions", until=len(expected) + len(capped_ids), timeout=60)
@@ -181,7 +183,7 @@ def test_suppression_reasons_deferral_and_outcome_joins(broker, tmp_path: Path) 
     )
 
 
-def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path) -> None:
+def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path, start_worker: StartWorker) -> None:
     """A renewal reminder falls due seconds after start by the timer alone; a user who visited every
     other day until 40 days ago has declined past both thresholds, found when their next event (not a
     visit) arrives: the higher-priority reengagement is sent, the feature tip superseded."""
@@ -222,10 +224,11 @@ def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path) -> Non
         )
     messages.append(preferences("lc-lapsed", now_ms, timezone="Europe/Berlin"))
     env = worker_env(broker.bootstrap, tmp_path)
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = start_worker(env)
     try:
         asyncio.run(produce(broker.bootstrap, messages[:-1]))
-        time.sleep(1.0)  # the visits first: the preference event must come after them
+        # The visits first: once they are on the events topic, the preference event comes after them.
+        asyncio.run(consume_events(broker.bootstrap, until=len(messages) - 1, settle=0))
         asyncio.run(produce(broker.bootstrap, messages[-1:]))
         decided = asyncio.run(consume_all(broker.bootstrap, "decisions", until=3, timeout=30))
     finally:

@@ -18,8 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.contracts.deadletters import read_dead_letter_headers
 from streams.contracts.privacy import Pseudonymizer
-from streams.tools.worker_launcher import WorkerProcess
 from tests.support.harness import (
+    StartWorker,
     consume_all,
     consume_events,
     event_bytes,
@@ -78,7 +78,7 @@ async def create_stock(bootstrap: str) -> None:
         await admin.close()
 
 
-def test_processes_end_to_end(broker, tmp_path: Path) -> None:
+def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker) -> None:
     now_ms = int(time.time() * 1000)
     points_file = tmp_path / "points.json"
     points_file.write_bytes(orjson.dumps(POINTS))
@@ -321,7 +321,7 @@ def test_processes_end_to_end(broker, tmp_path: Path) -> None:
         ),
     ]
 
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = start_worker(env)
     try:
         # Devices first: a repair request must find its device in the user's state. Once the registrations
         # are on the internal events topic, the user's later events come after them on the same partition.
@@ -465,7 +465,9 @@ def last_state(bootstrap: str, user: str) -> dict | None:
 
 
 def test_erasure_holds_tags_reach_the_crm_and_a_bad_correction_is_dead_lettered(
-    broker, tmp_path: Path
+    broker,
+    tmp_path: Path,
+    start_worker: StartWorker,
 ) -> None:
     """Events of an erased user that were in flight do not bring their state back (one they send later
     does); a coupon order changes the CRM's tags without moving the scores; a correction that fails in
@@ -473,7 +475,7 @@ def test_erasure_holds_tags_reach_the_crm_and_a_bad_correction_is_dead_lettered(
     env = worker_env(broker.bootstrap, tmp_path, FOREWARN_PSEUDONYM_KEY=KEY)
     at = int(time.time() * 1000) - 60_000
     correction = {"feedback_id": "fb-ok", "text": "way too pricey", "tags": ["pricing"], "labelled_by": "qa"}
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = start_worker(env)
     try:
         asyncio.run(
             produce(

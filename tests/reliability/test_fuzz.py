@@ -98,7 +98,6 @@ from streams.processes.run import (
     tag_user_feedback,
 )
 from streams.processes.tickets import load_service_points
-from streams.tools.worker_launcher import WorkerProcess
 from streams.worker.codec import DataclassCodec, PartitionModelsCodec
 from tests.support import ROOT
 from tests.support.fuzz_inputs import (
@@ -113,7 +112,7 @@ from tests.support.fuzz_inputs import (
     good_fields,
     nested_bytes,
 )
-from tests.support.harness import consume_all, produce, rows, worker_env
+from tests.support.harness import StartWorker, consume_all, produce, rows, worker_env
 from tests.support.reliability import FaultRun, record
 
 NOW_MS = 1_764_000_000_000  # 2025-11-24T16:00:00Z: the property tests' wall clock
@@ -623,7 +622,7 @@ def sha256(data: bytes | None) -> str:
 
 
 @pytest.mark.integration
-def test_hostile_input_through_a_worker(broker, tmp_path: Path) -> None:
+def test_hostile_input_through_a_worker(broker, tmp_path: Path, start_worker: StartWorker) -> None:
     """A seeded mix of good and bad messages on every source topic: the worker stays up, every bad
     message is on dead_letters with its original key and bytes and the expected reason, counted by
     reason; every good one is processed (its event row in ClickHouse, its question, its correction
@@ -645,7 +644,7 @@ def test_hostile_input_through_a_worker(broker, tmp_path: Path) -> None:
     # would have ClickHouse's TTL drop them, by design).
     env = worker_env(broker.bootstrap, tmp_path, FOREWARN_RETENTION_DAYS="10000")
     partitions = int(env["FOREWARN_PARTITIONS"])
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = start_worker(env)
     try:
         asyncio.run(produce(broker.bootstrap, [(s.topic, key, s.raw) for s, key in mix]))
         dead = asyncio.run(consume_all(broker.bootstrap, "dead_letters", until=len(bad), settle=1.0))

@@ -18,7 +18,7 @@ import pytest
 
 from benchmarks.soak import SoakConfig, Thresholds, judge, run_soak, table
 from streams.tools.broker import EmbeddedBroker
-from streams.tools.clickhouse_server import start_clickhouse_server
+from streams.tools.clickhouse_server import ClickHouseServer
 from tests.support.reliability import FaultRun, record
 
 CONFIG = SoakConfig(
@@ -33,13 +33,11 @@ THRESHOLDS = Thresholds(lag_margin_seconds=5.0, rss_slope_mb_per_min=45.0)
 
 
 @pytest.mark.integration
-def test_sustained_load_keeps_lag_bounded_and_memory_flat(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    server = start_clickhouse_server(tmp_path / "clickhouse-server")
-    try:
-        config = replace(CONFIG, clickhouse_dsn=server.url)
-        result = run_soak(config, broker, tmp_path, quiet=True)
-    finally:
-        server.stop()
+def test_sustained_load_keeps_lag_bounded_and_memory_flat(
+    broker: EmbeddedBroker, clickhouse_server: ClickHouseServer, tmp_path: Path
+) -> None:
+    config = replace(CONFIG, clickhouse_dsn=clickhouse_server.url)
+    result = run_soak(config, broker, tmp_path, quiet=True)
     verdict = judge(result, THRESHOLDS, warmup_seconds=WARMUP_SECONDS)
     print("\n".join(table(result.samples)))
     print(verdict)

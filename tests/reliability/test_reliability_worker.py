@@ -39,7 +39,7 @@ import pytest
 from streams.api.server import user_partition
 from streams.contracts.privacy import load_cluster_secret
 from streams.contracts.settings import Settings
-from streams.tools.clickhouse_server import start_clickhouse_server
+from streams.tools.clickhouse_server import ClickHouseServer
 from streams.tools.worker_launcher import WorkerProcess
 from streams.worker.checkpoints import open_sealed
 from tests.support.faults import (
@@ -119,13 +119,14 @@ def joined_at(log: str) -> int:
     return int(datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000)
 
 
-def test_worker_sigkilled_twice_mid_stream_loses_nothing(broker, tmp_path: Path) -> None:
+def test_worker_sigkilled_twice_mid_stream_loses_nothing(
+    broker, clickhouse_server: ClickHouseServer, tmp_path: Path
+) -> None:
     started = time.monotonic()
-    clickhouse = start_clickhouse_server(tmp_path / "clickhouse-server")
     env = worker_env(
         broker.bootstrap,
         tmp_path,
-        clickhouse.url,
+        clickhouse_server.url,
         policy=POLICY,
         FOREWARN_API_TOKENS_FILE=write_tokens(tmp_path / "api-tokens.json"),
         FOREWARN_MODEL_CHECKPOINT_SECONDS="1",
@@ -161,12 +162,11 @@ def test_worker_sigkilled_twice_mid_stream_loses_nothing(broker, tmp_path: Path)
         skipped += metric_total(worker, DUPLICATES)
         assert worker.stop() == 0, worker.log_text()[-3000:]
         secret = load_cluster_secret(Settings.from_env(env))  # the workers' checkpoints are signed with it
-        check(broker.bootstrap, clickhouse.url, truth, kills, seen_live, int(skipped), started, secret)
+        check(broker.bootstrap, clickhouse_server.url, truth, kills, seen_live, int(skipped), started, secret)
     finally:
         traffic.stop()
         for each in workers:
             each.stop()
-        clickhouse.stop()
     for killed_at, successor in zip(kills, workers[1:], strict=True):
         assert joined_at(successor.log_text()) > killed_at, "a successor joined before the kill"
 

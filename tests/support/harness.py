@@ -21,6 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.contracts.privacy import Pseudonymizer
 from streams.tools.worker_launcher import EMBEDDED_BROKER_ENV, WorkerProcess, send_everything_policy
 
+StartWorker = Callable[..., WorkerProcess]
+"""The ``start_worker`` fixture (tests/conftest.py): ``start_worker(env)`` is a started worker."""
+
 
 def worker_env(
     bootstrap: str,

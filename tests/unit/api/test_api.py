@@ -63,8 +63,9 @@ from streams.contracts.events import Event, parse_event
 from streams.contracts.interventions import Intervention
 from streams.contracts.settings import Settings
 from streams.domain.state import Subscription, UserState, apply_event, record_contact
-from streams.tools.worker_launcher import WorkerProcess, free_port
+from streams.tools.worker_launcher import free_port
 from tests.support.harness import (
+    StartWorker,
     assigned,
     consume_all,
     envelope_events,
@@ -930,7 +931,7 @@ def page_view(user: str, now_ms: int) -> tuple[str, bytes, bytes]:
 
 
 @pytest.mark.integration
-def test_api_end_to_end(broker, tmp_path: Path) -> None:
+def test_api_end_to_end(broker, tmp_path: Path, start_worker: StartWorker) -> None:
     tokens_file = write_tokens(tmp_path / "api-tokens.json")
     env = worker_env(
         broker.bootstrap,
@@ -938,7 +939,7 @@ def test_api_end_to_end(broker, tmp_path: Path) -> None:
         FOREWARN_API_TOKENS_FILE=str(tokens_file),
         FOREWARN_PSEUDONYM_KEY_FILE=str(tmp_path / "pseudonym.key"),
     )
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = start_worker(env)
     known, prefs, prefs_admin, erased, crm = "api-known", "api-pref", "api-pref-admin", "api-erase", "api-crm"
     try:
         client = Client(worker.web_port)

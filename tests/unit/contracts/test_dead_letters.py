@@ -39,10 +39,9 @@ from streams.contracts.internal import (
 )
 from streams.processes.catalog import load_catalog
 from streams.processes.run import question_record
-from streams.tools.worker_launcher import WorkerProcess
 from streams.worker.agents.users import track_batch
 from streams.worker.app import each_event
-from tests.support.harness import consume_all, metric, produce, rows, worker_env
+from tests.support.harness import StartWorker, consume_all, metric, produce, rows, worker_env
 
 MB = 1_000_000
 T = 1_764_000_000.0
@@ -313,10 +312,12 @@ def page_view(event_id: str, pad: int = 0) -> bytes:
 
 @pytest.mark.integration
 def test_messages_of_any_size_and_foreign_internal_records_never_stop_a_worker(
-    broker, tmp_path: Path
+    broker,
+    tmp_path: Path,
+    start_worker: StartWorker,
 ) -> None:
     dsn = f"chdb://{tmp_path / 'clickhouse'}"
-    worker = WorkerProcess(worker_env(broker.bootstrap, tmp_path, dsn), tmp_path / "worker.log").start()
+    worker = start_worker(worker_env(broker.bootstrap, tmp_path, dsn))
     # 1,000,131 bytes: under the producers' default request limit, over what a dead letter could hold.
     oversized = [page_view("big-1", 1_000_131), page_view("big-5", 5 * MB), page_view("big-20", 20 * MB)]
     assert [len(raw) for raw in oversized] == [1_000_131, 5 * MB, 20 * MB]

@@ -32,9 +32,8 @@ from streams.domain.triggers import PendingTimers, next_tick
 from streams.processes.catalog import load_catalog
 from streams.processes.run import References, run_process
 from streams.processes.tickets import load_service_points
-from streams.tools.worker_launcher import WorkerProcess
 from tests.support.faults import read_topic
-from tests.support.harness import metric, produce, worker_env
+from tests.support.harness import StartWorker, metric, produce, worker_env
 from tests.unit.api.test_api import TOKENS, USER_ROUTE, call, path_of, write_tokens
 
 DAY = 86400.0
@@ -331,7 +330,9 @@ def clicks(user: str, at_ms: int, *kinds: str) -> list[tuple[str, bytes, bytes]]
 
 
 @pytest.mark.integration
-def test_a_worker_evicts_idle_users_and_keeps_the_others(broker, tmp_path: Path) -> None:
+def test_a_worker_evicts_idle_users_and_keeps_the_others(
+    broker, tmp_path: Path, start_worker: StartWorker
+) -> None:
     """On the RocksDB store (the test extra installs rocksdict), with a 3 s horizon and a 4 s dwell:
     the idle users (one of them lingering on the payment page) are deleted: 404 from the API, a
     tombstone last in the changelog, and the lingering user's dwell never fires. The idle opted-out
@@ -345,7 +346,7 @@ def test_a_worker_evicts_idle_users_and_keeps_the_others(broker, tmp_path: Path)
         FOREWARN_USER_IDLE_SECONDS=str(HORIZON),
         FOREWARN_API_TOKENS_FILE=str(write_tokens(tmp_path / "api-tokens.json")),
     )
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = start_worker(env)
     idle, lingering, active, opted_out = "ev-idle", "ev-pay", "ev-active", "ev-opt"
 
     def read(user: str) -> tuple[int, dict]:

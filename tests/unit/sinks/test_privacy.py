@@ -45,7 +45,6 @@ from streams.contracts.privacy import (
 )
 from streams.contracts.settings import Settings
 from streams.processes.run import erasure_record
-from streams.tools.clickhouse_server import start_clickhouse_server
 from tests.support.harness import traces
 
 KEY = b"the key of the privacy tests"
@@ -232,14 +231,10 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ClickH
         yield store
         store.close()
         return
-    server = start_clickhouse_server(tmp_path / "server")
-    try:
-        store = ClickHouseStore(server.url)
-        store.apply_schema()
-        yield store
-        store.close()
-    finally:
-        server.stop()
+    store = ClickHouseStore(request.getfixturevalue("clickhouse_server").url)
+    store.apply_schema()
+    yield store
+    store.close()
 
 
 ALL_SPECS = [value for value in vars(row_specs).values() if isinstance(value, TableSpec)]

@@ -27,10 +27,10 @@ from models.learners import PartitionModels
 from streams.api.server import user_partition
 from streams.contracts.deadletters import DeadLetterQueue, DeadLetterSender, read_dead_letter_headers
 from streams.domain.state import UserState
-from streams.tools.worker_launcher import WorkerProcess, send_everything_policy
+from streams.tools.worker_launcher import send_everything_policy
 from streams.worker.checkpoints import HEADER, TAG_BYTES, CheckpointRefused, checkpoint_key, open_sealed, seal
 from streams.worker.codec import CheckedTable, DataclassCodec, PartitionModelsCodec, Refused
-from tests.support.harness import event_bytes, metric, produce, read_until, rows, worker_env
+from tests.support.harness import StartWorker, event_bytes, metric, produce, read_until, rows, worker_env
 
 SECRET = b"the cluster secret of this test"
 PUBLISH_EVERY_SCORE = '\n[models]\npublish_delta = 0.0\npublish_interval = "0s"\n'
@@ -278,7 +278,9 @@ def session(user: str, start_ms: int) -> list[tuple[str, bytes, bytes]]:
 
 @pytest.mark.integration
 def test_forged_changelog_records_are_refused_and_their_partitions_start_fresh(
-    broker, tmp_path: Path
+    broker,
+    tmp_path: Path,
+    start_worker: StartWorker,
 ) -> None:
     """Records written to the tables' changelogs before the worker starts, by someone without the
     cluster secret: a plain pickle that would run a command (the format before checkpoints were
@@ -306,7 +308,7 @@ def test_forged_changelog_records_are_refused_and_their_partitions_start_fresh(
     start_ms = int(time.time() * 1000) - 60_000
     events = [event for index, user in enumerate(users) for event in session(user, start_ms + index)]
     env = worker_env(broker.bootstrap, tmp_path, policy=send_everything_policy("2s") + PUBLISH_EVERY_SCORE)
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    worker = start_worker(env)
     try:
         asyncio.run(produce(broker.bootstrap, events))
         scored = asyncio.run(
