@@ -4,7 +4,7 @@
 
 Runs ``python -m pytest`` on the reliability tests (``RELIABILITY_TESTS``) with
 ``FOREWARN_RELIABILITY_REPORT`` set to a fresh directory; every test ends by recording one
-:class:`tests.reliability.FaultRun` there (events pushed, faults injected, events lost, duplicates
+:class:`tests.support.reliability.FaultRun` there (events pushed, faults injected, events lost, duplicates
 downstream) after asserting on it. Prints the table, and with ``--write-docs`` puts it into
 docs/benchmarks.md between the reliability markers. Fails (exit 1) when a test failed or a test
 recorded nothing, so the document never shows figures of a run that did not pass.
@@ -26,15 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from benchmarks.readme import publish  # noqa: E402
-from tests.reliability import REPORT_DIR_ENV, TABLE_HEADER, load_runs  # noqa: E402
+from tests.support.reliability import REPORT_DIR_ENV, TABLE_HEADER, load_runs  # noqa: E402
 
-RELIABILITY_TESTS = (
-    "tests/test_reliability_worker.py",
-    "tests/test_reliability_clickhouse.py",
-    "tests/test_reliability_broker.py",
-    "tests/test_fuzz.py",
-    "tests/test_reliability_load.py",
-)
+RELIABILITY_TESTS = ("tests/reliability",)  # the fault, soak and fuzzing tests
 MARKERS = ("<!-- reliability:start -->", "<!-- reliability:end -->")
 
 

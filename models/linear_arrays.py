@@ -9,7 +9,7 @@ scores vectors from the live arrays; :meth:`LinearArrays.write` puts what it lea
 River objects, which stay the persisted form (:mod:`streams.worker.checkpoints`).
 
 Every step is River's arithmetic, vectorised: the scaler's statistics are River's bit for bit, the
-weights River's within rounding (``tests/test_models_linear_arrays.py``); the arithmetic, step by
+weights River's within rounding (``tests/unit/models/test_models_linear_arrays.py``); the arithmetic, step by
 step: docs/prediction.md, "The models as arrays".
 
 >>> from river import compose, linear_model, preprocessing

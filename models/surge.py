@@ -20,8 +20,8 @@ cooled down (``cooldown``, 6 h, and no longer significant at ``rearm_alpha``, 0.
 id is stable under replay. A product watched from the middle of its life waits ``warmup`` (1 day).
 The state is bounded (products, topics, questions, launch profiles: :class:`SurgeRules`).
 
-The formulas, the launch prior, the bounds and the detection delays measured by ``tests/test_surge.py``:
-docs/processes.md, "Hot issues in detail".
+The formulas, the launch prior, the bounds and the detection delays measured by
+``tests/unit/models/test_surge.py``: docs/processes.md, "Hot issues in detail".
 
 >>> HOUR = 3600.0
 >>> state, rules = CategoryIssues(), SurgeRules()

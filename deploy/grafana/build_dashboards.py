@@ -1,11 +1,11 @@
 """The Grafana dashboards of Forewarn, written to deploy/grafana/dashboards/*.json.
 
 This script is the one place they are defined: edit it, run ``python deploy/grafana/build_dashboards.py``
-(with forewarn[test] installed, as for the tests) and commit both. tests/test_observability.py checks that
-the JSON is what this script writes, that every PromQL expression parses and names only metrics the
-service exports (streams/contracts/metrics.py; a real Prometheus accepts them too), and runs every
-ClickHouse query against the schema (sinks/schema/*.sql) and compares the value panels with
-``forewarn report``.
+(with forewarn[test] installed, as for the tests) and commit both.
+tests/integration/test_observability.py checks that the JSON is what this script writes, that every
+PromQL expression parses and names only metrics the service exports (streams/contracts/metrics.py; a
+real Prometheus accepts them too), and runs every ClickHouse query against the schema
+(sinks/schema/*.sql) and compares the value panels with ``forewarn report``.
 
 The dashboards are built with the Grafana Foundation SDK, generated from the schemas of the Grafana
 release docker-compose.yml runs (11.6): it writes that release's schema version and lays the panels out
