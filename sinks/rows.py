@@ -243,7 +243,7 @@ def payload_user_id(payload: bytes) -> str:
 
     >>> payload_user_id(b'{"event_type": "page_view", "user_id": "u1"}')
     'u1'
-    >>> payload_user_id(b'{"user_id": "u\\u00e9", "event_type": ')  # cut: read by the member alone
+    >>> payload_user_id(b'{"user_id": "u\\\\u00e9", "event_type": ')  # cut: read by the member alone
     'ué'
     >>> payload_user_id(b'{"user_id": 42}'), payload_user_id(b'["u1"]'), payload_user_id(b"\\xff")
     ('', '', '')
