@@ -69,18 +69,26 @@ async def each_batch(
     ``handle`` deals with each event's own failures, so this is a fault of the batch as a whole. A batch
     not finished because the worker stops (a dead letter or a send not taken before it stopped:
     :class:`streams.contracts.deadletters.StopRequested`, or the agent cancelled) is left unacknowledged
-    without the shutdown waiting for it (:meth:`streams.worker.transport._Consumer.abandon`): it is read
-    again after
-    the restart, and what of it got through is recognised then (each user's state knows its events)."""
+    without the shutdown waiting for it (:meth:`streams.worker.transport._Consumer.abandon`), and so is
+    a batch still being gathered when the worker stops: it is read again after the restart, and what of
+    it got through is recognised then (each user's state knows its events)."""
     consumer = stream.app.consumer
     waiting = stream.channel.queue
     manual = stream.noack()
     batch: list[faust.EventT] = []
+    gathering = consumer.gathering
     async for event in manual.events():
         batch.append(event)
         if len(batch) < max_events and not waiting.empty():
+            gathering.add(event.message)  # until handed over: a shutdown meanwhile abandons it
             continue
         events, batch = batch, []
+        for taken in events:
+            gathering.discard(taken.message)
+        # Those abandoned meanwhile (the worker is stopping) are left to the restart.
+        events = [taken for taken in events if not taken.message.acked]
+        if not events:
+            continue
         try:
             try:
                 await handle(events)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterator, Collection, Coroutine, Mapping
 from typing import Any
 
@@ -107,6 +108,7 @@ class _Consumer(faust_aiokafka.Consumer):
     # partition -> its first offset, for the partitions with nothing committed at the last seek: where
     # their records start, as the committed offset says for the others
     _start: dict[Any, int] = {}
+    _gathering: weakref.WeakSet[Any] | None = None
 
     def abandon(self, message: Any) -> None:
         """Leave ``message`` unacknowledged for good in this run: it is not committed past (it is read
@@ -115,6 +117,31 @@ class _Consumer(faust_aiokafka.Consumer):
         so that a stream acknowledging it later (a batch's, on its way out) does not commit past it."""
         message.acked = True
         self._unacked_messages.discard(message)
+
+    @property
+    def gathering(self) -> weakref.WeakSet[Any]:
+        """The messages agents took into a batch they have not handed to its handler yet
+        (:func:`streams.worker.guard.each_batch` adds and removes them): nothing of them is done."""
+        if self._gathering is None:
+            self._gathering = weakref.WeakSet()
+        return self._gathering
+
+    def abandon_gathered(self) -> int:
+        """Abandon every message of a batch still being gathered; how many."""
+        gathered = list(self.gathering)
+        for message in gathered:
+            self.abandon(message)
+        self.gathering.clear()
+        return len(gathered)
+
+    async def wait_empty(self) -> None:
+        """Faust's wait for every message delivered to be acknowledged; at shutdown, not for those of a
+        batch still being gathered. Its agent waits for the next record, which the shutdown's cleared
+        queues never give it: Faust would wait until the worker is killed. Nothing of them was done, so
+        they are read again after the restart."""
+        if self.app.should_stop:
+            self.abandon_gathered()
+        await super().wait_empty()
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)

@@ -15,6 +15,14 @@ from streams.contracts.deadletters import StopRequested
 from streams.worker.guard import each_batch
 
 
+class FakeMessage:
+    """A Kafka message as the guard sees it: its offset, and whether it was acknowledged."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.acked = False
+
+
 class FakeStream:
     """A stream whose events arrive in bursts: each burst is in the queue at once, the next one only
     after the agent handled what it took (as records fetched while it was busy)."""
@@ -24,9 +32,12 @@ class FakeStream:
         self.acked: list[int] = []
         self.abandoned: list[int] = []
         self.channel = SimpleNamespace(queue=SimpleNamespace(empty=lambda: not self.bursts[0]))
-        self.app = SimpleNamespace(
-            consumer=SimpleNamespace(abandon=lambda m: self.abandoned.append(m.offset))
-        )
+        self.app = SimpleNamespace(consumer=SimpleNamespace(abandon=self.abandon, gathering=set()))
+        self.stop_after: int | None = None  # the worker stops once the agent took this offset
+
+    def abandon(self, message: Any) -> None:
+        message.acked = True
+        self.abandoned.append(message.offset)
 
     def noack(self) -> FakeStream:
         return self
@@ -36,7 +47,11 @@ class FakeStream:
             if not self.bursts[0]:
                 self.bursts.popleft()
                 continue
-            yield SimpleNamespace(message=SimpleNamespace(offset=self.bursts[0].popleft()))
+            offset = self.bursts[0].popleft()
+            yield SimpleNamespace(message=FakeMessage(offset))
+            if offset == self.stop_after:  # what the transport's wait_empty does at shutdown
+                for message in list(self.app.consumer.gathering):
+                    self.abandon(message)
             await asyncio.sleep(0)
 
     async def ack(self, event: Any) -> None:
@@ -89,3 +104,18 @@ def test_a_cancelled_batch_is_left_unacknowledged() -> None:
     with pytest.raises(asyncio.CancelledError):
         run(stream, handle)
     assert stream.acked == [] and stream.abandoned == [1, 2]
+
+
+def test_a_batch_still_being_gathered_when_the_worker_stops_is_left_to_the_restart() -> None:
+    """The transport abandons what an agent holds in a batch it is gathering when the worker stops
+    (:meth:`streams.worker.transport._Consumer.wait_empty`): those events are not handled after all."""
+    stream = FakeStream([[1, 2, 3], [4]])
+    stream.stop_after = 2
+    batches: list[list[int]] = []
+
+    async def handle(events: list[Any]) -> None:
+        batches.append([event.message.offset for event in events])
+
+    assert run(stream, handle) == []
+    assert sorted(stream.abandoned) == [1, 2] and batches == [[3], [4]] and stream.acked == [3, 4]
+    assert not stream.app.consumer.gathering

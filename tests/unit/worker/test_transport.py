@@ -210,3 +210,37 @@ async def test_the_conductor_waits_for_an_update_of_the_deliveries_under_way(tmp
     await handed
 
     assert delivered == [("new", 6)]
+
+
+class HeldMessage:
+    """A delivered message, as far as acknowledgement goes."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.acked = False
+        self.refcount = 1
+
+
+async def test_at_shutdown_a_batch_still_being_gathered_is_not_waited_for(tmp_path) -> None:
+    """An agent gathering a batch waits for a record that the shutdown's cleared queues never give it:
+    Faust's wait for every delivered message to be acknowledged would last until the worker is killed.
+    At shutdown the gathered messages are abandoned (read again after the restart) instead; while the
+    worker runs (a rebalance) they are waited for as before."""
+    consumer = app_consumer(tmp_path)
+    held, handed = HeldMessage(7), HeldMessage(8)
+    for message in (held, handed):
+        consumer._unacked_messages.add(message)
+    consumer.gathering.add(held)
+    committed: list[bool] = []
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        committed.append(True)
+        handed.acked = True  # the batch handed over is acknowledged meanwhile
+        consumer._unacked_messages.discard(handed)
+        return True
+
+    consumer.commit = commit
+    consumer.app._stopped.set()  # the app is stopping
+    await asyncio.wait_for(consumer.wait_empty(), timeout=5)
+    assert held.acked and held not in consumer._unacked_messages and not consumer.gathering
+    assert committed  # Faust's wait (and its commits) went on for the rest
