@@ -6,7 +6,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The package, installed (not editable) with its package data: the ClickHouse schema (sinks/schema), the
-# default policy and the sample catalog and service points (streams/domain/policy.toml, streams/data), and the
+# default policy and the sample catalog and service points (streams/domain/policy.toml, streams/processes/data), and the
 # RocksDB binding of the tables' store (FOREWARN_STORE=rocksdb://, as docker-compose.yml runs it).
 WORKDIR /src
 COPY pyproject.toml README.md ./
