@@ -176,7 +176,7 @@ def test_a_row_loses_its_raw_id_in_the_user_column_and_in_json() -> None:
 
 
 def erasure_message(user: str, request_id: str = "req-1", erased_at: float | None = None) -> bytes:
-    """As the worker sends it (:func:`streams.processes.run.erasure_record`)."""
+    """As the worker sends it (:func:`streams.contracts.erasure.erasure_record`)."""
     event = Event(
         "er1", "erasure_requested", "erasure", T, user, {"request_id": request_id, "requested_by": "dpo"}
     )
