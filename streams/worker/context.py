@@ -36,8 +36,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerContext:
-    """One app's shared pieces. ``users`` is the users table; every other field is named for what it
-    holds."""
+    """One app's shared pieces, each field named for what it holds."""
 
     app: faust.App
     settings: Settings
@@ -45,7 +44,6 @@ class WorkerContext:
     references: References  # the catalog and the service points
     topics: Topics
     tables: Tables
-    users: Any  # tables.users (streams.worker.codec.CheckedTable)
     state_writes: StateWrites  # users whose state changed since their last changelog record
     pending_timers: PendingTimers  # users with a timer pending: what the sweep looks at
     clocks: PartitionClocks  # each partition's event-time clock
@@ -99,7 +97,6 @@ class WorkerContext:
             references=references,
             topics=topics,
             tables=tables,
-            users=tables.users,
             state_writes=StateWrites(),
             pending_timers=PendingTimers(policy, horizon),
             clocks=PartitionClocks(),
@@ -116,6 +113,11 @@ class WorkerContext:
             # see streams.contracts.internal.DEFAULT_MAX_BYTES
             internal_max_bytes=2 * settings.max_event_bytes,
         )
+
+    @property
+    def users(self) -> Any:
+        """The users table (:class:`streams.worker.codec.CheckedTable`)."""
+        return self.tables.users
 
     async def dead_letter(self, message: Any, reason: str, detail: str, rejected_at: float) -> None:
         """Dead-letter ``message``, sent until the broker takes it."""
