@@ -71,7 +71,9 @@ async def each_batch(
     :class:`streams.contracts.deadletters.StopRequested`, or the agent cancelled) is left unacknowledged
     without the shutdown waiting for it (:meth:`streams.worker.transport._Consumer.abandon`), and so is
     a batch still being gathered when the worker stops: it is read again after the restart, and what of
-    it got through is recognised then (each user's state knows its events)."""
+    it got through is recognised then (each user's state knows its events). A rebalance does not wait for
+    a batch being gathered either: it is handled once the flow resumes, less what its partitions' new
+    owners will read (:meth:`streams.worker.transport._Consumer.still_held`)."""
     consumer = stream.app.consumer
     waiting = stream.channel.queue
     manual = stream.noack()
@@ -85,8 +87,15 @@ async def each_batch(
         events, batch = batch, []
         for taken in events:
             gathering.discard(taken.message)
-        # Those abandoned meanwhile (the worker is stopping) are left to the restart.
-        events = [taken for taken in events if not taken.message.acked]
+        # Those abandoned meanwhile (the worker is stopping) are left to the restart; after a rebalance
+        # came meanwhile, those of partitions gone to another worker are left to it.
+        rebalanced = consumer.rebalanced
+        events = [
+            taken
+            for taken in events
+            if not taken.message.acked
+            and (taken.message not in rebalanced or consumer.still_held(taken.message))
+        ]
         if not events:
             continue
         try:

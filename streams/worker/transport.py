@@ -109,6 +109,7 @@ class _Consumer(faust_aiokafka.Consumer):
     # their records start, as the committed offset says for the others
     _start: dict[Any, int] = {}
     _gathering: weakref.WeakSet[Any] | None = None
+    _rebalanced: weakref.WeakSet[Any] | None = None
 
     def abandon(self, message: Any) -> None:
         """Leave ``message`` unacknowledged for good in this run: it is not committed past (it is read
@@ -126,6 +127,14 @@ class _Consumer(faust_aiokafka.Consumer):
             self._gathering = weakref.WeakSet()
         return self._gathering
 
+    @property
+    def rebalanced(self) -> weakref.WeakSet[Any]:
+        """Gathered messages a rebalance did not wait for: their agent checks, when it hands them on,
+        that their partition is still this worker's (:meth:`still_held`)."""
+        if self._rebalanced is None:
+            self._rebalanced = weakref.WeakSet()
+        return self._rebalanced
+
     def abandon_gathered(self) -> int:
         """Abandon every message of a batch still being gathered; how many."""
         gathered = list(self.gathering)
@@ -134,13 +143,34 @@ class _Consumer(faust_aiokafka.Consumer):
         self.gathering.clear()
         return len(gathered)
 
+    def release_gathered(self) -> None:
+        """No longer wait for the messages of a batch still being gathered (a rebalance): they are
+        handed on once the flow resumes, and acknowledged then."""
+        for message in list(self.gathering):
+            self._unacked_messages.discard(message)
+            self.rebalanced.add(message)
+
+    def still_held(self, message: Any) -> bool:
+        """Whether a gathered message a rebalance did not wait for may be handled: its partition is
+        still this worker's (tracked again until acknowledged), or it is abandoned (the partition's new
+        owner reads it from the committed offset)."""
+        self.rebalanced.discard(message)
+        if message.tp in self.assignment():
+            self._unacked_messages.add(message)
+            return True
+        self.abandon(message)
+        return False
+
     async def wait_empty(self) -> None:
-        """Faust's wait for every message delivered to be acknowledged; at shutdown, not for those of a
-        batch still being gathered. Its agent waits for the next record, which the shutdown's cleared
-        queues never give it: Faust would wait until the worker is killed. Nothing of them was done, so
-        they are read again after the restart."""
+        """Faust's wait for every message delivered to be acknowledged, but not for those of a batch
+        still being gathered: its agent waits for the next record, which the queues Faust has just
+        cleared give it only once the flow resumes, after this wait; Faust would wait until the worker
+        is killed, or its rebalance for ever. At shutdown they are abandoned (nothing of them was done:
+        they are read again after the restart); at a rebalance the agent hands them on afterwards."""
         if self.app.should_stop:
             self.abandon_gathered()
+        else:
+            self.release_gathered()
         await super().wait_empty()
 
     def _new_consumer_thread(self) -> _ConsumerThread:

@@ -32,8 +32,21 @@ class FakeStream:
         self.acked: list[int] = []
         self.abandoned: list[int] = []
         self.channel = SimpleNamespace(queue=SimpleNamespace(empty=lambda: not self.bursts[0]))
-        self.app = SimpleNamespace(consumer=SimpleNamespace(abandon=self.abandon, gathering=set()))
+        self.app = SimpleNamespace(
+            consumer=SimpleNamespace(
+                abandon=self.abandon, gathering=set(), rebalanced=set(), still_held=self.still_held
+            )
+        )
         self.stop_after: int | None = None  # the worker stops once the agent took this offset
+        self.rebalance_after: int | None = None  # a rebalance comes once the agent took this offset
+        self.revoked: set[int] = set()  # offsets whose partition the rebalance gives another worker
+
+    def still_held(self, message: Any) -> bool:
+        self.app.consumer.rebalanced.discard(message)
+        if message.offset in self.revoked:
+            self.abandon(message)
+            return False
+        return True
 
     def abandon(self, message: Any) -> None:
         message.acked = True
@@ -52,6 +65,8 @@ class FakeStream:
             if offset == self.stop_after:  # what the transport's wait_empty does at shutdown
                 for message in list(self.app.consumer.gathering):
                     self.abandon(message)
+            if offset == self.rebalance_after:  # and at a rebalance
+                self.app.consumer.rebalanced.update(self.app.consumer.gathering)
             await asyncio.sleep(0)
 
     async def ack(self, event: Any) -> None:
@@ -119,3 +134,19 @@ def test_a_batch_still_being_gathered_when_the_worker_stops_is_left_to_the_resta
     assert run(stream, handle) == []
     assert sorted(stream.abandoned) == [1, 2] and batches == [[3], [4]] and stream.acked == [3, 4]
     assert not stream.app.consumer.gathering
+
+
+def test_a_batch_gathered_across_a_rebalance_is_handled_less_what_another_worker_now_holds() -> None:
+    """A rebalance does not wait for a batch being gathered (its agent gets its next record only once
+    the flow resumes); the agent then hands it on, less the events of partitions gone to another
+    worker, which are abandoned for their new owner to read."""
+    stream = FakeStream([[1, 2, 3], [4]])
+    stream.rebalance_after, stream.revoked = 2, {1}
+    batches: list[list[int]] = []
+
+    async def handle(events: list[Any]) -> None:
+        batches.append([event.message.offset for event in events])
+
+    assert run(stream, handle) == []
+    assert batches == [[2, 3], [4]] and stream.acked == [2, 3, 4] and stream.abandoned == [1]
+    assert not stream.app.consumer.gathering and not stream.app.consumer.rebalanced

@@ -212,11 +212,23 @@ async def test_the_conductor_waits_for_an_update_of_the_deliveries_under_way(tmp
     assert delivered == [("new", 6)]
 
 
+async def waits_empty_within(consumer: Any, seconds: float) -> bool:
+    """Whether the consumer's ``wait_empty`` returns within ``seconds``; if not, it is ended (its loop
+    stops once the consumer is stopping) so that the test can fail rather than hang."""
+    task = asyncio.ensure_future(consumer.wait_empty())
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        consumer._stopped.set()
+        await task
+    return bool(done)
+
+
 class HeldMessage:
     """A delivered message, as far as acknowledgement goes."""
 
-    def __init__(self, offset: int) -> None:
+    def __init__(self, offset: int, tp: Any = None) -> None:
         self.offset = offset
+        self.tp = tp
         self.acked = False
         self.refcount = 1
 
@@ -241,6 +253,29 @@ async def test_at_shutdown_a_batch_still_being_gathered_is_not_waited_for(tmp_pa
 
     consumer.commit = commit
     consumer.app._stopped.set()  # the app is stopping
-    await asyncio.wait_for(consumer.wait_empty(), timeout=5)
+    assert await waits_empty_within(consumer, 5)
     assert held.acked and held not in consumer._unacked_messages and not consumer.gathering
     assert committed  # Faust's wait (and its commits) went on for the rest
+
+
+async def test_a_rebalance_does_not_wait_for_a_batch_being_gathered(tmp_path) -> None:
+    """At a rebalance the gathered messages are not waited for (the agent waits for its next record,
+    which comes only once the rebalance is over) nor abandoned: handed on afterwards, those of a
+    partition still held are tracked again until acknowledged, the others abandoned."""
+    consumer = app_consumer(tmp_path)
+    kept_tp, gone_tp = TopicPartition("clickstream", 0), TopicPartition("clickstream", 1)
+    kept, gone = HeldMessage(3, kept_tp), HeldMessage(4, gone_tp)
+    for message in (kept, gone):
+        consumer._unacked_messages.add(message)
+        consumer.gathering.add(message)
+
+    async def commit(*args: Any, **kwargs: Any) -> bool:
+        return True
+
+    consumer.commit = commit
+    assert await waits_empty_within(consumer, 5)  # the app runs: a rebalance
+    assert not kept.acked and not gone.acked and set(consumer.rebalanced) == {kept, gone}
+    consumer.assignment = lambda: {kept_tp}
+    assert consumer.still_held(kept) and kept in consumer._unacked_messages and not kept.acked
+    assert not consumer.still_held(gone) and gone.acked and gone not in consumer._unacked_messages
+    assert not consumer.rebalanced
