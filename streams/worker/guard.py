@@ -82,7 +82,7 @@ async def each_batch(
     async for event in manual.events():
         batch.append(event)
         if len(batch) < max_events and not waiting.empty():
-            gathering.add(event.message)  # until handed over: a shutdown meanwhile abandons it
+            gathering.add(event.message)  # until handed over: neither a shutdown nor a rebalance waits for it
             continue
         events, batch = batch, []
         for taken in events:
