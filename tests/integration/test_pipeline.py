@@ -203,9 +203,9 @@ def test_restart_recovers_state_without_duplicates(broker, tmp_path: Path, start
     ids = [orjson.loads(m.value)["intervention_id"] for m in emitted]
     assert len(ids) == len(set(ids)), "an intervention was emitted twice"
     missing = {expected[i] for i in set(expected) - set(ids)}
-    assert not missing and set(ids) <= set(expected), (
-        f"missing {missing}, unexpected {set(ids) - set(expected)}"
-    )
+    found = interventions_by_id(emitted)
+    unexpected = [found[i] for i in set(ids) - set(expected)]
+    assert not missing and not unexpected, f"missing {missing}, unexpected {unexpected}"
     valid = first.valid + second.valid + silent.valid
     dsn = env["FOREWARN_CLICKHOUSE_DSN"]
     assert rows(dsn, "SELECT count(), uniqExact(event_id) FROM events") == [(valid, valid)]
