@@ -43,7 +43,7 @@ EVENT_PROCESSING = Histogram(
 )
 DECISIONS = Counter(
     "forewarn_decisions_total",
-    "Contact-policy decisions, by trigger, decision (emitted, deferred, suppressed) and reason.",
+    "Contact-policy decisions, by trigger, decision (emitted, deferred, suppressed, shadow) and reason.",
     ["trigger", "decision", "reason"],
 )
 OUTCOMES = Counter(
