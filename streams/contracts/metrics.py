@@ -46,6 +46,11 @@ DECISIONS = Counter(
     "Contact-policy decisions, by trigger, decision (emitted, deferred, suppressed, shadow) and reason.",
     ["trigger", "decision", "reason"],
 )
+POLICY_RELOADS = Counter(
+    "forewarn_policy_reloads",
+    "Policy files read again (SIGHUP, or the file changed) and put in force (applied) or refused.",
+    ["result"],
+)
 OUTCOMES = Counter(
     "forewarn_outcomes_total", "Intervention outcomes reported by the notifier, by outcome.", ["outcome"]
 )
