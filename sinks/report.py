@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from streams.domain.contact import DEFERRED, EMITTED, SHADOW
+
 HOLDOUT = "holdout"
 # Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
@@ -348,7 +350,7 @@ def format_report(values: Sequence[TriggerValue]) -> str:
 # --- shadow decisions: what a trigger deployed in shadow would have done
 
 # Shadow reasons of what would have been sent: at once, or when the user's quiet hours ended.
-WOULD_SEND = ("emitted", "deferred")
+WOULD_SEND = (EMITTED, DEFERRED)
 FOLLOW_UP = 7 * 86_400.0  # s: the window after a would-be send in which complaints and conversions count
 CHURN_HORIZON = 28 * 86_400.0  # s: no activity for this long after it, or a cancellation in it: churned
 TOP_SEGMENTS = 5
@@ -425,8 +427,8 @@ def _ms(value: Any) -> int:
 _PERIOD = "event_time >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')" + (
     " AND event_time <= fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
 )
-_SHADOW = f"decisions FINAL WHERE decision = 'shadow' AND {_PERIOD}"
-_WOULD_SEND = "reason IN ('emitted', 'deferred')"
+_SHADOW = f"decisions FINAL WHERE decision = '{SHADOW}' AND {_PERIOD}"
+_WOULD_SEND = f"reason IN ('{EMITTED}', '{DEFERRED}')"
 
 # For one trigger: its targets from their first would-be send, everyone else active from their first
 # clickstream event, then each one's events after that time (the sparse flags joined with the window as a
