@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from streams.domain.contact import DEFERRED, EMITTED, SHADOW
+
 HOLDOUT = "holdout"
 # Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
@@ -342,4 +344,317 @@ def format_report(values: Sequence[TriggerValue]) -> str:
             name = arm.totals.arm or "(no arm)"
             heading = f"{title}: {name} vs {HOLDOUT}" if value.holdout else f"{title}: {name}, no holdout arm"
             blocks.append("\n".join([heading, *_arm_lines(arm, value.holdout)]))
+    return "\n\n".join(blocks)
+
+
+# --- shadow decisions: what a trigger deployed in shadow would have done
+
+# Shadow reasons of what would have been sent: at once, or when the user's quiet hours ended.
+WOULD_SEND = (EMITTED, DEFERRED)
+FOLLOW_UP = 7 * 86_400.0  # s: the window after a would-be send in which complaints and conversions count
+CHURN_HORIZON = 28 * 86_400.0  # s: no activity for this long after it, or a cancellation in it: churned
+TOP_SEGMENTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """What a group of users did after their reference time t: flags counted once per user."""
+
+    users: int = 0
+    complained: int = 0  # a support contact, or feedback scored 1 or 2, in (t, t + follow-up]
+    converted: int = 0  # an order_completed or payment_completed in (t, t + follow-up]
+    churn_observable: int = 0  # users whose churn horizon has passed by the latest event
+    churned: int = 0  # among those: no clickstream event in (t, t + horizon], or a cancellation in it
+
+    @property
+    def complaint_rate(self) -> float | None:
+        return ratio(self.complained, self.users)
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return ratio(self.converted, self.users)
+
+    @property
+    def churn_rate(self) -> float | None:
+        return ratio(self.churned, self.churn_observable)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowValue:
+    """One trigger's shadow decisions in the period, and how its would-be targets behaved.
+
+    ``targets`` are the users it would have sent to (a shadow decision with reason ``emitted`` or
+    ``deferred``), each from their first such decision in the period; ``others`` are the users active
+    (a clickstream event) in the period who are not targets, each from their first event in it. The
+    comparison is descriptive: the trigger chose its targets, so differences are not its effect.
+    """
+
+    trigger: str
+    decisions: int  # shadow decisions
+    by_reason: tuple[tuple[str, int], ...]  # would-be reason -> decisions, most first
+    users: int  # distinct users with a shadow decision
+    targets: int  # distinct users it would have sent to
+    days: float  # the period's length, at least one day
+    active_users: int  # distinct users with a clickstream event in the period
+    segments: tuple[tuple[str, int], ...]  # the targets' most common CRM segments: (segment, users)
+    target_behaviour: Behaviour
+    other_behaviour: Behaviour
+
+    @property
+    def would_send(self) -> int:
+        return sum(count for reason, count in self.by_reason if reason in WOULD_SEND)
+
+    @property
+    def per_day(self) -> float:
+        return self.would_send / self.days
+
+    @property
+    def per_thousand_active(self) -> float | None:
+        return None if not self.active_users else 1000 * self.would_send / self.active_users
+
+    def difference(self, flag: str) -> Estimate | None:
+        """Targets minus everyone else for ``complained``, ``converted`` or ``churned``."""
+        a, b = self.target_behaviour, self.other_behaviour
+        if flag == "churned":
+            return proportion_difference(a.churned, a.churn_observable, b.churned, b.churn_observable)
+        return proportion_difference(getattr(a, flag), a.users, getattr(b, flag), b.users)
+
+
+def _ms(value: Any) -> int:
+    return round(value.timestamp() * 1000)
+
+
+_PERIOD = "event_time >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')" + (
+    " AND event_time <= fromUnixTimestamp64Milli({end:Int64}, 'UTC')"
+)
+_SHADOW = f"decisions FINAL WHERE decision = '{SHADOW}' AND {_PERIOD}"
+_WOULD_SEND = f"reason IN ('{EMITTED}', '{DEFERRED}')"
+
+# For one trigger: its targets from their first would-be send, everyone else active from their first
+# clickstream event, then each one's events after that time (the sparse flags joined with the window as a
+# join condition, as in 0002's intervention_value).
+_BEHAVIOUR_SQL = f"""
+WITH
+    targets AS
+    (
+        SELECT user_id, min(event_time) AS t FROM {_SHADOW}
+            AND trigger = {{trigger:String}} AND {_WOULD_SEND}
+        GROUP BY user_id
+    ),
+    others AS
+    (
+        SELECT user_id, min(event_time) AS t FROM events
+        WHERE source = 'clickstream' AND {_PERIOD} AND user_id NOT IN (SELECT user_id FROM targets)
+        GROUP BY user_id
+    ),
+    cohort AS
+    (
+        SELECT user_id, t, t + toIntervalMillisecond({{window:Int64}}) AS t_end, target
+        FROM
+        (
+            SELECT user_id, t, 1 AS target FROM targets
+            UNION ALL
+            SELECT user_id, t, 0 AS target FROM others
+        )
+    ),
+    later AS
+    (
+        SELECT user_id, event_time, source, event_type, attrs FROM events
+        WHERE user_id IN (SELECT user_id FROM cohort)
+            AND event_time > fromUnixTimestamp64Milli({{start:Int64}}, 'UTC')
+            AND event_time <= fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')
+                + toIntervalMillisecond({{window:Int64}})
+            AND source IN ('clickstream', 'subscriptions')
+    ),
+    flags AS
+    (
+        SELECT
+            c.user_id AS user_id,
+            max(e.source = 'clickstream'
+                AND e.event_time <= c.t + toIntervalMillisecond({{follow_up:Int64}})
+                AND (e.event_type = 'support_contact'
+                    OR (e.event_type = 'feedback' AND JSONExtractFloat(e.attrs, 'score') <= 2)))
+                AS complained,
+            max(e.source = 'clickstream' AND e.event_type IN ('order_completed', 'payment_completed')
+                AND e.event_time <= c.t + toIntervalMillisecond({{follow_up:Int64}})) AS converted,
+            max(e.source = 'clickstream'
+                AND e.event_time <= c.t + toIntervalMillisecond({{horizon:Int64}})) AS active,
+            max(e.event_type = 'subscription_updated' AND JSONExtractString(e.attrs, 'status') = 'cancelled'
+                AND e.event_time <= c.t + toIntervalMillisecond({{horizon:Int64}})) AS cancelled
+        FROM cohort AS c
+        INNER JOIN later AS e ON e.user_id = c.user_id AND e.event_time > c.t AND e.event_time <= c.t_end
+        GROUP BY c.user_id
+    )
+SELECT
+    c.target AS target,
+    count() AS users,
+    sum(f.complained) AS complained,
+    sum(f.converted) AS converted,
+    countIf(c.t + toIntervalMillisecond({{horizon:Int64}}) <= fromUnixTimestamp64Milli({{end:Int64}}, 'UTC'))
+        AS churn_observable,
+    countIf(c.t + toIntervalMillisecond({{horizon:Int64}}) <= fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')
+        AND (f.active = 0 OR f.cancelled = 1)) AS churned
+FROM cohort AS c
+LEFT JOIN flags AS f ON f.user_id = c.user_id
+GROUP BY target
+"""
+
+# The targets' CRM segments: each user's latest crm_attributes event that names segments, up to the end.
+_SEGMENTS_SQL = f"""
+WITH
+    targets AS (SELECT DISTINCT trigger, user_id FROM {_SHADOW} AND {_WOULD_SEND}),
+    latest AS
+    (
+        SELECT user_id, argMax(JSONExtract(attrs, 'segments', 'Array(String)'), event_time) AS segments
+        FROM events
+        WHERE source = 'crm' AND event_type = 'crm_attributes' AND JSONHas(attrs, 'segments')
+            AND event_time <= fromUnixTimestamp64Milli({{end:Int64}}, 'UTC')
+            AND user_id IN (SELECT user_id FROM targets)
+        GROUP BY user_id
+    )
+SELECT t.trigger AS trigger, segment, count() AS users
+FROM targets AS t
+INNER JOIN latest AS l ON l.user_id = t.user_id
+ARRAY JOIN l.segments AS segment
+GROUP BY trigger, segment
+ORDER BY trigger, users DESC, segment
+LIMIT {TOP_SEGMENTS} BY trigger
+"""
+
+
+def shadow_report(
+    store: Any,
+    days: float | None = None,
+    follow_up: float = FOLLOW_UP,
+    churn_horizon: float = CHURN_HORIZON,
+) -> list[ShadowValue]:
+    """Every trigger with shadow decisions in the period, read through a
+    :class:`sinks.clickhouse.ClickHouseStore`.
+
+    The period ends at the latest event stored (the data's "now", so a replay reads the same) and covers
+    the last ``days`` before it, or, without ``days``, starts at the first shadow decision. Rates per day
+    divide by the period's length, at least one day. ``follow_up`` and ``churn_horizon`` are seconds.
+    """
+    [(last_event, last_decision, first_shadow)] = store.query(
+        "SELECT (SELECT max(event_time) FROM events), (SELECT max(event_time) FROM decisions),"
+        " (SELECT min(event_time) FROM decisions WHERE decision = 'shadow')"
+    )
+    if first_shadow is None or _ms(first_shadow) <= 0:
+        return []
+    end = max(_ms(last_event), _ms(last_decision))
+    start = _ms(first_shadow) if days is None else end - int(days * 86_400_000)
+    period = {"start": start, "end": end}
+    counts: dict[str, list[tuple[str, int, int]]] = {}
+    for trigger, reason, decisions, users in store.query(
+        f"SELECT trigger, reason, count(), uniqExact(user_id) FROM {_SHADOW}"
+        " GROUP BY trigger, reason ORDER BY trigger, count() DESC, reason",
+        period,
+    ):
+        counts.setdefault(trigger, []).append((reason, int(decisions), int(users)))
+    if not counts:
+        return []
+    reach = {
+        trigger: (int(users), int(targets))
+        for trigger, users, targets in store.query(
+            f"SELECT trigger, uniqExact(user_id), uniqExactIf(user_id, {_WOULD_SEND}) FROM {_SHADOW}"
+            " GROUP BY trigger",
+            period,
+        )
+    }
+    [(active,)] = store.query(
+        f"SELECT uniqExact(user_id) FROM events WHERE source = 'clickstream' AND {_PERIOD}", period
+    )
+    segments: dict[str, list[tuple[str, int]]] = {}
+    for trigger, segment, users in store.query(_SEGMENTS_SQL, period):
+        segments.setdefault(trigger, []).append((segment, int(users)))
+    values = []
+    window = int(max(follow_up, churn_horizon) * 1000)
+    for trigger, reasons in sorted(counts.items()):
+        groups = {
+            int(target): Behaviour(*(int(number) for number in numbers))
+            for target, *numbers in store.query(
+                _BEHAVIOUR_SQL,
+                {
+                    **period,
+                    "trigger": trigger,
+                    "window": window,
+                    "follow_up": int(follow_up * 1000),
+                    "horizon": int(churn_horizon * 1000),
+                },
+            )
+        }
+        users, targets = reach.get(trigger, (0, 0))
+        values.append(
+            ShadowValue(
+                trigger=trigger,
+                decisions=sum(count for _, count, _ in reasons),
+                by_reason=tuple((reason, count) for reason, count, _ in reasons),
+                users=users,
+                targets=targets,
+                days=max(1.0, (end - start) / 86_400_000),
+                active_users=int(active),
+                segments=tuple(segments.get(trigger, ())),
+                target_behaviour=groups.get(1, Behaviour()),
+                other_behaviour=groups.get(0, Behaviour()),
+            )
+        )
+    return values
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86_400:g} days"
+
+
+def format_shadow_report(
+    values: Sequence[ShadowValue], follow_up: float = FOLLOW_UP, churn_horizon: float = CHURN_HORIZON
+) -> str:
+    """The shadow decisions as text: per trigger, what it would have sent, at what rate, to whom, and
+    how its would-be targets behaved against everyone else active in the period."""
+    blocks = []
+    for value in values:
+        would = [f"{reason} {count}" for reason, count in value.by_reason if reason in WOULD_SEND]
+        held = [
+            f"{reason or '(none)'} {count}" for reason, count in value.by_reason if reason not in WOULD_SEND
+        ]
+        per_thousand = value.per_thousand_active
+        lines = [
+            f"{value.trigger}: shadow decisions over {value.days:.1f} days"
+            f" ({value.decisions} decisions, {value.users} users)",
+            f"would have sent {value.would_send} ({', '.join(would) or 'none'}) to {value.targets} users:"
+            f" {value.per_day:.2f} per day,"
+            f" {NA if per_thousand is None else f'{per_thousand:.1f}'} per 1,000 active users"
+            f" ({value.active_users} active)",
+        ]
+        if held:
+            lines.append(f"would not have sent: {', '.join(held)}")
+        if value.segments:
+            shares = [
+                f"{segment} {users} ({_percent(ratio(users, value.targets))})"
+                for segment, users in value.segments
+            ]
+            lines.append(f"top segments of those users: {', '.join(shares)}")
+        a, b = value.target_behaviour, value.other_behaviour
+        rows: list[tuple[str, ...]] = [
+            ("after the shadow decision", "would-be targets", "everyone else active", "difference [95% CI]"),
+            ("users", str(a.users), str(b.users), ""),
+            (
+                f"complaint rate ({_days(follow_up)})",
+                _percent(a.complaint_rate),
+                _percent(b.complaint_rate),
+                _estimate(value.difference("complained")),
+            ),
+            (
+                f"conversion rate ({_days(follow_up)})",
+                _percent(a.conversion_rate),
+                _percent(b.conversion_rate),
+                _estimate(value.difference("converted")),
+            ),
+            (
+                f"churn rate ({_days(churn_horizon)}, observable)",
+                _share_of(a.churn_rate, a.churn_observable),
+                _share_of(b.churn_rate, b.churn_observable),
+                _estimate(value.difference("churned")),
+            ),
+        ]
+        blocks.append("\n".join([*lines, *_table(rows)]))
     return "\n\n".join(blocks)

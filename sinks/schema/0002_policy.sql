@@ -6,11 +6,13 @@
 
 -- One row per decision of the contact policy (the `decisions` topic). The natural id is
 -- (intervention_id, decision): a deferred intervention has a `deferred` row and later an `emitted` or
--- `suppressed` one (its FINAL decision; at most one per intervention).
+-- `suppressed` one (its FINAL decision; at most one per intervention). A trigger deployed in shadow
+-- (docs/policy.md) records `shadow` rows instead, final at once, `reason` the decision it would have
+-- had; the value views below read emitted and suppressed rows only (sinks/report.py reads these).
 CREATE TABLE IF NOT EXISTS decisions
 (
     intervention_id UUID,
-    decision        LowCardinality(String) COMMENT 'emitted, suppressed or deferred',
+    decision        LowCardinality(String) COMMENT 'emitted, suppressed, deferred or shadow',
     reason          LowCardinality(String) COMMENT 'empty when emitted; holdout, opted_out, frequency_cap, ...',
     detail          String,
     trigger         LowCardinality(String),

@@ -43,8 +43,13 @@ EVENT_PROCESSING = Histogram(
 )
 DECISIONS = Counter(
     "forewarn_decisions_total",
-    "Contact-policy decisions, by trigger, decision (emitted, deferred, suppressed) and reason.",
+    "Contact-policy decisions, by trigger, decision (emitted, deferred, suppressed, shadow) and reason.",
     ["trigger", "decision", "reason"],
+)
+POLICY_RELOADS = Counter(
+    "forewarn_policy_reloads",
+    "Policy files read again (SIGHUP, or the file changed) and put in force (applied) or refused.",
+    ["result"],
 )
 OUTCOMES = Counter(
     "forewarn_outcomes_total", "Intervention outcomes reported by the notifier, by outcome.", ["outcome"]

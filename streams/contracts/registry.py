@@ -311,7 +311,7 @@ TOPICS: dict[str, Topic] = _topics(
         "decisions",
         "decisions",
         OUTPUT,
-        "Topic of every contact-policy decision: emitted, deferred or suppressed, with the reason.",
+        "Topic of every contact-policy decision: emitted, deferred, suppressed or shadow, with the reason.",
         USER_ID,
         ("sinks.rows.decision_row",),
         ("streams.domain.contact.Decision.to_wire",),

@@ -63,6 +63,12 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "",
         "Policy file (TOML) merged over the packaged default: triggers, contact rules, experiments.",
     ),
+    "policy_reload_seconds": (
+        5.0,
+        "How often the worker reads the policy file again: a changed policy that passes its checks is in"
+        " force from the next rounds on, one that fails them is refused (logged, counted) and the policy"
+        " in force stays. SIGHUP reloads at once. 0: on SIGHUP only.",
+    ),
     "session_gap_seconds": (1800.0, "Inactivity that ends a session."),
     "sweep_interval_seconds": (1.0, "How often the timer sweep looks for silent lingering users."),
     "user_idle_seconds": (
@@ -233,6 +239,7 @@ class Settings:
     max_event_bytes: int
     max_future_skew_seconds: float
     policy_file: str
+    policy_reload_seconds: float
     session_gap_seconds: float
     sweep_interval_seconds: float
     user_idle_seconds: float
@@ -311,6 +318,8 @@ class Settings:
             raise ValueError(f"{PREFIX}CLICKHOUSE_DSN must start with chdb://, http:// or https://")
         if self.clickhouse_cluster and not _CLUSTER_NAME.match(self.clickhouse_cluster):
             raise ValueError(f"{PREFIX}CLICKHOUSE_CLUSTER must be a cluster name (letters, digits, _ . -)")
+        if self.policy_reload_seconds < 0:
+            raise ValueError(f"{PREFIX}POLICY_RELOAD_SECONDS must be 0 (on SIGHUP only) or more")
         if self.user_idle_seconds < 0:
             raise ValueError(f"{PREFIX}USER_IDLE_SECONDS must be 0 (derived from the policy) or more")
         if self.retention_days < 1:

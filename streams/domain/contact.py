@@ -17,6 +17,13 @@ priority first, and for each the first rule that applies decides:
    ``quiet_hours``, as the trigger says (``ignore``: rule skipped)
 9. otherwise                                                   ``emitted``, and recorded in the state
 
+A trigger in ``mode = "shadow"``, or in ``mode = "percent"`` for a user outside its share
+(:func:`streams.domain.experiments.rollout_live`), is decided by the same rules and then recorded as
+``shadow``, its reason what it would have been: ``emitted``, ``deferred`` or the suppression reason. A
+shadow decision sends nothing, records no contact (no cap, cooldown or offer history is used up), is
+never deferred, and supersedes nothing: ``superseded`` means a live candidate was sent, so live triggers
+decide as if the shadow ones did not exist, and each shadow one as if it alone were live beside them.
+
 The experiment arm is a pure function of user and experiment (:mod:`streams.domain.experiments`) and is
 written on every decision of a trigger in an experiment, whatever the outcome, so that treatment and
 holdout compare like with like. All times are event times: a replay decides as the live run did. A
@@ -35,6 +42,13 @@ is never taken back.
 >>> opted_out.preferences.opt_out = True
 >>> [(d.decision, d.reason) for d in decide([candidate], opted_out, policy, now=43200.0)]
 [('suppressed', 'opted_out')]
+>>> shadow = load_policy(text='experiments = []\\n[triggers.delay_notice]\\nmode = "shadow"\\n')
+>>> state = UserState("u1")
+>>> again = Intervention("i2", "delay_notice", "notify_delay", "u1", 43200.0, "late", "e2")
+>>> [(d.decision, d.reason, d.detail) for d in decide([again], state, shadow, now=43200.0)]
+[('shadow', 'emitted', 'shadow: would have been sent on chat')]
+>>> state.contacts, state.last_contact_by_trigger
+({}, {})
 """
 
 from __future__ import annotations
@@ -46,12 +60,12 @@ from zoneinfo import ZoneInfo
 
 from streams.contracts.interventions import INTERVENTION_SCHEMA, Intervention
 from streams.contracts.time import iso_time, seconds_of_day
-from streams.domain.experiments import assign_arm
-from streams.domain.policy import HOLDOUT, Policy
+from streams.domain.experiments import assign_arm, rollout_live
+from streams.domain.policy import HOLDOUT, PERCENT, Policy, TriggerPolicy
 from streams.domain.state import MAX_DECIDED, MAX_DEFERRED, Deferred, UserState, record_contact
 
-EMITTED, SUPPRESSED, DEFERRED = "emitted", "suppressed", "deferred"
-DECISION_KINDS = (EMITTED, SUPPRESSED, DEFERRED)
+EMITTED, SUPPRESSED, DEFERRED, SHADOW = "emitted", "suppressed", "deferred", "shadow"
+DECISION_KINDS = (EMITTED, SUPPRESSED, DEFERRED, SHADOW)
 SUPPRESSION_REASONS = (
     "disabled",
     "opted_out",
@@ -68,7 +82,9 @@ SUPPRESSION_REASONS = (
 class Decision:
     intervention: Intervention
     decision: str  # one of DECISION_KINDS
-    reason: str = ""  # one of SUPPRESSION_REASONS when suppressed, "quiet_hours" when deferred
+    # One of SUPPRESSION_REASONS when suppressed, "quiet_hours" when deferred; when shadow, what the live
+    # decision would have been: "emitted", "deferred" or one of SUPPRESSION_REASONS.
+    reason: str = ""
     detail: str = ""
     priority: int = 0
     release_at: float | None = None  # deferred: when it is decided again (event time)
@@ -110,6 +126,9 @@ def decide(candidates: list[Intervention], state: UserState, policy: Policy, now
     sent: Intervention | None = None
     for candidate in ranked:
         decision = _decide_one(candidate, state, policy, now, sent)
+        trigger = policy.triggers.get(candidate.trigger)
+        if trigger is not None and not rollout_live(state.user_id, trigger):
+            decision = _shadow(decision, trigger)
         if decision.decision == EMITTED:
             sent = candidate
             record_contact(state, candidate, now)
@@ -121,6 +140,14 @@ def decide(candidates: list[Intervention], state: UserState, policy: Policy, now
             del state.decided[:-MAX_DECIDED]
         decisions.append(decision)
     return decisions
+
+
+def _shadow(would: Decision, trigger: TriggerPolicy) -> Decision:
+    """The record of what ``would`` have been, for a trigger not live for this user: nothing is sent."""
+    reason = would.decision if would.decision in (EMITTED, DEFERRED) else would.reason
+    mode = f"percent {trigger.percent:g}: not in the rollout share" if trigger.mode == PERCENT else "shadow"
+    said = would.detail or f"would have been sent on {would.intervention.channel}"
+    return Decision(would.intervention, SHADOW, reason, f"{mode}: {said}", would.priority)
 
 
 def _rank(candidate: Intervention, policy: Policy) -> tuple[int, str]:

@@ -55,6 +55,10 @@ SINGLE_USE_SIGNALS = frozenset({"payment_dwell", "shipment_delay", "renewal_due"
 QUIET_HOURS_MODES = ("defer", "suppress", "ignore")
 OFFER_ELIGIBILITY = ("always", "coupon_user_or_price_sensitive")
 HOLDOUT = "holdout"
+# How a trigger is deployed: ``live`` (decides and sends), ``shadow`` (decides, records what it would have
+# done, sends nothing), ``percent`` (live for a sticky hashed share of users, shadow for the rest).
+LIVE, SHADOW, PERCENT = "live", "shadow", "percent"
+MODES = (LIVE, SHADOW, PERCENT)
 
 _COMMON_FIELDS = {
     "enabled",
@@ -66,6 +70,8 @@ _COMMON_FIELDS = {
     "cooldown",
     "quiet_hours",
     "offer",
+    "mode",
+    "percent",
 }
 _OFFER_FIELDS = {"kind", "percent", "eligible", "min_abandoned_payments"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -97,6 +103,8 @@ class TriggerPolicy:
     quiet_hours: str
     params: dict[str, float]
     offer: Offer | None = None
+    mode: str = LIVE  # one of MODES
+    percent: float = 100.0  # mode percent: the share of users (0-100) the trigger is live for
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +434,12 @@ def _trigger(name: str, check: _Checker) -> TriggerPolicy | None:
             eligible=offer_check.text("eligible", "always", choices=OFFER_ELIGIBILITY),
             min_abandoned_payments=offer_check.integer("min_abandoned_payments", 2, minimum=1),
         )
+    mode = check.text("mode", LIVE, choices=MODES)
+    percent = 100.0
+    if mode == PERCENT:
+        percent = check.number("percent", low=0.0, high=100.0)
+    elif "percent" in check.table:
+        check.fail("percent", f'is read only with mode = "percent", and the mode is {mode!r}')
     return TriggerPolicy(
         name=name,
         signal=signal,
@@ -437,6 +451,8 @@ def _trigger(name: str, check: _Checker) -> TriggerPolicy | None:
         quiet_hours=check.text("quiet_hours", "defer", choices=QUIET_HOURS_MODES),
         params=params,
         offer=offer,
+        mode=mode,
+        percent=percent,
     )
 
 

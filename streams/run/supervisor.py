@@ -10,6 +10,8 @@ the metrics port ``FOREWARN_METRICS_PORT + i`` (0 stays 0) and the data director
 * SIGTERM or SIGINT to the supervisor is passed on to every child (each stops in order: agents, then
   commits; the sink stores and commits what it holds), and the supervisor waits for them (SIGKILL after
   ``stop_seconds``); it exits 0 if they all did.
+* SIGHUP to the supervisor is passed on to the workers, which read their policy file again
+  (docs/operations.md "Policy reload"); the sink, which reads no policy, is not sent it.
 * A child that exits by itself (a crash, or killed) stops the others and the supervisor, which exits 1:
   restarting the whole set is left to what runs the supervisor (systemd, Docker's restart policy,
   Kubernetes), as for a single worker. No child is restarted in place, so a child failing at every
@@ -51,6 +53,7 @@ class ChildSpec:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     stop_stage: int = 0
+    reloads: bool = False  # SIGHUP to the supervisor is passed on to it (a worker reloads its policy)
 
 
 def forewarn_command(*args: str) -> list[str]:
@@ -77,6 +80,7 @@ def worker_children(settings: Settings, processes: int, loglevel: str = "info") 
                 f"{PREFIX}DATA_DIR": str(Path(settings.data_dir) / f"process-{index}"),
                 f"{PREFIX}SINK_IN_WORKER": "false",
             },
+            reloads=True,
         )
         for index in range(processes)
     ]
@@ -155,6 +159,7 @@ class Supervisor:
         previous = {
             signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)
         }
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_sighup)
         try:
             preexec = _die_with_parent()
             for child in self.children:
@@ -178,6 +183,14 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._signal = signum
+
+    def _on_sighup(self, signum: int, frame: object) -> None:
+        """SIGHUP: passed on to the running children that take it (the workers)."""
+        for child in self.children:
+            process = self.processes.get(child.name)
+            if child.reloads and process is not None and process.poll() is None:
+                log.info("supervisor: SIGHUP passed on to %s (pid %d)", child.name, process.pid)
+                process.send_signal(signal.SIGHUP)
 
     def _wait(self) -> str | None:
         """Until a signal (None) or a child exits (its name)."""

@@ -8,7 +8,8 @@ forewarn sink                  the ClickHouse sink alone (workers with FOREWARN_
 forewarn topics                create the topics with their partition counts
 forewarn schema                apply the ClickHouse schema migrations
 forewarn config                print the settings table (Markdown)
-forewarn report                print the value metrics of interventions: each arm against the holdout
+forewarn report [--days N]     print the value metrics of interventions (each arm against the holdout) and
+                               what shadow triggers would have done
 forewarn doctor                check the broker, the topics and ClickHouse, and say what is wrong
 forewarn traffic               stream synthetic web, logistics and process traffic into the broker
 forewarn notifier              the example notifier: consume interventions, report outcomes
@@ -93,7 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("topics", help="create the topics")
     commands.add_parser("schema", help="apply the ClickHouse schema")
     commands.add_parser("config", help="print the settings table")
-    commands.add_parser("report", help="print the value metrics of interventions (arms against holdout)")
+    report = commands.add_parser(
+        "report", help="print the value metrics of interventions (arms against holdout) and shadow triggers"
+    )
+    report.add_argument(
+        "--days",
+        type=float,
+        default=None,
+        help="shadow decisions of the last DAYS before the latest event (default: since the first one)",
+    )
     commands.add_parser("doctor", help="check the broker, topics and ClickHouse; exit 1 if anything is wrong")
     traffic = commands.add_parser("traffic", help="stream synthetic traffic into the broker until stopped")
     traffic.add_argument("--sessions-per-second", type=float, default=5.0, help="new web sessions per second")
@@ -186,13 +195,20 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         return serve_notifier(settings, args.seed)
     elif args.command == "report":
         from sinks.clickhouse import ClickHouseStore
-        from sinks.report import format_report, value_report
+        from sinks.report import format_report, format_shadow_report, shadow_report, value_report
+        from streams.domain.policy import load_policy
 
+        # Churn after a would-be send is read over the policy's churn horizon, as the model labels it.
+        horizon = load_policy(settings.policy_file).models.churn_horizon
         store = ClickHouseStore(settings.clickhouse_dsn)
         try:
             # Idempotent: the views may be newer than the worker that wrote the data.
             store.apply_schema(settings.clickhouse_cluster)
             print(format_report(value_report(store)))
+            shadows = shadow_report(store, args.days, churn_horizon=horizon)
+            if shadows:
+                print("\nShadow triggers: what they would have done (sent nothing)\n")
+                print(format_shadow_report(shadows, churn_horizon=horizon))
         finally:
             store.close()
     return 0

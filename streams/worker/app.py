@@ -19,6 +19,7 @@ agent / timer         module                                    reads -> writes
 ``watch_issues``      :mod:`streams.worker.agents.questions`    forewarn-questions -> hot_issues
 ``sweep``             :mod:`streams.worker.timers.sweep`        pending timers -> forewarn-ticks
 checkpoints           :mod:`streams.worker.timers.checkpoints`  live models -> the models changelog
+``reload_policy``     :mod:`streams.worker.timers.policy_reload` the policy file -> ``ctx.policy``
 ``report_partitions`` :mod:`streams.worker.timers.partitions_report` lag, partitions, model quality
 ===================== ========================================= ==========================================
 
@@ -46,7 +47,7 @@ from streams.worker import codec
 from streams.worker.agents import ingest, labels, questions, users
 from streams.worker.context import WorkerContext
 from streams.worker.statewrites import BeforeCommit
-from streams.worker.timers import checkpoints, partitions_report, sweep
+from streams.worker.timers import checkpoints, partitions_report, policy_reload, sweep
 from streams.worker.topology import Tables, Topics
 from streams.worker.transport import use_lean_sensors, use_transport
 
@@ -121,6 +122,9 @@ def create_app(settings: Settings) -> faust.App:
     app.timer(settings.sweep_interval_seconds)(sweep.timer(ctx))
     app.timer(settings.model_checkpoint_seconds)(checkpoints.timer(ctx))
     app.timer(partitions_report.INTERVAL_SECONDS)(partitions_report.timer(ctx))
+    if settings.policy_reload_seconds > 0:
+        app.timer(settings.policy_reload_seconds)(policy_reload.timer(ctx))
+    app.task(policy_reload.on_sighup(ctx))
 
     app.sensors.add(BeforeCommit(ctx.write_changed_states))
     app.on_partitions_revoked.connect(checkpoints.on_partitions_revoked(ctx))

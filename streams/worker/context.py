@@ -19,7 +19,8 @@ from streams.contracts.settings import Settings
 from streams.contracts.time import DAY
 from streams.domain.clock import PartitionClocks
 from streams.domain.eviction import idle_horizon, longest_window
-from streams.domain.policy import Policy, load_policy
+from streams.domain.policy import Policy
+from streams.domain.policy_reload import PolicyReloader
 from streams.domain.triggers import PendingTimers
 from streams.processes.catalog import load_catalog
 from streams.processes.run import References
@@ -40,7 +41,9 @@ class WorkerContext:
 
     app: faust.App
     settings: Settings
+    # In force for the next rounds; replaced whole, never changed, when the policy file is reloaded.
     policy: Policy
+    policy_reloader: PolicyReloader  # reads the policy file again and calls use_policy with a new one
     references: References  # the catalog and the service points
     topics: Topics
     tables: Tables
@@ -66,7 +69,8 @@ class WorkerContext:
     def build(cls, app: faust.App, settings: Settings, topics: Topics, tables: Tables) -> WorkerContext:
         """The context of ``app``, its services (acknowledged sender, dead-letter queue, stock reader)
         added to the app. Raises PolicyError (naming file, trigger and field) for an invalid policy."""
-        policy = load_policy(settings.policy_file)
+        reloader = PolicyReloader.start(settings.policy_file, apply=lambda policy: None)
+        policy = reloader.policy
         references = References(
             load_catalog(settings.catalog_file),
             load_service_points(settings.service_points_file),
@@ -90,10 +94,11 @@ class WorkerContext:
             with contextlib.suppress(StopRequested):  # the stock reader stops too, and reads it again
                 await dead_letters.send(message, error.reason, error.detail, time.time())
 
-        return cls(
+        ctx = cls(
             app=app,
             settings=settings,
             policy=policy,
+            policy_reloader=reloader,
             references=references,
             topics=topics,
             tables=tables,
@@ -113,6 +118,24 @@ class WorkerContext:
             # see streams.contracts.internal.DEFAULT_MAX_BYTES
             internal_max_bytes=2 * settings.max_event_bytes,
         )
+        reloader.apply = ctx.use_policy
+        return ctx
+
+    def use_policy(self, policy: Policy) -> None:
+        """Put ``policy`` in force from the next rounds on (a batch under way keeps the one it took).
+        The eviction horizon stays the one set at start; timers already filed keep their time until
+        the user's next round files them again."""
+        self.policy = policy
+        self.pending_timers.policy = policy
+        needed, longest = longest_window(policy, self.settings.session_gap_seconds)
+        if self.horizon < longest:
+            log.warning(
+                "the reloaded policy reads a longer window (%s, %gs) than users are kept idle (%gs, set"
+                " at start): what that window reads of an idle user is lost with them until a restart",
+                needed,
+                longest,
+                self.horizon,
+            )
 
     @property
     def users(self) -> Any:

@@ -15,6 +15,7 @@ import pytest
 from streams.contracts.interventions import DELAY_NOTICE, intervention_id
 from streams.domain.experiments import assign_arm
 from streams.domain.policy import load_policy
+from streams.tools.worker_launcher import WorkerProcess
 from tests.support.harness import StartWorker, consume_all, consume_events, event_bytes, produce, worker_env
 
 pytestmark = pytest.mark.integration
@@ -67,6 +68,14 @@ def preferences(user: str, at_ms: int, **fields: object) -> tuple[str, bytes, by
         event_id=f"{user}-prefs", event_type="preferences_updated", event_time=at_ms, user_id=user, **fields
     )
     return ("preferences", user.encode(), value)
+
+
+def wait_for_metric(worker: WorkerProcess, line: str, timeout: float = 15.0) -> None:
+    """Until the worker's metrics hold ``line``."""
+    deadline = time.monotonic() + timeout
+    while line not in worker.metrics():
+        assert time.monotonic() < deadline, (line, worker.log_text()[-3000:])
+        time.sleep(0.1)
 
 
 def notice_id(user: str, shipment: str) -> str:
@@ -186,7 +195,9 @@ def test_suppression_reasons_deferral_and_outcome_joins(
 def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path, start_worker: StartWorker) -> None:
     """A renewal reminder falls due seconds after start by the timer alone; a user who visited every
     other day until 40 days ago has declined past both thresholds, found when their next event (not a
-    visit) arrives: the higher-priority reengagement is sent, the feature tip superseded."""
+    visit) arrives: the higher-priority reengagement is sent, the feature tip superseded. Then the running
+    worker takes a changed policy file (delay_notice in shadow: recorded, not sent) and refuses a broken
+    one (the shadow policy stays in force)."""
     now_ms = int(time.time() * 1000)
     day_ms = 86_400_000
     renews_at = now_ms + 7 * day_ms + 4000
@@ -223,16 +234,43 @@ def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path, start_
             )
         )
     messages.append(preferences("lc-lapsed", now_ms, timezone="Europe/Berlin"))
-    env = worker_env(broker.bootstrap, tmp_path)
+    env = worker_env(broker.bootstrap, tmp_path, FOREWARN_POLICY_RELOAD_SECONDS="0.2")
     worker = start_worker(env)
+    policy_file = Path(env["FOREWARN_POLICY_FILE"])
     try:
         asyncio.run(produce(broker.bootstrap, messages[:-1]))
         # The visits first: once they are on the events topic, the preference event comes after them.
         asyncio.run(consume_events(broker.bootstrap, until=len(messages) - 1, settle=0))
         asyncio.run(produce(broker.bootstrap, messages[-1:]))
         decided = asyncio.run(consume_all(broker.bootstrap, "decisions", until=3, timeout=30))
+        # The running worker takes a changed policy file: delay_notice in shadow from then on.
+        policy_file.write_text(policy_file.read_text() + '[triggers.delay_notice]\nmode = "shadow"\n')
+        wait_for_metric(worker, 'forewarn_policy_reloads_total{result="applied"} 1.0')
+        asyncio.run(produce(broker.bootstrap, [delayed("lc-shadowed", "lc-sh1", now_ms)]))
+        decided += asyncio.run(consume_all(broker.bootstrap, "decisions", until=4, timeout=30, settle=0))[3:]
+        # A broken one is refused: the shadow policy stays in force.
+        policy_file.write_text(policy_file.read_text() + "[triggers.delay_notice\n")
+        wait_for_metric(worker, 'forewarn_policy_reloads_total{result="refused"} 1.0')
+        asyncio.run(produce(broker.bootstrap, [delayed("lc-shadowed-2", "lc-sh2", now_ms)]))
+        decided += asyncio.run(consume_all(broker.bootstrap, "decisions", until=5, timeout=30, settle=0))[4:]
+        sent = asyncio.run(consume_all(broker.bootstrap, "interventions", until=3, timeout=1.5))
+        metrics = worker.metrics()
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
+
+    assert "policy reload refused, the policy in force stays" in worker.log_text()
+    assert 'forewarn_policy_reloads_total{result="applied"} 1.0' in metrics
+    shadowed = [orjson.loads(m.value) for m in decided[3:]]
+    assert [(d["user_id"], d["trigger"], d["decision"], d["reason"]) for d in shadowed] == [
+        ("lc-shadowed", "delay_notice", "shadow", "emitted"),
+        ("lc-shadowed-2", "delay_notice", "shadow", "emitted"),
+    ]
+    # Nothing sent for them: the two interventions are the reminder and the reengagement.
+    assert sorted(orjson.loads(m.value)["trigger"] for m in sent) == ["reengagement", "renewal_reminder"]
+    assert (
+        'forewarn_decisions_total{decision="shadow",reason="emitted",trigger="delay_notice"} 2.0' in metrics
+    )
+    decided = decided[:3]
 
     found = {(d["trigger"], d["user_id"]): d for d in (orjson.loads(m.value) for m in decided)}
     assert set(found) == {
