@@ -43,12 +43,12 @@ that much work.
 >>> language_of("这个order怎么还没到"), language_of("我的订单到了吗"), language_of("Where is it?")
 ('mixed', 'zh', 'en')
 >>> model = EmotionModel()
->>> model.predict_one("The Echo Buds are brilliant")  # not in the lexicon: neutral
+>>> model.predict_one("The Echo Buds are a steal")  # not in the lexicon: neutral
 'neutral'
 >>> for _ in range(30):
-...     model.learn_one("The Echo Buds are brilliant", "satisfaction")
+...     model.learn_one("The Echo Buds are a steal", "satisfaction")
 ...     model.learn_one("When does the Echo Buds ship?", "neutral")
->>> model.predict_one("Echo Buds are brilliant!"), model.examples
+>>> model.predict_one("Echo Buds are a steal!"), model.examples
 ('satisfaction', 60)
 """
 
@@ -74,13 +74,14 @@ LEXICON: dict[str, dict[str, float]] = {
     "anger": {
         "angry": 1.2, "furious": 1.5, "ridiculous": 1.2, "unacceptable": 1.3, "outrageous": 1.4,
         "scam": 1.5, "rip off": 1.3, "disgusting": 1.3, "worst": 1.0, "hate": 1.0, "pathetic": 1.3,
-        "incompetent": 1.4, "liar": 1.4, "lied": 1.2, "cheated": 1.4, "fraud": 1.5,
+        "incompetent": 1.4, "liar": 1.4, "lied": 1.2, "cheated": 1.4, "fraud": 1.5, "crooks": 1.3,
         "lawyer": 1.2, "report you": 1.3, "never again": 1.2, "sick of": 1.2, "fed up": 1.1,
-        "joke": 0.8, "garbage": 1.2, "shameful": 1.2, "a disgrace": 1.3, "wtf": 1.3,
+        "joke": 0.8, "garbage": 1.2, "shameful": 1.2, "disgrace": 1.3, "wtf": 1.3, "unbelievable": 1.0,
+        "my money back": 0.8,
         "生气": 1.2, "气死": 1.5, "愤怒": 1.4, "过分": 1.2, "太过分": 1.5, "骗子": 1.5, "欺骗": 1.3,
         "垃圾": 1.2, "离谱": 1.2, "坑人": 1.3, "忍无可忍": 1.5, "受够了": 1.3, "恶心": 1.2,
         "无耻": 1.4, "投诉": 1.0, "差劲": 1.0, "最差": 1.0, "骗人": 1.3, "什么破": 1.2, "破玩意": 1.3,
-        "再也不": 1.1, "骗钱": 1.4, "my money back": 0.8, "曝光": 1.2, "气人": 1.2, "火大": 1.3,
+        "再也不": 1.1, "骗钱": 1.4, "曝光": 1.2, "气人": 1.2, "火大": 1.3,
     },
     "frustration": {
         "frustrated": 1.2, "frustrating": 1.2, "annoying": 1.0, "annoyed": 1.0, "disappointed": 1.1,
@@ -105,7 +106,8 @@ LEXICON: dict[str, dict[str, float]] = {
         "love": 1.1, "perfect": 1.2, "awesome": 1.2, "excellent": 1.2, "amazing": 1.2,
         "helpful": 1.0, "appreciate": 1.0, "good": 0.7, "nice": 0.7, "works now": 1.1, "solved": 1.0,
         "resolved": 1.0, "pleased": 1.0, "glad": 1.0, "wonderful": 1.2, "fantastic": 1.2,
-        "recommend": 0.9, "quick": 0.6, "fast": 0.6, "smooth": 0.7,
+        "recommend": 0.9, "quick": 0.6, "fast": 0.6, "smooth": 0.7, "brilliant": 1.1, "impressed": 1.0,
+        "appreciated": 1.0,
         "谢谢": 1.0, "感谢": 1.0, "满意": 1.1, "好评": 1.1, "不错": 0.9, "喜欢": 1.0, "太好了": 1.2,
         "完美": 1.2, "赞": 1.0, "棒": 1.0, "给力": 1.1, "解决了": 1.0, "开心": 1.0, "辛苦了": 0.9,
         "好用": 0.9, "很好": 0.9, "挺好": 0.8, "放心": 0.8, "高兴": 1.0, "惊喜": 1.1, "靠谱": 1.0,

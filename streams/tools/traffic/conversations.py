@@ -24,7 +24,7 @@ what :func:`models.emotion.language_of` reads in it: a Chinese sentence naming a
 
 >>> corpus = conversation_corpus(seed=3, size=400)
 >>> corpus[1].text, corpus[1].emotion, corpus[1].language
-('Hi, I love my Echo One, thinking of buying another one', 'satisfaction', 'en')
+("Hi, thanks, that's really helpful, I'll order the Echo One", 'satisfaction', 'en')
 >>> sorted({m.language for m in corpus}), sorted({m.emotion for m in corpus})
 (['en', 'mixed', 'zh'], ['anger', 'frustration', 'neutral', 'satisfaction'])
 >>> conversation_corpus(seed=3, size=400) == corpus
@@ -34,13 +34,13 @@ True
 >>> aster = load_catalog().product("phone-aster-3")
 >>> for message in chat_messages(random.Random(4), "help_seeker", aster, language="en"):
 ...     print(message.role, message.emotion, message.need, message.text)
-customer frustration delivery I've been waiting 6 days for my phone, any update?
+customer frustration delivery This is the third time I'm asking about order #49753
 agent None delivery Let me check order #49753 for you.
-customer anger delivery This is ridiculous, 6 days and still no phone! NOT happy at all!!
+customer anger delivery Cancel everything. Your shipping is a total disgrace. Absolutely not acceptable.
 agent None delivery Sorry for the wait, I've asked the courier for an update.
-customer anger delivery I'm sick of waiting, cancel order #49753 now!
+customer anger delivery 6 days! Are you kidding me?
 agent None delivery Sorry for the wait, I've asked the courier for an update.
-customer anger delivery WHERE IS MY ORDER??? 6 days!!!
+customer anger delivery WHERE IS MY ORDER??? 6 days!!! Never again.
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "What is the tracking number for order {order}?",
                 "Can I change the delivery address for order {order}?",
                 "Is it possible to pick up the {product} from a store?",
+                "Could you check the status of order {order}?",
+                "Will the {product} arrive before the weekend?",
             ),
             "zh": (
                 "请问订单{order}什么时候能到？",
@@ -88,6 +90,8 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "可以改一下收货地址吗？",
                 "{noun}发货了吗？",
                 "快递一般几天能到？",
+                "订单{order}现在到哪一步了？",
+                "周末之前能送到吗？",
             ),
             "mixed": (
                 "请问我的order {order}什么时候到？",
@@ -108,6 +112,9 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "The courier says delivered but I never got it",
                 "Any news on my parcel? It's been {days} days.",
                 "I'm worried my {product} got lost",
+                "It's been {days} days and the tracking still says processing",
+                "I'm getting anxious, the {noun} was a gift and it's not here yet",
+                "Why does my order {order} keep getting pushed back?",
             ),
             "zh": (
                 "订单{order}怎么还没到，已经等了{days}天了",
@@ -116,6 +123,9 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "显示已签收但是我根本没收到",
                 "等了{days}天还没发货，有点着急",
                 "都{days}天了还不到？",
+                "物流一直显示运输中，不知道什么时候能到，很焦虑",
+                "说好三天到的，现在{days}天了",
+                "快递员电话一直打不通，好郁闷",
             ),
             "mixed": (
                 "我的order已经等了{days}天了还没到",
@@ -135,12 +145,16 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Your delivery service is a joke. I want my money back",
                 "I'm sick of waiting, cancel order {order} now!",
                 "Worst delivery ever and nobody answers",
+                "{days} days! Are you kidding me?",
+                "Cancel everything. Your shipping is a total disgrace",
             ),
             "zh": (
                 "{days}天了还没到，你们太过分了！",
                 "什么破物流，气死我了",
                 "再不到我就投诉了！！",
                 "你们到底有没有人管？！等了{days}天！！！",
+                "你们的客服都是摆设吗？！",
+                "发货慢得离谱，再也不在你们家买了！",
             ),
             "mixed": (
                 "等了{days}天，这是什么service！太离谱了",
@@ -158,12 +172,16 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Delivered on time, thank you",
                 "The parcel wasn't damaged at all, well packed",
                 "Not bad, it only took {days} days",
+                "Arrived a day early, really pleased",
+                "The courier was friendly and the box was in perfect shape",
             ),
             "zh": (
                 "收到了，物流很快，谢谢！",
                 "{noun}已经到了，包装完好，满意",
                 "快递小哥很给力，点赞",
                 "没有破损，很好",
+                "比预计早到了一天，好评",
+                "包装很用心，东西完好无损",
             ),
             "mixed": (
                 "package收到了，谢谢！",
@@ -182,12 +200,16 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Is there a firmware update for the {product}?",
                 "Where can I find the manual for the {noun}?",
                 "Does the warranty cover the battery of the {product}?",
+                "Which charger does the {product} use?",
+                "Can I use the {product} while it charges?",
             ),
             "zh": (
                 "{noun}怎么恢复出厂设置？",
                 "保修期是多久？",
                 "请问{noun}的说明书在哪里下载？",
                 "电池可以单独换吗？",
+                "{noun}可以边充电边用吗？",
+                "{product}用什么充电器？",
             ),
             "mixed": (
                 "{product}怎么reset？",
@@ -207,6 +229,9 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "I've restarted the {noun} five times and it still does the same thing",
                 "The {product} is not as good as I expected",
                 "{product} was fine until yesterday, now the battery is useless",
+                "The {product} won't turn on anymore and I need it for work",
+                "Every update makes the {noun} slower, not impressed",
+                "The {product} overheats after ten minutes, is that normal? I'm a bit worried",
             ),
             "zh": (
                 "{noun}用了{days}天就坏了",
@@ -215,6 +240,9 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "不是很满意，声音有杂音",
                 "重启了好几次还是不行",
                 "{noun}开不了机了，怎么办",
+                "{noun}充不进电了，好烦",
+                "更新以后{noun}变得好卡，心累",
+                "{noun}用一会儿就发烫，有点担心",
             ),
             "mixed": (
                 "我的{product}用了{days}天就坏了",
@@ -233,12 +261,16 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "This is a joke. Second faulty {noun} in a row, absolutely unacceptable!!!",
                 "You sold me a broken {noun} and nobody helps. Disgusting",
                 "I'm furious, the {product} died while charging",
+                "Third replacement and the {noun} is STILL broken!!",
+                "Stop sending me scripted answers, the {product} is dead and I want it fixed!",
             ),
             "zh": (
                 "什么破{noun}，{days}天就坏了！",
                 "又坏了！！你们的质量太差劲了",
                 "卖假货吧？骗子！",
                 "气死了，刚买的{noun}就不能用了！！",
+                "第三次换货还是坏的，你们到底行不行！！",
+                "别再复制粘贴了，我要的是解决问题！",
             ),
             "mixed": (
                 "这个{product}简直是garbage！",
@@ -254,12 +286,16 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "It works now, you've been very helpful",
                 "Problem solved, the {product} is fine now",
                 "Thanks, the replacement {noun} works perfectly",
+                "The new firmware fixed it, brilliant",
+                "All good now, the {noun} charges again. Much appreciated",
             ),
             "zh": (
                 "按你说的做了，现在好了，谢谢",
                 "问题解决了，太感谢了",
                 "换了新的{noun}，没有问题了",
                 "客服很专业，点赞",
+                "更新固件以后好了，谢谢",
+                "修好了，速度很快，很满意",
             ),
             "mixed": (
                 "reset之后好了，thanks！",
@@ -278,8 +314,17 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "What is your refund policy?",
                 "How long does a refund take?",
                 "Can I exchange the {noun} for another colour?",
+                "Do I need the original box to return the {product}?",
+                "Is return shipping free?",
             ),
-            "zh": ("请问怎么申请退货？", "退款一般几天到账？", "可以换货吗？", "支持七天无理由退货吗？"),
+            "zh": (
+                "请问怎么申请退货？",
+                "退款一般几天到账？",
+                "可以换货吗？",
+                "支持七天无理由退货吗？",
+                "退货需要原包装吗？",
+                "退货运费谁出？",
+            ),
             "mixed": (
                 "refund一般几天到账？",
                 "请问return要怎么操作？",
@@ -295,6 +340,8 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "The refund form keeps giving me an error",
                 "I was charged twice for order {order}",
                 "Nobody replied to my return request",
+                "Three emails and still no answer about my return",
+                "The refund came out less than I paid, can you check?",
             ),
             "zh": (
                 "退货{days}天了钱还没到账",
@@ -302,6 +349,8 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "我被扣了两次钱",
                 "退款流程太麻烦了",
                 "我有点担心退款会不会到",
+                "发了三封邮件都没人回复退货的事",
+                "退款金额比我付的少，帮我查一下",
             ),
             "mixed": (
                 "refund已经{days}天了还没到",
@@ -318,12 +367,16 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "This is a scam, you took my money and sent nothing!",
                 "Refund me or I'm calling my lawyer",
                 "Unacceptable, {days} days and no refund!!!",
+                "You charged me twice and now you ignore me? Unbelievable!",
+                "I'll dispute this with my bank, you're a bunch of crooks",
             ),
             "zh": (
                 "你们这是骗钱吧！马上退款！",
                 "退款拖了{days}天，太过分了！！",
                 "再不退款我就去消协投诉！",
                 "骗子公司，还我钱！",
+                "扣了我两次钱还不理人，太气人了！",
+                "我要去银行投诉你们！",
             ),
             "mixed": (
                 "马上refund！你们太过分了！",
@@ -338,8 +391,16 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Got the refund, thanks for sorting it out",
                 "Refund received, very quick, thank you",
                 "Thanks, the exchange went smoothly",
+                "Refund arrived today, all sorted",
+                "Quick and easy return, I'm impressed",
             ),
-            "zh": ("退款收到了，谢谢", "换货很顺利，满意", "退款很及时，给力"),
+            "zh": (
+                "退款收到了，谢谢",
+                "换货很顺利，满意",
+                "退款很及时，给力",
+                "退款今天到账了，谢谢处理",
+                "退货很方便，给你们点赞",
+            ),
             "mixed": (
                 "refund收到了，谢谢！",
                 "exchange很顺利，thanks",
@@ -358,6 +419,9 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "Is the {product}'s sound quality good?",
                 "Do you ship the {product} abroad?",
                 "Is there a student discount on the {product}?",
+                "Is the {product} waterproof?",
+                "Does the {product} come with a charger?",
+                "Which one lasts longer, the {product} or the {other}?",
             ),
             "zh": (
                 "{product}有黑色的吗？",
@@ -366,6 +430,9 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "{product}和{other}有什么区别？",
                 "请问有优惠吗？",
                 "这个{noun}好不好用？",
+                "{product}防水吗？",
+                "{product}带充电器吗？",
+                "{product}和{other}哪个续航长？",
             ),
             "mixed": (
                 "{product}有white的吗？",
@@ -381,8 +448,15 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "en": (
                 "I can't find the {product} anywhere on your site, so confusing",
                 "Why is the {product} always out of stock?",
+                "The {product} page keeps crashing when I try to order",
+                "Every time I check, the {product} is sold out. Annoying",
             ),
-            "zh": ("{product}怎么一直缺货？", "找了半天也找不到{noun}在哪买"),
+            "zh": (
+                "{product}怎么一直缺货？",
+                "找了半天也找不到{noun}在哪买",
+                "每次来看{product}都缺货，好烦",
+                "下单页面一直报错，买不了",
+            ),
             "mixed": (
                 "{product}怎么一直out of stock？",
                 "网站上找不到{product}的specs，好麻烦",
@@ -393,8 +467,16 @@ CUSTOMER: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
                 "I love my {product}, thinking of buying another one",
                 "Thanks, that's really helpful, I'll order the {product}",
                 "Not bad at all, the {product} is cheaper than I thought",
+                "Bought the {product} last month and it's been fantastic",
+                "Your advice was spot on, the {product} is exactly what I wanted",
             ),
-            "zh": ("{product}用着很好，想再买一个", "谢谢，解答得很清楚，我下单了", "价格还不错，我买了"),
+            "zh": (
+                "{product}用着很好，想再买一个",
+                "谢谢，解答得很清楚，我下单了",
+                "价格还不错，我买了",
+                "上个月买的{product}特别好用",
+                "听你们的建议买了{product}，正是我想要的",
+            ),
             "mixed": (
                 "{product}很nice，想再买一个",
                 "thanks，我去下单了",
@@ -528,7 +610,7 @@ def customer_message(
     >>> from streams.processes.catalog import load_catalog
     >>> buds = load_catalog().product("headphones-echo-buds")
     >>> customer_message(random.Random(2), "frustration", "fault", "zh", buds)
-    '耳机用了3天就坏了，体验不是很好。'
+    '这个耳机一直断连，烦死了，体验不是很好。'
     """
     slots = slots or _slots(rng)
     return _customer(rng, emotion, need, language, product, other or product, slots, allowed)[1]

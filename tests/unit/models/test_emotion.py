@@ -66,8 +66,8 @@ def test_a_negated_negative_term_is_no_longer_negative(plain: str, negated: str)
 
 
 def test_a_negator_reaches_a_few_units_only() -> None:
-    # 不知道 is masked: the 不 of "do not know" does not turn 还没到 over.
-    assert lexicon_emotion("不知道为什么还没到") == "frustration"
+    # 不知道 is masked: the 不 of "do not know" does not turn 怎么还 (still not) over.
+    assert lexicon_emotion("不知道怎么还没到") == "frustration"
     # Too far: the negator's reach ends before the term.
     assert lexicon_emotion("no idea why the parcel in the end is so late") == "frustration"
     # The clause ends the negator's reach.
