@@ -22,8 +22,8 @@ negation, no intensity, no masks), the emotion with the most hits wins.
 
 **The model** (:class:`EmotionModel`) learns online from corrections. Its features are the four
 lexicon scores, a constant, and the message's tokens (English words, pairs of adjacent Chinese
-characters) hashed into a fixed number of buckets, so the feature space stays
-fixed whatever it reads; a River ``SoftmaxRegression`` learns them. Before it has learned anything it
+characters, a token per step of emphasis) hashed into a fixed number of buckets, so the feature space
+stays fixed whatever it reads; a River ``SoftmaxRegression`` learns them. Before it has learned anything it
 predicts what the lexicon says; as corrections arrive, its prediction moves from the lexicon's to the
 classifier's: the classifier's share is ``examples / (examples + blend_examples)``.
 
@@ -121,7 +121,7 @@ LEXICON: dict[str, dict[str, float]] = {
     },
 }  # fmt: skip
 # Words that contain an emotion term but carry none, matched whole so their parts are not read; they
-# also end a negator's reach (不知道 为什么 还没到: the 不 does not negate 还没).
+# also end a negator's reach (不知道怎么还没到: the 不 of 不知道 does not negate 怎么还).
 MASKED = frozenset(
     {
         "快递", "不知道", "不过", "不用", "不客气", "没关系", "好的", "好像", "还好", "问题是",
