@@ -702,6 +702,8 @@ def chat_messages(
     """
     if user_type not in USER_TYPES:
         raise ValueError(f"unknown user type {user_type!r}")
+    if language is not None and language not in LANGUAGES:
+        raise ValueError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
     language = language or _draw(rng, LANGUAGE_SHARES)
     others = [p for p in _products(products) if p.product_id != product.product_id] or [product]
     slots = _slots(rng)

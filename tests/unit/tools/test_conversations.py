@@ -126,3 +126,5 @@ def test_a_chat_keeps_its_language_and_the_agent_answers_in_it() -> None:
     assert all(m.language == "en" for m in en)
     with pytest.raises(ValueError, match="unknown user type"):
         chat_messages(random.Random(3), "shopper", aster)
+    with pytest.raises(ValueError, match="unknown language"):
+        chat_messages(random.Random(3), "buyer", aster, language="fr")
