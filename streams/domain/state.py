@@ -252,6 +252,9 @@ def apply_event(state: UserState, event: Event, session_gap: float = 1800.0) -> 
 def _apply_clickstream(state: UserState, event: Event, time: float, session_gap: float) -> None:
     attrs = event.attrs
     late = time < state.page_entered_at  # an event older than the page the user is on now
+    # Older than the user's latest click: they have moved on since, so it says nothing of where they are
+    # now (a payment page read after the payment that left it must not start a dwell).
+    overtaken = time < state.last_click_time
     session_id = attrs.get("session_id")
     new_session = (session_id is not None and session_id != state.session_id) or (
         state.session_events == 0 or time - state.last_click_time > session_gap
@@ -281,6 +284,8 @@ def _apply_clickstream(state: UserState, event: Event, time: float, session_gap:
 
     if kind == "order_completed" and "coupon_code" in attrs:
         state.coupon_orders += 1
+    if overtaken and kind in ("payment_page_view", "page_view"):
+        return
     if kind == "payment_page_view":
         page = attrs.get("page", PAYMENT_PAGE)
         if state.payment_entered_at is None:  # a reload keeps the dwell running

@@ -111,6 +111,17 @@ def test_late_clickstream_event_does_not_move_the_page_back() -> None:
     )
 
 
+def test_a_payment_page_read_after_the_payment_starts_no_dwell() -> None:
+    """Read out of order (a record read again after later ones): the payment already ended the visit."""
+    state = UserState("u1")
+    apply_event(state, click("v", "page_view", 100.0, page="/p/phone", session_id="s1"))
+    apply_event(state, click("paid", "payment_completed", 700.0, order_id="o1", session_id="s1"))
+    apply_event(state, click("pay", "payment_page_view", 200.0, session_id="s1"))
+    assert state.payment_entered_at is None and state.current_page == "/p/phone"
+    assert check_payment_dwell(state, 700.0 + 10 * H, RULES) == []
+    assert state.session_events == 3
+
+
 def test_shipment_lifecycle_and_late_updates() -> None:
     state = UserState("u1")
     apply_event(state, ship("l1", "shipment_created", 10.0))
