@@ -61,6 +61,8 @@ import zlib
 
 from river import base, linear_model, optim
 
+from models.text import IDEOGRAPH, SEGMENT, language
+
 EMOTIONS = ("anger", "frustration", "satisfaction", "neutral")
 NEGATIVE = frozenset({"anger", "frustration"})
 
@@ -168,20 +170,15 @@ _TERMS: dict[str, str | None] = {term: emotion for emotion, terms in LEXICON.ite
 _WEIGHTS: dict[str, float] = {term: weight for terms in LEXICON.values() for term, weight in terms.items()}
 _TERMS.update(dict.fromkeys(MASKED))
 _UNITS = set(_TERMS) | NEGATORS | set(INTENSIFIERS) | set(AFTER_INTENSIFIERS)
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_IDEOGRAPH = re.compile(f"[{_CJK}]")
-_LATIN = re.compile("[a-zA-Z\u00c0-\u024f]")
-# A clause's pieces: a run of ideographs, or a word of letters and digits (apostrophes inside).
-_PIECE = re.compile(f"([{_CJK}]+)|((?:(?![{_CJK}])[^\\W_])+(?:['\u2019](?:(?![{_CJK}])[^\\W_])+)*)")
 _CLAUSE_BREAK = re.compile(r"[.,;:!?()\[\]{}\"\n\r\t。，；：！？、（）【】“”…~]+")
 _CAPS_WORD = re.compile(r"\b[A-Z]{3,}\b")
-_LONGEST_ZH = max(len(unit) for unit in _UNITS if _IDEOGRAPH.match(unit))
-_LONGEST_EN = max(unit.count(" ") + 1 for unit in _UNITS if not _IDEOGRAPH.match(unit))
+_LONGEST_ZH = max(len(unit) for unit in _UNITS if IDEOGRAPH.match(unit))
+_LONGEST_EN = max(unit.count(" ") + 1 for unit in _UNITS if not IDEOGRAPH.match(unit))
 # The first word or character of the lexicon's longer entries: only there is a longer match tried.
 _PHRASE_STARTS = frozenset(
     unit.split(" ")[0] if " " in unit else unit[0]
     for unit in _UNITS
-    if " " in unit or (_IDEOGRAPH.match(unit) and len(unit) > 1)
+    if " " in unit or (IDEOGRAPH.match(unit) and len(unit) > 1)
 )
 
 
@@ -192,24 +189,19 @@ def _normalise(text: str) -> str:
 
 
 def language_of(text: str) -> str:
-    """``"zh"``, ``"en"`` or ``"mixed"``, by the share of Chinese among CJK ideographs and Latin letters,
-    an ideograph counting as :data:`IDEOGRAPH_LETTERS` letters (about what a Chinese character carries
-    of an English word): ``zh`` from 85%, ``en`` up to 15%, ``mixed`` between. A text with neither is
-    ``en``. (:func:`models.text.language` counts letters one for one and has an ``other``: there,
-    "The 快递 never came" is English feedback; in a chat it is a mixed message.)
+    """``"zh"``, ``"en"`` or ``"mixed"``: :func:`models.text.language` with an ideograph weighing
+    :data:`IDEOGRAPH_LETTERS` letters (about what a Chinese character carries of an English word) and
+    ``mixed`` while each script has more than :data:`MIXED_SHARE`; a text with neither script is ``en``.
+    (Feedback counts letters one for one: there, "The 快递 never came" is English; in a chat it is a
+    mixed message.)
 
     >>> language_of("我的iPhone屏幕碎了"), language_of("The 快递 never came"), language_of("???")
     ('mixed', 'mixed', 'en')
     >>> language_of("请问订单#12345什么时候能到"), language_of("Is the Aster 3 in stock?")
     ('zh', 'en')
     """
-    text = _normalise(text)
-    chinese = IDEOGRAPH_LETTERS * len(_IDEOGRAPH.findall(text))
-    latin = len(_LATIN.findall(text))
-    if chinese + latin == 0:
-        return "en"
-    share = chinese / (chinese + latin)
-    return "zh" if share >= 1.0 - MIXED_SHARE else "en" if share <= MIXED_SHARE else "mixed"
+    found = language(text[:MAX_CHARS], ideograph_letters=IDEOGRAPH_LETTERS, majority=1.0 - MIXED_SHARE)
+    return "en" if found == "other" else found
 
 
 def _units(pieces: list[tuple[str, str]]) -> list[str]:
@@ -256,7 +248,7 @@ def _read(text: str) -> tuple[dict[str, float], list[str]]:
     scores = dict.fromkeys(EMOTIONS, 0.0)
     found: list[str] = []
     for clause in _CLAUSE_BREAK.split(text.lower()):
-        pieces = [(zh, word.replace("'", "").replace("\u2019", "")) for zh, word in _PIECE.findall(clause)]
+        pieces = [(zh, word.replace("'", "").replace("\u2019", "")) for zh, word in SEGMENT.findall(clause)]
         for zh, word in pieces:
             if word:
                 found.append(word)
@@ -343,7 +335,7 @@ def keyword_emotion(text: str) -> str:
     text = _normalise(text).lower()
     words = [
         (m.start(), m.group(2).replace("'", "").replace("\u2019", ""))
-        for m in _PIECE.finditer(text)
+        for m in SEGMENT.finditer(text)
         if m.group(2)
     ]
     hits: dict[str, list[int]] = {}  # emotion -> where each of its terms was found
@@ -363,7 +355,7 @@ _KEYWORDS = {
     term: emotion for emotion in ("anger", "frustration", "satisfaction") for term in LEXICON[emotion]
 }
 _KEYWORDS_ZH = re.compile(
-    "|".join(sorted((t for t in _KEYWORDS if _IDEOGRAPH.match(t)), key=len, reverse=True))
+    "|".join(sorted((t for t in _KEYWORDS if IDEOGRAPH.match(t)), key=len, reverse=True))
 )
 
 

@@ -45,14 +45,14 @@ from itertools import pairwise
 ZH_PREFIX = "zh:"
 # CJK Unified Ideographs with Extension A, the compatibility block and the supplementary planes
 # (Extensions B-G). Kana and Hangul are not ideographs: Japanese or Korean text is "other".
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_IDEOGRAPH = re.compile(f"[{_CJK}]")
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+IDEOGRAPH = re.compile(f"[{CJK}]")
 # A run of ideographs, or a word: letters/digits of any other script with inner apostrophes.
-_WORD_CHAR = f"(?:(?![{_CJK}])[^\\W_])"
-_SEGMENT = re.compile(f"(?P<zh>[{_CJK}]+)|(?P<word>{_WORD_CHAR}+(?:['\u2019]{_WORD_CHAR}+)*)")
+_WORD_CHAR = f"(?:(?![{CJK}])[^\\W_])"
+SEGMENT = re.compile(f"(?P<zh>[{CJK}]+)|(?P<word>{_WORD_CHAR}+(?:['\u2019]{_WORD_CHAR}+)*)")
 # Anything but letters, digits, ideographs, spaces, hyphens and apostrophes ends a clause.
 _CLAUSE_BREAK = re.compile("[^\\w\\s\\-'\u2019]|_")
-_LATIN = re.compile("[a-zA-Z\u00c0-\u024f]")
+LATIN = re.compile("[a-zA-Z\u00c0-\u024f]")
 
 # language(): the share of ideographs among ideographs and Latin letters. Three quarters or more of
 # one script names the language; anything between is "mixed". Text whose letters are mostly in other
@@ -65,26 +65,29 @@ def _normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
-def language(text: str) -> str:
+def language(text: str, *, ideograph_letters: float = 1.0, majority: float = LANGUAGE_MAJORITY) -> str:
     """``"zh"``, ``"en"``, ``"mixed"`` or ``"other"``, from the share of CJK ideographs among
-    ideographs and Latin letters (see :data:`LANGUAGE_MAJORITY`).
+    ideographs and Latin letters, an ideograph weighing ``ideograph_letters`` letters: ``majority`` or
+    more of one script names the language (see :data:`LANGUAGE_MAJORITY`).
 
     >>> language("我的iPhone屏幕碎了"), language("The 快递 never came")
     ('mixed', 'en')
     >>> language("ありがとう"), language("123")
     ('other', 'other')
+    >>> language("The 快递 never came", ideograph_letters=3, majority=0.85)  # as a chat message is read
+    'mixed'
     """
     text = unicodedata.normalize("NFKC", text)
-    ideographs = len(_IDEOGRAPH.findall(text))
-    latin = len(_LATIN.findall(text))
+    ideographs = len(IDEOGRAPH.findall(text))
+    latin = len(LATIN.findall(text))
     other = sum(1 for char in text if char.isalpha()) - ideographs - latin
     known = ideographs + latin
     if known == 0 or other > known:
         return "other"
-    share = ideographs / known
-    if share >= LANGUAGE_MAJORITY:
+    share = ideographs * ideograph_letters / (ideographs * ideograph_letters + latin)
+    if share >= majority:
         return "zh"
-    if share <= 1.0 - LANGUAGE_MAJORITY:
+    if share <= 1.0 - majority:
         return "en"
     return "mixed"
 
@@ -95,7 +98,7 @@ def _segments(text: str) -> list[list[tuple[bool, str]]]:
     for clause in _CLAUSE_BREAK.split(_normalise(text)):
         found = [
             (match.lastgroup == "zh", match.group().replace("'", "").replace("\u2019", ""))
-            for match in _SEGMENT.finditer(clause)
+            for match in SEGMENT.finditer(clause)
         ]
         if found:
             clauses.append(found)
@@ -204,7 +207,7 @@ SCORE_WEIGHT = 0.5
 NEUTRAL_BAND = 0.2
 
 _LEXICON = POSITIVE | NEGATIVE | NEGATORS | INTENSIFIERS | NEUTRAL
-_LONGEST_ZH = max(len(term) for term in _LEXICON if _IDEOGRAPH.match(term))
+_LONGEST_ZH = max(len(term) for term in _LEXICON if IDEOGRAPH.match(term))
 _LONGEST_EN = max(term.count(" ") + 1 for term in _LEXICON)
 
 
@@ -252,7 +255,7 @@ def lexicon_polarity(text: str) -> tuple[float, int]:
     for clause in _segments(text):
         factor, window = 1.0, 0
         for unit in _units(clause):
-            reach = NEGATION_WINDOW_ZH if _IDEOGRAPH.match(unit) else NEGATION_WINDOW
+            reach = NEGATION_WINDOW_ZH if IDEOGRAPH.match(unit) else NEGATION_WINDOW
             if unit in NEGATORS:
                 factor, window = factor * NEGATION_FACTOR, reach
             elif unit in INTENSIFIERS:
