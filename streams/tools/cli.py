@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     history.add_argument(
         "--history-days",
         type=float,
-        default=21.0,
+        default=14.0,
         help="days of synthetic history replayed at full speed before the live part, for the models to"
-        " learn from (default 21)",
+        " learn from (default 14)",
     )
     history.add_argument(
         "--no-history",

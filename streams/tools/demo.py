@@ -73,7 +73,7 @@ if TYPE_CHECKING:
 
 MARKER = ".forewarn-demo"
 # The packaged default, with a payment dwell and a cart hesitation a one-minute demo can show, and a
-# churn horizon that its three weeks of history pass twice over: with a session every two days on
+# churn horizon that its two weeks of history pass twice over: with a session every two days on
 # average (VISIT_GAP_DAYS), a week without one is rare for an engaged user (benchmarks/models.py
 # measures the churn model on the same horizon).
 DEMO_POLICY = """# The demo's policy: the packaged default, with durations a one-minute demo can show.
@@ -86,14 +86,14 @@ hesitation = "20s"
 [models]
 churn_horizon = "7d"
 """
-DEMO_USERS = 1000  # every one of them visits in the history; most come back in the live minute
+DEMO_USERS = 600  # every one of them visits in the history; most come back in the live minute
 # The live part's sessions also bring new users (a third or so): the models meet users without a history,
 # and devices are registered, and repairs asked, in the live part only. Not in the history: produced
 # at full speed, topics are read in no set order between them, and a repair request read before the
 # registration of its device (on another topic) would open a manual ticket the ground truth does not
 # expect.
-LIVE_NEW_USERS = 500
-HISTORY_DAYS = 21.0
+LIVE_NEW_USERS = 300
+HISTORY_DAYS = 14.0
 HISTORY_REPORT_SECONDS = 3.0  # how often the replay's progress is printed
 CATCH_UP_LIMIT = 240.0  # the live part starts after this long even if the worker has not caught up
 # The traffic of `forewarn traffic` (streams.tools.traffic.runner), faster: logistics steps a few seconds
@@ -110,9 +110,9 @@ DEMO_PACE = {
     "cart_hesitation_seconds": (25.0, 50.0),
     "cart_hesitation_step": (5.0, 15.0),
 }
-# At-risk users drift away within the history's three weeks: engagement x0.75 a session (the default
+# At-risk users drift away within the history's two weeks: engagement x0.75 a session (the default
 # 0.9 takes the benchmark's six weeks to show; at 0.9 the churn model's ROC AUC against "is at-risk"
-# after the history is about 0.72, at 0.75 about 0.87, measured in-process on the demo's traffic).
+# after the history is about 0.64, at 0.75 about 0.78, measured in-process on the demo's traffic).
 DEMO_AT_RISK_SESSION_FACTOR = 0.75
 # The planted hot issue: pairing questions about Echo Two, some 2 more a second for a while, against a
 # steady rate of a few a day; rising far above its baseline, it is what the detector should report.
@@ -126,9 +126,9 @@ def demo_profile(sessions_per_second: float, policy: Policy, history_days: float
     for what the replayed history does not cover of the eight days hot-issue detection needs.
 
     >>> policy = load_policy(text=DEMO_POLICY)
-    >>> profile = demo_profile(20.0, policy, 21.0)
+    >>> profile = demo_profile(20.0, policy, 14.0)
     >>> profile.users, profile.support_history_seconds, profile.behaviour["at_risk"].session_factor
-    (1000, 0.0, 0.75)
+    (600, 0.0, 0.75)
     >>> profile.devices_share, demo_profile(20.0, policy, 0.0).devices_share  # see LIVE_NEW_USERS
     (0.0, 0.3)
     >>> demo_profile(20.0, policy, 0.0).support_history_seconds == QUESTION_HISTORY
@@ -157,7 +157,7 @@ def live_changes(
     >>> from streams.tools.traffic.profile import Surge
     >>> surge = Surge(SURGE_PRODUCT, SURGE_TOPIC, 10.0, 20.0, 50.0)
     >>> policy = load_policy(text=DEMO_POLICY)
-    >>> sorted(live_changes(20.0, policy, surge, 21.0)), sorted(live_changes(20.0, policy, surge, 0.0))
+    >>> sorted(live_changes(20.0, policy, surge, 14.0)), sorted(live_changes(20.0, policy, surge, 0.0))
     (['devices_share', 'sessions_per_second', 'surge', 'users'], ['sessions_per_second', 'surge'])
     """
     changes: dict[str, Any] = {"sessions_per_second": sessions_per_second, "surge": surge}
@@ -279,8 +279,8 @@ NOT_ROUNDS = frozenset(
 # The replay waits while more events than this wait for their user's round: a worker far behind would
 # let its timer ticks wait past their resend time (streams.domain.triggers.TICK_RESEND_SECONDS) and
 # send them again and again.
-REPLAY_BACKLOG = 3000
-REPLAY_CHECK_EVERY = 2000  # messages replayed between two looks at the worker's backlog
+REPLAY_BACKLOG = 300
+REPLAY_CHECK_EVERY = 150  # messages replayed between two looks at the worker's backlog
 
 
 @dataclasses.dataclass
@@ -522,7 +522,8 @@ def _model_triggers(tally: _Tally, policy: Policy, user_type: Callable[[str], st
     lines = [
         "  model-driven triggers against the traffic's ground truth (fired: decided, sent or held back;"
         " 'to it': the share that went to the latent type meant):",
-        "    trigger           meant for     live fired   sent   to it   history fired   to it",
+        "    trigger           meant for     live fired   sent   to it   history fired   to it"
+        "   live fired by type",
     ]
     for trigger in model_triggers(policy):
         truths = [
@@ -542,7 +543,8 @@ def _model_triggers(tally: _Tally, policy: Policy, user_type: Callable[[str], st
 
         lines.append(
             f"    {trigger.name:17s} {live.meant_for or '-':12s} {live.fired:10d} {live.sent:6d}"
-            f" {share(live):>7s} {history.fired:15d} {share(history):>7s}"
+            f" {share(live):>7s} {history.fired:15d} {share(history):>7s}   "
+            + (", ".join(f"{kind} {count}" for kind, count in live.by_type.most_common()) or "-")
         )
     return lines
 

@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 
 from streams.contracts.settings import Settings
-from streams.contracts.time import DAY, HOUR
+from streams.contracts.time import DAY, MINUTE
 from streams.tools.traffic.generator import TrafficGenerator
 from streams.tools.traffic.runner import traffic_topics
 from streams.tools.traffic.schedule import Outgoing
 
 VISIT_GAP_DAYS = 2.0  # a session per user every two days on average, as in benchmarks/models.py
-REPLAY_STEP = HOUR  # event time asked of the generator at a time
+REPLAY_STEP = 5 * MINUTE  # event time asked of the generator at a time
 
 
 @dataclass(frozen=True, slots=True)

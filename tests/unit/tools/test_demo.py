@@ -150,7 +150,7 @@ def test_the_history_is_in_the_past_of_the_plan_and_the_live_part_comes_after() 
     sessions = {session_of(m) for m in history}
 
     live_start = plan.end + 40.0  # the live part starts once the worker has read the history
-    generator.resume(live_start, 20.0)
+    generator.resume(live_start, sessions_per_second=20.0)
     live = generator.due(live_start + 30.0)
     assert min(m.event_time for m in live) > plan.end
     new = [m for m in live if session_of(m) not in sessions | {None}]
@@ -158,24 +158,24 @@ def test_the_history_is_in_the_past_of_the_plan_and_the_live_part_comes_after() 
     assert Counter(m.topic for m in live)["clickstream"] > 300  # the live rate, not the history's
 
 
-def test_the_default_history_is_small_enough_to_replay_within_half_a_minute() -> None:
-    """The worker takes some 3,700 events a second per process: the demo's history, its timer ticks
-    aside, must stay under 100,000 messages, and give the models well past min_examples to learn."""
+def test_the_default_history_is_small_enough_to_replay_in_well_under_a_minute() -> None:
+    """The demo's worker spends some 1.3 ms of CPU a message (models, sink and timer ticks included):
+    its history must stay near 30,000 messages, and give each of the 4 partitions' models well past
+    min_examples (500) to learn: a session gives the intent model 1 to 3 examples."""
     plan = plan_history(HISTORY_DAYS, DEMO_USERS, END)
     assert plan is not None
+    policy = load_policy(text=DEMO_POLICY)
     generator = TrafficGenerator(
-        demo_profile(plan.sessions_per_second, load_policy(text=DEMO_POLICY), HISTORY_DAYS),
-        seed=7,
-        start=plan.start,
+        demo_profile(plan.sessions_per_second, policy, HISTORY_DAYS), seed=7, start=plan.start
     )
     clock, messages = plan.start, 0
     while clock < plan.end:
         clock = min(plan.end, clock + 6 * 3600)
         messages += len(generator.due(clock))
-    assert 50_000 < messages < 100_000
-    # Each session gives the intent model 1-3 examples; 4 partitions each need 500 before their triggers fire.
-    assert generator.stats.sessions > 4 * 500 * 2
-    assert Counter(generator.user_type(u) for u in generator.seen_users()).total() == DEMO_USERS
+    assert 20_000 < messages < 40_000
+    assert generator.stats.sessions > 2 * 4 * 500
+    assert len(generator.seen_users()) > 0.95 * DEMO_USERS  # nearly every user has a history
+    assert 2 * policy.models.churn_horizon <= HISTORY_DAYS * DAY  # the horizon passes twice
 
 
 def test_the_demo_profile_plants_hesitating_carts_and_fast_drifting_at_risk_users() -> None:
