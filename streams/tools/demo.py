@@ -291,6 +291,7 @@ class WorkerFigures:
     ingested: float = 0.0
     lag: float = 0.0
     examples: Counter[str] = dataclasses.field(default_factory=Counter)
+    labels: Counter[str] = dataclasses.field(default_factory=Counter)  # "model label" -> examples
     for_users: float = 0.0  # valid events taken in that go through a user's round
     processed: float = 0.0  # ... and those the per-user agent has processed
     dead_letters: float = 0.0
@@ -326,6 +327,7 @@ def worker_figures(text: str) -> WorkerFigures:
                 figures.lag += sample.value
             elif sample.name == "forewarn_model_examples_total":
                 figures.examples[sample.labels["model"]] += sample.value
+                figures.labels[f"{sample.labels['model']} {sample.labels['label']}"] += sample.value
     return figures
 
 
@@ -445,7 +447,9 @@ async def _stream(
                 print(
                     "[history] the models learned "
                     + ", ".join(f"{count:.0f} {model}" for model, count in sorted(figures.examples.items()))
-                    + f" examples over the {settings.partitions} partitions (each partition's model fires its"
+                    + " examples ("
+                    + ", ".join(f"{name} {count:.0f}" for name, count in sorted(figures.labels.items()))
+                    + f") over the {settings.partitions} partitions (each partition's model fires its"
                     " triggers once it has learned min_examples, 500); interventions decided on it: "
                     + (", ".join(f"{t} {len(d)}" for t, d in sorted(tally.history.items())) or "none"),
                     flush=True,
