@@ -1,10 +1,14 @@
 """``forewarn demo``: the whole pipeline on one machine with nothing else installed.
 
 It starts the embedded Tansu broker and a ``forewarn worker`` (ClickHouse embedded through chdb) under
-the default policy (a shorter payment dwell, so that a minute shows it), streams synthetic web,
+the default policy (shorter durations, so that a minute shows them: :data:`DEMO_POLICY`), replays two
+weeks of synthetic history at full speed so that the models have learned
+(:mod:`streams.tools.traffic.history`; ``--no-history`` leaves it out), then streams synthetic web,
 logistics and preference traffic into the broker, runs the example notifier (:mod:`streams.tools.notifier`)
 that reports outcomes back, shows progress against the traffic's ground truth, and at the end reads a
-summary and the value metrics back from ClickHouse. The traffic has a planted effect: users outside
+summary and the value metrics back from ClickHouse, with the model-driven triggers and the scores per
+latent user type against the traffic's ground truth (:mod:`streams.tools.demo_truth`; how the history
+is kept apart from the live part: docs/operations.md "The demo"). The traffic has a planted effect: users outside
 the holdout arm complain and give up less (:class:`streams.tools.traffic.generator.TrafficProfile`), so the
 value report has a true uplift to find. Ctrl-C or the end of ``--duration`` stops everything it started, by
 PID.
