@@ -8,10 +8,10 @@ logistics and preference traffic into the broker, runs the example notifier (:mo
 that reports outcomes back, shows progress against the traffic's ground truth, and at the end reads a
 summary and the value metrics back from ClickHouse, with the model-driven triggers and the scores per
 latent user type against the traffic's ground truth (:mod:`streams.tools.demo_truth`; how the history
-is kept apart from the live part: docs/operations.md "The demo"). The traffic has a planted effect: users outside
-the holdout arm complain and give up less (:class:`streams.tools.traffic.generator.TrafficProfile`), so the
-value report has a true uplift to find. Ctrl-C or the end of ``--duration`` stops everything it started, by
-PID.
+is kept apart from the live part: docs/operations.md "The demo"). The traffic has a planted effect:
+users outside the holdout arm complain and give up less
+(:class:`streams.tools.traffic.generator.TrafficProfile`), so the value report has a true uplift to find.
+Ctrl-C or the end of ``--duration`` stops everything it started, by PID.
 
 The traffic also drives the processes: devices and repair requests (service tickets), order requests
 from the chat, commented feedback and corrections of its tags, CRM attributes, and support questions
