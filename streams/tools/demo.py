@@ -502,9 +502,12 @@ async def _stream(
 SCORE_COLUMNS = ("purchase", "need_help", "browse", "leave", "churn", "health")
 
 
-def _scores_by_type(rows: list[tuple], user_type: Callable[[str], str | None]) -> list[str]:
+def _scores_by_type(
+    rows: list[tuple], at_clicks: list[tuple], user_type: Callable[[str], str | None]
+) -> list[str]:
     """The latest scores, averaged per latent user type of the traffic (its ground truth), and the
-    churn score's ROC AUC against "is at-risk"."""
+    churn score's ROC AUC against "is at-risk": of the latest score, and of the latest score published
+    on a click (``at_clicks``: user, churn), where the churn model takes its examples."""
     by_type = scores_by_type(
         (user_type(user), dict(zip(SCORE_COLUMNS, scores, strict=True))) for user, *scores in rows
     )
@@ -515,12 +518,18 @@ def _scores_by_type(rows: list[tuple], user_type: Callable[[str], str | None]) -
             for name in SCORE_COLUMNS
         ]
         lines.append(f"    {kind.user_type:12s} {kind.users:6d}  " + "  ".join(cells))
-    known = [(row[5], user_type(row[0]) == "at_risk") for row in rows if user_type(row[0]) is not None]
-    auc = roc_auc([churn for churn, _ in known], [at_risk for _, at_risk in known])
-    lines.append(
-        f"    ROC AUC of the churn score against 'is at-risk': {'n/a' if auc is None else f'{auc:.3f}'}"
-        f" over {len(known)} users (0.5: no better than chance)"
-    )
+    for what, pairs in (
+        ("latest score", [(row[0], row[5]) for row in rows]),
+        ("latest score published on a click", at_clicks),
+    ):
+        known = [
+            (churn, user_type(user) == "at_risk") for user, churn in pairs if user_type(user) is not None
+        ]
+        auc = roc_auc([churn for churn, _ in known], [at_risk for _, at_risk in known])
+        lines.append(
+            f"    ROC AUC of the churn score ({what}) against 'is at-risk':"
+            f" {'n/a' if auc is None else f'{auc:.3f}'} over {len(known)} users (0.5: no better than chance)"
+        )
     return lines
 
 
@@ -750,6 +759,11 @@ def _summary(
             "SELECT user_id, intent_purchase, intent_need_help, intent_browse, intent_leave, churn, health"
             " FROM user_scores_latest FINAL"
         )
+        at_clicks = store.query(
+            "SELECT s.user_id, argMax(s.churn, s.scored_at) FROM user_scores AS s"
+            " INNER JOIN (SELECT event_id FROM events WHERE source = 'clickstream') AS e"
+            " ON e.event_id = s.event_id GROUP BY s.user_id"
+        )
         scored = store.query(
             f"SELECT count(), countIf(scored_at >= {live}), max(intent_examples), max(churn_examples)"
             " FROM user_scores FINAL"
@@ -806,7 +820,7 @@ def _summary(
         f" traffic's users, {raw} raw ids"
     )
     lines.append("  latest score of each user by the traffic's latent user type (its ground truth), means:")
-    lines += _scores_by_type(scores, types.get) if scores else ["    none"]
+    lines += _scores_by_type(scores, at_clicks, types.get) if scores else ["    none"]
     lines += processes
     lines += [
         "",
