@@ -83,6 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--metrics-port", type=int, default=0, help="the worker's /metrics port (default: a free one)"
     )
+    history = demo.add_mutually_exclusive_group()
+    history.add_argument(
+        "--history-days",
+        type=float,
+        default=14.0,
+        help="days of synthetic history replayed at full speed before the live part, for the models to"
+        " learn from (default 14)",
+    )
+    history.add_argument(
+        "--no-history",
+        action="store_const",
+        const=0.0,
+        dest="history_days",
+        help="no history: models start empty",
+    )
     broker = commands.add_parser("broker", help="run the embedded Kafka broker (Tansu) until stopped")
     broker.add_argument("--port", type=int, default=9092, help="its port on 127.0.0.1 (default 9092)")
     broker.add_argument(
@@ -119,7 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from streams.tools.demo import run_demo
 
-        return run_demo(args.duration, args.sessions_per_second, args.workdir, args.seed, args.metrics_port)
+        return run_demo(
+            args.duration,
+            args.sessions_per_second,
+            args.workdir,
+            args.seed,
+            args.metrics_port,
+            args.history_days,
+        )
     if args.command == "broker":
         from streams.tools.broker import serve_broker
 

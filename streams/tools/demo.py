@@ -1,13 +1,17 @@
 """``forewarn demo``: the whole pipeline on one machine with nothing else installed.
 
 It starts the embedded Tansu broker and a ``forewarn worker`` (ClickHouse embedded through chdb) under
-the default policy (a shorter payment dwell, so that a minute shows it), streams synthetic web,
+the default policy (shorter durations, so that a minute shows them: :data:`DEMO_POLICY`), replays two
+weeks of synthetic history at full speed so that the models have learned
+(:mod:`streams.tools.traffic.history`; ``--no-history`` leaves it out), then streams synthetic web,
 logistics and preference traffic into the broker, runs the example notifier (:mod:`streams.tools.notifier`)
 that reports outcomes back, shows progress against the traffic's ground truth, and at the end reads a
-summary and the value metrics back from ClickHouse. The traffic has a planted effect: users outside
-the holdout arm complain and give up less (:class:`streams.tools.traffic.generator.TrafficProfile`), so the
-value report has a true uplift to find. Ctrl-C or the end of ``--duration`` stops everything it started, by
-PID.
+summary and the value metrics back from ClickHouse, with the model-driven triggers and the scores per
+latent user type against the traffic's ground truth (:mod:`streams.tools.demo_truth`; how the history
+is kept apart from the live part: docs/operations.md "The demo"). The traffic has a planted effect:
+users outside the holdout arm complain and give up less
+(:class:`streams.tools.traffic.generator.TrafficProfile`), so the value report has a true uplift to find.
+Ctrl-C or the end of ``--duration`` stops everything it started, by PID.
 
 The traffic also drives the processes: devices and repair requests (service tickets), order requests
 from the chat, commented feedback and corrections of its tags, CRM attributes, and support questions
@@ -20,21 +24,35 @@ keeps the key in its directory and pseudonymises the traffic's user ids to compa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import shutil
 import signal
 import sys
 import time
+import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
-from streams.contracts.events import CRM_UPDATES, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT_QUESTIONS
+from streams.contracts.events import (
+    CLICKSTREAM,
+    CRM_UPDATES,
+    DEVICES,
+    LOGISTICS,
+    ORDER_REQUESTS,
+    PREFERENCES,
+    SERVICE_REQUESTS,
+    SUBSCRIPTIONS,
+    SUPPORT_QUESTIONS,
+)
 from streams.contracts.feedback import ROUTES
 from streams.contracts.interventions import PAYMENT_ASSIST, TRIGGERS
 from streams.contracts.privacy import Pseudonymizer, load_key
@@ -44,9 +62,11 @@ from streams.domain.contact import EMITTED
 from streams.domain.policy import Policy, load_policy
 from streams.tools.broker import free_port, start_broker
 from streams.tools.compat_listener import CompatListener
+from streams.tools.demo_truth import TriggerTruth, model_triggers, roc_auc, scores_by_type, trigger_truth
 from streams.tools.notifier import run_notifier
 from streams.tools.traffic.feedback import FEEDBACK_LABELS
 from streams.tools.traffic.generator import TrafficGenerator
+from streams.tools.traffic.history import VISIT_GAP_DAYS, HistoryPlan, plan_history, replay_history
 from streams.tools.traffic.profile import Surge, TrafficProfile
 from streams.tools.traffic.runner import QUESTION_HISTORY, process_traffic_profile, stream_traffic
 from streams.tools.traffic.schedule import Outgoing
@@ -56,10 +76,30 @@ if TYPE_CHECKING:
     from sinks.clickhouse import ClickHouseStore
 
 MARKER = ".forewarn-demo"
-DEMO_POLICY = """# The demo's policy: the packaged default, with a payment dwell a one-minute demo can show.
+# The packaged default, with a payment dwell and a cart hesitation a one-minute demo can show, and a
+# churn horizon that its two weeks of history pass twice over: with a session every two days on
+# average (VISIT_GAP_DAYS), a week without one is rare for an engaged user (benchmarks/models.py
+# measures the churn model on the same horizon).
+DEMO_POLICY = """# The demo's policy: the packaged default, with durations a one-minute demo can show.
 [triggers.payment_assist]
 dwell = "30s"
+
+[triggers.recommendation]
+hesitation = "20s"
+
+[models]
+churn_horizon = "7d"
 """
+DEMO_USERS = 600  # every one of them visits in the history; most come back in the live minute
+# The live part's sessions also bring new users (a third or so): the models meet users without a history,
+# and devices are registered, and repairs asked, in the live part only. Not in the history: produced
+# at full speed, topics are read in no set order between them, and a repair request read before the
+# registration of its device (on another topic) would open a manual ticket the ground truth does not
+# expect.
+LIVE_NEW_USERS = 300
+HISTORY_DAYS = 14.0
+HISTORY_REPORT_SECONDS = 3.0  # how often the replay's progress is printed
+CATCH_UP_LIMIT = 240.0  # the live part starts after this long even if the worker has not caught up
 # The traffic of `forewarn traffic` (streams.tools.traffic.runner), faster: logistics steps a few seconds
 # apart, so that a one-minute demo shows delays too; ratings of support contacts, repairs, corrections and CRM
 # updates come within seconds for the same reason.
@@ -69,11 +109,66 @@ DEMO_PACE = {
     "repair_after_seconds": (5.0, 20.0),
     "label_after_seconds": (3.0, 15.0),
     "crm_update_after_seconds": (5.0, 30.0),
+    # Some carts wait while their user browses on, past the demo's 20 s hesitation: recommendations.
+    "cart_hesitation_share": 0.3,
+    "cart_hesitation_seconds": (25.0, 50.0),
+    "cart_hesitation_step": (5.0, 15.0),
 }
+# At-risk users drift away within the history's two weeks: engagement x0.75 a session (the default
+# 0.9 takes the benchmark's six weeks to show; at 0.9 the churn model's ROC AUC against "is at-risk"
+# after the history is about 0.64, at 0.75 about 0.78, measured in-process on the demo's traffic).
+DEMO_AT_RISK_SESSION_FACTOR = 0.75
 # The planted hot issue: pairing questions about Echo Two, some 2 more a second for a while, against a
 # steady rate of a few a day; rising far above its baseline, it is what the detector should report.
 SURGE_PRODUCT, SURGE_TOPIC = "headphones-echo-2", "pairing"
 SURGE_PER_SECOND = 2.0
+
+
+def demo_profile(sessions_per_second: float, policy: Policy, history_days: float) -> TrafficProfile:
+    """The demo's traffic: every kind of it (:func:`process_traffic_profile`) at the demo's pace, over
+    :data:`DEMO_USERS` users whose at-risk ones drift away faster; support questions' own history only
+    for what the replayed history does not cover of the eight days hot-issue detection needs.
+
+    >>> policy = load_policy(text=DEMO_POLICY)
+    >>> profile = demo_profile(20.0, policy, 14.0)
+    >>> profile.users, profile.support_history_seconds, profile.behaviour["at_risk"].session_factor
+    (600, 0.0, 0.75)
+    >>> profile.devices_share, demo_profile(20.0, policy, 0.0).devices_share  # see LIVE_NEW_USERS
+    (0.0, 0.3)
+    >>> demo_profile(20.0, policy, 0.0).support_history_seconds == QUESTION_HISTORY
+    True
+    """
+    profile = dataclasses.replace(process_traffic_profile(sessions_per_second, policy), **DEMO_PACE)
+    behaviour = dict(profile.behaviour)
+    behaviour["at_risk"] = dataclasses.replace(
+        behaviour["at_risk"], session_factor=DEMO_AT_RISK_SESSION_FACTOR
+    )
+    return dataclasses.replace(
+        profile,
+        users=DEMO_USERS,
+        behaviour=behaviour,
+        support_history_seconds=max(0.0, QUESTION_HISTORY - history_days * DAY),
+        devices_share=0.0 if history_days > 0 else profile.devices_share,
+    )
+
+
+def live_changes(
+    sessions_per_second: float, policy: Policy, surge: Surge, history_days: float
+) -> dict[str, Any]:
+    """What changes in the demo's traffic profile when the live part starts (after a history: more
+    users, and the devices the history leaves out).
+
+    >>> from streams.tools.traffic.profile import Surge
+    >>> surge = Surge(SURGE_PRODUCT, SURGE_TOPIC, 10.0, 20.0, 50.0)
+    >>> policy = load_policy(text=DEMO_POLICY)
+    >>> sorted(live_changes(20.0, policy, surge, 14.0)), sorted(live_changes(20.0, policy, surge, 0.0))
+    (['devices_share', 'sessions_per_second', 'surge', 'users'], ['sessions_per_second', 'surge'])
+    """
+    changes: dict[str, Any] = {"sessions_per_second": sessions_per_second, "surge": surge}
+    if history_days > 0:
+        changes["users"] = DEMO_USERS + LIVE_NEW_USERS
+        changes["devices_share"] = process_traffic_profile(sessions_per_second, policy).devices_share
+    return changes
 
 
 def _prepare(workdir: Path) -> None:
@@ -87,21 +182,32 @@ def _prepare(workdir: Path) -> None:
 
 
 class _Tally:
-    """What the demo has seen go by, and what the traffic's ground truth says is due by now."""
+    """What the demo has seen go by, and what the traffic's ground truth says is due by now. Decisions
+    on events before ``live_from`` (the replayed history's) are kept apart from the live ones."""
 
-    def __init__(self, dwell_seconds: float) -> None:
+    def __init__(self, dwell_seconds: float, live_from: float = 0.0) -> None:
         self.dwell_seconds = dwell_seconds
-        self.sent = 0
-        self.by_topic: Counter[str] = Counter()
+        self.live_from = live_from
+        self.sent = 0  # live messages
+        self.replayed = 0  # history messages
+        self.for_rounds = 0  # ... of them, those for users' rounds (ROUND_TOPICS)
+        self.by_topic: Counter[str] = Counter()  # history and live
         self.until = 0.0  # the traffic sent is everything with an event time up to here
         self.due: Counter[str] = Counter()
         # trigger -> intervention id -> its latest decision ("sent", "deferred" or the reason held back)
         self.decided: dict[str, dict[str, str]] = {trigger: {} for trigger in TRIGGERS}
+        self.history: dict[str, dict[str, str]] = {}  # the same, for the history's events
+        self.users: dict[str, str] = {}  # intervention id -> user id
         self.dead_letters: Counter[str] = Counter()
         self.outcomes = 0
         self.examples: dict[str, dict] = {}
         # (event time it falls due, trigger); messages come in event-time order, so this stays sorted.
         self._waiting: deque[tuple[float, str]] = deque()
+
+    def replayed_message(self, outgoing: Outgoing) -> None:
+        self.replayed += 1
+        self.for_rounds += outgoing.topic in ROUND_TOPICS
+        self.by_topic[outgoing.topic] += 1
 
     def sent_message(self, outgoing: Outgoing) -> None:
         self.sent += 1
@@ -119,7 +225,11 @@ class _Tally:
         label = "sent" if decision["decision"] == EMITTED else decision["reason"]
         if decision["decision"] == "deferred":
             label = "deferred"
-        self.decided.setdefault(decision["trigger"], {})[decision["intervention_id"]] = label
+        live = datetime.fromisoformat(decision["event_time"]).timestamp() >= self.live_from
+        self.users[decision["intervention_id"]] = decision["user_id"]
+        (self.decided if live else self.history).setdefault(decision["trigger"], {})[
+            decision["intervention_id"]
+        ] = label
 
 
 async def _watch(bootstrap: str, settings: Settings, tally: _Tally, stop: asyncio.Event) -> None:
@@ -149,49 +259,231 @@ async def _watch(bootstrap: str, settings: Settings, tally: _Tally, stop: asynci
         await consumer.stop()
 
 
-def _progress(tally: _Tally, elapsed: float, duration: float) -> str:
+def _progress(tally: _Tally, elapsed: float, duration: float, models: list[str]) -> str:
     parts = []
     for trigger in TRIGGERS:
         labels = Counter(tally.decided[trigger].values())
         shown = ", ".join(f"{count} {label}" for label, count in labels.most_common())
         parts.append(f"{trigger} {len(tally.decided[trigger])}/{tally.due[trigger]} decided ({shown or '-'})")
+    fired = ", ".join(f"{name} {len(tally.decided.get(name, {}))}" for name in models)
     return (
         f"[{elapsed:4.0f}s/{duration:.0f}s] events {tally.sent:6d} ({tally.sent / max(elapsed, 1):4.0f}/s)"
-        f" | {' | '.join(parts)} | dead letters {sum(tally.dead_letters.values())}"
+        f" | {' | '.join(parts)} | model-driven fired: {fired or '-'}"
+        f" | dead letters {sum(tally.dead_letters.values())}"
     )
 
 
+# The traffic's topics whose events all go through a user's round.
+ROUND_TOPICS = frozenset({CLICKSTREAM, LOGISTICS, PREFERENCES, SUBSCRIPTIONS})
+# Events that do not go through a user's round (forewarn_event_processing_seconds): support questions
+# (their own agent) and process inputs (devices, repair and order requests, CRM attributes).
+NOT_ROUNDS = frozenset(
+    {"question_asked", "device_registered", "repair_requested", "order_requested", "crm_attributes"}
+)
+# The replay waits while more events than this wait for their user's round: a worker far behind would
+# let its timer ticks wait past their resend time (streams.domain.triggers.TICK_RESEND_SECONDS) and
+# send them again and again.
+REPLAY_BACKLOG = 300
+REPLAY_CHECK_EVERY = 150  # messages replayed between two looks at the worker's backlog
+
+
+@dataclasses.dataclass
+class WorkerFigures:
+    """What the worker's Prometheus endpoint says: messages taken in (valid events and dead letters),
+    consumer lag over every group and partition it reports, examples learned per model."""
+
+    ingested: float = 0.0
+    lag: float = 0.0
+    examples: Counter[str] = dataclasses.field(default_factory=Counter)
+    labels: Counter[str] = dataclasses.field(default_factory=Counter)  # "model label" -> examples
+    for_users: float = 0.0  # valid events taken in that go through a user's round
+    processed: float = 0.0  # ... and those the per-user agent has processed
+    dead_letters: float = 0.0
+
+    @property
+    def backlog(self) -> float:
+        """Events taken in and waiting for their user's round."""
+        return max(0.0, self.for_users - self.processed)
+
+
+def worker_figures(text: str) -> WorkerFigures:
+    """Read :class:`WorkerFigures` from the Prometheus text exposition ``text``.
+
+    >>> figures = worker_figures('forewarn_events_total{topic="clickstream",event_type="search"} 7.0\\n'
+    ...     'forewarn_model_examples_total{model="churn",label="stayed"} 3.0\\n'
+    ...     'forewarn_model_examples_total{model="churn",label="churned"} 1.0\\n'
+    ...     'forewarn_consumer_lag_messages{group="g",topic="t",partition="0"} 2.0\\n')
+    >>> figures.ingested, figures.lag, figures.examples["churn"], figures.backlog
+    (7.0, 2.0, 4.0, 7.0)
+    """
+    figures = WorkerFigures()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("forewarn_events_total", "forewarn_dead_letters_total"):
+                figures.ingested += sample.value
+                if sample.name == "forewarn_dead_letters_total":
+                    figures.dead_letters += sample.value
+                if sample.name == "forewarn_events_total" and sample.labels["event_type"] not in NOT_ROUNDS:
+                    figures.for_users += sample.value
+            elif sample.name == "forewarn_event_processing_seconds_count":
+                figures.processed += sample.value
+            elif sample.name == "forewarn_consumer_lag_messages":
+                figures.lag += sample.value
+            elif sample.name == "forewarn_model_examples_total":
+                figures.examples[sample.labels["model"]] += sample.value
+                figures.labels[f"{sample.labels['model']} {sample.labels['label']}"] += sample.value
+    return figures
+
+
+def _scrape(url: str) -> WorkerFigures | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return worker_figures(response.read().decode())
+    except OSError:
+        return None
+
+
+def _history_line(tally: _Tally, plan: HistoryPlan, clock: float, figures: WorkerFigures | None) -> str:
+    day, days = (clock - plan.start) / DAY, (plan.end - plan.start) / DAY
+    line = f"[history] day {day:4.1f}/{days:.0f} replayed: {tally.replayed:6d} events sent"
+    if figures is not None:
+        examples = ", ".join(f"{model} {count:.0f}" for model, count in sorted(figures.examples.items()))
+        line += (
+            f"; worker took in {figures.ingested:.0f}, per-user backlog {figures.backlog:.0f};"
+            f" examples learned: {examples or 'none yet'}"
+        )
+    return line
+
+
+async def _replay(
+    producer: AIOKafkaProducer,
+    generator: TrafficGenerator,
+    settings: Settings,
+    plan: HistoryPlan,
+    tally: _Tally,
+    metrics_url: str,
+    stop: asyncio.Event,
+) -> WorkerFigures | None:
+    """Replay the history, then wait until the worker has read it all (no lag, nothing more taken in
+    for a second, at least one lag report after the last message); the worker's figures then."""
+    clock = plan.start
+
+    def step(now: float, sent: list[Outgoing]) -> None:
+        nonlocal clock
+        clock = tally.until = now
+        for outgoing in sent:
+            tally.replayed_message(outgoing)
+
+    checked = 0
+
+    async def pace() -> None:
+        """Hold the replay while the worker's per-user agent is more than REPLAY_BACKLOG behind."""
+        nonlocal checked
+        if tally.replayed - checked < REPLAY_CHECK_EVERY:
+            return
+        checked = tally.replayed
+        while not stop.is_set():
+            figures = await asyncio.to_thread(_scrape, metrics_url)
+            # Not yet through a user's round: the valid ones of what was replayed for them (an
+            # estimate: dead letters of other topics and the notifier's outcomes make it lower).
+            if (
+                figures is None
+                or tally.for_rounds - figures.dead_letters - figures.processed <= REPLAY_BACKLOG
+            ):
+                return
+            await asyncio.sleep(0.2)
+
+    started = time.time()
+    producing = asyncio.create_task(replay_history(producer, generator, settings, plan, step, pace))
+    figures, previous, produced_at = None, None, None
+    while not stop.is_set() and time.time() - started < CATCH_UP_LIMIT:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(producing), HISTORY_REPORT_SECONDS)
+        if producing.done() and produced_at is None:
+            producing.result()  # its error, if it failed
+            produced_at = time.time()
+        figures = await asyncio.to_thread(_scrape, metrics_url)
+        print(_history_line(tally, plan, clock, figures), flush=True)
+        if (
+            produced_at is not None
+            and figures is not None
+            and previous is not None
+            and figures.lag == 0
+            and figures.backlog == 0
+            and figures.ingested == previous.ingested
+            and time.time() - produced_at > 2 * HISTORY_REPORT_SECONDS
+        ):
+            break
+        previous = figures
+    if not producing.done():
+        producing.cancel()
+    print(f"[history] replayed {tally.replayed} events in {time.time() - started:.0f}s", flush=True)
+    return figures
+
+
 async def _stream(
-    bootstrap: str, settings: Settings, policy: Policy, generator: TrafficGenerator, duration: float
+    bootstrap: str,
+    settings: Settings,
+    policy: Policy,
+    generator: TrafficGenerator,
+    duration: float,
+    sessions_per_second: float,
+    plan: HistoryPlan | None,
+    metrics_url: str,
 ) -> _Tally:
     dwell = policy.for_signal("payment_dwell")
-    tally = _Tally(dwell.params["dwell"] if dwell else float("inf"))
+    tally = _Tally(dwell.params["dwell"] if dwell else float("inf"), plan.end if plan else 0.0)
+    models = [trigger.name for trigger in model_triggers(policy)]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     watcher = asyncio.create_task(_watch(bootstrap, settings, tally, stop))
-    notifier = asyncio.create_task(run_notifier(bootstrap, settings, stop))
+    # Outcomes at the interventions' event times: the history's are in the past (see run_notifier).
+    notifier = asyncio.create_task(run_notifier(bootstrap, settings, stop, at_event_time=True))
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
     await producer.start()
-    started = time.time()
-    last_report = 0.0
     interactive = sys.stdout.isatty()
-
-    def tick(now: float, sent: list[Outgoing]) -> None:
-        nonlocal last_report
-        for outgoing in sent:
-            tally.sent_message(outgoing)
-        tally.until = now
-        tally.advance(now)
-        elapsed = now - started
-        if interactive or elapsed - last_report >= 5:
-            line = _progress(tally, elapsed, duration)
-            print("\r" + line if interactive else line, end="" if interactive else "\n", flush=True)
-            last_report = elapsed
-
     try:
-        await stream_traffic(producer, generator, settings, stop, started + duration, tick)
+        if plan is not None:
+            figures = await _replay(producer, generator, settings, plan, tally, metrics_url, stop)
+            if figures is not None:
+                print(
+                    "[history] the models learned "
+                    + ", ".join(f"{count:.0f} {model}" for model, count in sorted(figures.examples.items()))
+                    + " examples ("
+                    + ", ".join(f"{name} {count:.0f}" for name, count in sorted(figures.labels.items()))
+                    + f") over the {settings.partitions} partitions (each partition's model fires its"
+                    " triggers once it has learned min_examples, 500); interventions decided on it: "
+                    + (", ".join(f"{t} {len(d)}" for t, d in sorted(tally.history.items())) or "none"),
+                    flush=True,
+                )
+        started = time.time()
+        history_days = 0.0 if plan is None else (plan.end - plan.start) / DAY
+        surge = _surge(generator, duration, started)
+        generator.resume(started, **live_changes(sessions_per_second, policy, surge, history_days))
+        print(
+            f"live: {duration:.0f}s of traffic at {sessions_per_second:g} sessions/s; a planted surge of"
+            f" support questions: {surge.product_id} / {surge.topic}, about {SURGE_PER_SECOND:g} more a"
+            f" second from +{surge.start:.0f}s for {surge.duration:.0f}s",
+            flush=True,
+        )
+        last_report = 0.0
+
+        def tick(now: float, sent: list[Outgoing]) -> None:
+            nonlocal last_report
+            for outgoing in sent:
+                tally.sent_message(outgoing)
+            tally.until = now
+            tally.advance(now)
+            elapsed = now - started
+            if interactive or elapsed - last_report >= 5:
+                line = _progress(tally, elapsed, duration, models)
+                print("\r" + line if interactive else line, end="" if interactive else "\n", flush=True)
+                last_report = elapsed
+
+        if not stop.is_set():
+            await stream_traffic(producer, generator, settings, stop, started + duration, tick)
         if not stop.is_set():  # let the last events, and their outcomes, through before stopping
             await asyncio.sleep(4)
     finally:
@@ -202,23 +494,74 @@ async def _stream(
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
     tally.advance(time.time())
-    print(("\n" if interactive else "") + _progress(tally, time.time() - started, duration))
+    elapsed = time.time() - started
+    print(("\n" if interactive else "") + _progress(tally, elapsed, duration, models))
     return tally
 
 
-def _scores_by_type(rows: list[tuple], user_type: Callable[[str], str | None]) -> list[str]:
-    """The latest scores, averaged per latent user type of the traffic (its ground truth)."""
-    grouped: dict[str, list[tuple]] = {}
-    for user, *scores in rows:
-        grouped.setdefault(user_type(user) or "unknown", []).append(tuple(scores))
-    lines = [
-        "    type          users  purchase  need_help  browse  leave   churn  health",
-    ]
-    for kind, members in sorted(grouped.items()):
-        means = [sum(values) / len(values) for values in zip(*members, strict=True)]
+SCORE_COLUMNS = ("purchase", "need_help", "browse", "leave", "churn", "health")
+
+
+def _scores_by_type(
+    rows: list[tuple], at_clicks: list[tuple], user_type: Callable[[str], str | None]
+) -> list[str]:
+    """The latest scores, averaged per latent user type of the traffic (its ground truth), and the
+    churn score's ROC AUC against "is at-risk": of the latest score, and of the latest score published
+    on a click (``at_clicks``: user, churn), where the churn model takes its examples."""
+    by_type = scores_by_type(
+        (user_type(user), dict(zip(SCORE_COLUMNS, scores, strict=True))) for user, *scores in rows
+    )
+    lines = ["    type          users  " + "  ".join(f"{name:>9s}" for name in SCORE_COLUMNS)]
+    for kind in by_type:
+        cells = [
+            f"{kind.means[name]:9.1f}" if name == "health" else f"{kind.means[name]:9.2f}"
+            for name in SCORE_COLUMNS
+        ]
+        lines.append(f"    {kind.user_type:12s} {kind.users:6d}  " + "  ".join(cells))
+    for what, pairs in (
+        ("latest score", [(row[0], row[5]) for row in rows]),
+        ("latest score published on a click", at_clicks),
+    ):
+        known = [
+            (churn, user_type(user) == "at_risk") for user, churn in pairs if user_type(user) is not None
+        ]
+        auc = roc_auc([churn for churn, _ in known], [at_risk for _, at_risk in known])
         lines.append(
-            f"    {kind:12s} {len(members):6d}    {means[0]:.2f}      {means[1]:.2f}     {means[2]:.2f}"
-            f"    {means[3]:.2f}    {means[4]:.2f}   {means[5]:5.1f}"
+            f"    ROC AUC of the churn score ({what}) against 'is at-risk':"
+            f" {'n/a' if auc is None else f'{auc:.3f}'} over {len(known)} users (0.5: no better than chance)"
+        )
+    return lines
+
+
+def _model_triggers(tally: _Tally, policy: Policy, user_type: Callable[[str], str | None]) -> list[str]:
+    """Per model-driven trigger: how many fired, live and in the history, and the share that went to
+    the latent type it is meant for."""
+    lines = [
+        "  model-driven triggers against the traffic's ground truth (fired: decided, sent or held back;"
+        " 'to it': the share that went to the latent type meant):",
+        "    trigger           meant for     live fired   sent   to it   history fired   to it"
+        "   live fired by type",
+    ]
+    for trigger in model_triggers(policy):
+        truths = [
+            trigger_truth(
+                trigger,
+                (
+                    (user_type(tally.users[i]), label == "sent")
+                    for i, label in decided.get(trigger.name, {}).items()
+                ),
+            )
+            for decided in (tally.decided, tally.history)
+        ]
+        live, history = truths
+
+        def share(truth: TriggerTruth) -> str:
+            return "-" if truth.precision is None else f"{truth.precision:.0%}"
+
+        lines.append(
+            f"    {trigger.name:17s} {live.meant_for or '-':12s} {live.fired:10d} {live.sent:6d}"
+            f" {share(live):>7s} {history.fired:15d} {share(history):>7s}   "
+            + (", ".join(f"{kind} {count}" for kind, count in live.by_type.most_common()) or "-")
         )
     return lines
 
@@ -309,8 +652,12 @@ def _hot_issues(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tal
         " FROM hot_issues FINAL ORDER BY detected_at"
     )
     questions = tally.by_topic[SUPPORT_QUESTIONS]
-    lines = [f"  hot issues ({questions} support questions sent, of them {QUESTION_HISTORY / DAY:.0f} days"
-             " of history at the start):"]  # fmt: skip
+    before = (
+        "the replayed history"
+        if tally.replayed
+        else f"{QUESTION_HISTORY / DAY:.0f} days of history at the start"
+    )
+    lines = [f"  hot issues ({questions} support questions sent, of them {before}):"]
     if surge is not None and window is not None:
         start = window[0] - surge.start
         lines.append(
@@ -373,39 +720,53 @@ def _summary(
     tally: _Tally,
     generator: TrafficGenerator,
     settings: Settings,
+    policy: Policy,
     pseudonymize: Callable[[str], str],
 ) -> str:
     from sinks.clickhouse import ClickHouseStore
     from sinks.report import format_report, value_report
 
+    # The live part: events from the end of the replayed history on (everything without one).
+    live = f"fromUnixTimestamp64Milli({round(tally.live_from * 1000)})"
     store = ClickHouseStore(dsn)
     try:
         by_type = store.query(
-            "SELECT source, event_type, sum(events) FROM events_per_minute GROUP BY ALL ORDER BY 1, 3 DESC"
+            "SELECT source, event_type, sum(events) FROM events_per_minute"
+            f" WHERE minute >= toStartOfMinute({live}) GROUP BY ALL ORDER BY 1, 3 DESC"
         )
-        stored = store.query("SELECT count() FROM events FINAL")[0][0]
+        stored, stored_live = store.query(f"SELECT count(), countIf(event_time >= {live}) FROM events FINAL")[
+            0
+        ]
         triggers = store.query(
             "SELECT trigger, count(), round(avg(toUnixTimestamp64Milli(decided_at)"
             " - toUnixTimestamp64Milli(event_time)))"
-            " FROM interventions FINAL GROUP BY trigger ORDER BY trigger"
+            f" FROM interventions FINAL WHERE event_time >= {live} GROUP BY trigger ORDER BY trigger"
         )
         decisions = store.query(
-            "SELECT trigger, decision, reason, count() FROM decisions FINAL"
+            f"SELECT trigger, decision, reason, count() FROM decisions FINAL WHERE event_time >= {live}"
             " GROUP BY ALL ORDER BY trigger, decision, count() DESC"
         )
         outcomes = store.query(
-            "SELECT outcome, count() FROM intervention_outcomes FINAL GROUP BY 1 ORDER BY 2 DESC"
+            f"SELECT outcome, count() FROM intervention_outcomes FINAL WHERE event_time >= {live}"
+            " GROUP BY 1 ORDER BY 2 DESC"
         )
         dead = store.query("SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY 2 DESC")
         minutes = store.query(
-            "SELECT minute, sum(events) FROM events_per_minute GROUP BY minute ORDER BY minute"
+            f"SELECT minute, sum(events) FROM events_per_minute WHERE minute >= toStartOfMinute({live})"
+            " GROUP BY minute ORDER BY minute"
         )
         scores = store.query(
             "SELECT user_id, intent_purchase, intent_need_help, intent_browse, intent_leave, churn, health"
             " FROM user_scores_latest FINAL"
         )
+        at_clicks = store.query(
+            "SELECT s.user_id, argMax(s.churn, s.scored_at) FROM user_scores AS s"
+            " INNER JOIN (SELECT event_id FROM events WHERE source = 'clickstream') AS e"
+            " ON e.event_id = s.event_id GROUP BY s.user_id"
+        )
         scored = store.query(
-            "SELECT count(), max(intent_examples), max(churn_examples) FROM user_scores FINAL"
+            f"SELECT count(), countIf(scored_at >= {live}), max(intent_examples), max(churn_examples)"
+            " FROM user_scores FINAL"
         )[0]
         value = format_report(value_report(store))
         processes = _processes(store, generator, tally, settings)
@@ -414,7 +775,13 @@ def _summary(
     # ClickHouse holds pseudonyms: map the traffic's users to theirs to find their latent types.
     types = {pseudonymize(user): generator.user_type(user) for user in generator.seen_users()}
     raw = sum(generator.user_type(user) is not None for user, *_ in scores)  # should be none
-    lines = [f"\nRead back from ClickHouse ({dsn}):", f"  events stored: {stored}"]
+    history = tally.replayed > 0
+    lines = [
+        f"\nRead back from ClickHouse ({dsn})"
+        + (", the live part only unless said (events from the end of the history on):" if history else ":"),
+        f"  events stored: {stored_live}"
+        + (f" (and {stored - stored_live} of the history)" if history else ""),
+    ]
     lines += [f"    {source:16s} {kind:20s} {count}" for source, kind, count in by_type]
     lines.append(
         "  events per minute (materialized view): "
@@ -430,9 +797,9 @@ def _summary(
         f"    {trigger:16s} {decision:10s} {reason or '-':18s} {count}"
         for trigger, decision, reason, count in decisions
     ] or ["    none"]
-    lines.append(f"  outcomes reported by the example notifier ({tally.outcomes} sent):")
+    lines.append(f"  outcomes reported by the example notifier ({tally.outcomes} sent, history included):")
     lines += [f"    {outcome:20s} {count}" for outcome, count in outcomes] or ["    none"]
-    lines.append("  dead letters by reason:")
+    lines.append("  dead letters by reason" + (" (history included):" if history else ":"))
     lines += [f"    {reason:20s} {count}" for reason, count in dead] or ["    none"]
     for trigger, example in sorted(tally.examples.items()):
         offer, evidence = (orjson.dumps(example[key]).decode() for key in ("offer", "evidence"))
@@ -440,24 +807,37 @@ def _summary(
             f"  example {trigger}: {example['reason']}; channel {example['channel']}, offer {offer};"
             f" evidence {evidence}"
         )
+    # The decisions topic carries the traffic's own user ids.
+    lines += _model_triggers(tally, policy, generator.user_type)
     lines.append(
-        f"  user scores: {scored[0]} published for {len(scores)} users; the models of a partition had"
-        f" learned up to {scored[1]} intent and {scored[2]} churn examples (a churn label needs"
-        " the user back in a later visit, a cancellation, or the 30-day horizon)"
+        f"  user scores: {scored[0]} published ({scored[1]} in the live part) for {len(scores)} users; the"
+        f" models of a partition had learned up to {scored[2]} intent and {scored[3]} churn examples (a churn"
+        " label needs the user back in a later visit, a cancellation, or the"
+        f" {policy.models.churn_horizon / DAY:g}-day horizon)"
     )
     lines.append(
         f"  user ids in user_scores_latest: {sum(user in types for user, *_ in scores)} pseudonyms of the"
         f" traffic's users, {raw} raw ids"
     )
-    lines.append("  latest scores by the traffic's latent user type (its ground truth), means:")
-    lines += _scores_by_type(scores, types.get) if scores else ["    none"]
+    lines.append("  latest score of each user by the traffic's latent user type (its ground truth), means:")
+    lines += _scores_by_type(scores, at_clicks, types.get) if scores else ["    none"]
     lines += processes
-    lines += ["", "Value metrics (forewarn report), treatment against holdout:", value]
+    lines += [
+        "",
+        "Value metrics (forewarn report), treatment against holdout"
+        + (", history and live part:" if history else ":"),
+        value,
+    ]
     return "\n".join(lines)
 
 
 def run_demo(
-    duration: float, sessions_per_second: float, workdir: str, seed: int, metrics_port: int = 0
+    duration: float,
+    sessions_per_second: float,
+    workdir: str,
+    seed: int,
+    metrics_port: int = 0,
+    history_days: float = HISTORY_DAYS,
 ) -> int:
     # The worker logs to its own file; the demo's own Kafka clients need not narrate their group joins.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -492,22 +872,41 @@ def run_demo(
             f" (on {broker.bootstrap}: librdkafka 2.2 or later)"
         )
         worker.start(timeout=60)
+        metrics_url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
         print(
-            f"worker ready (pid {worker.pid}, log {worker.log_path},"
-            f" metrics http://127.0.0.1:{worker.metrics_port}/metrics); policy: default with {policy_file};"
-            f" streaming {duration:.0f}s of traffic; 'x/y decided': decisions made / interventions the"
+            f"worker ready (pid {worker.pid}, log {worker.log_path}, metrics {metrics_url});"
+            f" policy: default with {policy_file}; 'x/y decided': decisions made / interventions the"
             " traffic's ground truth makes due"
         )
-        profile = dataclasses.replace(process_traffic_profile(sessions_per_second, policy), **DEMO_PACE)
-        generator = TrafficGenerator(_with_surge(profile, seed, duration), seed=seed)
-        surge = generator.profile.surge
-        assert surge is not None
-        print(
-            f"support questions: {QUESTION_HISTORY / DAY:.0f} days of history go first (so the first"
-            f" batch is large), then a planted surge: {surge.product_id} / {surge.topic}, about"
-            f" {SURGE_PER_SECOND:g} more a second from +{surge.start:.0f}s for {surge.duration:.0f}s"
+        # The history ends now, before the live part starts (once the worker has read it).
+        plan = plan_history(history_days, DEMO_USERS, time.time())
+        profile = demo_profile(
+            plan.sessions_per_second if plan else sessions_per_second, policy, history_days
         )
-        tally = asyncio.run(_stream(broker.bootstrap, settings, policy, generator, duration))
+        generator = TrafficGenerator(profile, seed=seed, start=plan.start if plan else None)
+        if plan is None:
+            print(
+                f"no history (--no-history): support questions' {QUESTION_HISTORY / DAY:.0f} days of history"
+                " go first (so the first batch is large); the models start from nothing"
+            )
+        else:
+            print(
+                f"history: {history_days:g} days of traffic of {DEMO_USERS} users (a session each every"
+                f" {VISIT_GAP_DAYS:g} days on average, about {plan.sessions:.0f} sessions) replayed at full"
+                " speed, event times in the past; then the live part"
+            )
+        tally = asyncio.run(
+            _stream(
+                broker.bootstrap,
+                settings,
+                policy,
+                generator,
+                duration,
+                sessions_per_second,
+                plan,
+                metrics_url,
+            )
+        )
     except (RuntimeError, TimeoutError) as error:  # the worker did not start: say why, stop the rest
         raise SystemExit(str(error)) from None
     finally:
@@ -516,16 +915,13 @@ def run_demo(
         worker.stop()
         listener.stop()
         broker.stop()
-    print(_summary(dsn, tally, generator, settings, pseudonymize))
+    print(_summary(dsn, tally, generator, settings, policy, pseudonymize))
     return 0
 
 
-def _with_surge(profile: TrafficProfile, seed: int, duration: float) -> TrafficProfile:
-    """``profile`` with the planted surge: SURGE_PER_SECOND more questions on the topic from a quarter
-    into the demo, for half of it (at most 20 s). The topic's steady rate comes from the seed's topic
-    mixes, which a generator draws first, so a probe with the same seed knows it."""
-    rate = TrafficGenerator(profile, seed=seed).topic_rate(SURGE_PRODUCT, SURGE_TOPIC, time.time())
-    start, length = min(10.0, duration / 4), min(20.0, duration / 2)
-    return dataclasses.replace(
-        profile, surge=Surge(SURGE_PRODUCT, SURGE_TOPIC, start, length, 1.0 + SURGE_PER_SECOND / rate)
-    )
+def _surge(generator: TrafficGenerator, duration: float, start: float) -> Surge:
+    """The planted surge: SURGE_PER_SECOND more questions on the topic from a quarter into the live
+    part, for half of it (at most 20 s), against the topic's steady rate (from the seed's topic mixes)."""
+    rate = generator.topic_rate(SURGE_PRODUCT, SURGE_TOPIC, start)
+    begin, length = min(10.0, duration / 4), min(20.0, duration / 2)
+    return Surge(SURGE_PRODUCT, SURGE_TOPIC, begin, length, 1.0 + SURGE_PER_SECOND / rate)

@@ -83,10 +83,16 @@ async def run_notifier(
     seed: int = 7,
     rates: OutcomeRates | None = None,
     reported: Counter[str] | None = None,
+    at_event_time: bool = False,
 ) -> Counter[str]:
     """Until ``stop``: every intervention gets its simulated outcomes. Returns the outcomes reported,
     counted as they are reported into ``reported`` if given. Its consumer group takes the workers'
-    group timeouts (``FOREWARN_BROKER_*_TIMEOUT``, ``FOREWARN_BROKER_HEARTBEAT_INTERVAL``)."""
+    group timeouts (``FOREWARN_BROKER_*_TIMEOUT``, ``FOREWARN_BROKER_HEARTBEAT_INTERVAL``).
+
+    ``at_event_time``: outcomes are stamped with the intervention's event time, not the wall clock, for
+    traffic replayed from the past (``forewarn demo``'s history): an outcome stamped now would move its
+    partition's event-time clock to now while the history is still being read, and fire every timer
+    of the partition's users at once."""
     rng, rates = random.Random(seed), rates or OutcomeRates()
     consumer = AIOKafkaConsumer(
         settings.topic_interventions,
@@ -109,7 +115,8 @@ async def run_notifier(
             for messages in batches.values():
                 for message in messages:
                     intervention = orjson.loads(message.value)
-                    for event in simulate_outcomes(intervention, rng, rates, now=time.time()):
+                    now = _event_time(intervention) if at_event_time else time.time()
+                    for event in simulate_outcomes(intervention, rng, rates, now=now):
                         await producer.send(
                             settings.topic_outcomes, value=orjson.dumps(event), key=event["user_id"].encode()
                         )
@@ -120,6 +127,15 @@ async def run_notifier(
         await producer.stop()
         await consumer.stop()
     return reported
+
+
+def _event_time(intervention: dict[str, Any]) -> float:
+    """The intervention's event time, in epoch seconds.
+
+    >>> _event_time({"event_time": "2026-11-24T03:49:33.260Z"})
+    1795492173.26
+    """
+    return datetime.fromisoformat(intervention["event_time"]).timestamp()
 
 
 def serve_notifier(settings: Settings, seed: int = 7) -> int:

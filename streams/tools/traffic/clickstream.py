@@ -1,6 +1,8 @@
 """Web sessions (``clickstream`` source): a session browses and searches (help-seekers on help pages),
 some contact support, some fill a cart, some go to the payment page; of those, a share lingers there
-(longer than the demo's dwell threshold) before paying or leaving. Every order is shipped
+(longer than the demo's dwell threshold) before paying or leaving. With ``cart_hesitation_share`` on, some
+carts wait while their user browses on for a minute or two before the checkout (or not): the
+hesitation the ``purchase_hesitation`` signal looks for. Every order is shipped
 (:mod:`streams.tools.traffic.logistics`). How much of each a session does is its user's latent type's
 behaviour (:class:`~streams.tools.traffic.profile.UserBehaviour`).
 
@@ -111,6 +113,8 @@ class WebSessions:
                     price=price,
                 )
                 time += rng.uniform(*profile.think_seconds)
+            if profile.cart_hesitation_share and rng.random() < profile.cart_hesitation_share:
+                time = self._hesitate(time, user, session)
             if rng.random() < profile.checkout_share:
                 time = self._checkout(time, user, session, round(cart, 2))
         return time
@@ -125,6 +129,17 @@ class WebSessions:
         **fields: object,
     ) -> None:
         self.schedule.send(CLICKSTREAM, time, event_type, user, expects=expects, **fields, session_id=session)
+
+    def _hesitate(self, time: float, user: str, session: str) -> float:
+        """Browse on with a full cart for ``cart_hesitation_seconds`` before deciding: product pages
+        ``cart_hesitation_step`` seconds apart, the last one past the wait."""
+        rng, profile = self.schedule.random, self.schedule.profile
+        until = time + rng.uniform(*profile.cart_hesitation_seconds)
+        while time < until:
+            time += rng.uniform(*profile.cart_hesitation_step)
+            sku, category = f"sku-{rng.randrange(500):03d}", rng.choice(CATEGORIES)
+            self._click(time, user, session, "page_view", page=f"/p/{sku}", category=category)
+        return time + rng.uniform(*profile.think_seconds)
 
     def _checkout(self, time: float, user: str, session: str, cart: float) -> float:
         schedule = self.schedule

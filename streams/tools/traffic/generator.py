@@ -48,9 +48,11 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections import Counter
+from typing import Any
 
 from streams.contracts.events import CRM_UPDATES, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT_QUESTIONS
 from streams.processes.catalog import load_catalog
@@ -66,7 +68,7 @@ from streams.tools.traffic.profile import TrafficProfile
 from streams.tools.traffic.repairs import DISPATCH_MAX_KM, Repairs, RepairTruth
 from streams.tools.traffic.schedule import Outgoing, Schedule
 from streams.tools.traffic.subscriptions import Subscriptions
-from streams.tools.traffic.support_questions import SupportQuestions
+from streams.tools.traffic.support_questions import SupportQuestions, check_surge
 
 PROCESS_TOPICS = (DEVICES, SERVICE_REQUESTS, ORDER_REQUESTS, CRM_UPDATES, SUPPORT_QUESTIONS, FEEDBACK_LABELS)
 
@@ -110,6 +112,29 @@ class TrafficGenerator:
         if self.profile.support_question_rate > 0:
             self.support_questions.due(self._start, now)
         return self.schedule.due(now)
+
+    def resume(self, at: float, **changes: Any) -> None:
+        """Go on as live traffic from ``at``, after a history replayed up to ``at`` or before, with
+        ``changes`` to the profile (its fields: ``sessions_per_second``, a ``surge`` timed from ``at``,
+        more ``users``...). Sessions start again from ``at`` (none in between); what the history
+        scheduled for later (shipments on their way, ratings, repairs) still comes when its time does,
+        and so do the steady support questions. Without a history, ``at`` is simply the start.
+
+        >>> generator = TrafficGenerator(TrafficProfile(sessions_per_second=0.01), seed=1, start=0.0)
+        >>> history, sessions = generator.due(86_400.0), generator.stats.sessions
+        >>> generator.resume(100_000.0, sessions_per_second=2.0)
+        >>> live = generator.due(100_060.0)
+        >>> 500 < sessions < 1200, 90 < generator.stats.sessions - sessions < 150
+        (True, True)
+        """
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self.profile)}
+        if unknown:
+            raise ValueError(f"not fields of the traffic profile: {', '.join(sorted(unknown))}")
+        if changes.get("surge") is not None:
+            check_surge(changes["surge"], self.profile, self.catalog)
+        for name, value in changes.items():  # the sources share the profile object
+            setattr(self.profile, name, value)
+        self._next_session = self._start = at
 
     def _start_session(self, time: float) -> None:
         profile, population = self.profile, self.population

@@ -124,6 +124,12 @@ class TrafficProfile:
     churn_engagement: float = 0.05  # a user whose engagement falls below this never comes back
     cancel_engagement: float = 0.15  # below this, users of a type that cancels cancel their subscription
     give_up_share: float = 0.5  # of lingering payment visits, the ones that end without paying
+    # Of the sessions that fill a cart, those whose user then browses on (product pages cart_hesitation_step
+    # apart) for cart_hesitation_seconds before the checkout or not; off by default (it draws from the
+    # behaviour traffic's stream only when on, so the default traffic stays as it was).
+    cart_hesitation_share: float = 0.0
+    cart_hesitation_seconds: tuple[float, float] = (70.0, 150.0)  # above the default 60 s hesitation
+    cart_hesitation_step: tuple[float, float] = (15.0, 40.0)
     malformed_share: float = 0.0  # extra broken messages, per valid one
     # Users who visit the preference centre before their first session: they give a time zone, and
     # some of them opt out of proactive contact or turn e-mail off.

@@ -209,7 +209,7 @@ class SupportQuestions:
         self._next_question: float | None = None
         self._next_surge: float | None = None
         if profile.surge is not None:
-            _check_surge(profile.surge, profile, catalog)
+            check_surge(profile.surge, profile, catalog)
 
     def topic_rate(self, product_id: str, topic: str, at: float) -> float:
         """The steady rate (questions per second) of ``topic`` on ``product_id`` at ``at``."""
@@ -292,7 +292,7 @@ class SupportQuestions:
         )  # fmt: skip
 
 
-def _check_surge(surge: Surge, profile: TrafficProfile, catalog: Catalog) -> None:
+def check_surge(surge: Surge, profile: TrafficProfile, catalog: Catalog) -> None:
     """Raise ValueError if ``surge`` names no product of ``catalog`` or no topic of its category, or
     cannot be planted with ``profile`` (no steady questions to multiply)."""
     product = catalog.product(surge.product_id)

@@ -813,3 +813,36 @@ def test_support_contacts_are_rated_after_the_profiles_delay() -> None:
     for event in rated:  # 8 s later, to the millisecond (times are sent in whole ms)
         at = round((event.event_time - 8.0) * 1000)
         assert any((event.user_id, at + d) in contacts for d in (-1, 0, 1))
+
+
+def test_hesitating_carts_wait_while_their_user_browses_on() -> None:
+    """With ``cart_hesitation_share`` on, that share of the carts sees product pages for at least
+    ``cart_hesitation_seconds`` after the last item added, before the checkout (or the session's end):
+    the wait the ``purchase_hesitation`` signal looks for. Off (the default), no cart waits that long."""
+
+    def waits(share: float) -> list[float]:
+        profile = TrafficProfile(
+            sessions_per_second=5, user_types={"buyer": 1.0}, cart_hesitation_share=share
+        )
+        events = [
+            parse_event(m.value, m.topic) for m in drain(TrafficGenerator(profile, seed=4, start=START), 120)
+        ]
+        sessions: dict[str, list] = defaultdict(list)
+        for event in events:
+            if event.source == CLICKSTREAM and "session_id" in event.attrs:
+                sessions[event.attrs["session_id"]].append(event)
+        found = []
+        for clicks in sessions.values():
+            carts = [e.event_time for e in clicks if e.event_type == "add_to_cart"]
+            if carts:
+                after = [e for e in clicks if e.event_time > carts[-1] and e.event_type == "page_view"]
+                checkout = [e.event_time for e in clicks if e.event_type == "checkout_start"]
+                browsed = [e.event_time for e in after if not checkout or e.event_time <= checkout[0]]
+                found.append(max(browsed, default=carts[-1]) - carts[-1])
+        return found
+
+    hesitating, default = waits(0.5), waits(0.0)
+    assert len(hesitating) > 200 and len(default) > 200
+    share = sum(w >= 70.0 for w in hesitating) / len(hesitating)
+    assert 0.4 < share < 0.6
+    assert max(default) < 70.0
