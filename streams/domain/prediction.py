@@ -40,11 +40,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.emotion import EMOTIONS, keyword_emotion
 from models.examples import SNAPSHOT_AT, Snapshot
 from models.features import FEATURE_NAMES, HASHED, learn_event
 from models.health import Scores, health_score, satisfaction_of
 from models.learners import MonitoredClassifier, PartitionModels
-from streams.contracts.events import CLICKSTREAM, SUBSCRIPTIONS, Event
+from streams.contracts.events import CLICKSTREAM, CONVERSATIONS, CUSTOMER, SUBSCRIPTIONS, Event
 from streams.contracts.time import DAY
 from streams.domain.policy import ModelRules
 from streams.domain.state import UserState, recent_abandoned_payments
@@ -70,6 +71,26 @@ class ModelRound:
     scores: Scores | None = None  # the user's scores now (None without models)
     publish: bool = False  # moved enough since last published: publish them
     learned: list[Learned] = field(default_factory=list)
+
+
+def message_emotion(event: Event, models: PartitionModels | None) -> dict[str, float] | None:
+    """The emotion of a customer's chat message, a probability per emotion: by the partition's emotion
+    model, or without models by its lexicon alone (certain of the keyword's emotion). None for any other
+    event (an agent's or a human's message is not the customer's emotion).
+
+    >>> message = Event("m1", "message", "conversations", 1.0, "u1", {"role": "customer",
+    ...                 "text": "This is ridiculous, I am furious"})
+    >>> max(proba := message_emotion(message, None), key=proba.get)
+    'anger'
+    >>> message.attrs["role"] = "agent"; message_emotion(message, None) is None
+    True
+    """
+    if event.source != CONVERSATIONS or event.attrs.get("role") != CUSTOMER:
+        return None
+    text = event.attrs["text"]
+    if models is None:
+        return {emotion: float(emotion == keyword_emotion(text)) for emotion in EMOTIONS}
+    return models.emotion.predict_proba_one(text)
 
 
 def feature_values(state: UserState, now: float) -> list[float]:

@@ -40,7 +40,7 @@ from streams.contracts.events import Event
 from streams.domain.contact import Decision, decide, release_deferred
 from streams.domain.eviction import mark_active
 from streams.domain.policy import Policy
-from streams.domain.prediction import ModelRound, observe
+from streams.domain.prediction import ModelRound, message_emotion, observe
 from streams.domain.state import UserState, first_delivery
 from streams.domain.triggers import check_predictions, check_timers, next_deadline, process_event
 
@@ -82,7 +82,8 @@ def run_round(
         return Round([], None, ModelRound(), duplicate=True)
     mark_active(state)
     now = max(event.event_time, state.last_event_time)
-    candidates = release_deferred(state, now) + process_event(state, event, policy, session_gap)
+    emotion = message_emotion(event, models)
+    candidates = release_deferred(state, now) + process_event(state, event, policy, session_gap, emotion)
     model = observe(state, event, models, policy.models, now, session_gap)
     candidates += check_predictions(state, model.scores, now, policy)
     return Round(decide(candidates, state, policy, now), event, model)

@@ -64,6 +64,7 @@ ALLOWED = frozenset(
         # SoftmaxRegression's per-class optimisers: a defaultdict of partial(deepcopy, optimiser).
         ("copy", "deepcopy"),
         ("functools", "partial"),
+        ("models.emotion", "EmotionModel"),
         ("models.learners", "MonitoredClassifier"),
         ("models.learners", "PartitionModels"),
         ("models.tagger", "FeedbackTagger"),
