@@ -23,7 +23,7 @@ from uuid import UUID
 
 import orjson
 
-from models.emotion import keyword_emotion
+from models.emotion import lexicon_emotion
 from streams.contracts.deadletters import read_dead_letter_headers
 from streams.contracts.envelopes import ENVELOPE_VERSION
 from streams.contracts.events import CONVERSATIONS
@@ -148,7 +148,7 @@ def _event_row(data: Any, partition: int, offset: int) -> tuple[Any, ...]:
 def stored_message(attrs: dict[str, Any]) -> dict[str, Any]:
     """What ClickHouse keeps of a chat message's fields: not its text (a customer's words are not
     analytics), but its length and the emotion its words read as (the lexicon's,
-    :func:`models.emotion.keyword_emotion`), beside the role, channel, session, product and intent.
+    :func:`models.emotion.lexicon_emotion`), beside the role, channel, session, product and intent.
 
     >>> stored = stored_message({"session_id": "c1", "role": "customer", "channel": "chat",
     ...                          "text": "I am furious", "product_id": "p1"})
@@ -159,7 +159,7 @@ def stored_message(attrs: dict[str, Any]) -> dict[str, Any]:
     kept = {name: value for name, value in attrs.items() if name != "text"}
     if text.__class__ is not str:
         raise TypeError("a message's text must be a string")
-    return {**kept, "emotion": keyword_emotion(text), "text_chars": len(text)}
+    return {**kept, "emotion": lexicon_emotion(text), "text_chars": len(text)}
 
 
 def intervention_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:

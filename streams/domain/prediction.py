@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.emotion import EMOTIONS, keyword_emotion
+from models.emotion import lexicon_proba, lexicon_scores
 from models.examples import SNAPSHOT_AT, Snapshot
 from models.features import FEATURE_NAMES, HASHED, learn_event
 from models.health import Scores, health_score, satisfaction_of
@@ -75,7 +75,7 @@ class ModelRound:
 
 def message_emotion(event: Event, models: PartitionModels | None) -> dict[str, float] | None:
     """The emotion of a customer's chat message, a probability per emotion: by the partition's emotion
-    model, or without models by its lexicon alone (certain of the keyword's emotion). None for any other
+    model, or without models by its lexicon alone (:func:`models.emotion.lexicon_proba`). None for any other
     event (an agent's or a human's message is not the customer's emotion).
 
     >>> message = Event("m1", "message", "conversations", 1.0, "u1", {"role": "customer",
@@ -89,7 +89,7 @@ def message_emotion(event: Event, models: PartitionModels | None) -> dict[str, f
         return None
     text = event.attrs["text"]
     if models is None:
-        return {emotion: float(emotion == keyword_emotion(text)) for emotion in EMOTIONS}
+        return lexicon_proba(lexicon_scores(text))
     return models.emotion.predict_proba_one(text)
 
 
