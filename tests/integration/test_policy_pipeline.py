@@ -38,6 +38,11 @@ channel = "email"
 max = 1
 window = "1h"
 
+[[contact.caps]]
+channel = "human_queue"
+max = 1
+window = "1h"
+
 [triggers.payment_assist]
 dwell = "2s"
 
@@ -183,10 +188,23 @@ def test_suppression_reasons_deferral_and_outcome_joins(
     )
 
 
+def chat_message(index: int, at_ms: int, **fields: object) -> tuple[str, bytes, bytes]:
+    value = event_bytes(
+        event_id=f"lc-msg-{index}",
+        event_type="message",
+        event_time=at_ms,
+        user_id="lc-chatter",
+        **{"session_id": "lc-chat", "role": "customer", "channel": "chat", **fields},
+    )
+    return ("conversations", b"lc-chatter", value)
+
+
 def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path, start_worker: StartWorker) -> None:
     """A renewal reminder falls due seconds after start by the timer alone; a user who visited every
     other day until 40 days ago has declined past both thresholds, found when their next event (not a
-    visit) arrives: the higher-priority reengagement is sent, the feature tip superseded."""
+    visit) arrives: the higher-priority reengagement is sent, the feature tip superseded. A customer
+    angry in the chat for three messages is handed to a human; a chat message of no known role is
+    dead-lettered."""
     now_ms = int(time.time() * 1000)
     day_ms = 86_400_000
     renews_at = now_ms + 7 * day_ms + 4000
@@ -222,17 +240,34 @@ def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path, start_
                 ),
             )
         )
+    chat = [chat_message(index, now_ms + index, text="This is ridiculous!!") for index in range(3)]
+    chat.append(chat_message(9, now_ms, text="hello", role="bot"))
+    messages = chat + messages
     messages.append(preferences("lc-lapsed", now_ms, timezone="Europe/Berlin"))
     env = worker_env(broker.bootstrap, tmp_path)
     worker = start_worker(env)
     try:
         asyncio.run(produce(broker.bootstrap, messages[:-1]))
         # The visits first: once they are on the events topic, the preference event comes after them.
-        asyncio.run(consume_events(broker.bootstrap, until=len(messages) - 1, settle=0))
+        asyncio.run(consume_events(broker.bootstrap, until=len(messages) - 2, settle=0))
         asyncio.run(produce(broker.bootstrap, messages[-1:]))
-        decided = asyncio.run(consume_all(broker.bootstrap, "decisions", until=3, timeout=30))
+        decided = asyncio.run(consume_all(broker.bootstrap, "decisions", until=4, timeout=30))
+        [dead] = asyncio.run(consume_all(broker.bootstrap, "dead_letters", until=1, timeout=10))
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
+
+    assert orjson.loads(dead.value)["event_id"] == "lc-msg-9"
+    assert dict(dead.headers)["forewarn.dlq.reason"] == b"invalid_value"
+    [escalation] = [d for d in (orjson.loads(m.value) for m in decided) if d["user_id"] == "lc-chatter"]
+    assert (escalation["trigger"], escalation["decision"], escalation["channel"]) == (
+        "escalate_to_human",
+        "emitted",
+        "human_queue",
+    )
+    assert escalation["intervention_id"] == intervention_id(
+        "escalate_to_human", "lc-chatter", "lc-chat\x1flc-msg-0"
+    )
+    decided = [m for m in decided if orjson.loads(m.value)["user_id"] != "lc-chatter"]
 
     found = {(d["trigger"], d["user_id"]): d for d in (orjson.loads(m.value) for m in decided)}
     assert set(found) == {
