@@ -54,6 +54,7 @@ from streams.domain.state import (
     recent_abandoned_payments,
     record_emotion,
 )
+from streams.processes.catalog import Catalog
 
 
 def payment_dwell_deadline(state: UserState, policy: Policy) -> float | None:
@@ -535,8 +536,52 @@ def check_declines(state: UserState, now: float, policy: Policy) -> list[Interve
     return fired
 
 
+def suggestion(state: UserState, catalog: Catalog | None) -> dict[str, Any] | None:
+    """When the session's browsing and searches point at another category than the product the chat
+    asked about: what to suggest instead and why (the recommendation's evidence); else None.
+
+    The session's trail (:attr:`models.features.SessionFeatures.trail`) names its category: the one
+    most viewed and searched; the suggestion is that category's newest product in ``catalog``.
+
+    >>> from streams.processes.catalog import parse_catalog
+    >>> launch = "2026-01-01T00:00:00Z"
+    >>> catalog = parse_catalog({"products": [
+    ...     {"product_id": "ph1", "category": "phones", "name": "Ph1", "launched_at": launch},
+    ...     {"product_id": "lp1", "category": "laptops", "name": "Lp1", "launched_at": launch}],
+    ...     "skus": []}, source="example")
+    >>> state = UserState("u1")
+    >>> state.conversation.asked_product, state.features.session.trail = "ph1", {"laptops": [5, 2]}
+    >>> found = suggestion(state, catalog)
+    >>> found["suggested"], found["why"][:68]
+    ('lp1', 'the session viewed category laptops 5 times and searched it 2 times,')
+    """
+    asked, session = state.conversation.asked_product, state.features.session
+    if (
+        catalog is None
+        or asked is None
+        or state.conversation.asked_at < session.started_at
+        or not session.trail
+    ):
+        return None
+    category, (views, searches) = max(session.trail.items(), key=lambda item: sum(item[1]))
+    asked_category = catalog.category_of(asked)
+    launches = catalog.launches(category)
+    if asked_category == category or not launches:
+        return None
+    suggested = launches[-1].product_id
+    why = (
+        f"the session viewed category {category} {views} times and searched it {searches} times, not"
+        f" {asked_category or 'the one asked about'}; {suggested} is its newest product"
+    )
+    return {"asked_about": asked, "suggested": suggested, "category": category, "why": why}
+
+
 def check_predictions(
-    state: UserState, scores: Scores | None, now: float, policy: Policy
+    state: UserState,
+    scores: Scores | None,
+    now: float,
+    policy: Policy,
+    catalog: Catalog | None = None,
 ) -> list[Intervention]:
     """Model-driven triggers after an event was scored (:func:`streams.domain.prediction.observe`), once the
     model behind each has learned ``min_examples`` examples:
@@ -545,7 +590,9 @@ def check_predictions(
     * ``help_intent``: need-help intent at least ``threshold`` in a web session that has not yet
       reached support; once per session;
     * ``purchase_hesitation``: purchase intent at least ``threshold`` while items have sat in the cart
-      for ``hesitation`` without a checkout; once per session.
+      for ``hesitation`` without a checkout; once per session. When the chat asked about a product
+      other than the session's browsing points at, its evidence names the suggestion
+      (:func:`suggestion`, from ``catalog``).
     """
     if scores is None:
         return []
@@ -590,6 +637,7 @@ def check_predictions(
             and p >= params["threshold"]
         ):
             evidence = {"cart_adds": session.cart_adds, "cart_waiting_seconds": round(waiting, 3)}
+            evidence |= suggestion(state, catalog) or {}
             fire(trigger, session_anchor, f"purchase intent {p:.2f}, cart waiting {waiting:.0f}s", evidence)
     return fired
 

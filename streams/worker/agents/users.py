@@ -189,6 +189,7 @@ class Batch:
                 ctx.models.of(partition),
                 partition=partition,
                 session_gap=ctx.settings.session_gap_seconds,
+                catalog=ctx.references.catalog,
             )
         rounds.play(step, message)
 

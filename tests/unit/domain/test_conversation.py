@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from types import SimpleNamespace
 
@@ -10,6 +11,8 @@ import orjson
 import pytest
 
 from models.emotion import EmotionModel
+from models.features import CONVERSATION_FEATURES, FEATURE_NAMES, TOPICS, topic_of
+from models.health import Scores
 from models.learners import PartitionModels
 from sinks.rows import event_rows
 from streams.contracts.events import CONVERSATIONS, InvalidEvent, parse_event
@@ -17,8 +20,11 @@ from streams.contracts.feedback import EmotionCorrection, parse_label
 from streams.contracts.internal import read_correction
 from streams.domain.contact import decide
 from streams.domain.policy import load_policy
+from streams.domain.prediction import vector
 from streams.domain.rounds import StateSnapshot, run_round
 from streams.domain.state import MAX_RECENT_MESSAGES, Shipment, UserState
+from streams.domain.triggers import check_predictions
+from streams.processes.catalog import load_catalog
 from streams.worker.agents.users import learn_correction
 
 T = 1_764_000_000_000  # 2025-11-24T16:00:00Z in epoch ms: 16:00 UTC, outside the quiet hours
@@ -307,3 +313,79 @@ def test_clickhouse_keeps_the_role_and_emotion_of_a_message_not_its_text() -> No
         len(ANGRY),
         "p1",
     )
+
+
+# --- the conversation in the intent model's features, and in the recommendation
+
+
+def click(event_id: str, kind: str, at: int, **attrs: object) -> dict:
+    return {
+        "schema": 1,
+        "event_id": event_id,
+        "event_type": kind,
+        "source": "clickstream",
+        "event_time": T + at * 1000,
+        "user_id": "u1",
+        "attrs": {"session_id": "s1", **attrs},
+    }
+
+
+def test_the_chat_of_the_session_is_one_block_of_intent_features() -> None:
+    names = list(FEATURE_NAMES)
+    block = [name for name in names if name.startswith("c_")]
+    assert block == list(CONVERSATION_FEATURES)
+    assert names[names.index(block[0]) : names.index(block[-1]) + 1] == block  # contiguous
+    state = UserState("u1")
+    run_round(
+        state, click("c1", "page_view", 0, page="/c/phones", category="phones"), tick=False, policy=POLICY
+    )
+    quiet = vector(state, T / 1000)
+    assert [quiet[name] for name in block] == [0.0] * len(block)
+    chat = message("m1", ANGRY, at=10, product_id="phone-aster-3", intent_id="where_is_my_order")
+    run_round(state, chat, tick=False, policy=POLICY)
+    run_round(state, message("m2", ANGRY, at=20, role="agent"), tick=False, policy=POLICY)
+    x = vector(state, T / 1000 + 20)
+    assert x["c_messages"] == pytest.approx(math.log1p(1))  # the customer's only
+    assert x["c_product_asked"] == 1.0 and x["c_negative"] > 0.5
+    assert x[topic_of("where_is_my_order")] == 1.0 and sum(x[name] for name in TOPICS) == 1.0
+    # A new web session starts without the chat of the one before.
+    run_round(state, click("c2", "page_view", 4000, page="/", session_id="s2"), tick=False, policy=POLICY)
+    assert [vector(state, T / 1000 + 4000)[name] for name in block] == [0.0] * len(block)
+
+
+def hesitating(state: UserState, asked: str | None) -> list:
+    """The recommendation's evidence for a session that viewed laptops and searched for them, with the
+    chat asking about ``asked``."""
+    steps = [
+        click("c1", "page_view", 0, page="/c/laptops", category="laptops"),
+        click("c2", "page_view", 5, page="/p/lp", category="laptops"),
+        click("c3", "search", 8, query="light laptop"),
+        click("c4", "page_view", 9, page="/c/phones", category="phones"),
+        click("c5", "add_to_cart", 10, sku="SKU-1", price=10.0),
+    ]
+    if asked is not None:
+        steps.append(message("m1", CALM, at=20, product_id=asked))
+    for step in steps:
+        run_round(state, step, tick=False, policy=POLICY)
+    scores = Scores(
+        {"purchase": 0.9, "need_help": 0.1, "browse": 0.0, "leave": 0.0}, 0.1, 90, None, 0.0, "", 900, 900
+    )
+    catalog = load_catalog()
+    return [i.evidence for i in check_predictions(state, scores, T / 1000 + 100, POLICY, catalog)]
+
+
+def test_the_recommendation_names_what_the_browsing_points_at_when_the_chat_asked_another() -> None:
+    [evidence] = hesitating(UserState("u1"), "phone-aster-3")
+    catalog = load_catalog()
+    newest = catalog.launches("laptops")[-1].product_id
+    assert (evidence["asked_about"], evidence["suggested"], evidence["category"]) == (
+        "phone-aster-3",
+        newest,
+        "laptops",
+    )
+    assert evidence["why"].startswith("the session viewed category laptops 2 times and searched it 1 times")
+    [plain] = hesitating(UserState("u1"), None)
+    assert "suggested" not in plain
+    laptop = next(p.product_id for p in catalog.products.values() if p.category == "laptops")
+    [same] = hesitating(UserState("u1"), laptop)
+    assert "suggested" not in same  # asked about what the browsing points at: nothing to add
