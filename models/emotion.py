@@ -11,8 +11,8 @@ each with a weight. :func:`lexicon_scores` reads a text with it: English by word
 of the table first), Chinese, written without spaces, by the longest entry of the table at each
 character. A **negator** (:data:`NEGATORS`: "not", "不", "没有", "不是"...) up to
 :data:`NEGATION_WINDOW` units before a term turns it over: a negated satisfaction term ("not happy",
-"不满意") counts as frustration, a negated negative term ("not bad", "没有问题") as half
-satisfaction, half neutral. An **intensifier** (:data:`INTENSIFIERS`: "very", "非常", "太"...) scales
+"不满意") counts as frustration, a negated negative term ("not bad", "没有问题") mostly as
+satisfaction, the rest neutral. An **intensifier** (:data:`INTENSIFIERS`: "very", "非常", "太"...) scales
 the term after it; exclamation marks, repeated ``??`` and words in capitals raise the negative
 emotions, and push part of the frustration over into anger. A few words that contain an emotion term
 but carry none are masked (:data:`MASKED`: 快递 is a courier, 不知道 is "do not know").
@@ -22,8 +22,8 @@ negation, no intensity, no masks), the emotion with the most hits wins.
 
 **The model** (:class:`EmotionModel`) learns online from corrections. Its features are the four
 lexicon scores, a constant, and the message's tokens (English words, pairs of adjacent Chinese
-characters) hashed into a fixed number of buckets, so the feature space stays
-fixed whatever it reads; a River ``SoftmaxRegression`` learns them. Before it has learned anything it
+characters, a token per step of emphasis) hashed into a fixed number of buckets, so the feature space
+stays fixed whatever it reads; a River ``SoftmaxRegression`` learns them. Before it has learned anything it
 predicts what the lexicon says; as corrections arrive, its prediction moves from the lexicon's to the
 classifier's: the classifier's share is ``examples / (examples + blend_examples)``.
 
@@ -36,19 +36,19 @@ that much work.
 ('frustration', 'frustration')
 >>> lexicon_emotion("The box was damaged"), lexicon_emotion("没有问题了，谢谢")
 ('frustration', 'satisfaction')
->>> lexicon_scores("Not bad")  # a negated negative term: half satisfaction, half neutral
-{'anger': 0.0, 'frustration': 0.0, 'satisfaction': 0.4, 'neutral': 0.4}
+>>> lexicon_scores("Not bad")  # a negated negative term: mostly satisfaction
+{'anger': 0.0, 'frustration': 0.0, 'satisfaction': 0.56, 'neutral': 0.24}
 >>> lexicon_emotion("Where is my refund?? This is RIDICULOUS!!!")
 'anger'
 >>> language_of("这个order怎么还没到"), language_of("我的订单到了吗"), language_of("Where is it?")
 ('mixed', 'zh', 'en')
 >>> model = EmotionModel()
->>> model.predict_one("The Echo Buds are brilliant")  # not in the lexicon: neutral
+>>> model.predict_one("The Echo Buds are a steal")  # not in the lexicon: neutral
 'neutral'
 >>> for _ in range(30):
-...     model.learn_one("The Echo Buds are brilliant", "satisfaction")
+...     model.learn_one("The Echo Buds are a steal", "satisfaction")
 ...     model.learn_one("When does the Echo Buds ship?", "neutral")
->>> model.predict_one("Echo Buds are brilliant!"), model.examples
+>>> model.predict_one("Echo Buds are a steal!"), model.examples
 ('satisfaction', 60)
 """
 
@@ -59,12 +59,14 @@ import re
 import unicodedata
 import zlib
 
-from river import linear_model, optim
+from river import base, linear_model, optim
 
 EMOTIONS = ("anger", "frustration", "satisfaction", "neutral")
 NEGATIVE = frozenset({"anger", "frustration"})
 
 MAX_CHARS = 2000  # of a message, the characters read: the rest is ignored
+IDEOGRAPH_LETTERS = 3  # language_of: a Chinese character weighs as much as this many Latin letters
+MIXED_SHARE = 0.15  # language_of: a text is mixed when each script has more than this share
 
 # The lexicon: per emotion, its terms and their weights (1.0: a plain, clear word). English terms are
 # lower-case words or phrases (apostrophes dropped: "doesnt"); Chinese terms are matched anywhere.
@@ -72,13 +74,14 @@ LEXICON: dict[str, dict[str, float]] = {
     "anger": {
         "angry": 1.2, "furious": 1.5, "ridiculous": 1.2, "unacceptable": 1.3, "outrageous": 1.4,
         "scam": 1.5, "rip off": 1.3, "disgusting": 1.3, "worst": 1.0, "hate": 1.0, "pathetic": 1.3,
-        "useless": 1.0, "incompetent": 1.4, "liar": 1.4, "lied": 1.2, "cheated": 1.4, "fraud": 1.5,
+        "incompetent": 1.4, "liar": 1.4, "lied": 1.2, "cheated": 1.4, "fraud": 1.5, "crooks": 1.3,
         "lawyer": 1.2, "report you": 1.3, "never again": 1.2, "sick of": 1.2, "fed up": 1.1,
-        "joke": 0.8, "garbage": 1.2, "shameful": 1.2, "a disgrace": 1.3, "wtf": 1.3,
+        "joke": 0.8, "garbage": 1.2, "shameful": 1.2, "disgrace": 1.3, "wtf": 1.3, "unbelievable": 1.0,
+        "my money back": 0.8,
         "生气": 1.2, "气死": 1.5, "愤怒": 1.4, "过分": 1.2, "太过分": 1.5, "骗子": 1.5, "欺骗": 1.3,
         "垃圾": 1.2, "离谱": 1.2, "坑人": 1.3, "忍无可忍": 1.5, "受够了": 1.3, "恶心": 1.2,
         "无耻": 1.4, "投诉": 1.0, "差劲": 1.0, "最差": 1.0, "骗人": 1.3, "什么破": 1.2, "破玩意": 1.3,
-        "再也不": 1.1, "曝光": 1.2, "气人": 1.2, "火大": 1.3,
+        "再也不": 1.1, "骗钱": 1.4, "曝光": 1.2, "气人": 1.2, "火大": 1.3,
     },
     "frustration": {
         "frustrated": 1.2, "frustrating": 1.2, "annoying": 1.0, "annoyed": 1.0, "disappointed": 1.1,
@@ -89,38 +92,41 @@ LEXICON: dict[str, dict[str, float]] = {
         "hasnt arrived": 1.0, "no response": 1.0, "nobody": 0.8, "no one": 0.8, "again": 0.4,
         "problem": 0.5, "issue": 0.4, "bad": 0.8, "terrible": 1.0, "awful": 1.0, "slow": 0.6,
         "urgent": 0.8, "asap": 0.7, "hurry": 0.6, "unhappy": 1.1, "wrong": 0.6, "missing": 0.6,
-        "damaged": 0.8, "hassle": 0.8, "tired of": 1.0, "how long": 0.6, "unfortunately": 0.5,
+        "damaged": 0.8, "hassle": 0.8, "useless": 0.9, "cant find": 0.7, "tired of": 1.0,
+        "unfortunately": 0.5,
         "失望": 1.1, "着急": 1.0, "急": 0.6, "担心": 1.0, "焦虑": 1.0, "烦": 0.9, "郁闷": 1.0,
         "崩溃": 1.2, "无语": 1.0, "难过": 1.0, "还没": 0.8, "怎么还": 1.0, "一直": 0.4, "等了": 0.7,
         "没收到": 1.0, "没人": 0.9, "没有人": 0.9, "不回": 0.8, "坏了": 0.8, "问题": 0.4,
         "太慢": 1.0, "慢": 0.5, "麻烦": 0.6, "难用": 0.9, "不好": 0.8, "糟糕": 1.0, "闹心": 1.0,
         "不放心": 1.0, "催": 0.6, "到底": 0.7, "又": 0.3, "延迟": 0.7, "不能用": 1.0, "用不了": 1.0,
-        "破损": 0.8, "错了": 0.6, "头疼": 1.0, "心累": 1.1,
+        "破损": 0.8, "错了": 0.6, "头疼": 1.0, "不行": 0.8, "不太行": 0.9, "找不到": 0.7, "心累": 1.1,
     },
     "satisfaction": {
         "thanks": 0.9, "thank you": 1.0, "thx": 0.8, "great": 1.0, "happy": 1.0, "satisfied": 1.1,
         "love": 1.1, "perfect": 1.2, "awesome": 1.2, "excellent": 1.2, "amazing": 1.2,
         "helpful": 1.0, "appreciate": 1.0, "good": 0.7, "nice": 0.7, "works now": 1.1, "solved": 1.0,
         "resolved": 1.0, "pleased": 1.0, "glad": 1.0, "wonderful": 1.2, "fantastic": 1.2,
-        "recommend": 0.9, "quick": 0.6, "fast": 0.6, "smooth": 0.7,
+        "recommend": 0.9, "quick": 0.6, "fast": 0.6, "smooth": 0.7, "brilliant": 1.1, "impressed": 1.0,
+        "appreciated": 1.0,
         "谢谢": 1.0, "感谢": 1.0, "满意": 1.1, "好评": 1.1, "不错": 0.9, "喜欢": 1.0, "太好了": 1.2,
         "完美": 1.2, "赞": 1.0, "棒": 1.0, "给力": 1.1, "解决了": 1.0, "开心": 1.0, "辛苦了": 0.9,
         "好用": 0.9, "很好": 0.9, "挺好": 0.8, "放心": 0.8, "高兴": 1.0, "惊喜": 1.1, "靠谱": 1.0,
         "推荐": 0.8, "专业": 0.7, "及时": 0.7,
     },
     "neutral": {
-        "how": 0.3, "what": 0.3, "when": 0.3, "which": 0.3, "where": 0.2, "can i": 0.4,
+        "how": 0.3, "how long": 0.3, "what": 0.3, "when": 0.3, "which": 0.3, "where": 0.2, "can i": 0.4,
         "do you": 0.4, "is there": 0.4, "could you": 0.3, "please": 0.2, "hello": 0.3, "hi": 0.3,
         "请问": 0.6, "吗": 0.3, "怎么": 0.3, "多少": 0.4, "哪": 0.3, "能不能": 0.3, "可以": 0.3,
         "想问": 0.5, "咨询": 0.6, "你好": 0.4, "有没有": 0.4, "是否": 0.4,
     },
 }  # fmt: skip
 # Words that contain an emotion term but carry none, matched whole so their parts are not read; they
-# also end a negator's reach (不知道 为什么 还没到: the 不 does not negate 还没).
+# also end a negator's reach (不知道怎么还没到: the 不 of 不知道 does not negate 怎么还).
 MASKED = frozenset(
     {
         "快递", "不知道", "不过", "不用", "不客气", "没关系", "好的", "好像", "还好", "问题是",
-        "有个问题", "一个问题", "几个问题", "垃圾袋", "急救", "no problem at all",
+        "有个问题", "一个问题", "几个问题", "不到", "再不", "好不好", "行不行", "是不是", "垃圾袋", "急救",
+        "no problem at all",
         "good morning", "good afternoon", "good evening", "no worries",
     }
 )  # fmt: skip
@@ -148,13 +154,15 @@ AFTER_INTENSIFIERS: dict[str, float] = {"at all": 1.6, "whatsoever": 1.6, "极�
 # themselves, moves SPILL_STEP of the frustration over to anger, and raises satisfaction by
 # SATISFACTION_STEP ("Thanks!!").
 ANGER_STEP, FRUSTRATION_STEP, SPILL_STEP, SATISFACTION_STEP = 0.3, 0.1, 0.2, 0.15
-# A negated negative term counts this much of its weight as satisfaction and as neutral each; a
-# negated satisfaction term all of it as frustration.
-NEGATED_NEGATIVE_SHARE = 0.5
+# A negated negative term counts this share of its weight as satisfaction, the rest as neutral ("not
+# bad" is mild praise, "not worried" mostly plain); a negated satisfaction term all of it as frustration.
+NEGATED_NEGATIVE_SHARE = 0.7
 # lexicon_proba: the neutral evidence every message has (a message without any term is neutral), and
 # how sharply the scores divide the probability.
-NEUTRAL_PRIOR = 0.5
+NEUTRAL_PRIOR = 0.3
 SHARPNESS = 2.0
+
+EMPHASIS = "<emphasis>"  # the token of a step of emphasis: no word has angle brackets
 
 _TERMS: dict[str, str | None] = {term: emotion for emotion, terms in LEXICON.items() for term in terms}
 _WEIGHTS: dict[str, float] = {term: weight for terms in LEXICON.values() for term, weight in terms.items()}
@@ -184,20 +192,24 @@ def _normalise(text: str) -> str:
 
 
 def language_of(text: str) -> str:
-    """``"zh"``, ``"en"`` or ``"mixed"``: ``zh`` when three quarters or more of the CJK ideographs and
-    Latin letters are ideographs, ``en`` when a quarter or less are, else ``mixed``. A text with
-    neither is ``en``.
+    """``"zh"``, ``"en"`` or ``"mixed"``, by the share of Chinese among CJK ideographs and Latin letters,
+    an ideograph counting as :data:`IDEOGRAPH_LETTERS` letters (about what a Chinese character carries
+    of an English word): ``zh`` from 85%, ``en`` up to 15%, ``mixed`` between. A text with neither is
+    ``en``. (:func:`models.text.language` counts letters one for one and has an ``other``: there,
+    "The 快递 never came" is English feedback; in a chat it is a mixed message.)
 
     >>> language_of("我的iPhone屏幕碎了"), language_of("The 快递 never came"), language_of("???")
-    ('mixed', 'en', 'en')
+    ('mixed', 'mixed', 'en')
+    >>> language_of("请问订单#12345什么时候能到"), language_of("Is the Aster 3 in stock?")
+    ('zh', 'en')
     """
     text = _normalise(text)
-    ideographs = len(_IDEOGRAPH.findall(text))
+    chinese = IDEOGRAPH_LETTERS * len(_IDEOGRAPH.findall(text))
     latin = len(_LATIN.findall(text))
-    if ideographs + latin == 0:
+    if chinese + latin == 0:
         return "en"
-    share = ideographs / (ideographs + latin)
-    return "zh" if share >= 0.75 else "en" if share <= 0.25 else "mixed"
+    share = chinese / (chinese + latin)
+    return "zh" if share >= 1.0 - MIXED_SHARE else "en" if share <= MIXED_SHARE else "mixed"
 
 
 def _units(pieces: list[tuple[str, str]]) -> list[str]:
@@ -237,8 +249,9 @@ def _units(pieces: list[tuple[str, str]]) -> list[str]:
 
 
 def _read(text: str) -> tuple[dict[str, float], list[str]]:
-    """The lexicon scores of ``text`` and its tokens: lower-case words, and the pairs of adjacent
-    characters of each run of ideographs (the character itself for a run of one)."""
+    """The lexicon scores of ``text`` and its tokens: lower-case words, the pairs of adjacent
+    characters of each run of ideographs (the character itself for a run of one), and
+    :data:`EMPHASIS` once per step of emphasis."""
     text = _normalise(text)
     scores = dict.fromkeys(EMOTIONS, 0.0)
     found: list[str] = []
@@ -268,7 +281,7 @@ def _read(text: str) -> tuple[dict[str, float], list[str]]:
                     if negated and emotion == "satisfaction":
                         emotion = "frustration"
                     elif negated and emotion in NEGATIVE:
-                        scores["neutral"] += amount * NEGATED_NEGATIVE_SHARE
+                        scores["neutral"] += amount * (1.0 - NEGATED_NEGATIVE_SHARE)
                         amount, emotion = amount * NEGATED_NEGATIVE_SHARE, "satisfaction"
                     scores[emotion] += amount
                     last = (emotion, amount)
@@ -278,6 +291,7 @@ def _read(text: str) -> tuple[dict[str, float], list[str]]:
                 if reach <= 0:
                     negated, boost = False, 1.0
     steps = min(text.count("!"), 3) + ("??" in text) + min(len(_CAPS_WORD.findall(text)), 2)
+    found.extend([EMPHASIS] * steps)
     if steps:
         spill = scores["frustration"] * SPILL_STEP * steps
         scores["anger"] = scores["anger"] * (1.0 + ANGER_STEP * steps) + spill
@@ -327,24 +341,35 @@ def keyword_emotion(text: str) -> str:
     ('satisfaction', 'neutral')
     """
     text = _normalise(text).lower()
-    words = " " + " ".join(w.replace("'", "").replace("\u2019", "") for _, w in _PIECE.findall(text)) + " "
-    best, best_hits, best_first = "neutral", 0, len(text) + len(words)
-    for emotion in ("anger", "frustration", "satisfaction"):
-        hits, first = 0, len(text) + len(words)
-        for term in LEXICON[emotion]:
-            if _IDEOGRAPH.match(term):
-                count, at = text.count(term), text.find(term)
-            else:
-                count, at = words.count(f" {term} "), words.find(f" {term} ")
-            if count:
-                hits, first = hits + count, min(first, at)
-        if hits > best_hits or (hits and hits == best_hits and first < best_first):
-            best, best_hits, best_first = emotion, hits, first
-    return best
+    words = [
+        (m.start(), m.group(2).replace("'", "").replace("\u2019", ""))
+        for m in _PIECE.finditer(text)
+        if m.group(2)
+    ]
+    hits: dict[str, list[int]] = {}  # emotion -> where each of its terms was found
+    for match in _KEYWORDS_ZH.finditer(text):
+        hits.setdefault(_KEYWORDS[match.group()], []).append(match.start())
+    for size in range(1, _LONGEST_EN + 1):
+        for i in range(len(words) - size + 1):
+            emotion = _KEYWORDS.get(" ".join(word for _, word in words[i : i + size]))
+            if emotion:
+                hits.setdefault(emotion, []).append(words[i][0])
+    found = [(-len(at), min(at), emotion) for emotion, at in hits.items()]
+    return min(found)[2] if found else "neutral"
+
+
+# keyword_emotion's word lists: every term of the lexicon but neutral's.
+_KEYWORDS = {
+    term: emotion for emotion in ("anger", "frustration", "satisfaction") for term in LEXICON[emotion]
+}
+_KEYWORDS_ZH = re.compile(
+    "|".join(sorted((t for t in _KEYWORDS if _IDEOGRAPH.match(t)), key=len, reverse=True))
+)
 
 
 BUCKETS = 2048  # hashed token features
-BLEND_EXAMPLES = 50  # corrections after which the classifier has half the say
+BLEND_EXAMPLES = 30  # corrections after which the classifier has half the say
+LEARNING_RATE = 0.5
 
 
 def bucket_of(token: str, buckets: int = BUCKETS) -> int:
@@ -378,6 +403,9 @@ class EmotionModel:
         is the lexicon's (:func:`lexicon_proba`). With nothing learned, the prediction is the lexicon's.
     learning_rate
         Of the SGD optimiser of the ``SoftmaxRegression``.
+    classifier
+        Another River classifier to learn the features instead (the benchmark compares naive Bayes);
+        a checkpoint holds only what :mod:`streams.worker.checkpoints` allows, the default's classes.
 
     Examples
     --------
@@ -394,13 +422,19 @@ class EmotionModel:
     """
 
     def __init__(
-        self, buckets: int = BUCKETS, blend_examples: int = BLEND_EXAMPLES, learning_rate: float = 0.1
+        self,
+        buckets: int = BUCKETS,
+        blend_examples: int = BLEND_EXAMPLES,
+        learning_rate: float = LEARNING_RATE,
+        classifier: base.Classifier | None = None,
     ) -> None:
         self.buckets = buckets
         self.blend_examples = blend_examples
-        self.classifier = linear_model.SoftmaxRegression(optimizer=optim.SGD(learning_rate))
-        for emotion in EMOTIONS:  # every class from the start, so an early prediction covers all four
-            self.classifier.weights[emotion]
+        if classifier is None:
+            classifier = linear_model.SoftmaxRegression(optimizer=optim.SGD(learning_rate))
+            for emotion in EMOTIONS:  # every class from the start: an early prediction covers all four
+                classifier.weights[emotion]
+        self.classifier = classifier
         self.examples = 0
 
     def features(self, text: str) -> tuple[dict[str, float], dict[str | int, float]]:

@@ -22,6 +22,8 @@ The sources, one module each, with their ground truth:
 - :mod:`~streams.tools.traffic.repairs`: devices registered and repairs asked in the chat.
 - :mod:`~streams.tools.traffic.order_requests`: orders asked in the chat.
 - :mod:`~streams.tools.traffic.support_questions`: questions about products, with a planted surge.
+- :mod:`~streams.tools.traffic.conversations`: customer chat messages with planted emotions and needs
+  per user type, and a labelled corpus of them (the emotion benchmark's).
 
 :mod:`~streams.tools.traffic.runner` streams the traffic into a broker (``forewarn traffic``).
 """

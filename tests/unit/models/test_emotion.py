@@ -23,6 +23,7 @@ from models.emotion import (
     lexicon_emotion,
     lexicon_scores,
 )
+from streams.tools.traffic.conversations import conversation_corpus
 from streams.worker.checkpoints import ModelsUnpickler
 
 
@@ -65,8 +66,8 @@ def test_a_negated_negative_term_is_no_longer_negative(plain: str, negated: str)
 
 
 def test_a_negator_reaches_a_few_units_only() -> None:
-    # 不知道 is masked: the 不 of "do not know" does not turn 还没到 over.
-    assert lexicon_emotion("不知道为什么还没到") == "frustration"
+    # 不知道 is masked: the 不 of "do not know" does not turn 怎么还 (still not) over.
+    assert lexicon_emotion("不知道怎么还没到") == "frustration"
     # Too far: the negator's reach ends before the term.
     assert lexicon_emotion("no idea why the parcel in the end is so late") == "frustration"
     # The clause ends the negator's reach.
@@ -168,3 +169,35 @@ def test_a_model_round_trips_through_the_checkpoints_restricted_unpickler() -> N
     for text in ["太慢了", "thanks!", "not bad", "什么破玩意"]:
         assert restored.predict_proba_one(text) == model.predict_proba_one(text)
     restored.learn_one("ok", "neutral")  # and it goes on learning
+
+
+def macro_f1(truth: list[str], predicted: list[str]) -> float:
+    scores = []
+    for emotion in EMOTIONS:
+        tp = sum(t == p == emotion for t, p in zip(truth, predicted, strict=True))
+        wrong = sum((t == emotion) != (p == emotion) for t, p in zip(truth, predicted, strict=True))
+        scores.append(2 * tp / (2 * tp + wrong) if tp + wrong else 0.0)
+    return sum(scores) / len(scores)
+
+
+def test_the_model_beats_the_keyword_baseline_before_and_after_corrections() -> None:
+    """On a seeded corpus: the lexicon alone (negation, intensity) beats the keywords in every language,
+    and the model that learned 600 corrections beats both on messages it did not learn."""
+    corpus = conversation_corpus(seed=21, size=1000)
+    learned, held_out = corpus[:600], corpus[600:]
+    model = EmotionModel()
+    before = [model.predict_one(m.text) for m in held_out]
+    for message in learned:
+        model.learn_one(message.text, message.emotion)
+    after = [model.predict_one(m.text) for m in held_out]
+    keywords = [keyword_emotion(m.text) for m in held_out]
+    truth = [m.emotion for m in held_out]
+    for language in ("zh", "en", "mixed"):
+        at = [i for i, m in enumerate(held_out) if m.language == language]
+        assert len(at) > 50
+        f1 = {
+            name: macro_f1([truth[i] for i in at], [predicted[i] for i in at])
+            for name, predicted in [("keywords", keywords), ("lexicon", before), ("learned", after)]
+        }
+        assert f1["keywords"] < f1["lexicon"] < f1["learned"], (language, f1)
+    assert macro_f1(truth, after) > macro_f1(truth, keywords) + 0.1
