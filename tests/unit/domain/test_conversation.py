@@ -242,7 +242,7 @@ def test_the_messages_parameter_sets_the_run_needed() -> None:
 
 def test_the_round_reads_the_emotion_with_the_partitions_model() -> None:
     models = PartitionModels()
-    text = "The Echo Buds are brilliant"  # neutral to the lexicon
+    text = "The Echo Buds came in a blue box"  # neutral to the lexicon
     for _ in range(40):
         models.emotion.learn_one(text, "anger")
     state = UserState("u1")
@@ -253,7 +253,7 @@ def test_the_round_reads_the_emotion_with_the_partitions_model() -> None:
 
 
 def correction_bytes(**fields: object) -> bytes:
-    base = {"kind": "emotion", "message_id": "m1", "text": "The Echo Buds are brilliant"}
+    base = {"kind": "emotion", "message_id": "m1", "text": "The Echo Buds came in a blue box"}
     return orjson.dumps({**base, "emotion": "satisfaction", "labelled_by": "ana", "labelled_at": T, **fields})
 
 
@@ -277,7 +277,7 @@ def test_a_correction_trains_the_partitions_emotion_model_once() -> None:
     models = PartitionModels()
     learned = []
     ctx = SimpleNamespace(models=SimpleNamespace(of=lambda partition: models, learned=learned.append))
-    text = "The Echo Buds are brilliant"
+    text = "The Echo Buds came in a blue box"
     assert models.emotion.predict_one(text) == "neutral"
     for number in range(40):
         correction = parse_label(correction_bytes(message_id=f"m{number}"))
