@@ -375,7 +375,10 @@ TOPICS: dict[str, Topic] = _topics(
         "Internal topic: each correction, sent to every partition's tagger and emotion model.",
         "`feedback_id` or `message_id` (each correction sent to every partition)",
         ("streams.contracts.internal.read_correction",),
-        ("streams.contracts.feedback.Correction.to_wire",),
+        (
+            "streams.contracts.feedback.Correction.to_wire",
+            "streams.contracts.feedback.EmotionCorrection.to_wire",
+        ),
         copartitioned="the user table",
     ),
     Topic(
