@@ -17,7 +17,10 @@ at-risk users
    second half: logistic regression and histogram gradient boosting.
 4. No-skill baselines on the second half: churn, a constant (AUC 0.5; log loss of the first half's
    base rate); intent, the first half's majority class, and a guess drawn from its class shares.
-5. Cost: microseconds per event spent in :func:`streams.domain.prediction.observe` (features, labels, predict,
+5. The chat as intent features: the intent model replayed over the same examples in the order they
+   were learned, predicting each before learning it, once with the ``c_`` features and once with them
+   zeroed (:func:`conversation_figures`; a share of the sessions chat, ``conversation_share``).
+6. Cost: microseconds per event spent in :func:`streams.domain.prediction.observe` (features, labels, predict,
    learn), beside the rest of the round (validation, state, triggers, contact policy).
 
 ``--write-docs`` puts the figures into docs/benchmarks.md between the model-benchmark markers.
@@ -50,8 +53,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 from benchmarks.readme import publish  # noqa: E402
-from models.features import INTENTS  # noqa: E402
-from models.learners import PartitionModels  # noqa: E402
+from models.features import CONVERSATION_FEATURES, FEATURE_NAMES, INTENTS  # noqa: E402
+from models.learners import PartitionModels, intent_model  # noqa: E402
 from streams.domain import prediction, rounds  # noqa: E402
 from streams.domain.policy import load_policy  # noqa: E402
 from streams.domain.prediction import CHURNED  # noqa: E402
@@ -93,6 +96,7 @@ def run_partition(args: argparse.Namespace, partition: int) -> PartitionRun:
         users=args.users,
         subscription_share=0.3,
         preferences_share=0.3,
+        conversation_share=0.3,
     )
     traffic = TrafficGenerator(profile, seed=args.seed, start=START)
     result = PartitionRun()
@@ -222,6 +226,35 @@ def intent_figures(examples: list[Example], seed: int) -> list[tuple[str, float,
     return rows
 
 
+def conversation_figures(examples: list[Example]) -> list[tuple[str, float, float]]:
+    """(what, macro F1, accuracy) on the second half of the intent model replayed over ``examples`` in
+    the order they were learned (predicted, then learned: progressive validation), with the chat's
+    ``c_`` features and with them zeroed, the same examples otherwise (a zeroed feature is one the
+    scaler keeps at 0: the model as it was before the chat's features)."""
+    chat = [FEATURE_NAMES.index(name) for name in CONVERSATION_FEATURES]
+    second = {id(example) for example in split(examples)[1]}
+    rows = []
+    for what, zeroed in (("with the chat's c_ features", False), ("without them (zeroed)", True)):
+        model, truth, guesses = intent_model(), [], []
+        for example in examples:
+            x = np.array(example.x)
+            if zeroed:
+                x[chat] = 0.0
+            proba = model.predict_proba_values(x)
+            model.learn_values(x, example.label, proba)
+            if id(example) in second:
+                truth.append(example.label)
+                guesses.append(max(proba, key=proba.__getitem__))
+        rows.append(
+            (
+                f"online, replayed, {what}",
+                f1_score(truth, guesses, average="macro", labels=list(INTENTS), zero_division=0),
+                accuracy_score(truth, guesses),
+            )
+        )
+    return rows
+
+
 def batch_models(seed: int) -> list[tuple[str, object]]:
     return [
         (
@@ -282,6 +315,17 @@ def report(args: argparse.Namespace, runs: list[PartitionRun], seconds: float) -
         "| --- | ---: | ---: |",
     ]
     for what, f1, accuracy in intent_figures(intent, args.seed):
+        lines.append(f"| {what} | {f1:.3f} | {accuracy:.3f} |")
+    with_chat = sum(any(e.x[FEATURE_NAMES.index(n)] for n in CONVERSATION_FEATURES) for e in intent)
+    lines += [
+        "",
+        f"Intent with and without the chat ({with_chat:,} of the examples had a chat in their session;"
+        " second half):",
+        "",
+        "| model | macro F1 | accuracy |",
+        "| --- | ---: | ---: |",
+    ]
+    for what, f1, accuracy in conversation_figures(intent):
         lines.append(f"| {what} | {f1:.3f} | {accuracy:.3f} |")
     lines += [
         "",

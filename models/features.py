@@ -12,7 +12,11 @@ models read beyond what the state already keeps (visits, offers, shipments):
   (a fast EWMA minus a slow one);
 * the current session (:class:`SessionFeatures`): what it viewed, searched and put in the cart, and
   its trajectory: search terms, page categories and category transitions, hashed into
-  :data:`HASH_BUCKETS` buckets so the feature space stays fixed whatever users type.
+  :data:`HASH_BUCKETS` buckets so the feature space stays fixed whatever users type;
+* the chat during the session (the ``c_`` features): the customer's messages, whether they asked
+  about a product, and the chat's intent ids hashed into :data:`TOPIC_BUCKETS` buckets of their own
+  (the emotion's negative level comes from the user's state:
+  :func:`streams.domain.prediction.feature_values`).
 
 >>> from streams.contracts.events import Event
 >>> features = UserFeatures()
@@ -38,13 +42,19 @@ import zlib
 from dataclasses import dataclass, field
 
 from models.stats import DecayedCount, EWMean, MeanVar
-from streams.contracts.events import CLICKSTREAM, LOGISTICS, Event
+from streams.contracts.events import CLICKSTREAM, CONVERSATIONS, CUSTOMER, LOGISTICS, Event
 from streams.contracts.time import DAY
 
 # Trajectory tokens (search terms, categories, transitions) are hashed into this many buckets.
 HASH_BUCKETS = 16
 MAX_QUERY_TOKENS = 8
 HASHED = tuple(f"h{bucket:02d}" for bucket in range(HASH_BUCKETS))  # the hashed buckets' feature names
+TOPIC_BUCKETS = 4  # the chat's intent ids are hashed into this many buckets
+TOPICS = tuple(f"c_topic{bucket}" for bucket in range(TOPIC_BUCKETS))
+# The conversation's features, one block (benchmarks/models.py compares the intent model with and
+# without them).
+CONVERSATION_FEATURES = ("c_messages", "c_product_asked", "c_negative", *TOPICS)
+MAX_TRAIL_CATEGORIES = 8  # categories of a session whose views and searches are counted by name
 # What the intent and churn models read, in the order of the vectors that hold them (the values are made
 # by streams.domain.prediction.feature_values, in this order).
 FEATURE_NAMES = (
@@ -83,6 +93,7 @@ FEATURE_NAMES = (
     "s_checkout",
     "s_payment_page",
     "s_payment_failures",
+    *CONVERSATION_FEATURES,
     *HASHED,
 )
 PURCHASE, NEED_HELP, BROWSE, LEAVE = "purchase", "need_help", "browse", "leave"
@@ -101,6 +112,15 @@ def bucket_of(token: str) -> str:
     (True, 'h00')
     """
     return f"h{zlib.crc32(token.encode()) % HASH_BUCKETS:02d}"
+
+
+def topic_of(intent_id: str) -> str:
+    """The ``c_topic`` feature a chat intent id counts towards (stable across processes and runs).
+
+    >>> topic_of("where_is_my_order") == topic_of("where_is_my_order")
+    True
+    """
+    return TOPICS[zlib.crc32(f"i:{intent_id}".encode()) % TOPIC_BUCKETS]
 
 
 @dataclass
@@ -125,6 +145,13 @@ class SessionFeatures:
     hashed: dict[str, float] = field(default_factory=dict)
     # The intent the session showed (an order, a support contact), once it has.
     intent: str | None = None
+    # Its trail by category name: category -> [views, searches naming it] (the recommendation's why).
+    trail: dict[str, list[int]] = field(default_factory=dict)
+    # The chat during the session: the customer's messages, whether a message named a product, and
+    # the chat's intent ids by c_topic bucket.
+    messages: int = 0
+    product_asked: bool = False
+    topics: dict[str, float] = field(default_factory=dict)
 
     def ended_intent(self) -> str:
         """The label of a session that ended: the intent it showed, else leave (a cart or a checkout
@@ -187,6 +214,9 @@ def learn_event(features: UserFeatures, event: Event, session_number: int) -> Se
             features.delivery_problems.update(time)
             features.last_delivery_problem_at = max(features.last_delivery_problem_at or 0.0, time)
         return None
+    if event.source == CONVERSATIONS:
+        _learn_message(features.session, event)
+        return None
     if event.source != CLICKSTREAM:
         return None
     features.events.update(time)
@@ -210,6 +240,27 @@ def _count(session: SessionFeatures, token: str) -> None:
     session.hashed[bucket] = session.hashed.get(bucket, 0.0) + 1.0
 
 
+def _learn_message(session: SessionFeatures, event: Event) -> None:
+    """A chat message during the session (in the web session open now, or the next one's first)."""
+    attrs = event.attrs
+    if "product_id" in attrs:
+        session.product_asked = True
+    if "intent_id" in attrs:
+        topic = topic_of(attrs["intent_id"])
+        session.topics[topic] = session.topics.get(topic, 0.0) + 1.0
+    if attrs["role"] == CUSTOMER:
+        session.messages += 1
+
+
+def _trail(session: SessionFeatures, category: str, column: int) -> None:
+    counts = session.trail.get(category)
+    if counts is None:
+        if len(session.trail) >= MAX_TRAIL_CATEGORIES:
+            return  # the session's first categories are its trail
+        counts = session.trail[category] = [0, 0]
+    counts[column] += 1
+
+
 def _learn_click(features: UserFeatures, session: SessionFeatures, event: Event) -> None:
     kind, attrs, time = event.event_type, event.attrs, event.event_time
     intent = INTENT_OF_EVENT.get(kind)
@@ -227,13 +278,19 @@ def _learn_click(features: UserFeatures, session: SessionFeatures, event: Event)
             session.category_views += 1
         if category:
             _count(session, f"c:{category}")
+            if category != HELP_CATEGORY:
+                _trail(session, category, 0)
             if session.last_category and session.last_category != category:
                 _count(session, f"t:{session.last_category}>{category}")
             session.last_category = category
     elif kind == "search":
         session.searches += 1
-        for token in _TOKEN.findall(attrs["query"].lower())[:MAX_QUERY_TOKENS]:
+        tokens = _TOKEN.findall(attrs["query"].lower())[:MAX_QUERY_TOKENS]
+        for token in tokens:
             _count(session, f"q:{token}")
+        for category in session.trail:  # a search naming a category the session viewed
+            if category in tokens or category.rstrip("s") in tokens:
+                _trail(session, category, 1)
     elif kind == "add_to_cart":
         session.cart_adds += 1
         session.cart_value += attrs.get("price", 0.0) * attrs.get("quantity", 1)

@@ -31,9 +31,11 @@ from typing import Any
 import numpy as np
 from river import compose, drift, linear_model, metrics, optim, preprocessing, utils
 
+from models.emotion import EmotionModel
 from models.features import FEATURE_NAMES, INTENTS
 from models.linear_arrays import LinearArrays, read_pipeline
-from models.tagger import FeedbackTagger
+from models.tagger import CORRECTION_MEMORY, FeedbackTagger
+from streams.contracts.feedback import EmotionCorrection
 
 _FEATURES = frozenset(FEATURE_NAMES)
 QUALITY_WINDOW = 5000  # examples in the rolling quality metrics
@@ -219,19 +221,44 @@ def intent_model() -> MonitoredClassifier:
 @dataclass
 class PartitionModels:
     """The models of one stream partition: intent and churn learn from its users; the feedback tagger
-    learns every correction (each goes to every partition), so all partitions tag alike."""
+    and the emotion model of chat messages learn every correction (each goes to every partition), so
+    all partitions tag and read emotions alike."""
 
     intent: MonitoredClassifier = field(default_factory=intent_model)
     churn: MonitoredClassifier = field(default_factory=churn_model)
     tagger: FeedbackTagger = field(default_factory=FeedbackTagger)
     # Checkpoints written: of two copies of a partition's models, the one with more is the later.
     checkpoints: int = 0
+    emotion: EmotionModel = field(default_factory=EmotionModel)
+    # The keys of the latest emotion corrections learned (EmotionCorrection.key), oldest first.
+    emotion_corrections: dict[int, None] = field(default_factory=dict)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """A checkpoint written before the tagger existed gets a freshly seeded one."""
-        if "tagger" not in state:
-            state = {**state, "tagger": FeedbackTagger()}
+        """A checkpoint written before the tagger or the emotion model existed gets a fresh one."""
+        defaults = {"tagger": FeedbackTagger, "emotion": EmotionModel, "emotion_corrections": dict}
+        state = {**{name: make() for name, make in defaults.items() if name not in state}, **state}
         self.__dict__.update(state)
+
+    def learn_emotion_correction(self, correction: EmotionCorrection) -> bool:
+        """Learn a message's corrected emotion unless it was learned among the last CORRECTION_MEMORY
+        (a correction replayed after a restore from a checkpoint); whether it was.
+
+        >>> from streams.contracts.feedback import EmotionCorrection
+        >>> models = PartitionModels()
+        >>> correction = EmotionCorrection("m1", "it broke again", "frustration", "ana", 1.7e9)
+        >>> models.learn_emotion_correction(correction), models.learn_emotion_correction(correction)
+        (True, False)
+        >>> models.emotion.examples
+        1
+        """
+        key = correction.key
+        if key in self.emotion_corrections:
+            return False
+        self.emotion.learn_one(correction.text, correction.emotion)
+        self.emotion_corrections[key] = None
+        if len(self.emotion_corrections) > CORRECTION_MEMORY:
+            del self.emotion_corrections[next(iter(self.emotion_corrections))]
+        return True
 
     def by_name(self) -> dict[str, MonitoredClassifier]:
         return {self.intent.name: self.intent, self.churn.name: self.churn}

@@ -23,8 +23,10 @@ from uuid import UUID
 
 import orjson
 
+from models.emotion import lexicon_emotion
 from streams.contracts.deadletters import read_dead_letter_headers
 from streams.contracts.envelopes import ENVELOPE_VERSION
+from streams.contracts.events import CONVERSATIONS
 from streams.contracts.registry import TOPICS
 from streams.contracts.time import iso_millis
 from streams.domain.contact import DECISION_KINDS
@@ -125,6 +127,8 @@ def _event_row(data: Any, partition: int, offset: int) -> tuple[Any, ...]:
         and user_id.__class__ is str
     ):
         raise TypeError("an event's attrs must be an object, its ids, source and type strings")
+    if source == CONVERSATIONS:
+        attrs = stored_message(attrs)
     return (
         event_id,
         source,
@@ -139,6 +143,23 @@ def _event_row(data: Any, partition: int, offset: int) -> tuple[Any, ...]:
         partition,
         offset,
     )
+
+
+def stored_message(attrs: dict[str, Any]) -> dict[str, Any]:
+    """What ClickHouse keeps of a chat message's fields: not its text (a customer's words are not
+    analytics), but its length and the emotion its words read as (the lexicon's,
+    :func:`models.emotion.lexicon_emotion`), beside the role, channel, session, product and intent.
+
+    >>> stored = stored_message({"session_id": "c1", "role": "customer", "channel": "chat",
+    ...                          "text": "I am furious", "product_id": "p1"})
+    >>> "text" in stored, stored["role"], stored["emotion"], stored["text_chars"]
+    (False, 'customer', 'anger', 12)
+    """
+    text = attrs.get("text")
+    kept = {name: value for name, value in attrs.items() if name != "text"}
+    if text.__class__ is not str:
+        raise TypeError("a message's text must be a string")
+    return {**kept, "emotion": lexicon_emotion(text), "text_chars": len(text)}
 
 
 def intervention_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:

@@ -61,8 +61,9 @@ LOGISTICS = "logistics"
 PREFERENCES = "preferences"
 OUTCOMES = "outcomes"
 SUBSCRIPTIONS = "subscriptions"
+CONVERSATIONS = "conversations"
 # Behaviour and business state: these update the user's state, features, triggers and models.
-SOURCES = (CLICKSTREAM, LOGISTICS, PREFERENCES, OUTCOMES, SUBSCRIPTIONS)
+SOURCES = (CLICKSTREAM, LOGISTICS, PREFERENCES, OUTCOMES, SUBSCRIPTIONS, CONVERSATIONS)
 # Process inputs: requests from the chat and records from other systems (streams.processes.run).
 SERVICE_REQUESTS = "service_requests"
 DEVICES = "devices"
@@ -80,6 +81,9 @@ PROCESS_SOURCES = (
 )
 MAX_ORDER_ITEMS = 100
 SUBSCRIPTION_STATUSES = ("active", "past_due", "cancelled")
+# Who wrote a chat message: the customer, the automated agent, or a human agent.
+CUSTOMER = "customer"
+MESSAGE_ROLES = (CUSTOMER, "agent", "human")
 
 # Event times outside this window are rejected rather than allowed to poison per-user clocks. In UTC:
 # a naive datetime here would move the bounds with the worker's local time zone.
@@ -248,6 +252,29 @@ def _subscription_status(name: str, value: Any) -> str:
         raise InvalidEvent(
             "invalid_value", f"field {name!r} must be one of {', '.join(SUBSCRIPTION_STATUSES)}"
         )
+    return text
+
+
+def _message_role(name: str, value: Any) -> str:
+    text = check_text(name, value)
+    if text not in MESSAGE_ROLES:
+        raise InvalidEvent("invalid_value", f"field {name!r} must be one of {', '.join(MESSAGE_ROLES)}")
+    return text
+
+
+def _message_text(name: str, value: Any) -> str:
+    """A message's text: 1 to MAX_TEXT_LENGTH characters, not blank."""
+    text = check_text(name, value)
+    if not text.strip():
+        raise InvalidEvent("invalid_value", f"field {name!r} must not be blank")
+    return text
+
+
+def _channel_name(name: str, value: Any) -> str:
+    """A channel's name (``chat``, ``app``, ``phone``): lower-case letters, digits and ``_``."""
+    text = check_text(name, value)
+    if len(text) > 64 or not IDENTIFIER.match(text):
+        raise InvalidEvent("invalid_value", f"field {name!r} must be a lower-case name such as 'chat'")
     return text
 
 
@@ -458,12 +485,25 @@ SUPPORT_QUESTIONS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
         "topic": (check_identifier, False),
     },
 }
+# A message of a chat conversation (the customer's, the automated agent's or a human agent's): the
+# customer's emotion and what they asked about reach their round (streams.domain.conversation).
+CONVERSATIONS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "message": {
+        "session_id": (check_identifier, True),
+        "role": (_message_role, True),
+        "text": (_message_text, True),
+        "channel": (_channel_name, True),
+        "product_id": (check_identifier, False),  # the product asked about
+        "intent_id": (check_identifier, False),  # the chat's intent id
+    },
+}
 FIELDS_BY_SOURCE = {
     CLICKSTREAM: CLICKSTREAM_FIELDS,
     LOGISTICS: LOGISTICS_FIELDS,
     PREFERENCES: PREFERENCES_FIELDS,
     OUTCOMES: OUTCOMES_FIELDS,
     SUBSCRIPTIONS: SUBSCRIPTIONS_FIELDS,
+    CONVERSATIONS: CONVERSATIONS_FIELDS,
     SERVICE_REQUESTS: SERVICE_REQUEST_FIELDS,
     DEVICES: DEVICES_FIELDS,
     ORDER_REQUESTS: ORDER_REQUEST_FIELDS,

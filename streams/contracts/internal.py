@@ -35,7 +35,7 @@ from streams.contracts.events import (
     read_json_object,
     required_field,
 )
-from streams.contracts.feedback import Correction, parse_label
+from streams.contracts.feedback import Correction, EmotionCorrection, parse_label
 from streams.contracts.time import to_millis
 
 INVALID_INTERNAL = "invalid_internal"
@@ -82,8 +82,9 @@ def read_tick(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str
         return {"user_id": user_id, "now": to_millis(now)}
 
 
-def read_correction(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Correction:
-    """A ``forewarn-labels`` record: a correction in its contract's form (:meth:`Correction.to_wire`)."""
+def read_correction(raw: bytes | None, max_bytes: int = DEFAULT_MAX_BYTES) -> Correction | EmotionCorrection:
+    """A ``forewarn-labels`` record: a correction in its contract's form (:meth:`Correction.to_wire`,
+    :meth:`EmotionCorrection.to_wire`)."""
     with internal_refusal():
         if raw is None:
             raise InvalidEvent("malformed_json", "message has no value")

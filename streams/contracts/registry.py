@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from streams.contracts.events import (
     CLICKSTREAM,
+    CONVERSATIONS,
     CRM_UPDATES,
     DEVICES,
     ERASURE_REQUESTS,
@@ -201,10 +202,19 @@ TOPICS: dict[str, Topic] = _topics(
         source=SUPPORT_QUESTIONS,
     ),
     Topic(
+        "conversations",
+        "conversations",
+        SOURCE,
+        "Topic of chat messages (customer, automated agent, human agent): emotion and products asked.",
+        USER_ID,
+        _PARSE_EVENT,
+        source=CONVERSATIONS,
+    ),
+    Topic(
         "feedback_labels",
         "feedback_labels",
         SOURCE,
-        "Topic of people's corrections to feedback tags; the tagger learns from them.",
+        "Topic of people's corrections to feedback tags and message emotions; the models learn from them.",
         "`feedback_id`",
         ("streams.contracts.feedback.parse_label",),
     ),
@@ -362,10 +372,13 @@ TOPICS: dict[str, Topic] = _topics(
         "labels",
         "forewarn-labels",
         INTERNAL,
-        "Internal topic: each feedback correction, sent to every partition's tagger.",
-        "`feedback_id` (each correction sent to every partition)",
+        "Internal topic: each correction, sent to every partition's tagger and emotion model.",
+        "`feedback_id` or `message_id` (each correction sent to every partition)",
         ("streams.contracts.internal.read_correction",),
-        ("streams.contracts.feedback.Correction.to_wire",),
+        (
+            "streams.contracts.feedback.Correction.to_wire",
+            "streams.contracts.feedback.EmotionCorrection.to_wire",
+        ),
         copartitioned="the user table",
     ),
     Topic(

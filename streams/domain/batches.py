@@ -41,6 +41,7 @@ from streams.contracts.events import Event
 from streams.domain.policy import Policy
 from streams.domain.rounds import Round, run_round
 from streams.domain.state import UserState
+from streams.processes.catalog import Catalog
 from streams.processes.run import TaggedFeedback, crm_sync_record, tag_user_feedback
 
 
@@ -79,7 +80,8 @@ class BatchRounds:
     """Plays the rounds of one batch of a partition (see the module).
 
     ``load(user_id)``: the user's stored state, or None. ``models``: the partition's, which learn and
-    score here (None: features only). ``partition``: set on every state played."""
+    score here (None: features only). ``partition``: set on every state played. ``catalog``: what
+    recommendations suggest from."""
 
     def __init__(
         self,
@@ -89,8 +91,10 @@ class BatchRounds:
         *,
         partition: int = 0,
         session_gap: float = 1800.0,
+        catalog: Catalog | None = None,
     ) -> None:
         self._load = load
+        self.catalog = catalog
         self.policy = policy
         self.models = models
         self.partition = partition
@@ -132,7 +136,13 @@ class BatchRounds:
         tick = not isinstance(step, Event)
         state.partition = self.partition
         done = run_round(
-            state, step, tick=tick, policy=self.policy, models=self.models, session_gap=self.session_gap
+            state,
+            step,
+            tick=tick,
+            policy=self.policy,
+            models=self.models,
+            session_gap=self.session_gap,
+            catalog=self.catalog,
         )
         if done.duplicate:
             self.duplicates += 1

@@ -41,6 +41,9 @@ SIGNALS: dict[str, dict[str, tuple[str, Any]]] = {
         "baseline": ("duration", "28d"),
         "min_visits": ("number", 4),
     },
+    # A customer's chat messages: their emotion negative for ``messages`` messages in a row, or at once
+    # with an open problem (a late shipment, a recent service ticket, a failed payment in the session).
+    "negative_emotion": {"messages": ("number", 3)},
     # Model-driven signals (streams.domain.prediction): once the model has learned ``min_examples`` examples.
     "churn_risk": {"threshold": ("fraction", REQUIRED), "min_examples": ("number", 500)},
     "help_intent": {"threshold": ("fraction", REQUIRED), "min_examples": ("number", 500)},
@@ -422,6 +425,8 @@ def _trigger(name: str, check: _Checker) -> TriggerPolicy | None:
             params[param] = check.number(param, given, low=0.0, high=1.0)
         else:
             params[param] = check.number(param, given)
+    if signal == "negative_emotion" and params["messages"] < 1:
+        check.fail("messages", f"must be at least 1, got {params['messages']:g}")
     if signal == "activity_decline" and params["short"] >= params["baseline"]:
         check.fail("short", "must be shorter than 'baseline'")
     offer = None

@@ -40,16 +40,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.emotion import lexicon_proba, lexicon_scores
 from models.examples import SNAPSHOT_AT, Snapshot
-from models.features import FEATURE_NAMES, HASHED, learn_event
+from models.features import FEATURE_NAMES, HASHED, TOPICS, learn_event
 from models.health import Scores, health_score, satisfaction_of
 from models.learners import MonitoredClassifier, PartitionModels
-from streams.contracts.events import CLICKSTREAM, SUBSCRIPTIONS, Event
+from streams.contracts.events import CLICKSTREAM, CONVERSATIONS, CUSTOMER, SUBSCRIPTIONS, Event
 from streams.contracts.time import DAY
 from streams.domain.policy import ModelRules
 from streams.domain.state import UserState, recent_abandoned_payments
 
 NO_COUNTS = (0.0,) * len(HASHED)  # a hashed bucket the session has not counted
+NO_TOPICS = (0.0,) * len(TOPICS)
 CHURNED = "churned"
 STAYED = "stayed"
 
@@ -72,6 +74,26 @@ class ModelRound:
     learned: list[Learned] = field(default_factory=list)
 
 
+def message_emotion(event: Event, models: PartitionModels | None) -> dict[str, float] | None:
+    """The emotion of a customer's chat message, a probability per emotion: by the partition's emotion
+    model, or without models by its lexicon alone (:func:`models.emotion.lexicon_proba`). None for any other
+    event (an agent's or a human's message is not the customer's emotion).
+
+    >>> message = Event("m1", "message", "conversations", 1.0, "u1", {"role": "customer",
+    ...                 "text": "This is ridiculous, I am furious"})
+    >>> max(proba := message_emotion(message, None), key=proba.get)
+    'anger'
+    >>> message.attrs["role"] = "agent"; message_emotion(message, None) is None
+    True
+    """
+    if event.source != CONVERSATIONS or event.attrs.get("role") != CUSTOMER:
+        return None
+    text = event.attrs["text"]
+    if models is None:
+        return lexicon_proba(lexicon_scores(text))
+    return models.emotion.predict_proba_one(text)
+
+
 def feature_values(state: UserState, now: float) -> list[float]:
     """The features the models read, as of ``now`` (event time), in the order of
     :data:`~models.features.FEATURE_NAMES`."""
@@ -86,6 +108,8 @@ def feature_values(state: UserState, now: float) -> list[float]:
     problem_at = features.last_delivery_problem_at
     satisfaction = satisfaction_of(features)
     subscriptions = state.subscriptions.values()
+    conversation = state.conversation  # its emotion counts while its chat is of this session
+    chatting = conversation.scored > 0 and conversation.last_at >= session.started_at
     values = [
         short * DAY,  # visits_week
         base * DAY,  # visits_month
@@ -122,7 +146,11 @@ def feature_values(state: UserState, now: float) -> list[float]:
         float(session.checkout),  # s_checkout
         float(session.payment_page),  # s_payment_page
         float(session.payment_failures),  # s_payment_failures
+        math.log1p(session.messages),  # c_messages
+        float(session.product_asked),  # c_product_asked
+        max(0.0, -conversation.level) if chatting else 0.0,  # c_negative
     ]
+    values.extend(map(session.topics.get, TOPICS, NO_TOPICS))
     values.extend(map(session.hashed.get, HASHED, NO_COUNTS))
     return values  # orjson writes floats that read back exactly: a snapshot holds what the model was shown
 
@@ -171,6 +199,7 @@ def observe(
     learned: list[Learned] = []
     pending, session = state.pending, state.features.session
     clickstream = event is not None and event.source == CLICKSTREAM
+    asked = event is not None and event.source == CONVERSATIONS and event.attrs.get("role") == CUSTOMER
     if event is None:  # a tick: labels that fell due by time alone
         if pending.intent and pending.session_ends_at is not None and now >= pending.session_ends_at:
             session.intent = session.ended_intent()
@@ -190,8 +219,9 @@ def observe(
 
     x = feature_values(state, now)
     values = np.array(x)  # one array for both models
-    # Intent is about the web session: only a click moves it (and predicting costs most of the time).
-    if clickstream or state.scores is None:
+    # Intent is about the web session: only a click or the customer's chat message moves it (and
+    # predicting costs most of the time).
+    if clickstream or asked or state.scores is None:
         intent = models.intent.predict_proba_values(values)
     else:
         intent = state.scores.intent

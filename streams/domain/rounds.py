@@ -40,9 +40,10 @@ from streams.contracts.events import Event
 from streams.domain.contact import Decision, decide, release_deferred
 from streams.domain.eviction import mark_active
 from streams.domain.policy import Policy
-from streams.domain.prediction import ModelRound, observe
+from streams.domain.prediction import ModelRound, message_emotion, observe
 from streams.domain.state import UserState, first_delivery
 from streams.domain.triggers import check_predictions, check_timers, next_deadline, process_event
+from streams.processes.catalog import Catalog
 
 
 @dataclass(slots=True)
@@ -61,11 +62,13 @@ def run_round(
     policy: Policy,
     models: PartitionModels | None = None,
     session_gap: float = 1800.0,
+    catalog: Catalog | None = None,
 ) -> Round:
     """Apply one message (an event or its wire form, or a tick ``{"user_id", "now"}`` in epoch ms).
 
     ``models``: the intent and churn models of the user's partition, which learn and score here
-    (:func:`streams.domain.prediction.observe`); None: features only, no scores, no model-driven triggers."""
+    (:func:`streams.domain.prediction.observe`); None: features only, no scores, no model-driven triggers.
+    ``catalog``: what a recommendation suggests from (:func:`streams.domain.triggers.suggestion`)."""
     if tick:
         now = value["now"] / 1000.0
         assert isinstance(value, dict)
@@ -82,9 +85,10 @@ def run_round(
         return Round([], None, ModelRound(), duplicate=True)
     mark_active(state)
     now = max(event.event_time, state.last_event_time)
-    candidates = release_deferred(state, now) + process_event(state, event, policy, session_gap)
+    emotion = message_emotion(event, models)
+    candidates = release_deferred(state, now) + process_event(state, event, policy, session_gap, emotion)
     model = observe(state, event, models, policy.models, now, session_gap)
-    candidates += check_predictions(state, model.scores, now, policy)
+    candidates += check_predictions(state, model.scores, now, policy, catalog)
     return Round(decide(candidates, state, policy, now), event, model)
 
 

@@ -21,10 +21,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from models.emotion import NEGATIVE as NEGATIVE_EMOTIONS
 from models.examples import PendingExamples
 from models.features import UserFeatures
 from models.health import Scores
-from streams.contracts.events import CLICKSTREAM, LOGISTICS, OUTCOMES, PREFERENCES, SUBSCRIPTIONS, Event
+from streams.contracts.events import (
+    CLICKSTREAM,
+    CONVERSATIONS,
+    CUSTOMER,
+    LOGISTICS,
+    OUTCOMES,
+    PREFERENCES,
+    SUBSCRIPTIONS,
+    Event,
+)
 from streams.contracts.interventions import Intervention
 from streams.contracts.time import DAY
 from streams.domain.activity import Activity
@@ -45,6 +55,10 @@ MAX_RECENT_INTERVENTIONS = 10  # what the CRM API shows of a user's recent inter
 # within the user's last this many events: a replay covers the seconds since the last commit.
 MAX_RECENT_EVENT_IDS = 16
 MAX_DECIDED = 20  # interventions finally decided, remembered so that a replay is not decided again
+MAX_RECENT_MESSAGES = 8  # customer messages' emotions kept (no text) for the escalation's evidence
+# The emotion trajectory's averages of the signed score (satisfaction minus anger and frustration):
+# the level, and a fast and a slow one whose difference is the trend (as feedback's satisfaction).
+EMOTION_LEVEL_ALPHA, EMOTION_FAST_ALPHA, EMOTION_SLOW_ALPHA = 0.3, 0.5, 0.1
 
 
 @dataclass
@@ -102,6 +116,41 @@ class Deferred:
 
     release_at: float
     intervention: Intervention
+
+
+@dataclass
+class Conversation:
+    """The user's chat: the current chat session (its customer messages, the product and topic asked
+    about) and the emotion trajectory of their customer messages. No text is kept: each message's
+    emotion is read as it arrives (:func:`streams.domain.prediction.message_emotion`)."""
+
+    session_id: str | None = None
+    channel: str | None = None
+    started_at: float = 0.0
+    last_at: float = 0.0
+    messages: int = 0  # customer messages in the chat session
+    asked_product: str | None = None  # the latest product a message of the session named
+    asked_at: float = 0.0
+    topic: str | None = None  # the chat's latest intent id in the session
+    # The trajectory over every customer message scored: the signed score's EWMA (level) and its fast and
+    # slow EWMAs (trend = fast - slow), each starting at the first score.
+    scored: int = 0
+    level: float = 0.0
+    fast: float = 0.0
+    slow: float = 0.0
+    emotion: str | None = None  # of the latest customer message, with its probability
+    probability: float = 0.0
+    # Customer messages since the emotion turned negative (0: the latest is not negative), and the message
+    # that turned it (the episode an escalation fires once for).
+    negative_run: int = 0
+    negative_since: str | None = None
+    # The latest customer messages' emotions, newest last: {message_id, emotion, probability, at}.
+    recent: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def trend(self) -> float:
+        """Recent emotion minus the longer-run level (-2..2): below 0, getting worse."""
+        return self.fast - self.slow
 
 
 @dataclass
@@ -169,6 +218,9 @@ class UserState:
     # (streams.domain.eviction); None since the user was active again, or never trimmed. Records written
     # before the field existed decode to None.
     trimmed_at: float | None = None
+    # The chat conversation: its session and the emotion trajectory (records written before it existed
+    # decode to an empty one).
+    conversation: Conversation = field(default_factory=Conversation)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,6 +250,8 @@ class UserState:
             values["devices"] = DeviceBook.from_dict(values["devices"])
         if "orders" in values:
             values["orders"] = OrderLedger.from_dict(values["orders"])
+        if "conversation" in values:
+            values["conversation"] = Conversation(**values["conversation"])
         values["deferred"] = [
             Deferred(item["release_at"], Intervention.from_dict(item["intervention"]))
             for item in values.get("deferred", [])
@@ -246,6 +300,8 @@ def apply_event(state: UserState, event: Event, session_gap: float = 1800.0) -> 
         _apply_outcome(state, event)
     elif event.source == SUBSCRIPTIONS:
         _apply_subscription(state, event, time)
+    elif event.source == CONVERSATIONS:
+        _apply_message(state.conversation, event, time)
     state.last_event_time = max(state.last_event_time, time)
 
 
@@ -299,6 +355,71 @@ def _apply_clickstream(state: UserState, event: Event, time: float, session_gap:
     elif kind in ("payment_completed", "order_completed"):
         _leave_payment_page(state)
         state.cart_value = None
+
+
+def _apply_message(conversation: Conversation, event: Event, time: float) -> None:
+    """A chat message: a new chat session resets the session's counts and the negative run (yesterday's
+    anger is not today's); a message naming a product sets the product asked about."""
+    attrs = event.attrs
+    if attrs["session_id"] != conversation.session_id:
+        conversation.session_id = attrs["session_id"]
+        conversation.started_at = time
+        conversation.messages = 0
+        conversation.asked_product = None
+        conversation.topic = None
+        conversation.negative_run = 0
+        conversation.negative_since = None
+    conversation.channel = attrs["channel"]
+    conversation.last_at = max(conversation.last_at, time)
+    if "product_id" in attrs and time >= conversation.asked_at:
+        conversation.asked_product = attrs["product_id"]
+        conversation.asked_at = time
+    if "intent_id" in attrs:
+        conversation.topic = attrs["intent_id"]
+    if attrs["role"] == CUSTOMER:
+        conversation.messages += 1
+
+
+def record_emotion(conversation: Conversation, event: Event, proba: dict[str, float]) -> None:
+    """A customer message's emotion (``proba``: a probability per emotion of
+    :data:`models.emotion.EMOTIONS`) joins the trajectory, after the message was applied.
+
+    >>> conversation = Conversation()
+    >>> for i, emotion in enumerate(["neutral", "anger", "frustration"]):
+    ...     message = Event(f"m{i}", "message", "conversations", 10.0 * i, "u1", {})
+    ...     record_emotion(conversation, message, {emotion: 0.9, "neutral": 0.1} if i else {emotion: 1.0})
+    >>> conversation.emotion, conversation.negative_run, conversation.negative_since, conversation.trend < 0
+    ('frustration', 2, 'm1', True)
+    """
+    emotion = max(proba, key=proba.__getitem__)
+    score = proba.get("satisfaction", 0.0) - sum(proba.get(name, 0.0) for name in NEGATIVE_EMOTIONS)
+    if conversation.scored == 0:
+        conversation.level = conversation.fast = conversation.slow = score
+    else:
+        for name, alpha in (
+            ("level", EMOTION_LEVEL_ALPHA),
+            ("fast", EMOTION_FAST_ALPHA),
+            ("slow", EMOTION_SLOW_ALPHA),
+        ):
+            setattr(conversation, name, alpha * score + (1.0 - alpha) * getattr(conversation, name))
+    conversation.scored += 1
+    conversation.emotion, conversation.probability = emotion, round(proba[emotion], 4)
+    if emotion in NEGATIVE_EMOTIONS:
+        if conversation.negative_run == 0:
+            conversation.negative_since = event.event_id
+        conversation.negative_run += 1
+    else:
+        conversation.negative_run = 0
+        conversation.negative_since = None
+    conversation.recent.append(
+        {
+            "message_id": event.event_id,
+            "emotion": emotion,
+            "probability": conversation.probability,
+            "at": event.event_time,
+        }
+    )
+    del conversation.recent[:-MAX_RECENT_MESSAGES]
 
 
 # Payment-page visits left unpaid within this long tell price sensitivity (offers, models).

@@ -13,6 +13,9 @@ candidate: the contact policy (:mod:`streams.domain.contact`) decides whether an
 * ``shipment_delay`` (default trigger ``delay_notice``): a shipment's ETA is more than ``slip`` past its
   promised ETA, or it hit an exception. A further slip of ``slip`` past the ETA already told is told
   again.
+* ``negative_emotion`` (default trigger ``escalate_to_human``): a customer's chat messages turned
+  negative and stayed so for ``messages`` messages, or turned negative while they have an open problem
+  (:func:`open_problem`); once per negative episode.
 
 >>> from streams.contracts.events import Event
 >>> from streams.domain.policy import load_policy
@@ -37,13 +40,21 @@ from typing import Any
 
 from models.features import NEED_HELP, PURCHASE
 from models.health import Scores
-from streams.contracts.events import LOGISTICS, SUBSCRIPTIONS, Event
+from streams.contracts.events import CONVERSATIONS, CUSTOMER, LOGISTICS, SUBSCRIPTIONS, Event
 from streams.contracts.interventions import Intervention, intervention_id
 from streams.contracts.time import DAY, iso_time, to_millis
 from streams.domain.clock import PartitionClocks
 from streams.domain.eviction import eviction_deadline
 from streams.domain.policy import Offer, Policy, TriggerPolicy
-from streams.domain.state import Shipment, Subscription, UserState, apply_event, recent_abandoned_payments
+from streams.domain.state import (
+    Shipment,
+    Subscription,
+    UserState,
+    apply_event,
+    recent_abandoned_payments,
+    record_emotion,
+)
+from streams.processes.catalog import Catalog
 
 
 def payment_dwell_deadline(state: UserState, policy: Policy) -> float | None:
@@ -390,6 +401,86 @@ def _delay_notice(
     return _candidate(trigger, state, anchor, event.event_time, reason, event.event_id, evidence)
 
 
+# A service ticket is taken as still open this long after it was created (tickets have no closing
+# event yet).
+OPEN_TICKET_WINDOW = 14 * DAY
+
+
+def open_problem(state: UserState, now: float, session_gap: float = 1800.0) -> dict[str, Any] | None:
+    """The user's open problem at ``now``, if any, as the escalation's evidence names it: a shipment late
+    now (an exception, or its ETA past the promised one), a service ticket created within
+    :data:`OPEN_TICKET_WINDOW`, or a failed payment in the current web session.
+
+    >>> state = UserState("u1")
+    >>> open_problem(state, now=100.0) is None
+    True
+    >>> state.open_shipments["s1"] = Shipment("s1", "o1", 50.0, 90.0, "delayed", 60.0)
+    >>> open_problem(state, now=100.0)
+    {'kind': 'late_shipment', 'shipment_id': 's1', 'order_id': 'o1', 'status': 'delayed'}
+    """
+    for shipment in state.open_shipments.values():
+        if shipment.exception_code is not None or shipment.eta > shipment.promised_eta:
+            return {
+                "kind": "late_shipment",
+                "shipment_id": shipment.shipment_id,
+                "order_id": shipment.order_id,
+                "status": shipment.status,
+            }
+    ticketed = [at for at in state.devices.requests.values() if now - OPEN_TICKET_WINDOW <= at <= now]
+    if ticketed:
+        return {"kind": "open_ticket", "ticketed_at": iso_time(max(ticketed))}
+    session = state.features.session
+    if session.payment_failures and now - session.last_at <= session_gap:
+        return {
+            "kind": "failed_payment",
+            "failures": session.payment_failures,
+            "session_id": state.session_id,
+        }
+    return None
+
+
+def check_escalation(
+    state: UserState, event: Event, policy: Policy, session_gap: float = 1800.0
+) -> list[Intervention]:
+    """After a customer's chat message and its emotion were recorded: a hand-over to a human when the
+    emotion has been negative for the trigger's ``messages`` customer messages, or is negative at all
+    while the user has an open problem. Once per negative episode (the message that turned it)."""
+    conversation = state.conversation
+    if event.attrs.get("role") != CUSTOMER or conversation.negative_since is None:
+        return []
+    fired = []
+    problem = None
+    for trigger in policy.all_for_signal("negative_emotion"):
+        anchor = f"{conversation.session_id}\x1f{conversation.negative_since}"
+        if state.model_fired.get(trigger.name) == anchor:
+            continue
+        needed = trigger.params["messages"]
+        problem = problem or open_problem(state, event.event_time, session_gap)
+        if conversation.negative_run < needed and problem is None:
+            continue
+        state.model_fired[trigger.name] = anchor
+        evidence = {
+            "emotions": [
+                {**message, "at": iso_time(message["at"])}
+                for message in conversation.recent[-max(int(needed), conversation.negative_run) :]
+            ],
+            "negative_messages": conversation.negative_run,
+            "messages_threshold": needed,
+            "level": round(conversation.level, 4),
+            "trend": round(conversation.trend, 4),
+            "open_problem": problem,
+            "session_id": conversation.session_id,
+            "channel": conversation.channel,
+            "asked_about": conversation.asked_product,
+        }
+        if conversation.negative_run >= needed:
+            reason = f"negative emotion for {conversation.negative_run} customer messages"
+        else:
+            reason = f"negative emotion with an open problem ({problem['kind']})"
+        fired.append(_candidate(trigger, state, anchor, event.event_time, reason, event.event_id, evidence))
+    return fired
+
+
 def check_renewals(state: UserState, now: float, policy: Policy) -> list[Intervention]:
     """Renewal reminders due at ``now``: within ``within`` of an active subscription's renewal date.
     A renewal date already passed is marked missed rather than reminded late."""
@@ -445,8 +536,52 @@ def check_declines(state: UserState, now: float, policy: Policy) -> list[Interve
     return fired
 
 
+def suggestion(state: UserState, catalog: Catalog | None) -> dict[str, Any] | None:
+    """When the session's browsing and searches point at another category than the product the chat
+    asked about: what to suggest instead and why (the recommendation's evidence); else None.
+
+    The session's trail (:attr:`models.features.SessionFeatures.trail`) names its category: the one
+    most viewed and searched; the suggestion is that category's newest product in ``catalog``.
+
+    >>> from streams.processes.catalog import parse_catalog
+    >>> launch = "2026-01-01T00:00:00Z"
+    >>> catalog = parse_catalog({"products": [
+    ...     {"product_id": "ph1", "category": "phones", "name": "Ph1", "launched_at": launch},
+    ...     {"product_id": "lp1", "category": "laptops", "name": "Lp1", "launched_at": launch}],
+    ...     "skus": []}, source="example")
+    >>> state = UserState("u1")
+    >>> state.conversation.asked_product, state.features.session.trail = "ph1", {"laptops": [5, 2]}
+    >>> found = suggestion(state, catalog)
+    >>> found["suggested"], found["why"][:68]
+    ('lp1', 'the session viewed category laptops 5 times and searched it 2 times,')
+    """
+    asked, session = state.conversation.asked_product, state.features.session
+    if (
+        catalog is None
+        or asked is None
+        or state.conversation.asked_at < session.started_at
+        or not session.trail
+    ):
+        return None
+    category, (views, searches) = max(session.trail.items(), key=lambda item: sum(item[1]))
+    asked_category = catalog.category_of(asked)
+    launches = catalog.launches(category)
+    if asked_category == category or not launches:
+        return None
+    suggested = launches[-1].product_id
+    why = (
+        f"the session viewed category {category} {views} times and searched it {searches} times, not"
+        f" {asked_category or 'the one asked about'}; {suggested} is its newest product"
+    )
+    return {"asked_about": asked, "suggested": suggested, "category": category, "why": why}
+
+
 def check_predictions(
-    state: UserState, scores: Scores | None, now: float, policy: Policy
+    state: UserState,
+    scores: Scores | None,
+    now: float,
+    policy: Policy,
+    catalog: Catalog | None = None,
 ) -> list[Intervention]:
     """Model-driven triggers after an event was scored (:func:`streams.domain.prediction.observe`), once the
     model behind each has learned ``min_examples`` examples:
@@ -455,7 +590,9 @@ def check_predictions(
     * ``help_intent``: need-help intent at least ``threshold`` in a web session that has not yet
       reached support; once per session;
     * ``purchase_hesitation``: purchase intent at least ``threshold`` while items have sat in the cart
-      for ``hesitation`` without a checkout; once per session.
+      for ``hesitation`` without a checkout; once per session. When the chat asked about a product
+      other than the session's browsing points at, its evidence names the suggestion
+      (:func:`suggestion`, from ``catalog``).
     """
     if scores is None:
         return []
@@ -500,6 +637,7 @@ def check_predictions(
             and p >= params["threshold"]
         ):
             evidence = {"cart_adds": session.cart_adds, "cart_waiting_seconds": round(waiting, 3)}
+            evidence |= suggestion(state, catalog) or {}
             fire(trigger, session_anchor, f"purchase intent {p:.2f}, cart waiting {waiting:.0f}s", evidence)
     return fired
 
@@ -514,12 +652,22 @@ def check_timers(state: UserState, now: float, policy: Policy) -> list[Intervent
 
 
 def process_event(
-    state: UserState, event: Event, policy: Policy, session_gap: float = 1800.0
+    state: UserState,
+    event: Event,
+    policy: Policy,
+    session_gap: float = 1800.0,
+    emotion: dict[str, float] | None = None,
 ) -> list[Intervention]:
-    """One event of the user: timers that fell due before it, then the event, then what it triggers."""
+    """One event of the user: timers that fell due before it, then the event, then what it triggers.
+    ``emotion``: of a customer's chat message, a probability per emotion
+    (:func:`streams.domain.prediction.message_emotion`)."""
     interventions = check_timers(state, max(event.event_time, state.last_event_time), policy)
     apply_event(state, event, session_gap)
-    if event.source == LOGISTICS:
+    if event.source == CONVERSATIONS:
+        if emotion is not None:
+            record_emotion(state.conversation, event, emotion)
+            interventions += check_escalation(state, event, policy, session_gap)
+    elif event.source == LOGISTICS:
         interventions += check_shipment(state, event, policy)
     elif event.source == SUBSCRIPTIONS:  # a renewal already within its reminder window
         interventions += check_renewals(state, event.event_time, policy)

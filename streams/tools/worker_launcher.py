@@ -48,6 +48,11 @@ channel = "email"
 max = 1000000
 window = "1h"
 
+[[contact.caps]]
+channel = "human_queue"
+max = 1000000
+window = "1h"
+
 [triggers.payment_assist]
 dwell = "{dwell}"
 cooldown = "0s"

@@ -39,6 +39,11 @@ channel = "email"
 max = 1
 window = "1h"
 
+[[contact.caps]]
+channel = "human_queue"
+max = 1
+window = "1h"
+
 [triggers.payment_assist]
 dwell = "2s"
 
@@ -192,12 +197,24 @@ def test_suppression_reasons_deferral_and_outcome_joins(
     )
 
 
+def chat_message(index: int, at_ms: int, **fields: object) -> tuple[str, bytes, bytes]:
+    value = event_bytes(
+        event_id=f"lc-msg-{index}",
+        event_type="message",
+        event_time=at_ms,
+        user_id="lc-chatter",
+        **{"session_id": "lc-chat", "role": "customer", "channel": "chat", **fields},
+    )
+    return ("conversations", b"lc-chatter", value)
+
+
 def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path, start_worker: StartWorker) -> None:
     """A renewal reminder falls due seconds after start by the timer alone; a user who visited every
     other day until 40 days ago has declined past both thresholds, found when their next event (not a
-    visit) arrives: the higher-priority reengagement is sent, the feature tip superseded. Then the running
-    worker takes a changed policy file (delay_notice in shadow: recorded, not sent) and refuses a broken
-    one (the shadow policy stays in force)."""
+    visit) arrives: the higher-priority reengagement is sent, the feature tip superseded. A customer
+    angry in the chat for three messages is handed to a human; a chat message of no known role is
+    dead-lettered. Then the running worker takes a changed policy file (delay_notice in shadow: recorded,
+    not sent) and refuses a broken one (the shadow policy stays in force)."""
     now_ms = int(time.time() * 1000)
     day_ms = 86_400_000
     renews_at = now_ms + 7 * day_ms + 4000
@@ -233,6 +250,9 @@ def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path, start_
                 ),
             )
         )
+    chat = [chat_message(index, now_ms + index, text="This is ridiculous!!") for index in range(3)]
+    chat.append(chat_message(9, now_ms, text="hello", role="bot"))
+    messages = chat + messages
     messages.append(preferences("lc-lapsed", now_ms, timezone="Europe/Berlin"))
     env = worker_env(broker.bootstrap, tmp_path, FOREWARN_POLICY_RELOAD_SECONDS="0.2")
     worker = start_worker(env)
@@ -240,37 +260,55 @@ def test_lifecycle_triggers_fire_for_silent_users(broker, tmp_path: Path, start_
     try:
         asyncio.run(produce(broker.bootstrap, messages[:-1]))
         # The visits first: once they are on the events topic, the preference event comes after them.
-        asyncio.run(consume_events(broker.bootstrap, until=len(messages) - 1, settle=0))
+        asyncio.run(consume_events(broker.bootstrap, until=len(messages) - 2, settle=0))
         asyncio.run(produce(broker.bootstrap, messages[-1:]))
-        decided = asyncio.run(consume_all(broker.bootstrap, "decisions", until=3, timeout=30))
+        decided = asyncio.run(consume_all(broker.bootstrap, "decisions", until=4, timeout=30))
+        [dead] = asyncio.run(consume_all(broker.bootstrap, "dead_letters", until=1, timeout=10))
         # The running worker takes a changed policy file: delay_notice in shadow from then on.
         policy_file.write_text(policy_file.read_text() + '[triggers.delay_notice]\nmode = "shadow"\n')
         wait_for_metric(worker, 'forewarn_policy_reloads_total{result="applied"} 1.0')
         asyncio.run(produce(broker.bootstrap, [delayed("lc-shadowed", "lc-sh1", now_ms)]))
-        decided += asyncio.run(consume_all(broker.bootstrap, "decisions", until=4, timeout=30, settle=0))[3:]
+        decided += asyncio.run(consume_all(broker.bootstrap, "decisions", until=5, timeout=30, settle=0))[4:]
         # A broken one is refused: the shadow policy stays in force.
         policy_file.write_text(policy_file.read_text() + "[triggers.delay_notice\n")
         wait_for_metric(worker, 'forewarn_policy_reloads_total{result="refused"} 1.0')
         asyncio.run(produce(broker.bootstrap, [delayed("lc-shadowed-2", "lc-sh2", now_ms)]))
-        decided += asyncio.run(consume_all(broker.bootstrap, "decisions", until=5, timeout=30, settle=0))[4:]
-        sent = asyncio.run(consume_all(broker.bootstrap, "interventions", until=3, timeout=1.5))
+        decided += asyncio.run(consume_all(broker.bootstrap, "decisions", until=6, timeout=30, settle=0))[5:]
+        sent = asyncio.run(consume_all(broker.bootstrap, "interventions", until=4, timeout=1.5))
         metrics = worker.metrics()
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
 
     assert "policy reload refused, the policy in force stays" in worker.log_text()
     assert 'forewarn_policy_reloads_total{result="applied"} 1.0' in metrics
-    shadowed = [orjson.loads(m.value) for m in decided[3:]]
+    shadowed = [orjson.loads(m.value) for m in decided[4:]]
     assert [(d["user_id"], d["trigger"], d["decision"], d["reason"]) for d in shadowed] == [
         ("lc-shadowed", "delay_notice", "shadow", "emitted"),
         ("lc-shadowed-2", "delay_notice", "shadow", "emitted"),
     ]
-    # Nothing sent for them: the two interventions are the reminder and the reengagement.
-    assert sorted(orjson.loads(m.value)["trigger"] for m in sent) == ["reengagement", "renewal_reminder"]
+    # Nothing sent for them: the interventions are the reminder, the reengagement and the escalation.
+    assert sorted(orjson.loads(m.value)["trigger"] for m in sent) == [
+        "escalate_to_human",
+        "reengagement",
+        "renewal_reminder",
+    ]
     assert (
         'forewarn_decisions_total{decision="shadow",reason="emitted",trigger="delay_notice"} 2.0' in metrics
     )
-    decided = decided[:3]
+    decided = decided[:4]
+
+    assert orjson.loads(dead.value)["event_id"] == "lc-msg-9"
+    assert dict(dead.headers)["forewarn.dlq.reason"] == b"invalid_value"
+    [escalation] = [d for d in (orjson.loads(m.value) for m in decided) if d["user_id"] == "lc-chatter"]
+    assert (escalation["trigger"], escalation["decision"], escalation["channel"]) == (
+        "escalate_to_human",
+        "emitted",
+        "human_queue",
+    )
+    assert escalation["intervention_id"] == intervention_id(
+        "escalate_to_human", "lc-chatter", "lc-chat\x1flc-msg-0"
+    )
+    decided = [m for m in decided if orjson.loads(m.value)["user_id"] != "lc-chatter"]
 
     found = {(d["trigger"], d["user_id"]): d for d in (orjson.loads(m.value) for m in decided)}
     assert set(found) == {

@@ -18,12 +18,13 @@ No user has two sessions at once, so :class:`~streams.tools.traffic.schedule.Tra
 exactly the interventions the pipeline should emit: one ``payment_assist`` per lingering payment, one
 ``delay_notice`` per delayed or exception shipment.
 
-**Process traffic**, off by default: devices and repairs, order requests from the chat, comments on
-feedback and their corrections, support questions with a history and an optional planted surge, CRM
-attributes. Each feature draws from a random stream of its own, so with all of them off the stream is
-byte for byte what it was before they existed. The ground truth: :meth:`~TrafficGenerator.
-expected_tickets`, :meth:`~TrafficGenerator.expected_orders`, :meth:`~TrafficGenerator.feedback_truth`,
-:meth:`~TrafficGenerator.surge_window` (and the stats).
+**Process traffic**, off by default: devices and repairs, order requests from the chat, chats during
+sessions (:mod:`~streams.tools.traffic.chats`), comments on feedback and their corrections, support
+questions with a history and an optional planted surge, CRM attributes. Each feature draws from a
+random stream of its own, so with all of them off the stream is byte for byte what it was before they
+existed. The ground truth: :meth:`~TrafficGenerator.expected_tickets`,
+:meth:`~TrafficGenerator.expected_orders`, :meth:`~TrafficGenerator.feedback_truth`,
+:meth:`~TrafficGenerator.chat_truth`, :meth:`~TrafficGenerator.surge_window` (and the stats).
 
 >>> generator = TrafficGenerator(TrafficProfile(sessions_per_second=2.0), seed=1, start=1_000.0)
 >>> messages = generator.due(1_000.0 + 600)
@@ -54,9 +55,17 @@ import random
 from collections import Counter
 from typing import Any
 
-from streams.contracts.events import CRM_UPDATES, DEVICES, ORDER_REQUESTS, SERVICE_REQUESTS, SUPPORT_QUESTIONS
+from streams.contracts.events import (
+    CONVERSATIONS,
+    CRM_UPDATES,
+    DEVICES,
+    ORDER_REQUESTS,
+    SERVICE_REQUESTS,
+    SUPPORT_QUESTIONS,
+)
 from streams.processes.catalog import load_catalog
 from streams.processes.tickets import ServicePoint, load_service_points
+from streams.tools.traffic.chats import Chats, ChatTruth
 from streams.tools.traffic.clickstream import WebSessions
 from streams.tools.traffic.crm import Crm
 from streams.tools.traffic.feedback import FEEDBACK_LABELS, Feedback, FeedbackTruth
@@ -70,7 +79,15 @@ from streams.tools.traffic.schedule import Outgoing, Schedule
 from streams.tools.traffic.subscriptions import Subscriptions
 from streams.tools.traffic.support_questions import SupportQuestions, check_surge
 
-PROCESS_TOPICS = (DEVICES, SERVICE_REQUESTS, ORDER_REQUESTS, CRM_UPDATES, SUPPORT_QUESTIONS, FEEDBACK_LABELS)
+PROCESS_TOPICS = (
+    DEVICES,
+    SERVICE_REQUESTS,
+    ORDER_REQUESTS,
+    CRM_UPDATES,
+    SUPPORT_QUESTIONS,
+    FEEDBACK_LABELS,
+    CONVERSATIONS,
+)
 
 
 class TrafficGenerator:
@@ -99,6 +116,7 @@ class TrafficGenerator:
         self.device_repairs = Repairs(self.schedule, self.catalog, self.service_points)
         self.order_requests = OrderRequests(self.schedule, self.catalog)
         self.support_questions = SupportQuestions(self.schedule, self.catalog)
+        self.chats = Chats(self.schedule, self.catalog)
 
     def due(self, now: float) -> list[Outgoing]:
         """Start the sessions due by ``now`` and return every message whose event time has come."""
@@ -147,6 +165,7 @@ class TrafficGenerator:
                 self.subscriptions.subscribe(time, user)
             self.crm.first_seen(time, user)
             self.device_repairs.first_seen(time, user)
+        self.chats.during_session(time, user, population.user_type(user) or "browser")
         end = self.web_sessions.session(time, user)
         self.order_requests.after_session(end, user)
         population.busy(user, end + 1.0)
@@ -205,6 +224,11 @@ class TrafficGenerator:
         """The commented feedback sent by ``until``, by feedback id (the feedback event's id): the
         comment's true tags, its language, and when it is corrected (if it is)."""
         return self.feedback.truth(until)
+
+    def chat_truth(self, until: float = math.inf) -> list[ChatTruth]:
+        """The customer chat messages sent by ``until``, as planted: emotion, the user's type and need,
+        the product named and the product needed."""
+        return self.chats.truth(until)
 
     def crm_attributes(self, user: str) -> dict[str, object] | None:
         """The latest CRM attributes sent for ``user``; None if none were."""

@@ -163,6 +163,9 @@ class TrafficProfile:
     # with one faulty line planted (unknown SKU, zero/negative/fractional quantity, over the SKU's
     # limit); some sent twice with the same request_id.
     order_request_share: float = 0.0
+    # Sessions during which the user chats (conversations): messages by their latent type, with
+    # planted emotions, needs and products (streams.tools.traffic.chats).
+    conversation_share: float = 0.0
     order_unknown_sku_share: float = 0.08
     order_bad_quantity_share: float = 0.08
     order_over_limit_share: float = 0.04

@@ -83,6 +83,7 @@ def process_traffic_profile(sessions_per_second: float, policy: Policy) -> Traff
         devices_share=0.3,
         repair_share=0.4,
         order_request_share=0.1,
+        conversation_share=0.2,
         feedback_comment_share=0.8,
         label_share=0.3,
         support_question_rate=QUESTION_RATE,

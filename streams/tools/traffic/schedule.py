@@ -71,6 +71,7 @@ class TrafficStats:
     support_questions: int = 0  # steady ones (history included)
     surge_questions: int = 0  # the planted surge's extra questions
     crm_updates: int = 0
+    chat_messages: int = 0  # on conversations, the agent's included
 
 
 @dataclass(order=True)

@@ -1,6 +1,7 @@
-"""``ingest_labels``: people's corrections of feedback tags in, each sent to every partition of
-``forewarn-labels``, so that every partition's tagger learns every correction (``track_users`` reads
-them there: :func:`streams.worker.agents.users.learn_correction`)."""
+"""``ingest_labels``: people's corrections of feedback tags and of chat messages' emotions in, each
+sent to every partition of ``forewarn-labels``, so that every partition's tagger and emotion model
+learn every correction (``track_users`` reads them there:
+:func:`streams.worker.agents.users.learn_correction`)."""
 
 from __future__ import annotations
 
@@ -35,5 +36,5 @@ async def broadcast_label(ctx: WorkerContext, event: faust.EventT) -> None:
     metrics.FEEDBACK_LABELS.inc()
     for partition in range(ctx.settings.partitions):
         await ctx.topics.labels.send(
-            key=correction.feedback_id.encode(), value=correction.to_wire(), partition=partition
+            key=correction.label_id.encode(), value=correction.to_wire(), partition=partition
         )

@@ -21,7 +21,7 @@ and dead-letters its own event only.
   the batch before it and is handled on its own (:func:`streams.processes.run.run_process`).
 * A tick makes a round, unless its user is gone (erased since it was sent) or idle past the horizon
   (evicted: :mod:`streams.domain.eviction`).
-* A correction trains the partition's feedback tagger.
+* A correction trains the partition's feedback tagger, or its emotion model of chat messages.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from streams.contracts.events import (
     Event,
     InvalidEvent,
 )
-from streams.contracts.feedback import Correction
+from streams.contracts.feedback import Correction, EmotionCorrection
 from streams.contracts.internal import read_correction, read_tick
 from streams.contracts.time import to_millis
 from streams.domain.batches import BatchRounds
@@ -189,6 +189,7 @@ class Batch:
                 ctx.models.of(partition),
                 partition=partition,
                 session_gap=ctx.settings.session_gap_seconds,
+                catalog=ctx.references.catalog,
             )
         rounds.play(step, message)
 
@@ -368,9 +369,14 @@ def evict(ctx: WorkerContext, partition: int, user_id: str, stored: UserState, n
     metrics.USERS_EVICTED.labels("trimmed").inc()
 
 
-def learn_correction(ctx: WorkerContext, partition: int, correction: Correction) -> None:
+def learn_correction(ctx: WorkerContext, partition: int, correction: Correction | EmotionCorrection) -> None:
     # A correction replayed after a restore from a checkpoint is skipped, so every partition's
-    # tagger learns each correction once, in order.
-    if ctx.models.of(partition).tagger.learn_correction(correction):
+    # tagger and emotion model learn each correction once, in order.
+    models = ctx.models.of(partition)
+    if isinstance(correction, EmotionCorrection):
+        if models.learn_emotion_correction(correction):
+            ctx.models.learned(partition)
+        return
+    if models.tagger.learn_correction(correction):
         ctx.models.learned(partition)
         metrics.FEEDBACK_CORRECTIONS_LEARNED.inc()

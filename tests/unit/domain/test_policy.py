@@ -21,7 +21,14 @@ def test_the_default_policy_holds_both_triggers_and_the_contact_rules() -> None:
         "retention_offer",
         "proactive_help",
         "recommendation",
+        "escalate_to_human",
     }
+    escalate = policy.triggers["escalate_to_human"]
+    assert (escalate.signal, escalate.params, escalate.channels) == (
+        "negative_emotion",
+        {"messages": 3.0},
+        ("human_queue",),
+    )
     assert policy.triggers["proactive_help"].params == {"threshold": 0.6, "min_examples": 500.0}
     assert policy.triggers["recommendation"].params["hesitation"] == 60.0
     assert policy.models.churn_horizon == 30 * 86400.0
@@ -40,6 +47,7 @@ def test_the_default_policy_holds_both_triggers_and_the_contact_rules() -> None:
     assert {(c.channel, c.max, c.window) for c in policy.contact.caps} == {
         ("chat", 3, 86400.0),
         ("email", 2, 7 * 86400.0),
+        ("human_queue", 3, 86400.0),
     }
     assert [e.arms for e in policy.experiments] == [(("treatment", 0.9), ("holdout", 0.1))]
 
@@ -100,6 +108,7 @@ def test_a_new_trigger_may_be_defined_on_a_signal_no_trigger_uses() -> None:
         ('[triggers.delay_notice]\nquiet_hours = "later"\n', "field 'quiet_hours' must be one of defer"),
         ('[triggers.delay_notice]\nchannels = ["pigeon"]\n', "names 'pigeon', which has no [[contact.caps]]"),
         ("[triggers.delay_notice]\nchannels = []\n", "field 'channels' must be a non-empty list"),
+        ("[triggers.escalate_to_human]\nmessages = 0\n", "field 'messages' must be at least 1, got 0"),
         (
             '[triggers.x]\nsignal = "payment_dwell"\ndwell = "1m"\naction = "x"\nchannels = ["chat"]\n'
             "offer = { percent = 10 }\n[triggers.payment_assist]\nenabled = false\n",

@@ -14,6 +14,7 @@ import pytest
 from models.feedback_corpus import CATEGORIES as CORPUS_CATEGORIES
 from streams.contracts.events import (
     CLICKSTREAM,
+    CONVERSATIONS,
     CRM_UPDATES,
     DEVICES,
     LOGISTICS,
@@ -441,6 +442,7 @@ PROCESS_PROFILE = {
     "devices_share": 0.3,
     "repair_share": 0.5,
     "order_request_share": 0.1,
+    "conversation_share": 0.2,
     "feedback_comment_share": 0.6,
     "label_share": 0.3,
     "support_question_rate": 0.2,
@@ -494,6 +496,7 @@ def test_process_traffic_is_valid_counted_and_in_order(process_run: ProcessRun) 
     assert len(run.of(SERVICE_REQUESTS)) == stats.repair_requests + stats.repair_redeliveries
     assert len(run.of(ORDER_REQUESTS)) == stats.order_requests + stats.order_duplicates
     assert len(run.of(CRM_UPDATES)) == stats.crm_updates
+    assert len(run.of(CONVERSATIONS)) == stats.chat_messages > 1000
     assert len(run.of(SUPPORT_QUESTIONS)) == stats.support_questions + stats.surge_questions
     assert len(run.labels) == stats.labels > 100
     commented = [e for e in run.of(CLICKSTREAM) if e.event_type == "feedback" and "comment" in e.attrs]
@@ -846,3 +849,31 @@ def test_hesitating_carts_wait_while_their_user_browses_on() -> None:
     share = sum(w >= 70.0 for w in hesitating) / len(hesitating)
     assert 0.4 < share < 0.6
     assert max(default) < 70.0
+
+
+def test_chats_carry_their_users_planted_emotions_and_needs(process_run: ProcessRun) -> None:
+    """Every customer message of a chat has its truth; help-seekers and users at risk write negative
+    messages far more than browsers and buyers do; a buyer's need may be another product than the one
+    asked about; agents' messages have no truth."""
+    run, generator = process_run, process_run.generator
+    truth = {message.message_id: message for message in generator.chat_truth()}
+    messages = run.of(CONVERSATIONS)
+    customers = [event for event in messages if event.attrs["role"] == "customer"]
+    assert {event.event_id for event in customers} == set(truth)
+    assert {event.attrs["role"] for event in messages} == {"customer", "agent"}
+    for event in customers:
+        planted = truth[event.event_id]
+        assert (planted.user_id, planted.product_id, planted.need) == (
+            event.user_id,
+            event.attrs["product_id"],
+            event.attrs["intent_id"],
+        )
+        assert generator.user_type(event.user_id) == planted.user_type
+    negative = Counter()
+    for planted in truth.values():
+        negative[planted.user_type, planted.emotion in ("anger", "frustration")] += 1
+    share = {kind: negative[kind, True] / max(1, negative[kind, True] + negative[kind, False]) for kind in
+             ("help_seeker", "at_risk", "buyer", "browser")}  # fmt: skip
+    assert share["at_risk"] == 1.0 and share["help_seeker"] > 0.5
+    assert share["buyer"] == share["browser"] == 0.0
+    assert any(p.needed_product_id != p.product_id for p in truth.values() if p.user_type == "buyer")
