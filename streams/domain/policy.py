@@ -53,6 +53,8 @@ SIGNALS: dict[str, dict[str, tuple[str, Any]]] = {
         "min_examples": ("number", 500),
     },
 }
+# Signals read from a model's output: the intent and churn models' scores, the emotion model's reading.
+MODEL_SIGNALS = frozenset({"churn_risk", "help_intent", "purchase_hesitation", "negative_emotion"})
 # Signals a single trigger at most may use: their state keeps one "already sent" mark.
 SINGLE_USE_SIGNALS = frozenset({"payment_dwell", "shipment_delay", "renewal_due"})
 QUIET_HOURS_MODES = ("defer", "suppress", "ignore")

@@ -559,7 +559,7 @@ def _model_triggers(tally: _Tally, policy: Policy, user_type: Callable[[str], st
             return "-" if truth.precision is None else f"{truth.precision:.0%}"
 
         lines.append(
-            f"    {trigger.name:17s} {live.meant_for or '-':12s} {live.fired:10d} {live.sent:6d}"
+            f"    {trigger.name:17s} {'+'.join(live.meant_for) or '-':12s} {live.fired:10d} {live.sent:6d}"
             f" {share(live):>7s} {history.fired:15d} {share(history):>7s}   "
             + (", ".join(f"{kind} {count}" for kind, count in live.by_type.most_common()) or "-")
         )

@@ -17,10 +17,16 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from streams.domain.policy import SIGNALS, Policy, TriggerPolicy
+from streams.domain.policy import MODEL_SIGNALS, Policy, TriggerPolicy
 
-# The latent type (streams.tools.traffic.profile.USER_TYPES) each model-driven signal is meant to find.
-MEANT_FOR = {"churn_risk": "at_risk", "help_intent": "help_seeker", "purchase_hesitation": "buyer"}
+# The latent types (streams.tools.traffic.profile.USER_TYPES) each model-driven signal is meant to find:
+# the chats of help-seekers and of users at risk are the ones planted with anger and frustration.
+MEANT_FOR = {
+    "churn_risk": ("at_risk",),
+    "help_intent": ("help_seeker",),
+    "purchase_hesitation": ("buyer",),
+    "negative_emotion": ("help_seeker", "at_risk"),
+}
 
 
 def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
@@ -81,15 +87,15 @@ def scores_by_type(rows: Iterable[tuple[str | None, dict[str, float]]]) -> list[
 
 
 def model_triggers(policy: Policy) -> list[TriggerPolicy]:
-    """The enabled triggers of ``policy`` driven by a model's score: those whose signal takes a
-    ``threshold`` (:data:`streams.domain.policy.SIGNALS`), by name.
+    """The enabled triggers of ``policy`` driven by a model's output
+    (:data:`streams.domain.policy.MODEL_SIGNALS`), by name.
 
     >>> from streams.domain.policy import load_policy
     >>> [t.name for t in model_triggers(load_policy())]
-    ['proactive_help', 'recommendation', 'retention_offer']
+    ['escalate_to_human', 'proactive_help', 'recommendation', 'retention_offer']
     """
     return sorted(
-        (t for t in policy.triggers.values() if "threshold" in SIGNALS.get(t.signal, {})),
+        (t for t in policy.triggers.values() if t.signal in MODEL_SIGNALS),
         key=lambda t: t.name,
     )
 
@@ -97,20 +103,20 @@ def model_triggers(policy: Policy) -> list[TriggerPolicy]:
 @dataclass(frozen=True, slots=True)
 class TriggerTruth:
     """What one trigger did: ``fired`` interventions (decided, sent or held back), ``sent`` of them,
-    their users by latent type, and the type it is meant for (None if the demo does not know)."""
+    their users by latent type, and the types it is meant for (empty if the demo does not know)."""
 
     trigger: str
     fired: int
     sent: int
     by_type: Counter[str]
-    meant_for: str | None
+    meant_for: tuple[str, ...]
 
     @property
     def precision(self) -> float | None:
-        """The share of the fired interventions that went to a user of the type meant for."""
-        if self.meant_for is None or not self.fired:
+        """The share of the fired interventions that went to a user of a type meant for."""
+        if not self.meant_for or not self.fired:
             return None
-        return self.by_type[self.meant_for] / self.fired
+        return sum(self.by_type[kind] for kind in self.meant_for) / self.fired
 
 
 def trigger_truth(trigger: TriggerPolicy, decided: Iterable[tuple[str | None, bool]]) -> TriggerTruth:
@@ -120,11 +126,11 @@ def trigger_truth(trigger: TriggerPolicy, decided: Iterable[tuple[str | None, bo
     >>> help_ = load_policy().triggers["proactive_help"]
     >>> truth = trigger_truth(help_, [("help_seeker", True), ("help_seeker", False), ("buyer", True)])
     >>> truth.fired, truth.sent, truth.meant_for, round(truth.precision, 2)
-    (3, 2, 'help_seeker', 0.67)
+    (3, 2, ('help_seeker',), 0.67)
     """
     by_type: Counter[str] = Counter()
     sent = 0
     for user_type, was_sent in decided:
         by_type[user_type or "unknown"] += 1
         sent += was_sent
-    return TriggerTruth(trigger.name, by_type.total(), sent, by_type, MEANT_FOR.get(trigger.signal))
+    return TriggerTruth(trigger.name, by_type.total(), sent, by_type, MEANT_FOR.get(trigger.signal, ()))

@@ -73,9 +73,9 @@ def test_model_driven_triggers_come_from_the_policys_signals() -> None:
         "[triggers.proactive_help]\nenabled = false\n"
     )
     names = [t.name for t in model_triggers(policy)]
-    assert names == ["recommendation", "retention_offer", "winback"]
+    assert names == ["escalate_to_human", "recommendation", "retention_offer", "winback"]
     truth = trigger_truth(policy.triggers["winback"], [("at_risk", True), ("buyer", False), (None, False)])
-    assert (truth.fired, truth.sent, truth.meant_for) == (3, 1, "at_risk")
+    assert (truth.fired, truth.sent, truth.meant_for) == (3, 1, ("at_risk",))
     assert truth.precision == pytest.approx(1 / 3) and truth.by_type["unknown"] == 1
     assert trigger_truth(policy.triggers["winback"], []).precision is None
 
