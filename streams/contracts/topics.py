@@ -35,8 +35,8 @@ def topic_names(settings: Settings) -> list[str]:
 def source_topic_names(settings: Settings) -> list[str]:
     """The source topics Forewarn creates: what producers write and the workers read (``stock`` aside).
 
-    >>> source_topic_names(Settings.from_env({}))[-2:]
-    ['support_questions', 'feedback_labels']
+    >>> source_topic_names(Settings.from_env({}))[-3:]
+    ['support_questions', 'conversations', 'feedback_labels']
     """
     return [topic.name_in(settings) for topic in TOPICS.values() if topic.role == SOURCE and topic.created]
 

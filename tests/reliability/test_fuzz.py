@@ -590,6 +590,8 @@ def hostile_mix(seed: int, now_ms: int, count: int) -> list[tuple[Sample, bytes 
         if sample.source == ERASURE_REQUESTS and sample.expected == OK:
             continue
         key = rnd.choice((None, b"", b"k", rnd.randbytes(8), "\u202e\U0001f44d".encode()))
+        if sample.raw is None and key is None:  # a tombstone has a key: no producer sends neither
+            key = b"k"
         mix.append((sample, key))
     return mix
 

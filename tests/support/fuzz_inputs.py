@@ -48,29 +48,24 @@ import orjson
 
 from streams.contracts.events import (
     CLICKSTREAM,
-    CRM_UPDATES,
     DEFAULT_MAX_FUTURE_SKEW,
-    DEVICES,
-    ERASURE_REQUESTS,
     FIELDS_BY_SOURCE,
-    LOGISTICS,
     MAX_AMOUNT,
     MAX_EVENT_TIME,
     MAX_ORDER_ITEMS,
+    MESSAGE_ROLES,
     MIN_EVENT_TIME,
-    ORDER_REQUESTS,
-    OUTCOMES,
-    PREFERENCES,
-    SERVICE_REQUESTS,
     SUBSCRIPTION_STATUSES,
-    SUBSCRIPTIONS,
     SUPPORT_QUESTIONS,
     _boolean,
+    _channel_name,
     _channel_switches,
     _csat_score,
     _labels,
     _latitude,
     _longitude,
+    _message_role,
+    _message_text,
     _non_negative,
     _order_items,
     _positive_int,
@@ -82,23 +77,15 @@ from streams.contracts.events import (
     parse_time,
 )
 from streams.contracts.feedback import CATEGORIES
+from streams.contracts.registry import SOURCE_TOPICS as REGISTRY_SOURCE_TOPICS
 from streams.contracts.validation import MAX_ID_LENGTH, MAX_TEXT_LENGTH
 from streams.processes.catalog import load_catalog
 
 LABELS = "labels"  # feedback_labels: models.tagger.parse_label
 STOCK = "stock"  # stock: streams.processes.orders.parse_stock
+# The default topic of each contract: the sources' from the registry, and the two with parsers of their own.
 SOURCE_TOPICS = {
-    CLICKSTREAM: "clickstream",
-    LOGISTICS: "logistics",
-    PREFERENCES: "preferences",
-    OUTCOMES: "intervention_outcomes",
-    SUBSCRIPTIONS: "subscriptions",
-    SERVICE_REQUESTS: "service_requests",
-    DEVICES: "devices",
-    ORDER_REQUESTS: "order_requests",
-    CRM_UPDATES: "crm_updates",
-    ERASURE_REQUESTS: "erasure_requests",
-    SUPPORT_QUESTIONS: "support_questions",
+    **{source: topic.default for source, topic in REGISTRY_SOURCE_TOPICS.items()},
     LABELS: "feedback_labels",
     STOCK: "stock",
 }
@@ -326,6 +313,12 @@ def good_value(rnd: random.Random, check: Callable[..., Any], name: str, now_ms:
             }
             for _ in range(count)
         ]
+    if check is _message_role:
+        return _pick(rnd, MESSAGE_ROLES)
+    if check is _message_text:  # not blank
+        return hostile_text(rnd, MAX_TEXT_LENGTH - 1) + _pick(rnd, ("x", "\u6012", "!"))
+    if check is _channel_name:
+        return _pick(rnd, ("chat", "app", "phone", "human_queue", "c" * 64))
     if check is _labels:
         return [printable_id(rnd) for _ in range(_pick(rnd, (0, 1, 3, 32)))]
     if check is parse_time:
@@ -397,7 +390,16 @@ def with_field(raw: bytes, name: str, value: bytes) -> bytes:
 
 def wrong_type_value(rnd: random.Random, check: Callable[..., Any]) -> Any:
     """A value of the wrong JSON type for ``check`` (booleans where numbers go, floats for integers)."""
-    if check in (check_identifier, check_text, _timezone, _uuid, _subscription_status):
+    if check in (
+        check_identifier,
+        check_text,
+        _timezone,
+        _uuid,
+        _subscription_status,
+        _message_role,
+        _message_text,
+        _channel_name,
+    ):
         return _pick(rnd, (7, 0, 1.5, True, False, [], ["a"], {}, {"a": "b"}, nested(50)))
     if check in (_non_negative, _csat_score, _latitude, _longitude):
         return _pick(rnd, ("9.99", "NaN", "Infinity", True, False, [], {}, [1]))
@@ -438,6 +440,12 @@ def invalid_value(rnd: random.Random, check: Callable[..., Any], name: str, now_
         return _pick(rnd, ("not-a-uuid", "", "0" * 33, "0" * 31, "g" * 32, "{" + "0" * 31))
     if check is _subscription_status:
         return _pick(rnd, ("ACTIVE", "paused", "", "active "))
+    if check is _message_role:
+        return _pick(rnd, ("bot", "Customer", "", "agent "))
+    if check is _message_text:
+        return _pick(rnd, (" ", "\n\t ", "x" * (MAX_TEXT_LENGTH + 1)))
+    if check is _channel_name:
+        return _pick(rnd, ("Chat", "live chat", "c" * 65, ""))
     if check is _latitude:
         return _pick(rnd, (90.0001, -91, 1e308, -1e308))
     if check is _longitude:
