@@ -18,6 +18,13 @@ written when they were a dict of the features that were not 0 read back as that 
 >>> old = Snapshot.from_dict({"x": {"s_events": 1.5}, "predicted": {"churned": 0.5}, "taken_at": 1.0})
 >>> len(old.x) == len(FEATURE_NAMES), old.x[FEATURE_NAMES.index("s_events")], sum(old.x)
 (True, 1.5, 1.5)
+
+A pending snapshot written by a version with another list of features is dropped when the user's
+state is read (its example is not learned), so the state itself still loads:
+
+>>> record = {"x": [0.0] * 3, "predicted": {"churned": 0.5}, "taken_at": 1.0}
+>>> PendingExamples.from_dict({"intent": [record], "churn": record})
+PendingExamples(intent=[], churn=None, session_ends_at=None)
 """
 
 from __future__ import annotations
@@ -29,6 +36,10 @@ from models.features import FEATURE_NAMES
 
 _FEATURES = frozenset(FEATURE_NAMES)
 SNAPSHOT_AT = (1, 3, 8)  # session event counts after which an intent example is kept
+
+
+class OtherFeatures(ValueError):
+    """A snapshot's features are a list of another length: another version's features."""
 
 
 @dataclass
@@ -50,7 +61,7 @@ class Snapshot:
                 raise ValueError(f"snapshot features not the models': {sorted(map(str, unknown))[:3]}")
             values["x"] = [x.get(name, 0.0) for name in FEATURE_NAMES]
         elif isinstance(x, list) and len(x) != len(FEATURE_NAMES):
-            raise ValueError(f"snapshot of {len(x)} features, not {len(FEATURE_NAMES)}")
+            raise OtherFeatures(f"snapshot of {len(x)} features, not {len(FEATURE_NAMES)}")
         return cls(**values)
 
     def features(self) -> dict[str, float]:
@@ -66,12 +77,9 @@ class PendingExamples:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PendingExamples:
-        churn = data.get("churn")
-        return cls(
-            [Snapshot.from_dict(item) for item in data.get("intent", [])],
-            None if churn is None else Snapshot.from_dict(churn),
-            data.get("session_ends_at"),
-        )
+        churn = _current(data.get("churn"))
+        intent = [snapshot for item in data.get("intent", []) if (snapshot := _current(item)) is not None]
+        return cls(intent, churn, data.get("session_ends_at"))
 
     def deadline(self, churn_horizon: float) -> float | None:
         """When a label falls due by time alone: the session's end, or the churn horizon."""
@@ -81,3 +89,13 @@ class PendingExamples:
         if self.churn is not None:
             deadlines.append(self.churn.taken_at + churn_horizon)
         return min(deadlines, default=None)
+
+
+def _current(data: dict[str, Any] | None) -> Snapshot | None:
+    """The snapshot of ``data``; None for none, or for one of another version's features."""
+    if data is None:
+        return None
+    try:
+        return Snapshot.from_dict(data)
+    except OtherFeatures:
+        return None

@@ -124,7 +124,31 @@ def feature_values(state: UserState, now: float) -> list[float]:
         float(session.payment_failures),  # s_payment_failures
     ]
     values.extend(map(session.hashed.get, HASHED, NO_COUNTS))
+    values.extend(_history(state, now))
     return values  # orjson writes floats that read back exactly: a snapshot holds what the model was shown
+
+
+def _history(state: UserState, now: float) -> list[float]:
+    """The features of :data:`~models.features.CHURN_HISTORY`, in its order."""
+    features = state.features
+    gaps, ended = features.gaps, features.depth.n
+    last_gap = features.gap_last
+    return [
+        math.log1p(state.sessions),  # visits_total
+        gaps.mean,  # gap_mean
+        gaps.std,  # gap_std
+        features.gaps_recent.mean,  # gap_recent
+        last_gap,  # gap_last
+        (last_gap - gaps.mean) / (gaps.std + 0.5) if gaps.n > 1 else 0.0,  # gap_z
+        features.depth_recent.mean - features.depth.mean if ended else 0.0,  # depth_trend
+        features.cart_sessions / ended if ended else 0.0,  # cart_share
+        float(features.problems),  # problems_total
+        features.problems_week.value(now),  # problems_week
+        features.support_week.value(now),  # support_week
+        float(features.low_scores),  # low_scores
+        float(features.mid_scores),  # mid_scores
+        0.5 if features.score_last is None else features.score_last,  # score_last
+    ]
 
 
 def vector(state: UserState, now: float) -> dict[str, float]:
@@ -204,6 +228,10 @@ def observe(
         if pending.intent:
             pending.session_ends_at = session.last_at + session_gap
         pending.churn = Snapshot(x, {CHURNED: churn}, now, session.number)
+    elif event is not None and pending.churn is not None:
+        # The user's other events (a delivery gone wrong minutes after the order) tell about their
+        # latest activity: its example takes the features as they now stand, and keeps its time.
+        pending.churn = Snapshot(x, {CHURNED: churn}, pending.churn.taken_at, pending.churn.session)
     satisfaction = satisfaction_of(state.features)
     scores = Scores(
         intent={label: round(p, 4) for label, p in intent.items()},
