@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.examples import SNAPSHOT_AT, Snapshot
+from models.examples import MAX_STAYED, SNAPSHOT_AT, Snapshot
 from models.features import FEATURE_NAMES, HASHED, learn_event
 from models.health import Scores, health_score, satisfaction_of
 from models.learners import MonitoredClassifier, PartitionModels
@@ -180,6 +180,24 @@ def _label_churn(state: UserState, models: PartitionModels, churned: bool, now: 
         state.pending.churn = None
 
 
+def _hold_stayed(state: UserState, models: PartitionModels, now: float, out: list) -> None:
+    """The user came back within the horizon: their churn example is not churned, and waits for its
+    horizon to pass (:attr:`models.examples.PendingExamples.stayed`)."""
+    pending = state.pending
+    if pending.churn is not None:
+        pending.stayed.append(pending.churn)
+        pending.churn = None
+    while len(pending.stayed) > MAX_STAYED:  # a very frequent visitor: the oldest is learned early
+        _learn(models.churn, pending.stayed.pop(0), STAYED, now, out)
+
+
+def _learn_stayed(state: UserState, models: PartitionModels, now: float, horizon: float, out: list) -> None:
+    """Learn the examples known not churned whose horizon has passed."""
+    stayed = state.pending.stayed
+    while stayed and now >= stayed[0].taken_at + horizon:
+        _learn(models.churn, stayed.pop(0), STAYED, now, out)
+
+
 def observe(
     state: UserState,
     event: Event | None,
@@ -207,10 +225,13 @@ def observe(
         if session.intent is not None and pending.intent:
             _label_intents(state, models, session.intent, now, learned)
         if clickstream and pending.churn is not None and pending.churn.session != session.number:
-            back_in_time = now - pending.churn.taken_at < rules.churn_horizon
-            _label_churn(state, models, not back_in_time, now, learned)
+            if now - pending.churn.taken_at < rules.churn_horizon:  # back in time
+                _hold_stayed(state, models, now, learned)
+            else:
+                _label_churn(state, models, True, now, learned)
         if event.source == SUBSCRIPTIONS and event.attrs["status"] == "cancelled":
             _label_churn(state, models, True, now, learned)
+    _learn_stayed(state, models, now, rules.churn_horizon, learned)
 
     x = feature_values(state, now)
     values = np.array(x)  # one array for both models

@@ -9,6 +9,7 @@ import math
 import orjson
 import pytest
 
+from models.examples import MAX_STAYED
 from models.features import CHURN_HISTORY, UserFeatures
 from models.learners import PartitionModels
 from streams.contracts.events import Event
@@ -146,3 +147,40 @@ def test_a_delivery_problem_after_the_last_click_is_in_the_churn_example() -> No
     assert features["problems_total"] == 1.0 and features["delivery_problems_month"] == 1.0
     done = observe(state, None, models, RULES, 10 * DAY)  # the horizon counts from the click
     assert [learned.label for learned in done.learned if learned.model == "churn"] == ["churned"]
+
+
+def test_an_example_known_not_churned_is_learned_once_its_horizon_has_passed() -> None:
+    state, models = UserState("u1"), PartitionModels()
+    turn(state, click("e1", "page_view", 0.0, "s1", page="/"), models)
+    done = turn(state, click("e2", "page_view", 2 * DAY, "s2", page="/"), models)  # back in time
+    assert [learned.model for learned in done.learned if learned.model == "churn"] == []
+    assert [snapshot.taken_at for snapshot in state.pending.stayed] == [0.0]
+    turn(state, click("e3", "page_view", 4 * DAY, "s3", page="/"), models)
+    assert [snapshot.taken_at for snapshot in state.pending.stayed] == [0.0, 2 * DAY]
+    observe(state, None, models, RULES, 4 * DAY + 1800.0)  # the last session's end: its intent
+    # The timer comes for the oldest's horizon (the deadline), and learns it then, not before.
+    assert state.pending.deadline(RULES.churn_horizon) == 10 * DAY
+    assert observe(state, None, models, RULES, 10 * DAY - 1).learned == []
+    done = observe(state, None, models, RULES, 10 * DAY)
+    assert [(learned.label, learned.snapshot.taken_at, learned.delay) for learned in done.learned] == [
+        ("stayed", 0.0, 10 * DAY)
+    ]
+    assert models.churn.examples == 1 and [snapshot.taken_at for snapshot in state.pending.stayed] == [
+        2 * DAY
+    ]
+    # A visit after that horizon learns the next, and the churn example pending is of the last visit.
+    done = turn(state, click("e4", "page_view", 13 * DAY, "s4", page="/"), models)
+    learned = [(item.label, item.snapshot.taken_at) for item in done.learned if item.model == "churn"]
+    assert learned == [("stayed", 2 * DAY)]
+    assert [snapshot.taken_at for snapshot in state.pending.stayed] == [4 * DAY]
+    assert state.pending.churn is not None and state.pending.churn.taken_at == 13 * DAY
+
+
+def test_a_very_frequent_visitor_has_the_oldest_examples_learned_early() -> None:
+    state, models = UserState("u1"), PartitionModels()
+    for visit in range(MAX_STAYED + 2):
+        turn(state, click(f"e{visit}", "page_view", visit * HOUR, f"s{visit}", page="/"), models)
+    assert len(state.pending.stayed) == MAX_STAYED and models.churn.examples == 1
+    assert state.pending.stayed[0].taken_at == HOUR
+    restored = DataclassCodec(UserState).loads(DataclassCodec(UserState).dumps(state))
+    assert restored.pending == state.pending
