@@ -4,14 +4,16 @@ example by the user's other events."""
 
 from __future__ import annotations
 
+import copy
 import math
 
+import numpy as np
 import orjson
 import pytest
 
 from models.examples import MAX_STAYED
-from models.features import CHURN_HISTORY, UserFeatures
-from models.learners import PartitionModels
+from models.features import CHURN_HISTORY, FEATURE_NAMES, UserFeatures
+from models.learners import INTENT_FEATURES, MonitoredClassifier, PartitionModels
 from streams.contracts.events import Event
 from streams.domain.policy import ModelRules
 from streams.domain.prediction import feature_values, observe, vector
@@ -184,3 +186,25 @@ def test_a_very_frequent_visitor_has_the_oldest_examples_learned_early() -> None
     assert state.pending.stayed[0].taken_at == HOUR
     restored = DataclassCodec(UserState).loads(DataclassCodec(UserState).dumps(state))
     assert restored.pending == state.pending
+
+
+def test_the_intent_model_does_not_read_the_churn_history() -> None:
+    models = PartitionModels()
+    state = hand_made()
+    values = np.array(feature_values(state, 100 * HOUR))
+    for step in range(6):  # examples that vary, so that every feature has a scale
+        example, label = values * (1 + step), ("browse", "leave")[step % 2]
+        models.intent.learn_values(example.tolist(), label, models.intent.predict_proba_values(example))
+        models.churn.learn_values(example.tolist(), step % 2 == 0, models.churn.predict_proba_values(example))
+    other = values.copy()
+    other[-len(CHURN_HISTORY) :] += 7.0
+    assert models.intent.predict_proba_values(other) == models.intent.predict_proba_values(values)
+    assert models.churn.predict_proba_values(other) != models.churn.predict_proba_values(values)
+    assert set(models.intent.river_pipeline().steps["StandardScaler"].counts) == set(INTENT_FEATURES)
+    # A model checkpointed before models chose their features reads all of them.
+    older = copy.copy(models.churn.__getstate__())
+    del older["features"]
+    restored = MonitoredClassifier.__new__(MonitoredClassifier)
+    restored.__setstate__(older)
+    assert restored.features == FEATURE_NAMES
+    assert restored.predict_proba_values(other) == models.churn.predict_proba_values(other)
