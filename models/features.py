@@ -12,7 +12,11 @@ models read beyond what the state already keeps (visits, offers, shipments):
   (a fast EWMA minus a slow one);
 * the current session (:class:`SessionFeatures`): what it viewed, searched and put in the cart, and
   its trajectory: search terms, page categories and category transitions, hashed into
-  :data:`HASH_BUCKETS` buckets so the feature space stays fixed whatever users type.
+  :data:`HASH_BUCKETS` buckets so the feature space stays fixed whatever users type;
+* the user's history for churn (:data:`CHURN_HISTORY`): the gaps between visits (their logarithms:
+  a running mean and variance, a recent EWMA, the last one), session depth's recent EWMA, visits
+  that put something in the cart, delivery problems ever and over a week, support contacts over a
+  week, low and middling feedback scores and the latest one.
 
 >>> from streams.contracts.events import Event
 >>> features = UserFeatures()
