@@ -16,7 +16,11 @@ models read beyond what the state already keeps (visits, offers, shipments):
 * the chat during the session (the ``c_`` features): the customer's messages, whether they asked
   about a product, and the chat's intent ids hashed into :data:`TOPIC_BUCKETS` buckets of their own
   (the emotion's negative level comes from the user's state:
-  :func:`streams.domain.prediction.feature_values`).
+  :func:`streams.domain.prediction.feature_values`);
+* the user's history for churn (:data:`CHURN_HISTORY`): the gaps between visits (their logarithms:
+  a running mean and variance, a recent EWMA, the last one), session depth's recent EWMA, visits
+  that put something in the cart, delivery problems ever and over a week, support contacts over a
+  week, low and middling feedback scores and the latest one.
 
 >>> from streams.contracts.events import Event
 >>> features = UserFeatures()
@@ -43,7 +47,7 @@ from dataclasses import dataclass, field
 
 from models.stats import DecayedCount, EWMean, MeanVar
 from streams.contracts.events import CLICKSTREAM, CONVERSATIONS, CUSTOMER, LOGISTICS, Event
-from streams.contracts.time import DAY
+from streams.contracts.time import DAY, HOUR
 
 # Trajectory tokens (search terms, categories, transitions) are hashed into this many buckets.
 HASH_BUCKETS = 16
@@ -55,6 +59,22 @@ TOPICS = tuple(f"c_topic{bucket}" for bucket in range(TOPIC_BUCKETS))
 # without them).
 CONVERSATION_FEATURES = ("c_messages", "c_product_asked", "c_negative", *TOPICS)
 MAX_TRAIL_CATEGORIES = 8  # categories of a session whose views and searches are counted by name
+CHURN_HISTORY = (
+    "visits_total",
+    "gap_mean",
+    "gap_std",
+    "gap_recent",
+    "gap_last",
+    "gap_z",
+    "depth_trend",
+    "cart_share",
+    "problems_total",
+    "problems_week",
+    "support_week",
+    "low_scores",
+    "mid_scores",
+    "score_last",
+)
 # What the intent and churn models read, in the order of the vectors that hold them (the values are made
 # by streams.domain.prediction.feature_values, in this order).
 FEATURE_NAMES = (
@@ -95,6 +115,9 @@ FEATURE_NAMES = (
     "s_payment_failures",
     *CONVERSATION_FEATURES,
     *HASHED,
+    # The user's history for churn: cadence (gaps between visits against their own norm), lifetime
+    # visits and delivery problems, recent problems, session depth's trend, feedback's trajectory.
+    *CHURN_HISTORY,
 )
 PURCHASE, NEED_HELP, BROWSE, LEAVE = "purchase", "need_help", "browse", "leave"
 INTENTS = (PURCHASE, NEED_HELP, BROWSE, LEAVE)
@@ -169,6 +192,14 @@ def _decayed_month() -> DecayedCount:
     return DecayedCount(28 * DAY)
 
 
+def _decayed_week() -> DecayedCount:
+    return DecayedCount(7 * DAY)
+
+
+def _recent() -> EWMean:
+    return EWMean(0.3)
+
+
 @dataclass
 class UserFeatures:
     events: DecayedCount = field(default_factory=_decayed_day)
@@ -182,9 +213,37 @@ class UserFeatures:
     satisfaction_fast: EWMean = field(default_factory=lambda: EWMean(0.5))
     satisfaction_slow: EWMean = field(default_factory=lambda: EWMean(0.1))
     session: SessionFeatures = field(default_factory=SessionFeatures)
+    # History for churn. Records written before these existed read back with these defaults.
+    gaps: MeanVar = field(default_factory=MeanVar)  # log(1 + hours between visits)
+    gaps_recent: EWMean = field(default_factory=_recent)  # the same, recent visits weighing most
+    gap_last: float = 0.0  # the same, of the gap before the current visit
+    depth_recent: EWMean = field(default_factory=_recent)  # log(1 + events per session), recent
+    cart_sessions: int = 0  # sessions ended with something put in the cart
+    problems: int = 0  # delivery problems ever
+    problems_week: DecayedCount = field(default_factory=_decayed_week)
+    support_week: DecayedCount = field(default_factory=_decayed_week)
+    low_scores: int = 0  # feedback scores 1-2
+    mid_scores: int = 0  # feedback scores of 3
+    score_last: float | None = None  # the latest feedback score, scaled to 0-1
 
     @classmethod
     def from_dict(cls, data: dict) -> UserFeatures:
+        history = {
+            name: kind(**data[name])
+            for name, kind in (
+                ("gaps", MeanVar),
+                ("gaps_recent", EWMean),
+                ("depth_recent", EWMean),
+                ("problems_week", DecayedCount),
+                ("support_week", DecayedCount),
+            )
+            if name in data
+        }
+        counts = {
+            name: data[name]
+            for name in ("gap_last", "cart_sessions", "problems", "low_scores", "mid_scores", "score_last")
+            if name in data
+        }
         return cls(
             events=DecayedCount(**data["events"]),
             orders=DecayedCount(**data["orders"]),
@@ -197,6 +256,8 @@ class UserFeatures:
             satisfaction_fast=EWMean(**data["satisfaction_fast"]),
             satisfaction_slow=EWMean(**data["satisfaction_slow"]),
             session=SessionFeatures(**data["session"]),
+            **history,
+            **counts,
         )
 
     def satisfaction_trend(self) -> float:
@@ -212,6 +273,8 @@ def learn_event(features: UserFeatures, event: Event, session_number: int) -> Se
     if event.source == LOGISTICS:
         if event.event_type in ("delayed", "exception"):
             features.delivery_problems.update(time)
+            features.problems_week.update(time)
+            features.problems += 1
             features.last_delivery_problem_at = max(features.last_delivery_problem_at or 0.0, time)
         return None
     if event.source == CONVERSATIONS:
@@ -225,6 +288,13 @@ def learn_event(features: UserFeatures, event: Event, session_number: int) -> Se
     if session_number != session.number:
         if session.events:
             features.depth.update(math.log1p(session.events))
+            features.depth_recent.update(math.log1p(session.events))
+            features.cart_sessions += session.cart_adds > 0
+            if time > session.last_at:
+                gap = math.log1p((time - session.last_at) / HOUR)
+                features.gaps.update(gap)
+                features.gaps_recent.update(gap)
+                features.gap_last = gap
             ended = session
         session = features.session = SessionFeatures(number=session_number, started_at=time, last_at=time)
     elif time > session.last_at:
@@ -306,7 +376,10 @@ def _learn_click(features: UserFeatures, session: SessionFeatures, event: Event)
         features.orders.update(time)
     elif kind == "support_contact":
         features.support_contacts.update(time)
+        features.support_week.update(time)
     elif kind == "feedback":
-        score = (attrs["score"] - 1.0) / 4.0
+        features.low_scores += attrs["score"] <= 2
+        features.mid_scores += attrs["score"] == 3
+        score = features.score_last = (attrs["score"] - 1.0) / 4.0
         for average in (features.satisfaction, features.satisfaction_fast, features.satisfaction_slow):
             average.update(score)

@@ -32,12 +32,15 @@ import numpy as np
 from river import compose, drift, linear_model, metrics, optim, preprocessing, utils
 
 from models.emotion import EmotionModel
-from models.features import FEATURE_NAMES, INTENTS
+from models.features import CHURN_HISTORY, FEATURE_NAMES, INTENTS
 from models.linear_arrays import LinearArrays, read_pipeline
 from models.tagger import CORRECTION_MEMORY, FeedbackTagger
 from streams.contracts.feedback import EmotionCorrection
 
 _FEATURES = frozenset(FEATURE_NAMES)
+# What the intent model reads: the user's history for churn left out (on the model benchmark's stream it
+# cost intent 0.006 of macro F1: more to scale and learn, nothing the session does not tell).
+INTENT_FEATURES = tuple(name for name in FEATURE_NAMES if name not in CHURN_HISTORY)
 QUALITY_WINDOW = 5000  # examples in the rolling quality metrics
 PROBABILITY_FLOOR = 1e-6  # log loss of a certain wrong prediction stays finite
 
@@ -56,6 +59,8 @@ class MonitoredClassifier:
     """A River pipeline with progressive-validation metrics, drift detection and counts.
 
     ``classes``: the labels; a binary model has ``(False, True)`` and its probabilities are of True.
+    ``features``: the features it reads, of :data:`~models.features.FEATURE_NAMES` (all of them by
+    default); vectors are given over all of them, in that order, and it takes its own.
 
     Examples over the models' features (:data:`~models.features.FEATURE_NAMES`) are learned, and
     vectors of them scored, by numpy arrays read from the pipeline once
@@ -72,6 +77,7 @@ class MonitoredClassifier:
     # Quality over the last QUALITY_WINDOW examples, each scored by the prediction made before learning.
     rolling: dict[str, Any] = field(default_factory=dict)
     detector: drift.ADWIN = field(default_factory=drift.ADWIN)
+    features: tuple[str, ...] = FEATURE_NAMES
     # The live parameters as arrays (None: not read yet, or a pipeline they cannot stand for), whether
     # they were read, and whether they learned what the pipeline has not yet been given.
     _arrays: LinearArrays | None = field(default=None, init=False, repr=False, compare=False)
@@ -83,15 +89,18 @@ class MonitoredClassifier:
         classes a checkpoint may not name: :data:`streams.worker.checkpoints.ALLOWED`)."""
         self.river_pipeline()
         state = dict(self.__dict__)
-        for private in ("_arrays", "_read", "_pipeline_behind"):
+        for private in ("_arrays", "_read", "_pipeline_behind", "_columns", "_reads"):
             state.pop(private, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        """A checkpoint written before models chose their features read all of them."""
+        self.__dict__.update({"features": FEATURE_NAMES, **state})
         self._arrays, self._read, self._pipeline_behind = None, False, False
+        self._columns, self._reads = _columns(self.features), frozenset(self.features)
 
     def __post_init__(self) -> None:
+        self._columns, self._reads = _columns(self.features), frozenset(self.features)
         if not self.rolling:
             if self.binary:
                 self.rolling = {
@@ -126,27 +135,38 @@ class MonitoredClassifier:
         :data:`~models.features.FEATURE_NAMES`)."""
         arrays = self._live()
         if arrays is None:
-            return self._river_proba(dict(zip(FEATURE_NAMES, values.tolist(), strict=True)))
-        return arrays.predict_proba_one(values)
+            return self._river_proba(self._named(values.tolist()))
+        return arrays.predict_proba_one(values if self._columns is None else values[self._columns])
 
     def predict_proba_many(self, matrix: np.ndarray) -> np.ndarray:
         """The probabilities of every row of ``matrix`` (feature vectors as in
         :meth:`predict_proba_values`): ``(rows, len(classes))``, columns in the order of ``classes``."""
         arrays = self._live()
         if arrays is None:
-            rows = [self._river_proba(dict(zip(FEATURE_NAMES, row, strict=True))) for row in matrix.tolist()]
+            rows = [self._river_proba(self._named(row)) for row in matrix.tolist()]
             return np.array([[proba[label] for label in self.classes] for proba in rows]).reshape(
                 -1, len(self.classes)
             )
-        return arrays.predict_proba_many(matrix)
+        return arrays.predict_proba_many(matrix if self._columns is None else matrix[:, self._columns])
 
     def _live(self) -> LinearArrays | None:
         if not self._read:
-            self._arrays, self._read = read_pipeline(self.pipeline, FEATURE_NAMES, self.classes), True
+            self._arrays, self._read = read_pipeline(self.pipeline, self.features, self.classes), True
         return self._arrays
 
+    def _named(self, values: Sequence[float]) -> dict[str, float]:
+        """The features this model reads, by name, of a vector over all of them."""
+        named = dict(zip(FEATURE_NAMES, values, strict=True))
+        return named if self._columns is None else {name: named[name] for name in self.features}
+
+    def _own(self, x: dict[str, float]) -> dict[str, float]:
+        """``x`` less the models' features this model does not read."""
+        if self._columns is None:
+            return x
+        return {name: value for name, value in x.items() if name in self._reads or name not in _FEATURES}
+
     def _river_proba(self, x: dict[str, float]) -> dict[Any, float]:
-        proba = self.river_pipeline().predict_proba_one(x)
+        proba = self.river_pipeline().predict_proba_one(self._own(x))
         if self.binary:
             p = float(proba.get(True, 0.5))
             return {False: 1.0 - p, True: p}
@@ -163,9 +183,10 @@ class MonitoredClassifier:
         loss = self._score(y, predicted)
         arrays = self._live()
         if arrays is None:
-            self.pipeline.learn_one(dict(zip(FEATURE_NAMES, values, strict=True)), y)
+            self.pipeline.learn_one(self._named(values), y)
         else:
-            arrays.learn_one(np.array(values, dtype=np.float64), y)
+            vector = np.array(values, dtype=np.float64)
+            arrays.learn_one(vector if self._columns is None else vector[self._columns], y)
             self._pipeline_behind = True
         return self._learned(loss)
 
@@ -175,7 +196,7 @@ class MonitoredClassifier:
         if x.keys() == _FEATURES:
             return self.learn_values([x[name] for name in FEATURE_NAMES], y, predicted)
         loss = self._score(y, predicted)
-        self.river_pipeline().learn_one(x, y)
+        self.river_pipeline().learn_one(self._own(x), y)
         self._arrays, self._read = None, False  # read again, with what River learned
         return self._learned(loss)
 
@@ -215,7 +236,15 @@ def churn_model() -> MonitoredClassifier:
 
 
 def intent_model() -> MonitoredClassifier:
-    return MonitoredClassifier("intent", intent_pipeline(), INTENTS)
+    return MonitoredClassifier("intent", intent_pipeline(), INTENTS, features=INTENT_FEATURES)
+
+
+def _columns(features: tuple[str, ...]) -> np.ndarray | None:
+    """Where ``features`` sit in a vector over all of :data:`~models.features.FEATURE_NAMES`; None for
+    all of them."""
+    if features == FEATURE_NAMES:
+        return None
+    return np.array([FEATURE_NAMES.index(name) for name in features], dtype=np.intp)
 
 
 @dataclass

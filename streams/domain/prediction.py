@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.emotion import lexicon_proba, lexicon_scores
-from models.examples import SNAPSHOT_AT, Snapshot
+from models.examples import MAX_STAYED, SNAPSHOT_AT, Snapshot
 from models.features import FEATURE_NAMES, HASHED, TOPICS, learn_event
 from models.health import Scores, health_score, satisfaction_of
 from models.learners import MonitoredClassifier, PartitionModels
@@ -152,7 +152,31 @@ def feature_values(state: UserState, now: float) -> list[float]:
     ]
     values.extend(map(session.topics.get, TOPICS, NO_TOPICS))
     values.extend(map(session.hashed.get, HASHED, NO_COUNTS))
+    values.extend(_history(state, now))
     return values  # orjson writes floats that read back exactly: a snapshot holds what the model was shown
+
+
+def _history(state: UserState, now: float) -> list[float]:
+    """The features of :data:`~models.features.CHURN_HISTORY`, in its order."""
+    features = state.features
+    gaps, ended = features.gaps, features.depth.n
+    last_gap = features.gap_last
+    return [
+        math.log1p(state.sessions),  # visits_total
+        gaps.mean,  # gap_mean
+        gaps.std,  # gap_std
+        features.gaps_recent.mean,  # gap_recent
+        last_gap,  # gap_last
+        (last_gap - gaps.mean) / (gaps.std + 0.5) if gaps.n > 1 else 0.0,  # gap_z
+        features.depth_recent.mean - features.depth.mean if ended else 0.0,  # depth_trend
+        features.cart_sessions / ended if ended else 0.0,  # cart_share
+        float(features.problems),  # problems_total
+        features.problems_week.value(now),  # problems_week
+        features.support_week.value(now),  # support_week
+        float(features.low_scores),  # low_scores
+        float(features.mid_scores),  # mid_scores
+        0.5 if features.score_last is None else features.score_last,  # score_last
+    ]
 
 
 def vector(state: UserState, now: float) -> dict[str, float]:
@@ -184,6 +208,24 @@ def _label_churn(state: UserState, models: PartitionModels, churned: bool, now: 
         state.pending.churn = None
 
 
+def _hold_stayed(state: UserState, models: PartitionModels, now: float, out: list) -> None:
+    """The user came back within the horizon: their churn example is not churned, and waits for its
+    horizon to pass (:attr:`models.examples.PendingExamples.stayed`)."""
+    pending = state.pending
+    if pending.churn is not None:
+        pending.stayed.append(pending.churn)
+        pending.churn = None
+    while len(pending.stayed) > MAX_STAYED:  # a very frequent visitor: the oldest is learned early
+        _learn(models.churn, pending.stayed.pop(0), STAYED, now, out)
+
+
+def _learn_stayed(state: UserState, models: PartitionModels, now: float, horizon: float, out: list) -> None:
+    """Learn the examples known not churned whose horizon has passed."""
+    stayed = state.pending.stayed
+    while stayed and now >= stayed[0].taken_at + horizon:
+        _learn(models.churn, stayed.pop(0), STAYED, now, out)
+
+
 def observe(
     state: UserState,
     event: Event | None,
@@ -212,10 +254,13 @@ def observe(
         if session.intent is not None and pending.intent:
             _label_intents(state, models, session.intent, now, learned)
         if clickstream and pending.churn is not None and pending.churn.session != session.number:
-            back_in_time = now - pending.churn.taken_at < rules.churn_horizon
-            _label_churn(state, models, not back_in_time, now, learned)
+            if now - pending.churn.taken_at < rules.churn_horizon:  # back in time
+                _hold_stayed(state, models, now, learned)
+            else:
+                _label_churn(state, models, True, now, learned)
         if event.source == SUBSCRIPTIONS and event.attrs["status"] == "cancelled":
             _label_churn(state, models, True, now, learned)
+    _learn_stayed(state, models, now, rules.churn_horizon, learned)
 
     x = feature_values(state, now)
     values = np.array(x)  # one array for both models
@@ -234,6 +279,10 @@ def observe(
         if pending.intent:
             pending.session_ends_at = session.last_at + session_gap
         pending.churn = Snapshot(x, {CHURNED: churn}, now, session.number)
+    elif event is not None and pending.churn is not None:
+        # The user's other events (a delivery gone wrong minutes after the order) tell about their
+        # latest activity: its example takes the features as they now stand, and keeps its time.
+        pending.churn = Snapshot(x, {CHURNED: churn}, pending.churn.taken_at, pending.churn.session)
     satisfaction = satisfaction_of(state.features)
     scores = Scores(
         intent={label: round(p, 4) for label, p in intent.items()},

@@ -17,7 +17,7 @@ from models.learners import PartitionModels
 from models.stats import DecayedCount, EWMean, MeanVar
 from streams.contracts.events import Event
 from streams.domain.policy import ModelRules, PolicyError, load_policy
-from streams.domain.prediction import CHURNED, STAYED, observe, vector
+from streams.domain.prediction import CHURNED, observe, vector
 from streams.domain.state import UserState, apply_event
 from streams.domain.triggers import check_predictions
 from streams.tools.simulation import InProcessPartition
@@ -164,9 +164,9 @@ def test_a_session_that_ends_without_an_order_or_a_contact(kinds: list[str], lab
     assert turn(state, None, models, 1900.0).learned == []  # not yet
     done = turn(state, None, models, 1901.0)  # the timer: the session ended
     assert [(learned.model, learned.label) for learned in done.learned] == [("intent", label)]
-    # The user's next visit does not label that session again.
+    # The user's next visit does not label that session again (and holds its churn example: not churned).
     done = turn(state, click("u1", "e5", "page_view", 5000.0, session="s2", page="/"), models, 5000.0)
-    assert [learned.model for learned in done.learned] == ["churn"]
+    assert done.learned == [] and len(state.pending.stayed) == 1
 
 
 def test_the_next_visit_labels_a_session_whose_end_was_not_yet_ticked() -> None:
@@ -174,10 +174,8 @@ def test_the_next_visit_labels_a_session_whose_end_was_not_yet_ticked() -> None:
     turn(state, click("u1", "e1", "page_view", 100.0, page="/c/a"), models, 100.0)
     done = turn(state, click("u1", "e2", "support_contact", 200.0, session="s2"), models, 200.0)
     # s1 ended (new session id) as browsing; s2 itself showed need-help at its first event: no snapshot.
-    assert sorted((learned.model, learned.label) for learned in done.learned) == [
-        ("churn", STAYED),
-        ("intent", BROWSE),
-    ]
+    assert [(learned.model, learned.label) for learned in done.learned] == [("intent", BROWSE)]
+    assert [snapshot.taken_at for snapshot in state.pending.stayed] == [100.0]  # not churned: held
     assert state.pending.intent == [] and state.features.session.intent == NEED_HELP
 
 

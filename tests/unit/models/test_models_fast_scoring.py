@@ -133,8 +133,14 @@ def test_snapshots_are_feature_lists_and_records_of_the_older_dict_form_still_lo
     for kept in [older["pending"]["churn"], *older["pending"]["intent"]]:
         kept["x"] = {name: value for name, value in zip(FEATURE_NAMES, kept["x"], strict=True) if value}
     assert codec.loads(orjson.dumps(older)) == state
+    # Another number of features (another version's): they could only be learned under the wrong
+    # names, so the example is dropped and the rest of the state loads.
+    other = copy.deepcopy(record)
+    other["pending"]["churn"]["x"] = [1.0, 2.0]
+    loaded = codec.loads(orjson.dumps(other))
+    assert isinstance(loaded, UserState) and loaded.pending.churn is None
+    assert loaded.pending.intent == state.pending.intent
     for bad in (
-        [1.0, 2.0],  # another number of features: they could only be learned under the wrong names
         [*snapshot.x[:-1], "1.0"],
         {"not_a_feature": 1.0},
         {"s_events": "many"},

@@ -16,7 +16,7 @@ from river import compose, linear_model, optim, preprocessing
 
 import models.learners as learners
 from models.features import FEATURE_NAMES, INTENTS, LEAVE
-from models.learners import MonitoredClassifier, churn_pipeline, intent_pipeline
+from models.learners import INTENT_FEATURES, MonitoredClassifier, churn_pipeline, intent_pipeline
 from models.linear_arrays import read_pipeline
 from streams.worker.checkpoints import open_sealed, seal
 
@@ -150,8 +150,14 @@ def test_the_arrays_are_the_live_parameters_and_the_pipeline_gets_them_when_rive
     monkeypatch.setattr(learners, "read_pipeline", lambda *args: reads.append(args) or read_pipeline(*args))
     examples = stream(7, False)
     river, model = intent_pipeline(), learners.intent_model()
+
+    def read(values: list[float]) -> dict[str, float]:  # what the intent model reads of them
+        return {
+            name: value for name, value in zip(FEATURE_NAMES, values, strict=True) if name in INTENT_FEATURES
+        }
+
     for values, label in examples[: EXAMPLES // 2]:
-        river.learn_one(dict(zip(FEATURE_NAMES, values, strict=True)), label)
+        river.learn_one(read(values), label)
         model.learn_values(values, label, model.predict_proba_values(np.array(values)))
     assert len(reads) == 1  # read once, at the first prediction
     secret = b"a cluster secret of 16+ bytes"
@@ -163,7 +169,7 @@ def test_the_arrays_are_the_live_parameters_and_the_pipeline_gets_them_when_rive
     for each in (model, restored):
         each.learn_one(other, LEAVE, {LEAVE: 1.0})
     for values, label in examples[EXAMPLES // 2 :]:
-        river.learn_one(dict(zip(FEATURE_NAMES, values, strict=True)), label)
+        river.learn_one(read(values), label)
         for each in (model, restored):
             each.learn_values(values, label, each.predict_proba_values(np.array(values)))
     assert model.examples == restored.examples == EXAMPLES + 1
