@@ -270,7 +270,13 @@ def observe(
         intent = models.intent.predict_proba_values(values)
     else:
         intent = state.scores.intent
-    churn = models.churn.predict_proba_values(values)[True]
+    # Churn learns from the features after the user's latest activity (the example kept below): it is
+    # asked only there, at a click or an event that updates that example. A tick long after the visit is
+    # a state it never learned from (it answered near 1 there): the score stays as the activity left it.
+    if clickstream or (event is not None and pending.churn is not None) or state.scores is None:
+        churn = models.churn.predict_proba_values(values)[True]
+    else:
+        churn = state.scores.churn
     if clickstream:
         assert event is not None
         web_session = "session_id" in event.attrs  # support chats and feedback are not web sessions

@@ -617,6 +617,8 @@ def check_predictions(
 
     for trigger in policy.all_for_signal("churn_risk"):
         params = trigger.params
+        if state.last_visit_event_id is None:  # once per visit: a user who never visited has none
+            break
         if scores.churn_examples >= params["min_examples"] and scores.churn >= params["threshold"]:
             anchor = state.last_visit_event_id or ""
             fire(trigger, anchor, f"churn risk {scores.churn:.2f}", {"examples": scores.churn_examples})

@@ -208,3 +208,22 @@ def test_the_intent_model_does_not_read_the_churn_history() -> None:
     restored.__setstate__(older)
     assert restored.features == FEATURE_NAMES
     assert restored.predict_proba_values(other) == models.churn.predict_proba_values(other)
+
+
+def test_churn_is_scored_where_its_examples_are_taken_not_at_a_later_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At a click and at an event that updates the churn example the model is asked; at a tick (days
+    after the visit: a state no example is taken of) the score stays as the activity left it."""
+    state, models = UserState("u1"), PartitionModels()
+    answers = iter([0.2, 0.3, 0.4, 0.99])
+
+    def churn_model(values: np.ndarray) -> dict[bool, float]:
+        p = next(answers)
+        return {True: p, False: 1.0 - p}
+
+    monkeypatch.setattr(models.churn, "predict_proba_values", churn_model)
+    assert turn(state, click("e1", "page_view", 0.0, "s1", page="/"), models).scores.churn == 0.2
+    assert turn(state, delayed("l1", 90.0), models).scores.churn == 0.3  # the example took it
+    state.scores = turn(state, delayed("l2", 95.0), models).scores  # published: 0.4
+    assert observe(state, None, models, RULES, 5 * DAY).scores.churn == 0.4  # not asked: 0.99 unread

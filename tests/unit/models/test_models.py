@@ -321,6 +321,7 @@ def test_model_triggers_fire_once_past_threshold_and_warm_up() -> None:
     assert check_predictions(state, _scores(), 101.0, policy) == []  # once per session
     risky = check_predictions(state, _scores(churn=0.9), 102.0, policy)
     assert [i.trigger for i in risky] == ["retention_offer"]
+    assert check_predictions(UserState("u3"), _scores(churn=0.9), 102.0, policy) == []  # never visited
     # Purchase intent with a cart waiting, no checkout.
     buyer = UserState("u2")
     for event in (
