@@ -61,7 +61,7 @@ import zlib
 
 from river import base, linear_model, optim
 
-from models.text import IDEOGRAPH, SEGMENT, language
+from models.text import IDEOGRAPH, SEGMENT, language, longest_matches
 
 EMOTIONS = ("anger", "frustration", "satisfaction", "neutral")
 NEGATIVE = frozenset({"anger", "frustration"})
@@ -204,42 +204,6 @@ def language_of(text: str) -> str:
     return "en" if found == "other" else found
 
 
-def _units(pieces: list[tuple[str, str]]) -> list[str]:
-    """A lower-cased clause's pieces (runs of ideographs, words) as lexicon units: at each place the
-    longest entry of the lexicon (terms, masks, negators, intensifiers), else one English word or one
-    Chinese character."""
-    units: list[str] = []
-    words: list[str] = []
-
-    def flush() -> None:
-        i = 0
-        while i < len(words):
-            longest = min(_LONGEST_EN, len(words) - i) if words[i] in _PHRASE_STARTS else 1
-            for size in range(longest, 0, -1):
-                phrase = " ".join(words[i : i + size]) if size > 1 else words[i]
-                if size == 1 or phrase in _UNITS:
-                    units.append(phrase)
-                    i += size
-                    break
-        words.clear()
-
-    for zh, word in pieces:
-        if word:
-            words.append(word)
-            continue
-        flush()
-        i = 0
-        while i < len(zh):
-            longest = min(_LONGEST_ZH, len(zh) - i) if zh[i] in _PHRASE_STARTS else 1
-            for size in range(longest, 0, -1):
-                if size == 1 or zh[i : i + size] in _UNITS:
-                    units.append(zh[i : i + size])
-                    i += size
-                    break
-    flush()
-    return units
-
-
 def _read(text: str) -> tuple[dict[str, float], list[str]]:
     """The lexicon scores of ``text`` and its tokens: lower-case words, the pairs of adjacent
     characters of each run of ideographs (the character itself for a run of one), and
@@ -258,7 +222,9 @@ def _read(text: str) -> tuple[dict[str, float], list[str]]:
                 found.extend(zh[i : i + 2] for i in range(len(zh) - 1))
         negated, boost, reach = False, 1.0, 0  # reach: units left for a negator or an intensifier
         last: tuple[str, float] | None = None  # the clause's last term: emotion and amount
-        for unit in _units(pieces):
+        for unit in longest_matches(
+            ((bool(zh), zh or word) for zh, word in pieces), _UNITS, _LONGEST_EN, _LONGEST_ZH, _PHRASE_STARTS
+        ):
             if unit in NEGATORS:
                 negated, reach = True, NEGATION_WINDOW + 1
             elif unit in INTENSIFIERS:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Container, Iterable
 from itertools import pairwise
 
 ZH_PREFIX = "zh:"
@@ -211,18 +212,32 @@ _LONGEST_ZH = max(len(term) for term in _LEXICON if IDEOGRAPH.match(term))
 _LONGEST_EN = max(term.count(" ") + 1 for term in _LEXICON)
 
 
-def _units(clause: list[tuple[bool, str]]) -> list[str]:
-    """A clause as lexicon units: the longest lexicon match at each position, else one word or one
-    ideograph."""
+def longest_matches(
+    clause: Iterable[tuple[bool, str]],
+    entries: Container[str],
+    longest_en: int,
+    longest_zh: int,
+    starts: Container[str] | None = None,
+) -> list[str]:
+    """A clause's segments (``(True, run of ideographs)`` or ``(False, word)``) as units of a lexicon:
+    at each place the longest of ``entries`` (English phrases of up to ``longest_en`` words, Chinese
+    terms of up to ``longest_zh`` characters), else one word or one ideograph. ``starts``: the only
+    words and characters a longer entry may begin with (None: any).
+
+    >>> clause = [(False, "not"), (False, "bad"), (True, "非常满意")]
+    >>> longest_matches(clause, {"not bad", "非常", "满意"}, longest_en=2, longest_zh=2)
+    ['not bad', '非常', '满意']
+    """
     units: list[str] = []
     words: list[str] = []
 
     def flush_words() -> None:
         i = 0
         while i < len(words):
-            for size in range(min(_LONGEST_EN, len(words) - i), 0, -1):
+            longest = min(longest_en, len(words) - i) if starts is None or words[i] in starts else 1
+            for size in range(longest, 0, -1):
                 phrase = " ".join(words[i : i + size])
-                if size == 1 or phrase in _LEXICON:
+                if size == 1 or phrase in entries:
                     units.append(phrase)
                     i += size
                     break
@@ -235,8 +250,9 @@ def _units(clause: list[tuple[bool, str]]) -> list[str]:
         flush_words()
         i = 0
         while i < len(segment):
-            for size in range(min(_LONGEST_ZH, len(segment) - i), 0, -1):
-                if size == 1 or segment[i : i + size] in _LEXICON:
+            longest = min(longest_zh, len(segment) - i) if starts is None or segment[i] in starts else 1
+            for size in range(longest, 0, -1):
+                if size == 1 or segment[i : i + size] in entries:
                     units.append(segment[i : i + size])
                     i += size
                     break
@@ -254,7 +270,7 @@ def lexicon_polarity(text: str) -> tuple[float, int]:
     total, found = 0.0, 0
     for clause in _segments(text):
         factor, window = 1.0, 0
-        for unit in _units(clause):
+        for unit in longest_matches(clause, _LEXICON, _LONGEST_EN, _LONGEST_ZH):
             reach = NEGATION_WINDOW_ZH if IDEOGRAPH.match(unit) else NEGATION_WINDOW
             if unit in NEGATORS:
                 factor, window = factor * NEGATION_FACTOR, reach
