@@ -41,9 +41,7 @@ class WorkerContext:
 
     app: faust.App
     settings: Settings
-    # In force for the next rounds; replaced whole, never changed, when the policy file is reloaded.
-    policy: Policy
-    policy_reloader: PolicyReloader  # reads the policy file again and calls use_policy with a new one
+    policy_reloader: PolicyReloader  # holds the policy in force; calls use_policy with each new one
     references: References  # the catalog and the service points
     topics: Topics
     tables: Tables
@@ -97,7 +95,6 @@ class WorkerContext:
         ctx = cls(
             app=app,
             settings=settings,
-            policy=policy,
             policy_reloader=reloader,
             references=references,
             topics=topics,
@@ -121,11 +118,16 @@ class WorkerContext:
         reloader.apply = ctx.use_policy
         return ctx
 
+    @property
+    def policy(self) -> Policy:
+        """The policy in force for the next rounds: the reloader's, replaced whole (never changed) when
+        the policy file is reloaded."""
+        return self.policy_reloader.policy
+
     def use_policy(self, policy: Policy) -> None:
-        """Put ``policy`` in force from the next rounds on (a batch under way keeps the one it took).
-        The eviction horizon stays the one set at start; timers already filed keep their time until
+        """The reloader has put ``policy`` in force (a batch under way keeps the one it took): the
+        sweep's timers follow it too. The eviction horizon stays the one set at start; timers already filed keep their time until
         the user's next round files them again."""
-        self.policy = policy
         self.pending_timers.policy = policy
         needed, longest = longest_window(policy, self.settings.session_gap_seconds)
         if self.horizon < longest:

@@ -21,7 +21,7 @@ def context_of(path: Path) -> WorkerContext:
     reloader = PolicyReloader.start(str(path), lambda policy: None)
     ctx = WorkerContext.__new__(WorkerContext)
     ctx.settings = Settings.from_env({})
-    ctx.policy, ctx.policy_reloader = reloader.policy, reloader
+    ctx.policy_reloader = reloader
     ctx.pending_timers = PendingTimers(reloader.policy)
     ctx.horizon = 90 * 86_400.0
     reloader.apply = ctx.use_policy
