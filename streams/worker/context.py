@@ -126,8 +126,8 @@ class WorkerContext:
 
     def use_policy(self, policy: Policy) -> None:
         """The reloader has put ``policy`` in force (a batch under way keeps the one it took): the
-        sweep's timers follow it too. The eviction horizon stays the one set at start; timers already filed keep their time until
-        the user's next round files them again."""
+        sweep's timers follow it too. The eviction horizon stays the one set at start; timers already
+        filed keep their time until the user's next round files them again."""
         self.pending_timers.policy = policy
         needed, longest = longest_window(policy, self.settings.session_gap_seconds)
         if self.horizon < longest:
