@@ -162,6 +162,12 @@ PROCESS_DUPLICATES = Counter(
     "Repair and order requests whose request id was already handled (nothing emitted again).",
     ["source"],
 )
+DEPARTMENT_UPDATES = Counter(
+    "forewarn_department_updates_total",
+    "Ticket and feedback updates from the service desk and the teams taken in, by source and status"
+    " (refused ones are dead letters, repeated ones process duplicates).",
+    ["source", "status"],
+)
 FEEDBACK_TAGGED = Counter("forewarn_feedback_tagged_total", "Feedback comments tagged, by tag.", ["tag"])
 FEEDBACK_LABELS = Counter("forewarn_feedback_labels_total", "Feedback corrections received.")
 FEEDBACK_CORRECTIONS_LEARNED = Counter(
