@@ -8,7 +8,8 @@ Sunday, UTC), compares the latest week with data against the mean of the :data:`
 before it, and renders them. A figure a week has no data for (no ticket resolved) is ``None`` and is
 left out of the mean; a trend needs the latest week's figure and at least one earlier week's.
 
->>> weeks = [WeekFigures("2026-11-02", first_response_p50=4.0), WeekFigures("2026-11-09", first_response_p50=6.0),
+>>> weeks = [WeekFigures("2026-11-02", first_response_p50=4.0),
+...          WeekFigures("2026-11-09", first_response_p50=6.0),
 ...          WeekFigures("2026-11-16", first_response_p50=2.5)]
 >>> trend = figure_trend(weeks, "first_response_p50")
 >>> trend.value, trend.baseline, round(trend.change, 3)
@@ -119,7 +120,9 @@ class DepartmentReport:
     """The weeks read (oldest first), and the latest week per service point, team and kind of case."""
 
     weeks: list[WeekFigures]
-    points: list[tuple[Any, ...]]  # service_point_id, tickets, auto share, first p50, p90, resol p50, p90, reopen
+    points: list[
+        tuple[Any, ...]
+    ]  # service_point_id, tickets, auto share, first p50, p90, resol p50, p90, reopen
     teams: list[tuple[Any, ...]]  # team, feedback, acknowledged in time share, first response p50
     kinds: list[tuple[str, int, int]]  # kind, automated, cases
     ack_days: int = ACK_DAYS
@@ -140,11 +143,14 @@ def format_department_report(report: DepartmentReport) -> str:
             label = f"feedback acknowledged within {report.ack_days} days"
         lines.append(f"  {label}: {format_trend(figure_trend(report.weeks, name), hours)}")
     if report.points:
-        lines.append("per service point: tickets, automatic, first response p50/p90, resolution p50/p90, reopen")
+        lines.append(
+            "per service point: tickets, automatic, first response p50/p90, resolution p50/p90, reopen"
+        )
         for point, tickets, auto, first50, first90, res50, res90, reopen in report.points:
             lines.append(
                 f"  {point or '(none yet)'}: {tickets}, {_value(auto, False)},"
-                f" {_value(first50, True)}/{_value(first90, True)}, {_value(res50, True)}/{_value(res90, True)},"
+                f" {_value(first50, True)}/{_value(first90, True)},"
+                f" {_value(res50, True)}/{_value(res90, True)},"
                 f" {_value(reopen, False)}"
             )
     if report.teams:
@@ -189,7 +195,9 @@ SELECT toString(greatest(
 """
 
 
-def department_report(store: Any, ack_days: int = ACK_DAYS, trend_weeks: int = TREND_WEEKS) -> DepartmentReport:
+def department_report(
+    store: Any, ack_days: int = ACK_DAYS, trend_weeks: int = TREND_WEEKS
+) -> DepartmentReport:
     """Read the views through a :class:`sinks.clickhouse.ClickHouseStore`: the latest week with a
     ticket, feedback or intervention, and the ``trend_weeks`` before it."""
     [(latest,)] = store.query(_LATEST)
@@ -225,7 +233,8 @@ def department_report(store: Any, ack_days: int = ACK_DAYS, trend_weeks: int = T
     teams = [
         (team, int(count), _number(share), _number(p50))
         for team, count, share, p50 in store.query(
-            "SELECT team, count(), countIf(acknowledged AND first_response_hours <= {hours:Float64}) / count(),"
+            "SELECT team, count(),"
+            " countIf(acknowledged AND first_response_hours <= {hours:Float64}) / count(),"
             " quantileExactIf(0.5)(first_response_hours, acknowledged) FROM feedback_response"
             " WHERE week = toDate({week:String}) GROUP BY team ORDER BY team",
             latest_week,
@@ -249,4 +258,3 @@ def _monday_before(monday: str, weeks: int) -> str:
     '2026-11-02'
     """
     return (date.fromisoformat(monday) - timedelta(weeks=weeks)).isoformat()
-

@@ -635,7 +635,8 @@ def ticket_update_row(value: bytes, headers: Headers, partition: int, offset: in
 
 
 def feedback_update_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
-    """A feedback update taken in (the ``feedback_progress`` topic, schema 1, :mod:`streams.processes.desk`)."""
+    """A feedback update taken in (the ``feedback_progress`` topic, schema 1,
+    :mod:`streams.processes.desk`)."""
     data = orjson.loads(value)
     return (
         data["update_id"],

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ack-days",
         type=int,
         default=3,
-        help="cross-department figures: feedback counts as acknowledged in time within this many days (default 3)",
+        help="cross-department figures: feedback acknowledged within DAYS counts as in time (default 3)",
     )
     commands.add_parser("doctor", help="check the broker, topics and ClickHouse; exit 1 if anything is wrong")
     traffic = commands.add_parser("traffic", help="stream synthetic traffic into the broker until stopped")
