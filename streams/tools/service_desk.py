@@ -319,6 +319,7 @@ class ServiceDesk:
                     "responded": len(entry["first"]),
                     "first_response_p50": exact_quantile(entry["first"], 0.5),
                     "first_response_p90": exact_quantile(entry["first"], 0.9),
+                    "resolved": len(entry["resolution"]),
                     "resolution_p50": exact_quantile(entry["resolution"], 0.5),
                     "reopened": entry["reopened"],
                 }
