@@ -159,7 +159,8 @@ ORDERS = Counter(
 )
 PROCESS_DUPLICATES = Counter(
     "forewarn_process_duplicates_total",
-    "Repair and order requests whose request id was already handled (nothing emitted again).",
+    "Repair and order requests, ticket and feedback updates whose id was already handled (nothing emitted"
+    " again).",
     ["source"],
 )
 DEPARTMENT_UPDATES = Counter(
