@@ -14,6 +14,7 @@ forewarn report [--days N]     print the value metrics of interventions (each ar
 forewarn doctor                check the broker, the topics and ClickHouse, and say what is wrong
 forewarn traffic               stream synthetic web, logistics and process traffic into the broker
 forewarn notifier              the example notifier: consume interventions, report outcomes
+forewarn service-desk          the simulated service desk and teams: answer tickets and feedback
 """
 
 from __future__ import annotations
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     traffic.add_argument("--seed", type=int, default=None, help="default: a new one each run")
     notifier = commands.add_parser("notifier", help="the example notifier, until stopped")
     notifier.add_argument("--seed", type=int, default=7)
+    desk = commands.add_parser("service-desk", help="the simulated service desk and teams, until stopped")
+    desk.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -222,6 +225,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         from streams.tools.notifier import serve_notifier
 
         return serve_notifier(settings, args.seed)
+    elif args.command == "service-desk":
+        from streams.tools.service_desk import serve_service_desk
+
+        return serve_service_desk(settings, args.seed)
     elif args.command == "report":
         from sinks.clickhouse import ClickHouseStore
         from sinks.departments import department_report, format_department_report

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import random
 import time
 import uuid
@@ -49,6 +50,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.contracts.settings import Settings
 from streams.contracts.time import HOUR, iso_time
+from streams.contracts.topics import for_the_broker
+from streams.tools.broker_wait import wait_for_topics
+from streams.tools.signals import stopped_by_signals
+
+log = logging.getLogger(__name__)
 
 DAY = 24 * HOUR
 MANUAL_POINT = "desk-dispatch"  # where a manual ticket is handled: the dispatchers' queue
@@ -379,3 +385,31 @@ async def respond(
         await producer.stop()
         await consumer.stop()
     return desk
+
+
+def serve_service_desk(settings: Settings, seed: int = 7) -> int:
+    """``forewarn service-desk``: :func:`respond` with the default profile against ``settings``' broker
+    until SIGTERM or SIGINT, after waiting for the broker and its topics; logs what it sent at the end.
+    Returns 0, the exit code of a clean stop."""
+    return asyncio.run(_serve(settings, seed))
+
+
+async def _serve(settings: Settings, seed: int) -> int:
+    stop = asyncio.Event()
+    desk = ServiceDesk(seed=seed)
+    topics = {
+        settings.topic_tickets,
+        settings.topic_feedback_tagged,
+        settings.topic_ticket_updates,
+        settings.topic_feedback_updates,
+    }
+    with stopped_by_signals(stop):
+        if await wait_for_topics(settings, topics, stop):
+            settings = await for_the_broker(settings)
+            log.info(
+                "answering %s and %s (seed %d)", settings.topic_tickets, settings.topic_feedback_tagged, seed
+            )
+            await respond(settings.bootstrap_servers, settings, stop, desk)
+    sent = ", ".join(f"{kind or 'good'} {count}" for kind, count in sorted(desk.sent.items())) or "none"
+    log.info("stopped; updates sent: %s", sent)
+    return 0
