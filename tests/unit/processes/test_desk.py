@@ -18,6 +18,7 @@ from streams.contracts.events import (
     InvalidEvent,
     parse_event,
 )
+from streams.contracts.typed import type_error
 from streams.domain.state import UserState
 from streams.processes import desk
 from streams.processes.catalog import load_catalog
@@ -237,6 +238,7 @@ def test_the_book_is_bounded_and_survives_the_state_round_trip() -> None:
     state = UserState("u1", desk=book)
     again = UserState.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
     assert again.desk == book
+    assert type_error(again, UserState) is None  # what the users table's codec checks at recovery
     assert UserState.from_dict({"user_id": "u2"}).desk == DeskBook()  # a record from before the book
 
 
