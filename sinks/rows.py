@@ -612,6 +612,49 @@ def audit_row(value: bytes, headers: Headers, partition: int, offset: int) -> tu
     )
 
 
+def ticket_update_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """A ticket update taken in (the ``ticket_progress`` topic, schema 1, :mod:`streams.processes.desk`)."""
+    data = orjson.loads(value)
+    return (
+        data["update_id"],
+        canonical_uuid(data["ticket_id"]),
+        data["user_id"],
+        data["status"],
+        data["previous_status"],
+        iso_millis(data["updated_at"]),
+        iso_millis(data["ticket_created_at"]),
+        data["dispatch"],
+        data["service_point_id"],
+        data.get("technician", ""),
+        data.get("note", ""),
+        int(bool(data["first_response"])),
+        int(data["reopens"]),
+        partition,
+        offset,
+    )
+
+
+def feedback_update_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """A feedback update taken in (the ``feedback_progress`` topic, schema 1,
+    :mod:`streams.processes.desk`)."""
+    data = orjson.loads(value)
+    return (
+        data["update_id"],
+        data["feedback_id"],
+        data["user_id"],
+        data["team"],
+        data["status"],
+        data["previous_status"],
+        iso_millis(data["updated_at"]),
+        iso_millis(data["feedback_at"]),
+        int(bool(data["routed"])),
+        data.get("note", ""),
+        int(bool(data["first_response"])),
+        partition,
+        offset,
+    )
+
+
 def _spec(
     table: str,
     columns: str,
@@ -709,6 +752,26 @@ API_AUDIT = _spec(
     time_column="at",
 )
 
+TICKET_UPDATES = _spec(
+    "ticket_updates",
+    "update_id ticket_id user_id status previous_status updated_at ticket_created_at dispatch"
+    " service_point_id technician note first_response reopens",
+    ticket_update_row,
+    id_column="update_id",
+    id_sql="update_id",
+    user_column="user_id",
+    time_column="updated_at",
+)
+FEEDBACK_UPDATES = _spec(
+    "feedback_updates",
+    "update_id feedback_id user_id team status previous_status updated_at feedback_at routed note"
+    " first_response",
+    feedback_update_row,
+    id_column="update_id",
+    id_sql="update_id",
+    user_column="user_id",
+    time_column="updated_at",
+)
 
 # Every table the sink stores a topic in, by name (the registry names each topic's table).
 TABLE_SPECS = {
@@ -726,6 +789,8 @@ TABLE_SPECS = {
         SUPPORT_QUESTIONS,
         HOT_ISSUES,
         API_AUDIT,
+        TICKET_UPDATES,
+        FEEDBACK_UPDATES,
     )
 }
 

@@ -17,6 +17,8 @@ whose uids the panels name.
 - proactive: interventions, contact-policy decisions, outcomes reported by the notifier.
 - models: the online models' rolling quality, drift, label delay, learning.
 - business: the value of interventions by experiment arm, from ClickHouse (as ``forewarn report``).
+- operations: cross-department response times per service point, team and week, and the end-to-end
+  automation share, from ClickHouse (sinks/schema/0011_department_updates.sql, as ``forewarn report``).
 """
 
 from __future__ import annotations
@@ -677,9 +679,182 @@ def business() -> schema.Dashboard:
     )
 
 
+# --- operations: cross-department response times (the views of sinks/schema/0011_department_updates.sql)
+
+AUTOMATION_SHARE = """
+SELECT toDateTime(week) AS time, sum(automated) / sum(cases) AS automation_share
+FROM automation_share
+WHERE $__timeFilter(week)
+GROUP BY time
+ORDER BY time
+"""
+
+AUTOMATION_BY_KIND = """
+SELECT toDateTime(week) AS time, kind, sum(automated) / sum(cases) AS share
+FROM automation_share
+WHERE $__timeFilter(week)
+GROUP BY time, kind
+ORDER BY time
+"""
+
+TICKETS_BY_POINT = """
+SELECT
+    week,
+    if(service_point_id = '', '(no point yet)', service_point_id) AS service_point,
+    tickets,
+    automatic_share,
+    responded_tickets,
+    first_response_p50_hours,
+    first_response_p90_hours,
+    resolved_tickets,
+    resolution_p50_hours,
+    resolution_p90_hours,
+    reopen_rate
+FROM department_weekly_tickets
+WHERE $__timeFilter(week)
+ORDER BY week DESC, service_point
+"""
+
+RESPONSE_TIMES = """
+SELECT
+    toDateTime(week) AS time,
+    quantileExactIf(0.5)(first_response_hours, responded) AS first_response_p50,
+    quantileExactIf(0.9)(first_response_hours, responded) AS first_response_p90,
+    quantileExactIf(0.5)(resolution_hours, resolution_hours IS NOT NULL) AS resolution_p50,
+    quantileExactIf(0.9)(resolution_hours, resolution_hours IS NOT NULL) AS resolution_p90
+FROM ticket_response
+WHERE $__timeFilter(week)
+GROUP BY time
+ORDER BY time
+"""
+
+REOPEN_RATE = """
+SELECT toDateTime(week) AS time, service_point_id, reopen_rate
+FROM department_weekly_tickets
+WHERE $__timeFilter(week) AND reopen_rate IS NOT NULL
+ORDER BY time
+"""
+
+DISPATCH = """
+SELECT
+    toDateTime(week) AS time, sum(dispatched_automatically) AS automatic, sum(dispatched_manually) AS manual
+FROM department_weekly_tickets
+WHERE $__timeFilter(week)
+GROUP BY time
+ORDER BY time
+"""
+
+FEEDBACK_BY_TEAM = """
+SELECT
+    week,
+    team,
+    feedback,
+    acknowledged_feedback,
+    acknowledged_within_3d_share,
+    first_response_p50_hours,
+    first_response_p90_hours
+FROM department_weekly_feedback
+WHERE $__timeFilter(week)
+ORDER BY week DESC, team
+"""
+
+ACKNOWLEDGED = """
+SELECT toDateTime(week) AS time, team, acknowledged_within_3d_share
+FROM department_weekly_feedback
+WHERE $__timeFilter(week)
+ORDER BY time
+"""
+
+
+def operations() -> schema.Dashboard:
+    hours = {
+        name: "h"
+        for name in (
+            "first_response_p50_hours",
+            "first_response_p90_hours",
+            "resolution_p50_hours",
+            "resolution_p90_hours",
+        )
+    }
+    shares = dict.fromkeys(("automatic_share", "reopen_rate", "acknowledged_within_3d_share"), "percentunit")
+    return board(
+        "forewarn-operations",
+        "Forewarn / Operations",
+        "Cross-department response times per service point, team and week (of the ticket's or feedback's"
+        " creation, Monday to Sunday UTC), and the end-to-end automation share: the figures of `forewarn"
+        " report` (docs/operations.md).",
+        dashboard.Row("Automation"),
+        value(
+            "End-to-end automation share",
+            "Cases handled without a person over all cases, the latest week: interventions resolved by"
+            " the automated agent and never escalated, tickets dispatched automatically, orders taken in"
+            " the chat; over concluded interventions, all tickets, all order requests decided.",
+            "percentunit",
+            SQL(AUTOMATION_SHARE),
+        ),
+        graph(
+            "Automation share by kind of case",
+            "Per week: interventions, tickets, orders.",
+            "percentunit",
+            SQL(AUTOMATION_BY_KIND),
+            width=18,
+        ),
+        dashboard.Row("Service desk"),
+        tabular(
+            "Tickets per service point and week",
+            "Time to first response (the first update, whatever its status) and to resolution (the latest"
+            " `resolved` of tickets resolved now), exact quantiles in hours; the reopen rate among tickets"
+            " ever resolved; the share dispatched automatically. A manual ticket counts at the point the"
+            " desk's updates name.",
+            SQL(TICKETS_BY_POINT, table=True),
+            {**hours, **shares},
+        ),
+        graph(
+            "Response and resolution times",
+            "Per week of the tickets' creation, over every service point: p50 and p90, hours.",
+            "h",
+            SQL(RESPONSE_TIMES),
+        ),
+        graph(
+            "Reopen rate by service point",
+            "Tickets reopened among those ever resolved, per week of creation.",
+            "percentunit",
+            SQL(REOPEN_RATE),
+        ),
+        graph(
+            "Dispatch: automatic against manual",
+            "Tickets dispatched automatically to the nearest open point, and left for manual dispatch.",
+            "none",
+            SQL(DISPATCH),
+            bars=True,
+            width=24,
+        ),
+        dashboard.Row("Product and marketing"),
+        tabular(
+            "Feedback per team and week",
+            "Feedback routed to each team, answered at all, within 3 days, and the time to the team's first"
+            " update (hours).",
+            SQL(FEEDBACK_BY_TEAM, table=True),
+            {**hours, **shares},
+        ),
+        graph(
+            "Feedback acknowledged within 3 days",
+            "Per team and week of the feedback: the team's first update within 72 hours, among the feedback"
+            " routed to it.",
+            "percentunit",
+            SQL(ACKNOWLEDGED),
+            width=24,
+        ),
+        time_from="now-90d",
+        refresh="5m",
+    )
+
+
 def dashboards() -> dict[str, schema.Dashboard]:
     """File name -> Grafana dashboard model, for every dashboard."""
-    return {f"{build.__name__}.json": build() for build in (pipeline, proactive, models, business)}
+    return {
+        f"{build.__name__}.json": build() for build in (pipeline, proactive, models, business, operations)
+    }
 
 
 def render(model: schema.Dashboard) -> str:

@@ -71,6 +71,10 @@ ORDER_REQUESTS = "order_requests"
 CRM_UPDATES = "crm"
 ERASURE_REQUESTS = "erasure"
 SUPPORT_QUESTIONS = "support"
+# Cross-department response: what the service desk and the product and marketing teams did with a
+# ticket or a feedback (streams.processes.desk).
+TICKET_UPDATES = "ticket_updates"
+FEEDBACK_UPDATES = "feedback_updates"
 PROCESS_SOURCES = (
     SERVICE_REQUESTS,
     DEVICES,
@@ -78,9 +82,15 @@ PROCESS_SOURCES = (
     CRM_UPDATES,
     ERASURE_REQUESTS,
     SUPPORT_QUESTIONS,
+    TICKET_UPDATES,
+    FEEDBACK_UPDATES,
 )
 MAX_ORDER_ITEMS = 100
 SUBSCRIPTION_STATUSES = ("active", "past_due", "cancelled")
+# The statuses of a ticket update (from the service desk) and of a feedback update (from a team); the
+# order they may follow is streams.processes.desk's state machine.
+TICKET_STATUSES = ("accepted", "technician_assigned", "on_site", "resolved", "reopened", "cancelled")
+FEEDBACK_STATUSES = ("acknowledged", "planned", "shipped", "declined")
 # Who wrote a chat message: the customer, the automated agent, or a human agent.
 CUSTOMER = "customer"
 MESSAGE_ROLES = (CUSTOMER, "agent", "human")
@@ -110,6 +120,12 @@ DEAD_LETTER_REASONS = (
     # a record of an internal topic not as Forewarn writes it (streams.contracts.internal)
     "invalid_internal",
     "changelog_refused",  # a table's changelog record refused at recovery (streams.worker.codec.CheckedTable)
+    # ticket and feedback updates (streams.processes.desk)
+    "unknown_status",  # a status not in TICKET_STATUSES / FEEDBACK_STATUSES
+    "unknown_ticket",  # an update for a ticket the user's state does not hold
+    "unknown_feedback",  # an update for a feedback the user's state does not hold
+    "out_of_order",  # timed before the ticket or feedback was created, or before its latest update
+    "invalid_transition",  # a status the state machine does not allow after the current one
 )
 
 
@@ -244,6 +260,21 @@ def _uuid(name: str, value: Any) -> str:
         return str(uuid.UUID(text))
     except ValueError:
         raise InvalidEvent("invalid_value", f"field {name!r} is not a UUID") from None
+
+
+def _ticket_status(name: str, value: Any) -> str:
+    return _status(name, value, TICKET_STATUSES)
+
+
+def _feedback_status(name: str, value: Any) -> str:
+    return _status(name, value, FEEDBACK_STATUSES)
+
+
+def _status(name: str, value: Any, statuses: tuple[str, ...]) -> str:
+    text = check_text(name, value)
+    if text not in statuses:
+        raise InvalidEvent("unknown_status", f"field {name!r} must be one of {', '.join(statuses)}")
+    return text
 
 
 def _subscription_status(name: str, value: Any) -> str:
@@ -497,6 +528,26 @@ CONVERSATIONS_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
         "intent_id": (check_identifier, False),  # the chat's intent id
     },
 }
+# What the service desk did with a ticket (``event_id``: the update's id, ``event_time``: when it
+# happened, ``user_id``: the ticket's user, as on the tickets topic). streams.processes.desk.
+TICKET_UPDATES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "ticket_updated": {
+        "ticket_id": (_uuid, True),
+        "status": (_ticket_status, True),
+        "service_point_id": (check_identifier, True),
+        "technician": (check_identifier, False),
+        "note": (check_text, False),
+    },
+}
+# What a team (product, marketing) did with a tagged feedback (``user_id``: the feedback's user).
+FEEDBACK_UPDATES_FIELDS: dict[str, dict[str, tuple[Checker, bool]]] = {
+    "feedback_updated": {
+        "feedback_id": (check_identifier, True),
+        "status": (_feedback_status, True),
+        "team": (check_identifier, True),
+        "note": (check_text, False),
+    },
+}
 FIELDS_BY_SOURCE = {
     CLICKSTREAM: CLICKSTREAM_FIELDS,
     LOGISTICS: LOGISTICS_FIELDS,
@@ -510,6 +561,8 @@ FIELDS_BY_SOURCE = {
     CRM_UPDATES: CRM_UPDATES_FIELDS,
     ERASURE_REQUESTS: ERASURE_REQUESTS_FIELDS,
     SUPPORT_QUESTIONS: SUPPORT_QUESTIONS_FIELDS,
+    TICKET_UPDATES: TICKET_UPDATES_FIELDS,
+    FEEDBACK_UPDATES: FEEDBACK_UPDATES_FIELDS,
 }
 # Common fields on every clickstream event besides the type-specific ones.
 _CLICKSTREAM_COMMON = {"session_id": (check_identifier, False)}

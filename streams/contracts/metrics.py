@@ -159,8 +159,15 @@ ORDERS = Counter(
 )
 PROCESS_DUPLICATES = Counter(
     "forewarn_process_duplicates_total",
-    "Repair and order requests whose request id was already handled (nothing emitted again).",
+    "Repair and order requests, ticket and feedback updates whose id was already handled (nothing emitted"
+    " again).",
     ["source"],
+)
+DEPARTMENT_UPDATES = Counter(
+    "forewarn_department_updates_total",
+    "Ticket and feedback updates from the service desk and the teams taken in, by source and status"
+    " (refused ones are dead letters, repeated ones process duplicates).",
+    ["source", "status"],
 )
 FEEDBACK_TAGGED = Counter("forewarn_feedback_tagged_total", "Feedback comments tagged, by tag.", ["tag"])
 FEEDBACK_LABELS = Counter("forewarn_feedback_labels_total", "Feedback corrections received.")

@@ -30,6 +30,7 @@ from streams.contracts.events import (
     CRM_UPDATES,
     DEVICES,
     ERASURE_REQUESTS,
+    FEEDBACK_UPDATES,
     LOGISTICS,
     ORDER_REQUESTS,
     OUTCOMES,
@@ -37,6 +38,7 @@ from streams.contracts.events import (
     SERVICE_REQUESTS,
     SUBSCRIPTIONS,
     SUPPORT_QUESTIONS,
+    TICKET_UPDATES,
 )
 
 # Roles. A source topic is written by other systems (and, for a few, by the API or the example
@@ -228,6 +230,49 @@ TOPICS: dict[str, Topic] = _topics(
         ("streams.processes.orders.parse_stock",),
         created=False,
         compacted=True,
+    ),
+    # Cross-department response times: the service desk's and the teams' updates in, the updates
+    # taken in out to the sink (streams.processes.desk).
+    Topic(
+        "ticket_updates",
+        "ticket_updates",
+        SOURCE,
+        "Topic the service desk writes ticket updates to: accepted, technician assigned, on site, resolved,"
+        " reopened, cancelled.",
+        USER_ID,
+        _PARSE_EVENT,
+        ("streams.tools.service_desk.respond",),
+        source=TICKET_UPDATES,
+    ),
+    Topic(
+        "feedback_updates",
+        "feedback_updates",
+        SOURCE,
+        "Topic product and marketing write feedback updates to: acknowledged, planned, shipped, declined.",
+        USER_ID,
+        _PARSE_EVENT,
+        ("streams.tools.service_desk.respond",),
+        source=FEEDBACK_UPDATES,
+    ),
+    Topic(
+        "ticket_progress",
+        "ticket_progress",
+        OUTPUT,
+        "Topic of the ticket updates taken in, with the ticket's creation and dispatch (for the sink).",
+        USER_ID,
+        ("sinks.rows.ticket_update_row",),
+        ("streams.processes.desk.TicketProgress.to_wire",),
+        table="ticket_updates",
+    ),
+    Topic(
+        "feedback_progress",
+        "feedback_progress",
+        OUTPUT,
+        "Topic of the feedback updates taken in, with the feedback's time (for the sink).",
+        USER_ID,
+        ("sinks.rows.feedback_update_row",),
+        ("streams.processes.desk.FeedbackProgress.to_wire",),
+        table="feedback_updates",
     ),
     Topic(
         "interventions",

@@ -38,6 +38,7 @@ from streams.contracts.events import (
 from streams.contracts.interventions import Intervention
 from streams.contracts.time import DAY
 from streams.domain.activity import Activity
+from streams.processes.desk import DeskBook
 from streams.processes.orders import OrderLedger
 from streams.processes.tickets import DeviceBook
 
@@ -214,6 +215,9 @@ class UserState:
     # Processes: the user's devices and their service history, and the order requests decided lately.
     devices: DeviceBook = field(default_factory=DeviceBook)
     orders: OrderLedger = field(default_factory=OrderLedger)
+    # The user's recent tickets and tagged feedback, for the departments' updates (records written
+    # before it existed decode to an empty book).
+    desk: DeskBook = field(default_factory=DeskBook)
     # When (event time) the state was trimmed to the user's lasting facts, idle past the horizon
     # (streams.domain.eviction); None since the user was active again, or never trimmed. Records written
     # before the field existed decode to None.
@@ -250,6 +254,8 @@ class UserState:
             values["devices"] = DeviceBook.from_dict(values["devices"])
         if "orders" in values:
             values["orders"] = OrderLedger.from_dict(values["orders"])
+        if "desk" in values:
+            values["desk"] = DeskBook.from_dict(values["desk"])
         if "conversation" in values:
             values["conversation"] = Conversation(**values["conversation"])
         values["deferred"] = [

@@ -8,7 +8,10 @@ they are handled where the user's state lives (``track_users`` in :mod:`streams.
   dispatched to the nearest open service point (:func:`streams.processes.tickets.open_ticket`);
 * ``order_requests``: an order request becomes an order command or a rejection, once per request id
   (:func:`streams.processes.orders.decide_order`);
-* ``crm_updates``: the CRM's attributes of the customer (tier, lifetime value, segments).
+* ``crm_updates``: the CRM's attributes of the customer (tier, lifetime value, segments);
+* ``ticket_updates`` and ``feedback_updates``: what the service desk did with one of the user's tickets,
+  or a team with their tagged feedback, checked against the user's recent tickets and feedback and
+  passed on as progress records (:mod:`streams.processes.desk`).
 
 Erasure requests (``erasure_requested``) are not a round: the agent deletes the user's state;
 :func:`erasure_record` is what it then tells the sink. Support questions are not per user either: they
@@ -54,8 +57,10 @@ from streams.contracts.events import (
     CLICKSTREAM,
     CRM_UPDATES,
     DEVICES,
+    FEEDBACK_UPDATES,
     ORDER_REQUESTS,
     SERVICE_REQUESTS,
+    TICKET_UPDATES,
     Event,
     InvalidEvent,
 )
@@ -63,6 +68,14 @@ from streams.contracts.time import iso_time, to_millis
 from streams.domain.eviction import mark_active
 from streams.domain.state import CrmAttributes, UserState, recent_abandoned_payments
 from streams.processes.catalog import Catalog
+from streams.processes.desk import (
+    FeedbackProgress,
+    TicketProgress,
+    apply_feedback_update,
+    apply_ticket_update,
+    remember_feedback,
+    remember_ticket,
+)
 from streams.processes.orders import OrderCommand, OrderRejection, StockLevels, decide_order
 from streams.processes.tickets import ServicePoint, Ticket, open_ticket, register
 
@@ -82,23 +95,34 @@ class References:
 class ProcessRound:
     ticket: Ticket | None = None
     order: OrderCommand | OrderRejection | None = None
-    duplicate: bool = False  # a request id already handled: nothing new is emitted
+    progress: TicketProgress | FeedbackProgress | None = None  # a department's update accepted
+    duplicate: bool = False  # a request or update id already handled: nothing new is emitted
 
-    def emitted(self) -> list[Ticket | OrderCommand | OrderRejection]:
-        return [item for item in (self.ticket, self.order) if item is not None]
+    def emitted(self) -> list[Ticket | OrderCommand | OrderRejection | TicketProgress | FeedbackProgress]:
+        return [item for item in (self.ticket, self.order, self.progress) if item is not None]
 
 
 def run_process(
     state: UserState, event: Event, references: References, stock: StockLevels | None
 ) -> ProcessRound:
     """Apply one process input to ``state``; returns what it starts. ``stock``: None when there is no
-    stock topic (orders are then not checked against stock)."""
+    stock topic (orders are then not checked against stock). A department's update that its checks
+    refuse raises :class:`InvalidEvent` before it changes anything (:mod:`streams.processes.desk`)."""
     done = ProcessRound()
     if event.source == DEVICES:
         register(state.devices, event)
     elif event.source == SERVICE_REQUESTS:
         done.ticket = open_ticket(state.devices, event, references.service_points, references.dispatch_max_km)
         done.duplicate = done.ticket is None
+        if done.ticket is not None:
+            dispatch = done.ticket.dispatch
+            remember_ticket(
+                state.desk,
+                done.ticket.ticket_id,
+                done.ticket.created_at,
+                "assigned" if dispatch.assigned else "manual",
+                dispatch.point_id or "",
+            )
         mark_active(
             state
         )  # a request is activity (streams.domain.eviction.last_activity); a registration is not
@@ -108,6 +132,12 @@ def run_process(
         mark_active(state)
     elif event.source == CRM_UPDATES:
         apply_crm(state.crm, event.attrs, event.event_time)
+    elif event.source == TICKET_UPDATES:
+        done.progress = apply_ticket_update(state.desk, event)
+        done.duplicate = done.progress is None
+    elif event.source == FEEDBACK_UPDATES:
+        done.progress = apply_feedback_update(state.desk, event)
+        done.duplicate = done.progress is None
     else:
         raise ValueError(f"{event.source!r} is not a process input")
     # The user's event-time clock (last_event_time) is left alone: it is the behaviour's, and another
@@ -137,6 +167,7 @@ def tag_user_feedback(state: UserState, event: Event, tagger: FeedbackTagger) ->
     tagged = tag_feedback(tagger, event)
     if tagged is None:
         return None
+    remember_feedback(state.desk, tagged.feedback_id, event.event_time, list(tagged.teams))
     for tag in tagged.tags:
         state.feedback_tags.pop(tag, None)
         state.feedback_tags[tag] = event.event_time

@@ -8,11 +8,13 @@ forewarn sink                  the ClickHouse sink alone (workers with FOREWARN_
 forewarn topics                create the topics with their partition counts
 forewarn schema                apply the ClickHouse schema migrations
 forewarn config                print the settings table (Markdown)
-forewarn report [--days N]     print the value metrics of interventions (each arm against the holdout) and
-                               what shadow triggers would have done
+forewarn report [--days N]     print the value metrics of interventions (each arm against the holdout),
+                               what shadow triggers would have done, and the cross-department response
+                               times and automation share of the latest week against the weeks before
 forewarn doctor                check the broker, the topics and ClickHouse, and say what is wrong
 forewarn traffic               stream synthetic web, logistics and process traffic into the broker
 forewarn notifier              the example notifier: consume interventions, report outcomes
+forewarn service-desk          the simulated service desk and teams: answer tickets and feedback
 """
 
 from __future__ import annotations
@@ -118,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="shadow decisions of the last DAYS before the latest event (default: since the first one)",
     )
+    report.add_argument(
+        "--ack-days",
+        type=int,
+        default=3,
+        help="cross-department figures: feedback acknowledged within DAYS counts as in time (default 3)",
+    )
     commands.add_parser("doctor", help="check the broker, topics and ClickHouse; exit 1 if anything is wrong")
     traffic = commands.add_parser("traffic", help="stream synthetic traffic into the broker until stopped")
     traffic.add_argument("--sessions-per-second", type=float, default=5.0, help="new web sessions per second")
@@ -125,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     traffic.add_argument("--seed", type=int, default=None, help="default: a new one each run")
     notifier = commands.add_parser("notifier", help="the example notifier, until stopped")
     notifier.add_argument("--seed", type=int, default=7)
+    desk = commands.add_parser("service-desk", help="the simulated service desk and teams, until stopped")
+    desk.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -215,8 +225,13 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         from streams.tools.notifier import serve_notifier
 
         return serve_notifier(settings, args.seed)
+    elif args.command == "service-desk":
+        from streams.tools.service_desk import serve_service_desk
+
+        return serve_service_desk(settings, args.seed)
     elif args.command == "report":
         from sinks.clickhouse import ClickHouseStore
+        from sinks.departments import department_report, format_department_report
         from sinks.report import format_report, format_shadow_report, shadow_report, value_report
         from streams.domain.policy import load_policy
 
@@ -231,6 +246,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             if shadows:
                 print("\nShadow triggers: what they would have done (sent nothing)\n")
                 print(format_shadow_report(shadows, churn_horizon=horizon))
+            # Cross-department response times and the automation share (sinks.departments).
+            print()
+            print(format_department_report(department_report(store, ack_days=args.ack_days)))
         finally:
             store.close()
     return 0

@@ -64,6 +64,7 @@ from streams.tools.broker import free_port, start_broker
 from streams.tools.compat_listener import CompatListener
 from streams.tools.demo_truth import TriggerTruth, model_triggers, roc_auc, scores_by_type, trigger_truth
 from streams.tools.notifier import run_notifier
+from streams.tools.service_desk import MANUAL_POINT, DeskProfile, ServiceDesk, respond
 from streams.tools.traffic.feedback import FEEDBACK_LABELS
 from streams.tools.traffic.generator import TrafficGenerator
 from streams.tools.traffic.history import VISIT_GAP_DAYS, HistoryPlan, plan_history, replay_history
@@ -200,6 +201,7 @@ class _Tally:
         self.users: dict[str, str] = {}  # intervention id -> user id
         self.dead_letters: Counter[str] = Counter()
         self.outcomes = 0
+        self.desk: ServiceDesk | None = None  # the simulated departments, and what they sent
         self.examples: dict[str, dict] = {}
         # (event time it falls due, trigger); messages come in event-time order, so this stays sorted.
         self._waiting: deque[tuple[float, str]] = deque()
@@ -441,6 +443,12 @@ async def _stream(
     watcher = asyncio.create_task(_watch(bootstrap, settings, tally, stop))
     # Outcomes at the interventions' event times: the history's are in the past (see run_notifier).
     notifier = asyncio.create_task(run_notifier(bootstrap, settings, stop, at_event_time=True))
+    # The service desk and the teams answer tickets and feedback (streams.tools.service_desk); stopped
+    # with the traffic, so that the worker takes in their last updates before it stops.
+    desk_stop = asyncio.Event()
+    desk = asyncio.create_task(
+        respond(bootstrap, settings, desk_stop, ServiceDesk(seed=7, profile=DEMO_DESK))
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10)
     await producer.start()
     interactive = sys.stdout.isatty()
@@ -484,12 +492,15 @@ async def _stream(
 
         if not stop.is_set():
             await stream_traffic(producer, generator, settings, stop, started + duration, tick)
+        desk_stop.set()
         if not stop.is_set():  # let the last events, and their outcomes, through before stopping
             await asyncio.sleep(4)
     finally:
         stop.set()
+        desk_stop.set()
         await producer.stop()
         await watcher
+        tally.desk = await desk
         tally.outcomes = sum((await notifier).values())
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
@@ -690,6 +701,88 @@ def _hot_issues(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tal
     return lines
 
 
+def _departments(store: ClickHouseStore, tally: _Tally) -> list[str]:
+    """The response times ClickHouse measured (the ticket_response and feedback_response views) against
+    what the simulated service desk and teams sent (their ground truth), and their bad updates against
+    the dead letters."""
+    if tally.desk is None:
+        return []
+    truth = tally.desk.truth(ack_days=3)
+    measured = {
+        point: (tickets, responded, first, resolved, resolution, reopened)
+        for point, tickets, responded, first, resolved, resolution, reopened in store.query(
+            # A manual ticket no update reached yet has no point: the desk's queue has it.
+            f"SELECT if(service_point_id = '', '{MANUAL_POINT}', service_point_id), count(),"
+            " countIf(responded),"
+            " quantileExactIf(0.5)(first_response_hours, responded) * 3600,"
+            " countIf(resolution_hours IS NOT NULL),"
+            " quantileExactIf(0.5)(resolution_hours, resolution_hours IS NOT NULL) * 3600, countIf(reopened)"
+            " FROM ticket_response GROUP BY 1 ORDER BY 1"
+        )
+    }
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None or value != value else f"{value:.1f}s"
+
+    sent = truth["sent"]
+    lines = [
+        "  cross-department response (the simulated service desk, demo delays in seconds; ClickHouse"
+        " against what it sent, measured/truth; an update sent in the last seconds may not be taken in"
+        " before the worker stops):",
+        "    point                 tickets  responded  first response p50  resolved  resolution p50"
+        "  reopened",
+    ]
+    for point, expected in truth["points"].items():
+        tickets, responded, first, resolved, resolution, reopened = measured.get(
+            point, (0, 0, None, 0, None, 0)
+        )
+        lines.append(
+            f"    {point:20s}  {tickets:3d}/{expected['tickets']:<3d}"
+            f"  {responded:4d}/{expected['responded']:<4d}"
+            f"  {seconds(first):>8s}/{seconds(expected['first_response_p50']):<8s}"
+            f"  {resolved:3d}/{expected['resolved']:<3d}"
+            f"  {seconds(resolution):>7s}/{seconds(expected['resolution_p50']):<7s}"
+            f"  {reopened}/{expected['reopened']}"
+        )
+    feedback = dict(
+        (team, (count, acknowledged))
+        for team, count, acknowledged in store.query(
+            "SELECT team, count(), countIf(acknowledged AND first_response_hours <= 72)"
+            " FROM feedback_response GROUP BY team"
+        )
+    )
+    lines.append(
+        "    feedback acknowledged within 3 days, measured/truth: "
+        + (
+            ", ".join(
+                f"{team} {feedback.get(team, (0, 0))[1]}/{counts['acknowledged_in_time']} of"
+                f" {feedback.get(team, (0, 0))[0]}/{counts['feedback']}"
+                for team, counts in truth["teams"].items()
+            )
+            or "none"
+        )
+    )
+    refused = dict(
+        store.query(
+            "SELECT reason, count() FROM dead_letters FINAL WHERE reason IN"
+            " ('unknown_ticket', 'unknown_feedback', 'out_of_order', 'invalid_transition', 'unknown_status')"
+            " GROUP BY reason"
+        )
+    )
+    bad = {kind: count for kind, count in sent.items() if kind not in ("", "duplicate")}
+    lines.append(
+        f"    updates sent: {sent.get('', 0)} good, {sent.get('duplicate', 0)} again (taken once); bad ones"
+        " dead-lettered/sent: "
+        + (
+            ", ".join(f"{kind} {refused.get(kind, 0)}/{count}" for kind, count in sorted(bad.items()))
+            or "none"
+        )
+    )
+    [(share,)] = store.query("SELECT sum(automated) / sum(cases) FROM automation_share")
+    lines.append(f"    end-to-end automation share (automation_share view, history included): {share:.1%}")
+    return lines
+
+
 def _processes(
     store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally, settings: Settings
 ) -> list[str]:
@@ -706,6 +799,7 @@ def _processes(
         ("orders", lambda: _orders(store, generator, tally)),
         ("feedback", lambda: _feedback(store, generator, tally)),
         ("hot issues", lambda: _hot_issues(store, generator, tally)),
+        ("departments", lambda: _departments(store, tally)),
     ]
     for name, section in sections:
         try:
@@ -917,6 +1011,11 @@ def run_demo(
         broker.stop()
     print(_summary(dsn, tally, generator, settings, policy, pseudonymize))
     return 0
+
+
+# The demo's departments: tickets answered within seconds (the live part is a minute), feedback as the
+# default profile answers it (days: the history's feedback is acknowledged in the past).
+DEMO_DESK = DeskProfile(first_response=3.0, step=4.0)
 
 
 def _surge(generator: TrafficGenerator, duration: float, start: float) -> Surge:

@@ -38,6 +38,7 @@ import pytest
 import yaml
 
 from sinks.clickhouse import ClickHouseStore
+from sinks.departments import department_report
 from sinks.report import HOLDOUT, ArmTotals, ArmValue, arm_value, value_report
 from streams.contracts import metrics
 from streams.tools.broker import free_port
@@ -163,7 +164,13 @@ def test_dashboards_are_grafana_models_over_the_provisioned_datasources() -> Non
     provisioned = {source["uid"]: source["type"] for source in sources}
     assert set(provisioned.values()) == {"prometheus", "grafana-clickhouse-datasource"}
     models = dashboards()
-    assert set(models) == {"pipeline.json", "proactive.json", "models.json", "business.json"}
+    assert set(models) == {
+        "pipeline.json",
+        "proactive.json",
+        "models.json",
+        "business.json",
+        "operations.json",
+    }
     assert len({model["uid"] for model in models.values()}) == len(models)
     for name, model in models.items():
         assert model["title"] and model["schemaVersion"] >= 36 and model["panels"], name
@@ -348,6 +355,76 @@ def value_data(
     return decision_rows, intervention_rows, events
 
 
+def department_data(seed: int = 5, tickets: int = 60) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """Tickets with the service desk's updates (some reopened, some manual) and feedback with the teams'
+    answers, over five weeks from T0: table -> (columns, rows)."""
+    rng = Random(seed)
+    ticket_rows, update_rows, feedback_rows, answer_rows = [], [], [], []
+    for index in range(tickets):
+        ticket_id = f"00000000-0000-5000-8000-{index:012d}"
+        created = T0 + timedelta(hours=index * 13)
+        point = rng.choice(["sp-a", "sp-b", ""])
+        ticket_rows.append(
+            [ticket_id, f"r{index}", f"u{index}", created, created, "assigned" if point else "manual", point]
+        )
+        steps = ["accepted", "resolved"] + (["reopened", "resolved"] if rng.random() < 0.3 else [])
+        at = created
+        for step, status in enumerate(steps[: rng.randint(0, len(steps))]):
+            at += timedelta(hours=rng.uniform(1, 30))
+            update_rows.append(
+                [f"t{index}-{step}", ticket_id, f"u{index}", status, at, created, point or "sp-c", step]
+            )
+        feedback_at = created + timedelta(minutes=5)
+        teams = rng.choice([["product"], ["marketing"], ["product", "marketing"]])
+        feedback_rows.append([f"f{index}", f"u{index}", feedback_at, feedback_at, teams])
+        for step, team in enumerate(teams):
+            if rng.random() < 0.8:
+                answered = feedback_at + timedelta(days=rng.uniform(0.2, 5))
+                answer_rows.append(
+                    [
+                        f"a{index}-{step}",
+                        f"f{index}",
+                        f"u{index}",
+                        team,
+                        "acknowledged",
+                        answered,
+                        feedback_at,
+                    ]
+                )
+    return {
+        "tickets": (
+            [
+                "ticket_id",
+                "request_id",
+                "user_id",
+                "created_at",
+                "decided_at",
+                "dispatch",
+                "service_point_id",
+            ],
+            ticket_rows,
+        ),
+        "ticket_updates": (
+            [
+                "update_id",
+                "ticket_id",
+                "user_id",
+                "status",
+                "updated_at",
+                "ticket_created_at",
+                "service_point_id",
+                "kafka_offset",
+            ],
+            update_rows,
+        ),
+        "feedback_tags": (["feedback_id", "user_id", "event_time", "tagged_at", "teams"], feedback_rows),
+        "feedback_updates": (
+            ["update_id", "feedback_id", "user_id", "team", "status", "updated_at", "feedback_at"],
+            answer_rows,
+        ),
+    }
+
+
 @pytest.fixture(scope="module")
 def value_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseStore]:
     """The schema and the seeded experiment in the embedded ClickHouse (one chdb path per process)."""
@@ -374,6 +451,8 @@ def value_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse
         "interventions", interventions, column_names=["intervention_id", "trigger", "user_id", "event_time"]
     )
     store.client.insert("events", events, column_names=EVENT_COLUMNS)
+    for table, (columns, data) in department_data().items():
+        store.client.insert(table, data, column_names=columns)
     try:
         yield store
     finally:
@@ -518,6 +597,26 @@ class Live:
 
     def query(self, expr: str) -> dict[str, Any]:
         return self.api("/api/v1/query", query=expr)
+
+
+def test_operations_panels_say_what_forewarn_report_says(value_store: ClickHouseStore) -> None:
+    """The automation share and the response times per week, on the operations dashboard and in the
+    report (its latest week and the four before it)."""
+    report = department_report(value_store)
+    assert len(report.weeks) == 5 and report.weeks[-1].tickets and report.weeks[-1].cases
+    shares = {
+        row["time"].date().isoformat(): row["automation_share"]
+        for row in panel_rows(value_store, "End-to-end automation share")
+    }
+    times = {
+        row["time"].date().isoformat(): row
+        for row in panel_rows(value_store, "Response and resolution times")
+    }
+    for week in report.weeks:
+        assert same(shares[week.week], week.automation), week.week
+        assert same(times[week.week]["first_response_p50"], week.first_response_p50), week.week
+        assert same(times[week.week]["resolution_p90"], week.resolution_p90), week.week
+    assert any(row["reopen_rate"] for row in panel_rows(value_store, "Tickets per service point and week"))
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, log: Path | None = None) -> Any:

@@ -356,6 +356,54 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
             )
         ]
 
+        # The service desk and the marketing team answer (ticket_updates, feedback_updates): good updates,
+        # one delivered twice, and one of each kind the checks refuse.
+        by_id = {ticket["request_id"]: ticket["ticket_id"] for ticket in tickets}
+
+        def desk(event_id: str, request: str, status: str, at_ms: int, point: str = "sp-near"):
+            return message(
+                "ticket_updates",
+                "pa",
+                event_id,
+                "ticket_updated",
+                at_ms,
+                ticket_id=by_id.get(request, "00000000-0000-5000-8000-000000000000"),
+                status=status,
+                service_point_id=point,
+            )
+
+        updates = [
+            desk("tu-1", "r1", "accepted", at + 1000),
+            desk("tu-1", "r1", "accepted", at + 1000),  # delivered twice: taken once, no dead letter
+            desk("tu-2", "r1", "resolved", at + 4000),
+            desk("tu-3", "r2", "accepted", at + 2000, point="sp-far"),  # a manual ticket gets its point
+            desk("tu-4", "nope", "accepted", at + 2000),  # unknown_ticket
+            desk("tu-5", "r2", "resolved", at - 5000, point="sp-far"),  # out_of_order: before the ticket
+            desk("tu-6", "r1", "on_site", at + 5000),  # invalid_transition: after resolved
+            desk("tu-7", "r1", "escalated", at + 5000),  # unknown_status
+            message(
+                "feedback_updates",
+                "pc",
+                "fu-1",
+                "feedback_updated",
+                at + 3000,
+                feedback_id="fb-1",
+                status="acknowledged",
+                team="marketing",  # pricing feedback goes to marketing
+            ),
+        ]
+        asyncio.run(produce(broker.bootstrap, updates))
+        progress = [
+            orjson.loads(m.value)
+            for m in asyncio.run(consume_all(broker.bootstrap, "ticket_progress", until=3, timeout=30))
+        ]
+        feedback_progress = asyncio.run(
+            consume_all(broker.bootstrap, "feedback_progress", until=1, timeout=30)
+        )
+        refused = asyncio.run(
+            read_until(broker.bootstrap, "dead_letters", lambda ms: len(ms) >= 4, timeout=30)
+        )
+
         # Everything of the user to erase is out; now the erasure.
         asyncio.run(
             produce(
@@ -383,7 +431,22 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
     finally:
         assert worker.stop() == 0
 
-    assert dead_letters == 0  # every message was valid: none failed in processing either
+    # Every message was valid (none failed in processing either) but the four refused updates.
+    assert dead_letters == 4
+    assert sorted(read_dead_letter_headers(m.headers).reason for m in refused) == [
+        "invalid_transition",
+        "out_of_order",
+        "unknown_status",
+        "unknown_ticket",
+    ]
+    assert [(p["ticket_id"], p["status"], p["first_response"]) for p in progress] == [
+        (by_id["r1"], "accepted", True),
+        (by_id["r1"], "resolved", False),
+        (by_id["r2"], "accepted", True),
+    ]
+    assert [orjson.loads(m.value)["status"] for m in feedback_progress] == ["acknowledged"]
+    assert metric(final_metrics, "forewarn_department_updates_total") == 4
+    assert 'forewarn_process_duplicates_total{source="ticket_updates"} 1.0' in final_metrics
     # Tickets: dispatched to the nearest point, or manual with the most specific reason; once per request.
     by_request = {ticket["request_id"]: ticket for ticket in tickets}
     assert len(tickets) == 4 and set(by_request) == {"r1", "r2", "r3", "r4"}
@@ -448,6 +511,20 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
     top = rows(dsn, "SELECT question FROM rising_questions WHERE product_id = 'phone-aster-2' LIMIT 1")
     assert top == [("battery drains overnight",)]
     assert rows(dsn, "SELECT request_id, requested_by FROM erasures") == [("gdpr-1", "dpo")]
+    # Cross-department response: the updates taken in, folded per ticket and per service point.
+    assert rows(dsn, "SELECT count() FROM ticket_updates FINAL") == [(3,)]
+    assert rows(dsn, "SELECT count() FROM ticket_updates WHERE user_id = 'pa'") == [(0,)]
+    assert rows(
+        dsn,
+        "SELECT service_point_id, tickets, responded_tickets, resolved_tickets, automatic_share"
+        " FROM department_weekly_tickets WHERE responded_tickets > 0 ORDER BY service_point_id",
+    ) == [("sp-far", 1, 1, 0, 0.0), ("sp-near", 1, 1, 1, 1.0)]
+    assert rows(
+        dsn, "SELECT round(first_response_hours * 3600) FROM ticket_response WHERE status = 'resolved'"
+    ) == [(1.0,)]
+    assert rows(
+        dsn, "SELECT team, status FROM feedback_response WHERE feedback_id = 'fb-1' AND team = 'marketing'"
+    ) == [("marketing", "acknowledged")]
     client = clickhouse_connect.get_client(dsn=dsn)
     try:
         assert traces(client, [ERASED, pseudonym(ERASED)]) == {}

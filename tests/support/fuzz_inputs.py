@@ -49,6 +49,7 @@ import orjson
 from streams.contracts.events import (
     CLICKSTREAM,
     DEFAULT_MAX_FUTURE_SKEW,
+    FEEDBACK_STATUSES,
     FIELDS_BY_SOURCE,
     MAX_AMOUNT,
     MAX_EVENT_TIME,
@@ -57,10 +58,12 @@ from streams.contracts.events import (
     MIN_EVENT_TIME,
     SUBSCRIPTION_STATUSES,
     SUPPORT_QUESTIONS,
+    TICKET_STATUSES,
     _boolean,
     _channel_name,
     _channel_switches,
     _csat_score,
+    _feedback_status,
     _labels,
     _latitude,
     _longitude,
@@ -70,6 +73,7 @@ from streams.contracts.events import (
     _order_items,
     _positive_int,
     _subscription_status,
+    _ticket_status,
     _timezone,
     _uuid,
     check_identifier,
@@ -298,6 +302,10 @@ def good_value(rnd: random.Random, check: Callable[..., Any], name: str, now_ms:
         return _pick(rnd, (str(value), str(value).upper(), f"{{{value}}}", value.hex, f"urn:uuid:{value}"))
     if check is _subscription_status:
         return _pick(rnd, SUBSCRIPTION_STATUSES)
+    if check is _ticket_status:
+        return _pick(rnd, TICKET_STATUSES)
+    if check is _feedback_status:
+        return _pick(rnd, FEEDBACK_STATUSES)
     if check is _latitude:
         return _pick(rnd, (-90, 90, 0.0, 52.52, rnd.uniform(-90, 90)))
     if check is _longitude:
@@ -396,6 +404,8 @@ def wrong_type_value(rnd: random.Random, check: Callable[..., Any]) -> Any:
         _timezone,
         _uuid,
         _subscription_status,
+        _ticket_status,
+        _feedback_status,
         _message_role,
         _message_text,
         _channel_name,
@@ -440,6 +450,8 @@ def invalid_value(rnd: random.Random, check: Callable[..., Any], name: str, now_
         return _pick(rnd, ("not-a-uuid", "", "0" * 33, "0" * 31, "g" * 32, "{" + "0" * 31))
     if check is _subscription_status:
         return _pick(rnd, ("ACTIVE", "paused", "", "active "))
+    if check in (_ticket_status, _feedback_status):  # dead-lettered as unknown_status (see mutate)
+        return _pick(rnd, ("ACCEPTED", "escalated", "", "resolved "))
     if check is _message_role:
         return _pick(rnd, ("bot", "Customer", "", "agent "))
     if check is _message_text:
@@ -521,6 +533,8 @@ def mutate(
         out[name] = invalid_value(rnd, parse_time, name, now_ms)
     else:
         out[name] = invalid_value(rnd, spec[name][0], name, now_ms)
+        if spec[name][0] in (_ticket_status, _feedback_status):
+            kind = "unknown_status"
     return kind, out
 
 

@@ -56,6 +56,7 @@ from streams.domain.contact import EMITTED
 from streams.domain.eviction import evictable, evicted
 from streams.domain.rounds import StateSnapshot
 from streams.domain.state import UserState
+from streams.processes.desk import TicketProgress
 from streams.processes.orders import OrderCommand
 from streams.processes.run import crm_sync_record, run_process
 from streams.worker.context import WorkerContext
@@ -290,7 +291,8 @@ async def emit(ctx: WorkerContext, partition: int, outcomes: list[Any], wall: fl
 
 
 async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None:
-    """A process input: a device, a repair or order request, CRM attributes, or an erasure."""
+    """A process input: a device, a repair or order request, CRM attributes, a department's update of a
+    ticket or feedback, or an erasure. An update its checks refuse is dead-lettered with their reason."""
     settings = ctx.settings
     wall = time.time()
     user_id = event.user_id
@@ -318,6 +320,10 @@ async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None
         sync = crm_sync_record(state, event.event_time) if event.source == CRM_UPDATES else None
         ctx.put_user(message.partition, user_id, state)
         ctx.pending_timers.track(state)  # an order or repair request moves the user's idle deadline
+    except InvalidEvent as error:  # refused by the process's checks (an update for an unknown ticket):
+        # they run before anything changes, and the state was not put, so there is nothing to undo
+        await ctx.dead_letter(step_part(message, event), error.reason, error.detail, wall)
+        return
     except Exception as error:  # a bug must not stop the agent: the event is dead-lettered
         before = snapshot.restore()
         if before is not None:  # undo the half-applied process: table and changelog agree
@@ -339,6 +345,14 @@ async def handle_process(ctx: WorkerContext, message: Any, event: Event) -> None
     elif done.order is not None:
         await ctx.send(settings.topic_order_rejections, key, orjson.dumps(done.order.to_wire(wall)))
         metrics.ORDERS.labels(done.order.reason).inc()
+    if done.progress is not None:
+        topic = (
+            settings.topic_ticket_progress
+            if isinstance(done.progress, TicketProgress)
+            else settings.topic_feedback_progress
+        )
+        await ctx.send(topic, key, orjson.dumps(done.progress.to_wire(wall)))
+        metrics.DEPARTMENT_UPDATES.labels(event.source, done.progress.status).inc()
 
 
 def forget_user(ctx: WorkerContext, partition: int, user_id: str) -> bool:
