@@ -497,8 +497,8 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
     assert rows(dsn, "SELECT product_id, topic FROM hot_issues") == [("phone-aster-2", "battery_drain")]
     assert rows(dsn, "SELECT count() FROM support_questions") == [(len(questions),)]
     assert rows(dsn, "SELECT forecast FROM hot_issues") == [(None,)]
-    latest = "SELECT bucket, rank, topic, based_on, reason FROM launch_faq_latest WHERE product_id = 'phone-nova-2'"
-    assert rows(dsn, latest)[:2] == [
+    latest = "SELECT bucket, rank, topic, based_on, reason FROM launch_faq_latest WHERE product_id = '{}'"
+    assert rows(dsn, latest.format("phone-nova-2"))[:2] == [
         ("0-1", 1, "setup", ["phone-nova-1"], ""),
         ("1-3", 0, "", [], "no_questions"),
     ]
