@@ -40,7 +40,7 @@ def test_only_earlier_launches_and_their_completed_buckets_are_used() -> None:
     profiles = {
         "old": profile(0.0, same({"pairing": 40, "battery": 10})),
         # Five days old at the forecast: its 0-1 and 1-3 buckets are complete, 3-7 still filling.
-        "recent": profile(95 * DAY, [{"fit": 40}, {"fit": 40}, {"fit": 3}, {}, {}]),
+        "recent": profile(95 * DAY, [{"fit": 40}, {"fit": 40}, {"fit": 30}, {}, {}]),
         "later": profile(300 * DAY, same({"returns": 1000})),  # after the product: never used
     }
     made = forecast(new, [old, recent, later, new], profiles, now=100 * DAY)
