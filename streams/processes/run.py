@@ -267,25 +267,31 @@ def due_forecasts(
     ``ahead_days`` or launched in the last 30 days, :func:`models.launch_faq.in_window`), made once
     per event-time day and again the same day when its basis grows (an earlier launch completes an
     age bucket). ``made`` remembers, per product, the day and basis of the last one sent (memory
-    only: after a restart or a rebalance one is sent again, with the same forecast id).
+    only: after a restart or a rebalance one is sent again, with the same forecast id); the profiles
+    are read only when one is due.
 
     Run where the category's questions are counted: every launch profile of a category is on its
     partition, so a product with no question yet (a launch to come) gets its forecast there too."""
     launches = catalog.launches(category)
     edges = rules.edges[1:]
-    known = {launch.product_id: found for launch in launches if (found := profiles.get(launch.product_id))}
-    due = []
+    due: list[LaunchForecast] = []
+    known: dict[str, LaunchProfile] | None = None  # read only when a forecast is due
     for product in launches:
         if not in_window(product, now, rules):
             continue
+        # From the catalog alone, so that a question that makes nothing new reads no profile.
         basis = [
             f"{launch.product_id}:{sum(launch.launched_at + edge * DAY <= now for edge in edges)}"
             for launch in launches
-            if launch.product_id in known and launch.launched_at < product.launched_at
+            if launch.launched_at < product.launched_at
         ]
         key = f"{int(now // DAY)}|{','.join(basis)}"
         if made.get(product.product_id) == key:
             continue
         made[product.product_id] = key
+        if known is None:
+            known = {
+                launch.product_id: found for launch in launches if (found := profiles.get(launch.product_id))
+            }
         due.append(forecast(product, launches, known, now, rules, product.expected_volume))
     return due

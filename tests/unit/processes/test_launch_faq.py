@@ -59,7 +59,7 @@ def test_forecasts_are_made_in_the_window_once_a_day_and_when_the_basis_grows() 
     assert due(90.1) == [("mid", ("old",)), ("new", ("old",))]  # the next day
     # Once mid's first day is done, new's basis grows: a new forecast the same day.
     assert due(90.55) == [("new", ("old",))]
-    assert made["new"].endswith("old:5,mid:1")
+    assert made["new"].endswith("old:5,mid:1")  # the launches before new and their completed buckets
     assert due(130.1) == []  # 30 days after new's launch
     [forecast] = due_forecasts("earbuds", T0 + 95 * DAY, products, profiles, {}, rules)[1:]
     assert forecast.volume == 2.0 and forecast.buckets[0].topics[0].expected == 20.0  # 2 x 15 x 10/15
