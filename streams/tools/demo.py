@@ -18,8 +18,9 @@ from the chat, commented feedback and corrections of its tags, CRM attributes, a
 about products with eight days of history (hot-issue detection needs a baseline) and a planted surge
 of one topic on one product, and three headphone launches dated from the demo's start
 (:func:`demo_catalog`), the latest one's FAQ forecast learnt from the other two. The summary reads each
-process's results back from ClickHouse against the traffic's ground truth. User ids in ClickHouse are pseudonyms (:mod:`streams.contracts.privacy`): the demo
-keeps the key in its directory and pseudonymises the traffic's user ids to compare.
+process's results back from ClickHouse against the traffic's ground truth. User ids in ClickHouse are
+pseudonyms (:mod:`streams.contracts.privacy`): the demo keeps the key in its directory and
+pseudonymises the traffic's user ids to compare.
 """
 
 from __future__ import annotations
