@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from models.launch_faq import FaqRules
 from models.surge import LaunchProfile, ProductIssues, SurgeRules
 from streams.contracts.time import DAY
-from streams.processes.catalog import Catalog, parse_catalog
+from streams.processes.catalog import Catalog, CatalogError, parse_catalog
 from streams.processes.run import due_forecasts, observe_question
 
 T0 = 1_780_012_800.0  # a midnight UTC: forecasts are made once per UTC day
@@ -97,3 +99,13 @@ def test_hot_issues_say_whether_the_launchs_forecast_named_their_topic() -> None
     ask("steady", 200, T0 + 70 * DAY - 5 * DAY, products, counts_old, profiles, product="old")
     alerts = ask("pairing", 12, T0 + 70 * DAY, products, counts_old, profiles, product="old")
     assert alerts and all(alert.forecast is None for alert in alerts)
+
+
+def test_the_catalogs_expected_volume_is_optional_and_positive() -> None:
+    assert (
+        catalog().product("new").expected_volume == 2.0 and catalog().product("old").expected_volume is None
+    )
+    entry = {"product_id": "p", "category": "c", "name": "P", "launched_at": iso(0)}
+    for bad in (0, -1.5, "2", float("inf")):
+        with pytest.raises(CatalogError, match="expected_volume"):
+            parse_catalog({"products": [entry | {"expected_volume": bad}], "skus": []}, source="t.json")
