@@ -79,6 +79,7 @@ class SurgeRules:
     max_questions: int = 200
     max_profiles: int = 50
     max_prior_topics: int = 50
+    max_examples: int = 3  # example questions (keys) a launch profile keeps per topic
     key_chars: int = 80
 
     @property
@@ -135,6 +136,9 @@ class HotIssue:
     window_start: float  # detected_at minus the short time constant: the window the count is over
     event_id: str
     launch_prior_used: bool
+    # Whether the launch's FAQ forecast named the topic (models.launch_faq.forecast_match); None: the
+    # product is not in a launch window, or there is no forecast for its age.
+    forecast: dict[str, Any] | None = None
 
     def to_wire(self, wall: float) -> dict[str, Any]:
         """The ``hot_issues`` record (schema 1); ``wall`` is when the worker decided (epoch s)."""
@@ -154,6 +158,7 @@ class HotIssue:
             "decided_at": iso_time(wall),
             "event_id": self.event_id,
             "launch_prior_used": self.launch_prior_used,
+            "forecast": self.forecast,
         }
 
 
@@ -241,18 +246,39 @@ class ProductIssues:
 
 @dataclass(slots=True)
 class LaunchProfile:
-    """A product's question counts per age bucket (since launch) per topic, for later launches."""
+    """A product's question counts per age bucket (since launch) per topic, for later launches, and a
+    few example questions (keys, :func:`question_key`) per topic, the first ones asked, for the FAQ
+    forecast (:mod:`models.launch_faq`). A profile stored before examples were kept loads without."""
 
     launched_at: float
     buckets: list[dict[str, float]]  # one per age bucket: topic -> questions (space-saving)
     totals: list[float]  # per bucket: the sum of its counters
+    examples: dict[str, list[str]] = field(default_factory=dict)  # topic -> up to max_examples keys
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LaunchProfile:
-        return cls(data["launched_at"], [dict(bucket) for bucket in data["buckets"]], list(data["totals"]))
+        examples = {topic: list(keys) for topic, keys in data.get("examples", {}).items()}
+        return cls(
+            data["launched_at"], [dict(bucket) for bucket in data["buckets"]], list(data["totals"]), examples
+        )
+
+    def add_example(self, topic: str, key: str, rules: SurgeRules) -> None:
+        """Keep ``key`` as an example of ``topic`` while it has fewer than ``max_examples``; at most
+        ``max_prior_topics`` topics have examples, a topic no bucket counts any more giving its place."""
+        kept = self.examples.get(topic)
+        if kept is None:
+            if len(self.examples) >= rules.max_prior_topics:
+                counted = {name for bucket in self.buckets for name in bucket}
+                gone = next((name for name in self.examples if name not in counted), None)
+                if gone is None:
+                    return
+                del self.examples[gone]
+            kept = self.examples[topic] = []
+        if len(kept) < rules.max_examples and key not in kept:
+            kept.append(key)
 
     def share(self, bucket: int, topic: str, min_questions: float) -> float | None:
         """The topic's share of the bucket's questions; None with fewer than ``min_questions``."""
@@ -440,7 +466,7 @@ def _count_question(product: ProductIssues, key: str, topic: str, time: float, r
 
 
 def _count_launch(
-    state: CategoryIssues, product: ProductInfo, bucket: int, topic: str, rules: SurgeRules
+    state: CategoryIssues, product: ProductInfo, bucket: int, topic: str, key: str, rules: SurgeRules
 ) -> None:
     assert product.launched_at is not None
     profile = state.profiles.get(product.product_id)
@@ -464,6 +490,7 @@ def _count_launch(
     else:
         counters[topic] = counters.get(topic, 0.0) + 1.0
     profile.totals[bucket] += 1.0
+    profile.add_example(topic, key, rules)
 
 
 def _top_questions(
@@ -509,7 +536,7 @@ def observe(
     age = None if product.launched_at is None else time - product.launched_at
     bucket = None if age is None else _bucket(age, rules)
     if bucket is not None:
-        _count_launch(state, product, bucket, topic, rules)
+        _count_launch(state, product, bucket, topic, key, rules)
 
     history = time - counts.started
     expected = _own_expected(stats.short, stats.long, history, time, rules)

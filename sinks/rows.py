@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -585,12 +585,62 @@ def hot_issue_row(value: bytes, headers: Headers, partition: int, offset: int) -
         float(data["expected"]),
         float(data["statistic"]),
         int(bool(data["launch_prior_used"])),
+        _forecast_hit(data.get("forecast")),
         iso_millis(data["detected_at"]),
         iso_millis(data["decided_at"]),
         value.decode(),
         partition,
         offset,
     )
+
+
+def _forecast_hit(forecast: Any) -> int | None:
+    """The alert's ``forecast`` field as the ``forecast`` column: 1 named by the launch's FAQ forecast,
+    0 not named, None (NULL) no forecast (an alert from before the field, too)."""
+    if forecast is None:
+        return None
+    return int(bool(forecast["forecast"]))
+
+
+def launch_faq_rows(
+    value: bytes, headers: Headers, partition: int, offset: int
+) -> tuple[list[tuple[Any, ...]], list[UnreadableItem]]:
+    """The rows of a FAQ forecast (the ``launch_faq_forecasts`` topic, schema 1,
+    :mod:`models.launch_faq`): one per bucket and topic, by rank; a bucket without topics gives one
+    row of rank 0 with its reason, so that every bucket of a forecast is stored."""
+    data = orjson.loads(value)
+    head = (
+        canonical_uuid(data["forecast_id"]),
+        iso_millis(data["made_at"]),
+        iso_millis(data["decided_at"]),
+        data["product_id"],
+        data["category"],
+        iso_millis(data["launched_at"]),
+        float(data["volume"]),
+    )
+    rows = []
+    for bucket in data["buckets"]:
+        common = (bucket["bucket"], int(bucket["index"]))
+        basis = ([str(p) for p in bucket["based_on"]], float(bucket["expected_questions"]), bucket["reason"])
+        topics = bucket["topics"] or [None]
+        for topic in topics:
+            if topic is None:
+                found: tuple[Any, ...] = (0, "", 0.0, 0.0, [])
+            else:
+                found = (
+                    int(topic["rank"]),
+                    topic["topic"],
+                    float(topic["share"]),
+                    float(topic["expected_count"]),
+                    [str(example) for example in topic["examples"]],
+                )
+            rows.append((*head, *common, *found, *basis, partition, offset))
+    return rows, []
+
+
+def launch_faq_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """The first row of a FAQ forecast (:func:`launch_faq_rows` gives them all)."""
+    return launch_faq_rows(value, headers, partition, offset)[0][0]
 
 
 def audit_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
@@ -734,7 +784,7 @@ SUPPORT_QUESTIONS = _spec(
 )
 HOT_ISSUES = _spec(
     "hot_issues",
-    "alert_id product_id category topic observed expected statistic launch_prior_used detected_at"
+    "alert_id product_id category topic observed expected statistic launch_prior_used forecast detected_at"
     " decided_at alert",
     hot_issue_row,
     id_column="alert_id",
@@ -742,6 +792,17 @@ HOT_ISSUES = _spec(
     user_column=None,
     time_column="detected_at",
 )
+LAUNCH_FAQ_FORECAST = _spec(
+    "launch_faq_forecast",
+    "forecast_id made_at decided_at product_id category launched_at volume bucket bucket_index rank topic"
+    " share expected_count examples based_on bucket_questions reason",
+    launch_faq_row,
+    id_column=("forecast_id", "bucket_index", "rank"),
+    id_sql="concat(toString(forecast_id), ':', toString(bucket_index), ':', toString(rank))",
+    user_column=None,
+    time_column="made_at",
+)
+LAUNCH_FAQ_FORECAST = replace(LAUNCH_FAQ_FORECAST, to_rows=launch_faq_rows)
 API_AUDIT = _spec(
     "api_audit",
     "audit_id at caller method route user_id scope status result detail",
@@ -788,6 +849,7 @@ TABLE_SPECS = {
         FEEDBACK_TAGS,
         SUPPORT_QUESTIONS,
         HOT_ISSUES,
+        LAUNCH_FAQ_FORECAST,
         API_AUDIT,
         TICKET_UPDATES,
         FEEDBACK_UPDATES,

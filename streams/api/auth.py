@@ -55,7 +55,8 @@ import orjson
 READ_SCORES = "read:scores"
 WRITE_PREFERENCES = "write:preferences"
 ADMIN = "admin"
-SCOPES = (READ_SCORES, WRITE_PREFERENCES, ADMIN)
+READ_FORECASTS = "read:forecasts"  # forecasts for planning: no user's data
+SCOPES = (READ_SCORES, WRITE_PREFERENCES, ADMIN, READ_FORECASTS)
 
 REALM = "forewarn"
 # RFC 6750 b64token; a length floor so that a configured token cannot be guessed, a ceiling so that a

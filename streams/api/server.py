@@ -9,11 +9,16 @@ GET      ``/api/v1/users/{user_id}``           read:scores        200 the user's
 PUT      ``/api/v1/users/{user_id}/preferences``  write:preferences  202 ``{"event_id"}``
 POST     ``/api/v1/users/{user_id}/erasure``   admin              202 ``{"request_id", "event_id"}``
 POST     ``/api/v1/crm/{user_id}``             admin              202 ``{"event_id"}``
+GET      ``/api/v1/products/{product_id}/faq-forecast``  read:forecasts  200 the FAQ forecast; 404 none
 =======  ====================================  =================  ==========================================
 
 * **GET** answers the user's scores (the ``user_scores`` contract), state and recent interventions
   (:func:`user_view`); a read reaching a worker that does not hold the user's partition is forwarded,
   signed, to the one that does (:mod:`streams.api.forwarding`).
+* **GET faq-forecast** answers a product's FAQ forecast (:func:`faq_reply`, :mod:`models.launch_faq`),
+  made at the call from the launch profiles on the partition of the product's category (forwarded
+  alike to the worker holding it); 404 for a product the catalog does not know or outside its launch
+  window.
 * **PUT preferences**, **POST erasure** and **POST crm** turn their body into an event
   (:func:`command`), validated by :func:`streams.contracts.events.parse_event` and produced to its
   source topic; the answer (202) comes once the broker has acknowledged it.
@@ -59,8 +64,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from mode import Service
 from yarl import URL
 
+from models.launch_faq import FaqRules, forecast, in_window
+from models.surge import LaunchProfile
 from streams.api.auth import (
     ADMIN,
+    READ_FORECASTS,
     READ_SCORES,
     WRITE_PREFERENCES,
     Caller,
@@ -97,6 +105,7 @@ from streams.contracts.settings import Settings
 from streams.contracts.time import iso_time, to_millis
 from streams.contracts.validation import MAX_ID_LENGTH
 from streams.domain.state import UserState
+from streams.processes.catalog import Catalog, load_catalog
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +146,11 @@ class Route:
         return re.compile(re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(self.template)))
 
     @property
+    def subject(self) -> str:
+        """What the path names: ``user_id``, or ``product_id`` (a call with no user subject)."""
+        return re.findall(r"\{(\w+)\}", self.template)[0]
+
+    @property
     def body_fields(self) -> tuple[str, ...]:
         """What a caller may send: the event's fields, less those the server sets."""
         if self.source is None:
@@ -152,7 +166,8 @@ PREFERENCES_ROUTE = Route(
 )
 ERASURE_ROUTE = Route("POST", "/api/v1/users/{user_id}/erasure", ADMIN, ERASURE_REQUESTS, "erasure_requested")
 CRM_ROUTE = Route("POST", "/api/v1/crm/{user_id}", ADMIN, CRM_UPDATES, "crm_attributes")
-ROUTES = (USER_ROUTE, PREFERENCES_ROUTE, ERASURE_ROUTE, CRM_ROUTE)
+FAQ_ROUTE = Route("GET", "/api/v1/products/{product_id}/faq-forecast", READ_FORECASTS)
+ROUTES = (USER_ROUTE, PREFERENCES_ROUTE, ERASURE_ROUTE, CRM_ROUTE, FAQ_ROUTE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +226,14 @@ def unavailable(detail: str) -> ApiError:
     return ApiError(503, detail, {"Retry-After": "1"})
 
 
+def check_product_id(product_id: str) -> str:
+    """A product id from a path, checked as an event's ``product_id`` is (400 otherwise)."""
+    try:
+        return check_identifier("product_id", product_id)
+    except InvalidEvent as error:
+        raise ApiError(400, f"{error.reason}: {error.detail}") from None
+
+
 def check_user_id(user_id: str) -> str:
     """A user id from a path, checked as an event's ``user_id`` is (400 otherwise)."""
     try:
@@ -265,6 +288,28 @@ def user_reply(user_id: str, state: UserState | None) -> Reply:
     if state is None:
         return Reply(404, {"error": "unknown user"}, "unknown user")
     return Reply(200, user_view(user_id, state), "")
+
+
+def faq_reply(
+    product_id: str,
+    catalog: Catalog,
+    profiles: Callable[[str], LaunchProfile | None],
+    now: float,
+    rules: FaqRules,
+) -> Reply:
+    """The FAQ forecast of ``product_id`` made at ``now`` from the launch profiles (``profiles``: a
+    product id's profile, as the ``launch-profiles`` table gives it): the ``launch_faq_forecasts``
+    record, ``decided_at`` the call's time. 404 for a product the catalog does not know, or outside its
+    launch window (from ``faq_ahead_days`` before its launch to 30 days after)."""
+    product = catalog.product(product_id)
+    if product is None:
+        raise ApiError(404, f"product {product_id!r} is not in the catalog")
+    if not in_window(product, now, rules):
+        raise ApiError(404, f"product {product_id!r} is not in its launch window: no FAQ forecast")
+    launches = catalog.launches(product.category)
+    known = {launch.product_id: found for launch in launches if (found := profiles(launch.product_id))}
+    made = forecast(product, launches, known, now, rules, product.expected_volume)
+    return Reply(200, made.to_wire(now), f"forecast {made.forecast_id}")
 
 
 def read_body(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any]:
@@ -328,16 +373,23 @@ def command(
 
 
 def match_route(method: str, path: str) -> tuple[Route | None, str]:
-    """The route a call takes and its subject user id (None and "" when it takes none).
+    """The route a call takes and its subject, the id its path names (None and "" when it takes none).
 
     >>> match_route("GET", "/api/v1/users/u1")[1], match_route("TRACE", "/api/v1/users/u1")
     ('u1', (None, ''))
+    >>> match_route("GET", "/api/v1/products/p1/faq-forecast")[1]
+    'p1'
     """
     for route in ROUTES:
         found = route.pattern.fullmatch(path)
         if found and route.method == method:
-            return route, found["user_id"]
+            return route, found[route.subject]
     return None, ""
+
+
+def audited_user(route: Route, subject: str) -> str:
+    """The user a call is audited under: its subject when that is a user, else none."""
+    return subject if route.subject == "user_id" else ""
 
 
 def no_route(method: str, path: str) -> tuple[Reply, str, str]:
@@ -349,7 +401,11 @@ def no_route(method: str, path: str) -> tuple[Reply, str, str]:
     allow = ", ".join(sorted({route.method for route, _ in matched}))
     detail = f"method {method[:MAX_METHOD]} not allowed; allowed: {allow}"
     route, found = matched[0]
-    return Reply(405, {"error": detail}, detail, {"Allow": allow}), route.template, found["user_id"]
+    return (
+        Reply(405, {"error": detail}, detail, {"Allow": allow}),
+        route.template,
+        audited_user(route, found[route.subject]),
+    )
 
 
 def audit_record(
@@ -436,11 +492,21 @@ class _Api:
     """What the handling of a call needs: the tokens, the cluster secret, the topics, the table."""
 
     def __init__(
-        self, app: Any, settings: Settings, users: Any, topics: dict[str, Any], audit: Any, secret: bytes
+        self,
+        app: Any,
+        settings: Settings,
+        users: Any,
+        topics: dict[str, Any],
+        audit: Any,
+        secret: bytes,
+        profiles: Any = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.users = users
+        self.profiles = profiles  # the launch-profiles table (None: FAQ forecasts not served)
+        self.catalog: Catalog = load_catalog(settings.catalog_file)
+        self.faq_rules = FaqRules(ahead_days=settings.faq_ahead_days)
         self.topics = topics
         self.audit_topic = audit
         self.secret = secret
@@ -450,27 +516,28 @@ class _Api:
     async def handle(self, request: Any) -> Answer:
         """Answer and audit one call under /api/ (an aiohttp request)."""
         method, path = request.method, request.path
-        route, user_id = match_route(method, path)
+        route, subject = match_route(method, path)
         if route is None:
             reply, template, user_id = no_route(method, path)
             return await self._finish(reply, template, method, user_id, "", "")
         if is_forward(request.headers):
-            return await self._take_forward(request, route, user_id)
+            return await self._take_forward(request, route, subject)
+        user_id = audited_user(route, subject)
         verdict = authorize(request.headers.get("Authorization"), route.scope, self.tokens)
         if isinstance(verdict, Refusal):
             reply = refused(verdict)
         else:
-            reply = await self._serve(request, route, user_id, verdict, None)
+            reply = await self._serve(request, route, subject, verdict, None)
         return await self._finish(reply, route.template, method, user_id, route.scope, verdict.name)
 
     async def unparsed(self, error: BaseException) -> Answer:
         """Answer and audit a request the HTTP parser refused (nothing of it is known for sure)."""
         return await self._finish(unparsed_reply(error), UNPARSED, "", "", "", "")
 
-    async def _take_forward(self, request: Any, route: Route, user_id: str) -> Answer:
+    async def _take_forward(self, request: Any, route: Route, subject: str) -> Answer:
         """Answer a call that claims to come from another worker: a signed forward of a read, answered
         signed, or a refusal (never signed)."""
-        method = request.method
+        method, user_id = request.method, audited_user(route, subject)
         try:
             forward = read_forward(
                 request.headers,
@@ -492,7 +559,7 @@ class _Api:
             detail = f"token {caller.name!r} lacks scope {route.scope!r}"
             reply = Reply(403, {"error": detail}, detail)
         else:
-            reply = await self._serve(request, route, user_id, caller, forward)
+            reply = await self._serve(request, route, subject, caller, forward)
         reply = replace(
             reply, detail=forwarded_detail(FORWARDED_FROM, forward.origin, forward.request_id, reply.detail)
         )
@@ -500,10 +567,13 @@ class _Api:
         return answer.signed(self.secret, forward.request_id)
 
     async def _serve(
-        self, request: Any, route: Route, user_id: str, caller: Caller, forward: Forward | None
+        self, request: Any, route: Route, subject: str, caller: Caller, forward: Forward | None
     ) -> Reply:
         """The reply to an allowed call (``forward``: the signed forward it came as, if it did)."""
+        user_id = subject
         try:
+            if route is FAQ_ROUTE:
+                return await self._read_faq(request, check_product_id(subject), caller, forward)
             check_user_id(user_id)
             if route.source is None:
                 return await self._read_user(request, user_id, caller, forward)
@@ -530,20 +600,67 @@ class _Api:
     async def _read_user(self, request: Any, user_id: str, caller: Caller, forward: Forward | None) -> Reply:
         """The user's reply when this worker holds them, else the holder's answer to a signed forward
         (a call that came as a forward is not forwarded again)."""
+        partition = user_partition(user_id, self.settings.partitions)
+        return await self._read_on(
+            self.users,
+            partition,
+            "the user's partition",
+            request,
+            caller,
+            forward,
+            lambda: user_reply(user_id, self.users.get(user_id)),
+        )
+
+    async def _read_faq(
+        self, request: Any, product_id: str, caller: Caller, forward: Forward | None
+    ) -> Reply:
+        """The product's FAQ forecast, made where its category's launch profiles are (the partition of
+        the category on the questions topic), or that worker's answer to a signed forward."""
+        if self.profiles is None:
+            raise unavailable("this worker does not serve FAQ forecasts")
+        category = self.catalog.category_of(product_id)
+        if category is None:
+            raise ApiError(404, f"product {product_id!r} is not in the catalog")
+        # The partition of the category on the questions topic (ingest keys questions by it).
+        partition = user_partition(category, self.settings.partitions)
+        profiles = self.profiles
+        return await self._read_on(
+            profiles,
+            partition,
+            "the category's partition",
+            request,
+            caller,
+            forward,
+            lambda: faq_reply(product_id, self.catalog, profiles.get, time.time(), self.faq_rules),
+        )
+
+    async def _read_on(
+        self,
+        table: Any,
+        partition: int,
+        held: str,
+        request: Any,
+        caller: Caller,
+        forward: Forward | None,
+        answer: Callable[[], Reply],
+    ) -> Reply:
+        """``answer()`` when this worker holds ``partition`` of ``table`` (``held`` names it in errors),
+        else the holder's answer to a signed forward (a call that came as a forward is not forwarded
+        again)."""
         app = self.app
         if app.rebalancing or app.in_recovery:
             raise unavailable("the workers are rebalancing; retry")
-        partition = user_partition(user_id, self.settings.partitions)
-        changelog = self.users.changelog_topic.get_topic_name()
-        owner = owner_of(app.router.table_metadata(self.users.name), changelog, partition)
+        changelog = table.changelog_topic.get_topic_name()
+        owner = owner_of(app.router.table_metadata(table.name), changelog, partition)
         here = str(app.conf.canonical_url)
         if owner is None:
-            raise unavailable("no worker holds the user's partition yet; retry")
+            raise unavailable(f"no worker holds {held} yet; retry")
         if same_node(owner, here):
-            return user_reply(user_id, self.users.get(user_id))
+            return answer()
         if forward is not None:
-            raise unavailable("the user's partition is moving between workers; retry")
-        metrics.API_FORWARDED.labels(USER_ROUTE.template).inc()
+            raise unavailable(f"{held} is moving between workers; retry")
+        route, _ = match_route(request.method, request.path)
+        metrics.API_FORWARDED.labels(route.template if route else UNMATCHED).inc()
         forward = Forward(
             caller,
             request.method,
@@ -720,16 +837,16 @@ class ApiServer(Service):
             await self._runner.cleanup()
 
 
-def register_api(app: Any, settings: Settings, users: Any) -> None:
-    """Serve the API as ``app``'s web server (before it starts), with the topics it produces to. Reads
-    the tokens file now (an invalid one raises :class:`streams.api.auth.TokenFileError`) and the cluster
-    secret."""
+def register_api(app: Any, settings: Settings, users: Any, profiles: Any = None) -> None:
+    """Serve the API as ``app``'s web server (before it starts), with the topics it produces to, the
+    users table and the launch-profiles table (FAQ forecasts) it reads. Reads the tokens file now (an
+    invalid one raises :class:`streams.api.auth.TokenFileError`), the catalog and the cluster secret."""
     topics = {
         source: app.topic(settings.source_topics[source], key_serializer="raw", value_serializer="raw")
         for source in dict.fromkeys(route.source for route in ROUTES if route.source)
     }
     audit = app.topic(settings.topic_api_audit, key_serializer="raw", value_serializer="raw")
-    api = _Api(app, settings, users, topics, audit, load_cluster_secret(settings))
+    api = _Api(app, settings, users, topics, audit, load_cluster_secret(settings), profiles)
     if not api.tokens:
         log.warning("API: no tokens configured (api_tokens_file is empty): every API call is refused")
     app.web_server(ApiServer(api, app.conf.web_bind, app.conf.web_port))

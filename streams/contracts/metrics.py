@@ -181,6 +181,11 @@ SUPPORT_QUESTIONS = Counter(
 HOT_ISSUES = Counter(
     "forewarn_hot_issues_total", "Hot-issue alerts raised, by product category.", ["category"]
 )
+LAUNCH_FAQ_FORECASTS = Counter(
+    "forewarn_launch_faq_forecasts_total",
+    "FAQ forecasts of launches sent (launch_faq_forecasts), by product category.",
+    ["category"],
+)
 CRM_SYNCED = Counter("forewarn_crm_sync_total", "Health and tag records sent to the CRM.")
 STATE_WRITES = Counter(
     "forewarn_state_writes_total",

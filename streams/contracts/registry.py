@@ -334,6 +334,17 @@ TOPICS: dict[str, Topic] = _topics(
         ("models.surge.HotIssue.to_wire",),
         table="hot_issues",
     ),
+    # FAQ forecast for launches (the launch FAQ part).
+    Topic(
+        "launch_faq_forecasts",
+        "launch_faq_forecasts",
+        OUTPUT,
+        "Topic of FAQ forecasts for launches: expected question topics per age bucket, with examples.",
+        "`product_id`",
+        ("sinks.rows.launch_faq_rows",),
+        ("models.launch_faq.LaunchForecast.to_wire",),
+        table="launch_faq_forecast",
+    ),
     Topic(
         "crm_sync",
         "crm_sync",

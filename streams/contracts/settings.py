@@ -167,6 +167,11 @@ SETTINGS_DOC: dict[str, tuple[Any, str]] = {
         "Most source messages `ingest` takes as one batch (what waits to be read, up to this); each"
         " partition of the events topic gets one message (an envelope) of the batch's events.",
     ),
+    "faq_ahead_days": (
+        14.0,
+        "A product gets FAQ forecasts (`launch_faq_forecasts`) from this many days before its launch until"
+        " 30 days after it.",
+    ),
 }
 
 
@@ -269,6 +274,7 @@ class Settings:
     producer_linger_ms: int
     standby_replicas: int
     ingest_batch_events: int
+    faq_ahead_days: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -322,6 +328,8 @@ class Settings:
             raise ValueError(f"{PREFIX}POLICY_RELOAD_SECONDS must be 0 (on SIGHUP only) or more")
         if self.user_idle_seconds < 0:
             raise ValueError(f"{PREFIX}USER_IDLE_SECONDS must be 0 (derived from the policy) or more")
+        if self.faq_ahead_days < 0:
+            raise ValueError(f"{PREFIX}FAQ_AHEAD_DAYS must be 0 or more")
         if self.retention_days < 1:
             raise ValueError(f"{PREFIX}RETENTION_DAYS must be at least 1")
         try:

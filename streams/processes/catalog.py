@@ -9,8 +9,9 @@ below explain, JSON has none)::
       "currency": "EUR",                       // optional: ISO 4217 code of the prices
       "products": [
         {"product_id": "phone-a3", "category": "phones", "name": "Aster 3",
-         "launched_at": "2025-03-04T09:00:00+01:00"}  // ISO 8601 with a time zone
-      ],
+         "launched_at": "2025-03-04T09:00:00+01:00",  // ISO 8601 with a time zone
+         "expected_volume": 1.5}               // optional, > 0: support questions expected, relative
+      ],                                       // to the mean of the category's earlier launches
       "skus": [
         {"sku": "SKU-A3-128-BLK", "product_id": "phone-a3", "name": "Aster 3 128 GB black",
          "price": 499.0,                       // per unit, >= 0
@@ -63,7 +64,7 @@ from streams.contracts.validation import MAX_ID_LENGTH, is_id, is_number
 PACKAGED_CATALOG = "data/catalog.json"  # beside this module
 
 _TOP_FIELDS = {"currency", "products", "skus"}
-_PRODUCT_FIELDS = {"product_id", "category", "name", "launched_at"}
+_PRODUCT_FIELDS = {"product_id", "category", "name", "launched_at", "expected_volume"}
 _SKU_FIELDS = {"sku", "product_id", "name", "price", "max_quantity"}
 
 
@@ -77,6 +78,9 @@ class Product:
     category: str
     name: str
     launched_at: float  # epoch seconds
+    # Support questions expected, relative to the mean of the category's earlier launches (the FAQ
+    # forecast's counts scale by it, models.launch_faq); None: as many as their mean.
+    expected_volume: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +149,12 @@ def parse_catalog(data: Any, source: str) -> Catalog:
             category=identifier(entry, "category", where, CatalogError),
             name=text(entry, "name", where, CatalogError),
             launched_at=iso_seconds(entry, "launched_at", where, CatalogError),
+            expected_volume=None
+            if "expected_volume" not in entry
+            else number(entry, "expected_volume", where, CatalogError),
         )
+        if product.expected_volume is not None and product.expected_volume <= 0:
+            raise CatalogError(f"{where}: field 'expected_volume' must be more than 0")
         if product.product_id in catalog.products:
             raise CatalogError(f"{where}: field 'product_id': {product.product_id!r} is listed twice")
         catalog.products[product.product_id] = product

@@ -36,12 +36,13 @@ Out to the CRM (``crm_sync``) go the user's health score and tags whenever eithe
 from __future__ import annotations
 
 import hashlib
-from collections.abc import MutableMapping
-from dataclasses import dataclass
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
+from models.launch_faq import FaqRules, LaunchForecast, forecast, forecast_match, in_window
 from models.surge import (
     CategoryIssues,
     HotIssue,
@@ -64,7 +65,7 @@ from streams.contracts.events import (
     Event,
     InvalidEvent,
 )
-from streams.contracts.time import iso_time, to_millis
+from streams.contracts.time import DAY, iso_time, to_millis
 from streams.domain.eviction import mark_active
 from streams.domain.state import CrmAttributes, UserState, recent_abandoned_payments
 from streams.processes.catalog import Catalog
@@ -246,6 +247,7 @@ def observe_question(
     counts: MutableMapping[str, ProductIssues],
     profiles: MutableMapping[str, LaunchProfile],
     rules: SurgeRules,
+    faq_rules: FaqRules | None = None,
 ) -> list[HotIssue]:
     """Count one question (a :func:`question_record`) and return the alerts it raises.
 
@@ -253,7 +255,8 @@ def observe_question(
     (``profiles``), two tables, not one value per category: a category's whole state could be
     megabytes, rewritten to the changelog on every question. Here the category's state is assembled
     from them (this product's counts, the launch profiles of the category's products) and what the
-    question changed is written back."""
+    question changed is written back. An alert on a product in its launch window says whether its
+    FAQ forecast named the topic (:func:`models.launch_faq.forecast_match`, ``faq_rules``)."""
     category, product_id = value["category"], value["product_id"]
     product = catalog.product(product_id)
     if product is None:
@@ -272,4 +275,54 @@ def observe_question(
     counts[product_id] = state.products[product_id]
     if product_id in state.profiles:  # a young product: its launch profile counted the question
         profiles[product_id] = state.profiles[product_id]
+    faq_rules = faq_rules or FaqRules(surge=rules)
+    for number, alert in enumerate(alerts):
+        if in_window(product, alert.detected_at, faq_rules):
+            made = forecast(
+                product, launches, state.profiles, alert.detected_at, faq_rules, product.expected_volume
+            )
+            alerts[number] = replace(alert, forecast=forecast_match(made, alert.topic, alert.detected_at))
     return alerts
+
+
+def due_forecasts(
+    category: str,
+    now: float,
+    catalog: Catalog,
+    profiles: Mapping[str, LaunchProfile],
+    made: MutableMapping[str, str],
+    rules: FaqRules,
+) -> list[LaunchForecast]:
+    """The FAQ forecasts (:mod:`models.launch_faq`) to send after a question of ``category`` at event
+    time ``now``: one for each product of the category in its launch window (launching within
+    ``ahead_days`` or launched in the last 30 days, :func:`models.launch_faq.in_window`), made once
+    per event-time day and again the same day when its basis grows (an earlier launch completes an
+    age bucket). ``made`` remembers, per product, the day and basis of the last one sent (memory
+    only: after a restart or a rebalance one is sent again, with the same forecast id); the profiles
+    are read only when one is due.
+
+    Run where the category's questions are counted: every launch profile of a category is on its
+    partition, so a product with no question yet (a launch to come) gets its forecast there too."""
+    launches = catalog.launches(category)
+    edges = rules.edges[1:]
+    due: list[LaunchForecast] = []
+    known: dict[str, LaunchProfile] | None = None  # read only when a forecast is due
+    for product in launches:
+        if not in_window(product, now, rules):
+            continue
+        # From the catalog alone, so that a question that makes nothing new reads no profile.
+        basis = [
+            f"{launch.product_id}:{sum(launch.launched_at + edge * DAY <= now for edge in edges)}"
+            for launch in launches
+            if launch.launched_at < product.launched_at
+        ]
+        key = f"{int(now // DAY)}|{','.join(basis)}"
+        if made.get(product.product_id) == key:
+            continue
+        made[product.product_id] = key
+        if known is None:
+            known = {
+                launch.product_id: found for launch in launches if (found := profiles.get(launch.product_id))
+            }
+        due.append(forecast(product, launches, known, now, rules, product.expected_volume))
+    return due

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def build_worker(settings: Settings) -> tuple[faust.App, list[SinkService]]:
     """The worker's app, its API registered, and the services to run beside it."""
     app = worker_app.create_app(settings)
-    register_api(app, settings, app.tables["users"])
+    register_api(app, settings, app.tables["users"], app.tables["launch-profiles"])
     return app, [SinkService(settings)] if settings.sink_in_worker else []
 
 

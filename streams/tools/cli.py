@@ -11,6 +11,7 @@ forewarn config                print the settings table (Markdown)
 forewarn report [--days N]     print the value metrics of interventions (each arm against the holdout),
                                what shadow triggers would have done, and the cross-department response
                                times and automation share of the latest week against the weeks before
+forewarn faq --product ID      print the latest FAQ forecast of a launch: topics, counts, examples per age
 forewarn doctor                check the broker, the topics and ClickHouse, and say what is wrong
 forewarn traffic               stream synthetic web, logistics and process traffic into the broker
 forewarn notifier              the example notifier: consume interventions, report outcomes
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         default=3,
         help="cross-department figures: feedback acknowledged within DAYS counts as in time (default 3)",
     )
+    faq = commands.add_parser(
+        "faq", help="print the latest FAQ forecast of a product launching or launched lately"
+    )
+    faq.add_argument("--product", required=True, help="the product id (the catalog's)")
     commands.add_parser("doctor", help="check the broker, topics and ClickHouse; exit 1 if anything is wrong")
     traffic = commands.add_parser("traffic", help="stream synthetic traffic into the broker until stopped")
     traffic.add_argument("--sessions-per-second", type=float, default=5.0, help="new web sessions per second")
@@ -251,6 +256,18 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             print(format_department_report(department_report(store, ack_days=args.ack_days)))
         finally:
             store.close()
+    elif args.command == "faq":
+        from sinks.clickhouse import ClickHouseStore
+        from sinks.faq import format_forecast, latest_forecast
+
+        store = ClickHouseStore(settings.clickhouse_dsn)
+        try:
+            store.apply_schema(settings.clickhouse_cluster)  # idempotent: the view may be newer
+            rows = latest_forecast(store, args.product)
+            print(format_forecast(rows))
+        finally:
+            store.close()
+        return 0 if rows else 1
     return 0
 
 

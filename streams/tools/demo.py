@@ -16,9 +16,11 @@ Ctrl-C or the end of ``--duration`` stops everything it started, by PID.
 The traffic also drives the processes: devices and repair requests (service tickets), order requests
 from the chat, commented feedback and corrections of its tags, CRM attributes, and support questions
 about products with eight days of history (hot-issue detection needs a baseline) and a planted surge
-of one topic on one product. The summary reads each process's results back from ClickHouse against the
-traffic's ground truth. User ids in ClickHouse are pseudonyms (:mod:`streams.contracts.privacy`): the demo
-keeps the key in its directory and pseudonymises the traffic's user ids to compare.
+of one topic on one product, and three headphone launches dated from the demo's start
+(:func:`demo_catalog`), the latest one's FAQ forecast learnt from the other two. The summary reads each
+process's results back from ClickHouse against the traffic's ground truth. User ids in ClickHouse are
+pseudonyms (:mod:`streams.contracts.privacy`): the demo keeps the key in its directory and
+pseudonymises the traffic's user ids to compare.
 """
 
 from __future__ import annotations
@@ -57,9 +59,10 @@ from streams.contracts.feedback import ROUTES
 from streams.contracts.interventions import PAYMENT_ASSIST, TRIGGERS
 from streams.contracts.privacy import Pseudonymizer, load_key
 from streams.contracts.settings import Settings
-from streams.contracts.time import DAY
+from streams.contracts.time import DAY, iso_time
 from streams.domain.contact import EMITTED
 from streams.domain.policy import Policy, load_policy
+from streams.processes.catalog import Catalog, Product, load_catalog
 from streams.tools.broker import free_port, start_broker
 from streams.tools.compat_listener import CompatListener
 from streams.tools.demo_truth import TriggerTruth, model_triggers, roc_auc, scores_by_type, trigger_truth
@@ -123,6 +126,53 @@ DEMO_AT_RISK_SESSION_FACTOR = 0.75
 # steady rate of a few a day; rising far above its baseline, it is what the detector should report.
 SURGE_PRODUCT, SURGE_TOPIC = "headphones-echo-2", "pairing"
 SURGE_PER_SECOND = 2.0
+# The FAQ forecast of a launch (models.launch_faq): two headphone launches early in the support
+# questions' history (days after the first question), learnt from, and one a day and a bit before the
+# live part (days before it), whose forecast is shown against the traffic's true topic mix.
+FAQ_EARLIER = (("headphones-echo-air", "Echo Air", 0.2), ("headphones-echo-sport", "Echo Sport", 1.0))
+FAQ_PRODUCT, FAQ_PRODUCT_NAME, FAQ_PRODUCT_AGE = "headphones-echo-3", "Echo Three", 1.2
+
+
+def demo_catalog(now: float, history_days: float) -> Catalog:
+    """The packaged catalog with the demo's three headphone launches, dated from ``now`` (when the
+    demo starts): the earlier two after the first support question (``history_days`` of history, or
+    the questions' own eight days if longer), :data:`FAQ_PRODUCT` :data:`FAQ_PRODUCT_AGE` days before.
+
+    >>> catalog = demo_catalog(1_790_000_000.0, 14.0)
+    >>> [(p.product_id, round((1_790_000_000.0 - p.launched_at) / DAY, 1))
+    ...  for p in catalog.launches("headphones")][-3:]
+    [('headphones-echo-air', 13.8), ('headphones-echo-sport', 13.0), ('headphones-echo-3', 1.2)]
+    >>> from streams.processes.catalog import parse_catalog
+    >>> parse_catalog(orjson.loads(catalog_json(catalog)), "demo") == catalog  # the worker's file
+    True
+    """
+    catalog = load_catalog()
+    first_question = now - max(history_days * DAY, QUESTION_HISTORY)
+    launches = [(pid, name, first_question + days * DAY) for pid, name, days in FAQ_EARLIER]
+    launches.append((FAQ_PRODUCT, FAQ_PRODUCT_NAME, now - FAQ_PRODUCT_AGE * DAY))
+    for product_id, name, launched_at in launches:
+        catalog.products[product_id] = Product(product_id, "headphones", name, launched_at)
+    return catalog
+
+
+def catalog_json(catalog: Catalog) -> bytes:
+    """``catalog`` as a catalog file (:mod:`streams.processes.catalog`), for the worker."""
+    return orjson.dumps(
+        {
+            "currency": catalog.currency,
+            "products": [
+                {"product_id": p.product_id, "category": p.category, "name": p.name,
+                 "launched_at": iso_time(p.launched_at)}
+                | ({} if p.expected_volume is None else {"expected_volume": p.expected_volume})
+                for p in catalog.products.values()
+            ],
+            "skus": [
+                {"sku": k.sku, "product_id": k.product_id, "name": k.name, "price": k.price}
+                | ({} if k.max_quantity is None else {"max_quantity": k.max_quantity})
+                for k in catalog.skus.values()
+            ],
+        }
+    )  # fmt: skip
 
 
 def demo_profile(sessions_per_second: float, policy: Policy, history_days: float) -> TrafficProfile:
@@ -659,8 +709,8 @@ def _feedback(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally
 def _hot_issues(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally) -> list[str]:
     surge, window = generator.profile.surge, generator.surge_window()
     alerts = store.query(
-        "SELECT product_id, topic, observed, expected, statistic, toUnixTimestamp64Milli(detected_at)"
-        " FROM hot_issues FINAL ORDER BY detected_at"
+        "SELECT product_id, topic, observed, expected, statistic, toUnixTimestamp64Milli(detected_at),"
+        " forecast FROM hot_issues FINAL ORDER BY detected_at"
     )
     questions = tally.by_topic[SUPPORT_QUESTIONS]
     before = (
@@ -677,11 +727,14 @@ def _hot_issues(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tal
         )
     else:
         start = tally.until
-    for product, topic, observed, expected, statistic, detected in alerts:
+    for product, topic, observed, expected, statistic, detected, forecast in alerts:
         planted = surge is not None and (product, topic) == (surge.product_id, surge.topic)
+        launch = (
+            "" if forecast is None else f", {'' if forecast else 'not '}named by its launch's FAQ forecast"
+        )
         lines.append(
             f"    raised:  {product} / {topic} at {detected / 1000 - start:+.0f}s, observed {observed:.1f}"
-            f" against {expected:.2f} expected, p = {statistic:.1e}"
+            f" against {expected:.2f} expected, p = {statistic:.1e}{launch}"
             + ("  <- the planted surge" if planted else "  (not planted)")
         )
     if not alerts:
@@ -780,6 +833,49 @@ def _departments(store: ClickHouseStore, tally: _Tally) -> list[str]:
     )
     [(share,)] = store.query("SELECT sum(automated) / sum(cases) FROM automation_share")
     lines.append(f"    end-to-end automation share (automation_share view, history included): {share:.1%}")
+def _launch_faq(store: ClickHouseStore, generator: TrafficGenerator) -> list[str]:
+    """The latest FAQ forecast of :data:`FAQ_PRODUCT` for its first two age buckets, against the topics
+    the traffic gives it there (its true mix) and those asked, and what the category's all-time top
+    five would have named."""
+    from sinks.faq import latest_forecast
+
+    product = generator.catalog.products[FAQ_PRODUCT]
+    rows = latest_forecast(store, FAQ_PRODUCT)
+    if not rows:
+        return [f"  FAQ forecast for the launch of {FAQ_PRODUCT}: none stored"]
+    asked_before = store.query(
+        "SELECT topic FROM support_questions FINAL WHERE category = 'headphones' AND"
+        " toUnixTimestamp64Milli(event_time) < {launch:Int64} GROUP BY topic ORDER BY count() DESC LIMIT 5",
+        {"launch": round(product.launched_at * 1000)},
+    )
+    all_time = {topic for (topic,) in asked_before}
+    lines = [
+        f"  FAQ forecast for the launch of {FAQ_PRODUCT} ({FAQ_PRODUCT_AGE:g} days ago), learnt from"
+        f" {', '.join(rows[0].based_on) or 'no earlier launch'} (launch_faq_latest):"
+    ]
+    for index, (start, end) in enumerate(((0.0, 1.0), (1.0, 3.0))):
+        named = [row for row in rows if row.bucket_index == index and row.rank > 0]
+        mix = generator.true_mix(FAQ_PRODUCT, product.launched_at + (start + end) / 2 * DAY)
+        true_top = sorted(mix, key=mix.__getitem__, reverse=True)[:5]
+        asked = store.query(
+            "SELECT count() FROM support_questions FINAL WHERE product_id = {product:String}"
+            " AND toUnixTimestamp64Milli(event_time) >= {start:Int64}"
+            " AND toUnixTimestamp64Milli(event_time) < {end:Int64}",
+            {
+                "product": FAQ_PRODUCT,
+                "start": round((product.launched_at + start * DAY) * 1000),
+                "end": round((product.launched_at + end * DAY) * 1000),
+            },
+        )[0][0]
+        hits = len({row.topic for row in named} & set(true_top))
+        lines.append(
+            f"    days {start:g}-{end:g}: forecast  "
+            + (", ".join(f"{row.topic} {row.expected_count:.1f}" for row in named) or "none")
+        )
+        lines.append(
+            f"              true top  {', '.join(true_top)} -> {hits} of {len(true_top)} named"
+            f" (the category's all-time top 5: {len(all_time & set(true_top))}); {asked} asked so far"
+        )
     return lines
 
 
@@ -800,6 +896,7 @@ def _processes(
         ("feedback", lambda: _feedback(store, generator, tally)),
         ("hot issues", lambda: _hot_issues(store, generator, tally)),
         ("departments", lambda: _departments(store, tally)),
+        ("FAQ forecast", lambda: _launch_faq(store, generator)),
     ]
     for name, section in sections:
         try:
@@ -940,6 +1037,8 @@ def run_demo(
     policy_file = root / "policy.toml"
     policy_file.write_text(DEMO_POLICY)
     policy = load_policy(str(policy_file))
+    catalog = demo_catalog(time.time(), history_days)
+    (root / "catalog.json").write_bytes(catalog_json(catalog))
     broker = start_broker(log_path=root / "broker.log")
     listener = CompatListener(broker.port, free_port()).start()  # for kcat on librdkafka before 2.2
     dsn = f"chdb://{root / 'clickhouse'}"
@@ -949,6 +1048,7 @@ def run_demo(
         "FOREWARN_DATA_DIR": str(root / "worker"),
         "FOREWARN_PARTITIONS": "4",
         "FOREWARN_POLICY_FILE": str(policy_file),
+        "FOREWARN_CATALOG_FILE": str(root / "catalog.json"),
         "FOREWARN_PSEUDONYM_KEY_FILE": str(root / "pseudonym.key"),
         "FOREWARN_CLUSTER_SECRET_FILE": str(root / "cluster.key"),
         **EMBEDDED_BROKER_ENV,
@@ -977,6 +1077,7 @@ def run_demo(
         profile = demo_profile(
             plan.sessions_per_second if plan else sessions_per_second, policy, history_days
         )
+        profile.catalog = catalog
         generator = TrafficGenerator(profile, seed=seed, start=plan.start if plan else None)
         if plan is None:
             print(

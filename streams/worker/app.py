@@ -7,7 +7,7 @@ Data flow::
     source topics --ingest--> forewarn-events (envelopes) --track_users--> interventions, decisions,
      (raw bytes)      |                                  ^              scores, tickets, orders, ...
                       +--> forewarn-questions            |
-                      |       --watch_issues--> hot_issues
+                      |       --watch_issues--> hot_issues, launch_faq_forecasts
                       +--> dead_letters           forewarn-ticks (sweep)  forewarn-labels (ingest_labels)
 
 ===================== ========================================= ==========================================
@@ -16,7 +16,7 @@ agent / timer         module                                    reads -> writes
 ``ingest``            :mod:`streams.worker.agents.ingest`       source topics -> envelopes, questions
 ``track_users``       :mod:`streams.worker.agents.users`        events, ticks, labels -> every output
 ``ingest_labels``     :mod:`streams.worker.agents.labels`       feedback_labels -> forewarn-labels
-``watch_issues``      :mod:`streams.worker.agents.questions`    forewarn-questions -> hot_issues
+``watch_issues``      :mod:`streams.worker.agents.questions`    forewarn-questions -> hot issues, forecasts
 ``sweep``             :mod:`streams.worker.timers.sweep`        pending timers -> forewarn-ticks
 checkpoints           :mod:`streams.worker.timers.checkpoints`  live models -> the models changelog
 ``reload_policy``     :mod:`streams.worker.timers.policy_reload` the policy file -> ``ctx.policy``

@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 
+from models.launch_faq import FaqRules
 from models.surge import SurgeRules
 from streams.contracts.deadletters import DeadLetterQueue, DeadLetterSender, StopRequested
 from streams.contracts.erasure import ErasedUsers
@@ -60,6 +61,9 @@ class WorkerContext:
     in_flight: InFlight  # envelopes ingest sent that the per-user agent may not have read yet
     stock_reader: StockReader
     surge_rules: SurgeRules
+    faq_rules: FaqRules  # the FAQ forecasts' (models.launch_faq), over surge_rules' age buckets
+    # Per product, the day and basis of the last FAQ forecast sent (streams.processes.run.due_forecasts).
+    faq_made: dict[str, str]
     source_of: dict[str, str]  # source topic -> source
     internal_max_bytes: int  # largest record of an internal topic read
 
@@ -111,6 +115,8 @@ class WorkerContext:
             in_flight=InFlight(),
             stock_reader=app.service(StockReader(settings, on_invalid=dead_letter_stock)),
             surge_rules=SurgeRules(),
+            faq_rules=FaqRules(ahead_days=settings.faq_ahead_days, surge=SurgeRules()),
+            faq_made={},
             source_of={topic: source for source, topic in settings.source_topics.items()},
             # see streams.contracts.internal.DEFAULT_MAX_BYTES
             internal_max_bytes=2 * settings.max_event_bytes,

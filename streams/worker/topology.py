@@ -40,6 +40,7 @@ class Topics:
     labels: faust.TopicT  # each correction, sent to every partition
     questions: faust.TopicT  # support questions keyed by product category, raw
     hot_issues: faust.TopicT  # alerts of support topics surging on a product
+    launch_faq_forecasts: faust.TopicT  # FAQ forecasts of launches, made where the questions are counted
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -54,6 +55,7 @@ class Topics:
             labels=app.topic(settings.topic_labels, partitions=settings.partitions),
             questions=app.topic(settings.topic_questions, value_serializer="raw"),
             hot_issues=app.topic(settings.topic_hot_issues),
+            launch_faq_forecasts=app.topic(settings.topic_launch_faq_forecasts),
         )
 
 

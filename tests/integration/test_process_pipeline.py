@@ -2,13 +2,15 @@
 manual) tickets, order requests become commands or rejections once per request id (checked against a
 stock topic), feedback is tagged and corrections reach every partition's tagger, a planted surge of
 support questions raises one hot-issue alert, CRM attributes come back on ``crm_sync``, and an erasure
-leaves no trace of the user in the worker's table or in ClickHouse. ClickHouse holds pseudonyms only."""
+leaves no trace of the user in the worker's table or in ClickHouse. ClickHouse holds pseudonyms only.
+A launch to come gets a FAQ forecast learnt from an earlier launch's first day."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
+from importlib import resources
 from pathlib import Path
 
 import clickhouse_connect
@@ -18,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.contracts.deadletters import read_dead_letter_headers
 from streams.contracts.privacy import Pseudonymizer
+from streams.contracts.time import iso_time
 from tests.support.harness import (
     StartWorker,
     consume_all,
@@ -82,11 +85,21 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
     now_ms = int(time.time() * 1000)
     points_file = tmp_path / "points.json"
     points_file.write_bytes(orjson.dumps(POINTS))
+    # The packaged catalog and two launches of phones: one 70 days ago, one in 5 days (FAQ forecast).
+    catalog = orjson.loads(resources.files("streams.processes").joinpath("data/catalog.json").read_bytes())
+    for product_id, days in (("phone-nova-1", -70), ("phone-nova-2", 5)):
+        launched = iso_time(now_ms / 1000 + days * 86400)
+        catalog["products"].append(
+            {"product_id": product_id, "category": "phones", "name": product_id, "launched_at": launched}
+        )
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_bytes(orjson.dumps(catalog))
     env = worker_env(
         broker.bootstrap,
         tmp_path,
         FOREWARN_SERVICE_POINTS_FILE=str(points_file),
         FOREWARN_PSEUDONYM_KEY=KEY,
+        FOREWARN_CATALOG_FILE=str(catalog_file),
     )
     pseudonym = Pseudonymizer(KEY.encode())
     asyncio.run(create_stock(broker.bootstrap))
@@ -305,6 +318,22 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
                 topic="battery_drain",
             )
         )
+    # The earlier launch's first day: a setup question an hour (too few to surge), kept in its launch
+    # profile, which the next launch's FAQ forecast learns from.
+    for step in range(24):
+        questions.insert(
+            0,
+            message(
+                "support_questions",
+                f"q{step % 7}",
+                f"q-nova-{step}",
+                "question_asked",
+                now_ms - 70 * 24 * HOUR_MS + HOUR_MS // 2 + step * HOUR_MS,
+                product_id="phone-nova-1",
+                text=f"How do I set up the Nova {step % 3}?",
+                topic="setup",
+            ),
+        )
     # The user to erase: activity, an order and feedback.
     erased = [
         message("clickstream", ERASED, "e-1", "page_view", at, page="/", session_id="se"),
@@ -353,6 +382,17 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
             orjson.loads(m.value)
             for m in asyncio.run(
                 read_until(broker.bootstrap, "crm_sync", lambda ms: len(ms) >= 2, timeout=30)
+            )
+        ]
+        forecasts = [
+            orjson.loads(m.value)
+            for m in asyncio.run(
+                read_until(
+                    broker.bootstrap,
+                    "launch_faq_forecasts",
+                    lambda ms: any(b'"phone-nova-1"]' in m.value for m in ms),
+                    timeout=30,
+                )
             )
         ]
 
@@ -477,6 +517,17 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
 
     # Hot issues: the planted burst, once; nothing for the steady topics.
     assert [(a["product_id"], a["topic"]) for a in alerts] == [("phone-aster-2", "battery_drain")]
+    assert alerts[0]["forecast"] is None  # aster-2 launched long ago: no launch window
+    # FAQ forecasts: nova-2, launching in 5 days, learns its first day from nova-1's; nova-1 had no
+    # earlier launch with a profile when it launched.
+    learnt = [f for f in forecasts if f["product_id"] == "phone-nova-2" and f["buckets"][0]["topics"]]
+    first_day = learnt[-1]["buckets"][0]
+    assert (first_day["based_on"], first_day["questions"], first_day["reason"]) == (["phone-nova-1"], 24, "")
+    assert first_day["topics"][0] | {"examples": None} == {
+        "rank": 1, "topic": "setup", "share": 1.0, "expected_count": 24.0, "examples": None
+    }  # fmt: skip
+    assert sorted(first_day["topics"][0]["examples"]) == [f"how do i set up the nova {n}" for n in range(3)]
+    assert {f["reason"] for f in forecasts if f["product_id"] == "phone-nova-1"} == {"no_earlier_launch"}
 
     # CRM: the tier came back as a tag; the feedback topics too.
     by_user = {record["user_id"]: record for record in synced}
@@ -508,6 +559,12 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
     ]
     assert rows(dsn, "SELECT product_id, topic FROM hot_issues") == [("phone-aster-2", "battery_drain")]
     assert rows(dsn, "SELECT count() FROM support_questions") == [(len(questions),)]
+    assert rows(dsn, "SELECT forecast FROM hot_issues") == [(None,)]
+    latest = "SELECT bucket, rank, topic, based_on, reason FROM launch_faq_latest WHERE product_id = '{}'"
+    assert rows(dsn, latest.format("phone-nova-2"))[:2] == [
+        ("0-1", 1, "setup", ["phone-nova-1"], ""),
+        ("1-3", 0, "", [], "no_questions"),
+    ]
     top = rows(dsn, "SELECT question FROM rising_questions WHERE product_id = 'phone-aster-2' LIMIT 1")
     assert top == [("battery drains overnight",)]
     assert rows(dsn, "SELECT request_id, requested_by FROM erasures") == [("gdpr-1", "dpo")]

@@ -56,7 +56,7 @@ class RogueServer(Service):
         return web.Response(body=orjson.dumps(forged), content_type="application/json", headers=reflected)
 
 
-def register_rogue(app: Any, settings: Any, users: Any) -> None:
+def register_rogue(app: Any, settings: Any, users: Any, profiles: Any = None) -> None:
     app.web_server(RogueServer(app.conf.web_bind, app.conf.web_port, os.environ["FOREWARN_ROGUE_LOG"]))
 
 

@@ -238,6 +238,11 @@ class TrafficGenerator:
         """The steady rate (questions per second) of ``topic`` on ``product_id`` at ``at``."""
         return self.support_questions.topic_rate(product_id, topic, at)
 
+    def true_mix(self, product_id: str, at: float) -> dict[str, float]:
+        """The topic shares of ``product_id``'s support questions at ``at`` (its launch's in its first
+        30 days): :meth:`SupportQuestions.true_mix`."""
+        return self.support_questions.true_mix(product_id, at)
+
     def surge_window(self) -> tuple[float, float] | None:
         """When the planted surge runs (epoch seconds); None without one or before the start."""
         return self.support_questions.surge_window(self._start)

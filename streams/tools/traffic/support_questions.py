@@ -6,7 +6,13 @@ steady mix of topics (drawn once per run); also for ``support_history_seconds`` 
 that hot-issue detection (:mod:`models.surge`) has a baseline, and with an optional planted
 :class:`~streams.tools.traffic.profile.Surge`: one topic of one product, more often for a while.
 
-The ground truth: :meth:`SupportQuestions.topic_rate` (the steady rate of a topic) and
+In its first 30 days a product is asked about as launches of its category are: the category's launch
+pattern (:data:`LAUNCH_TOPICS`, per age bucket: setup and pairing first, battery and updates later)
+over its steady mix, with noise of its own (:func:`launch_mix`), which the FAQ forecast
+(:mod:`models.launch_faq`) learns from the category's earlier launches.
+
+The ground truth: :meth:`SupportQuestions.topic_rate` (the rate of a topic at a time),
+:meth:`SupportQuestions.true_mix` (a product's topic shares at an age) and
 :meth:`SupportQuestions.surge_window` (when the surge runs). The steady questions and the surge's draw
 from a random stream each, so that how often they are asked for does not change what is asked.
 
@@ -25,9 +31,11 @@ from a random stream each, so that how often they are asked for does not change 
 
 from __future__ import annotations
 
+import bisect
 import random
 
 from streams.contracts.events import SUPPORT_QUESTIONS
+from streams.contracts.time import DAY
 from streams.processes.catalog import Catalog, Product
 from streams.tools.traffic.profile import Surge, TrafficProfile, launched_products, text_language
 from streams.tools.traffic.schedule import Schedule
@@ -41,6 +49,87 @@ CATEGORY_TOPICS: dict[str, tuple[str, ...]] = {
     "appliances": ("suction", "filter", "noise", "battery", "app_setup"),
 }
 GENERIC_TOPICS = ("setup", "returns", "warranty")
+# What a category's launches are asked about most in each age bucket (days 0-1, 1-3, 3-7, 7-14 and
+# 14-30 since launch; models.surge.SurgeRules.age_buckets), first the most: weighted LAUNCH_WEIGHTS
+# (times a per-product noise) over the product's steady mix, whose shares sum to 1.
+LAUNCH_BUCKETS = (1.0, 3.0, 7.0, 14.0, 30.0)
+LAUNCH_TOPICS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "phones": (
+        ("setup", "charging", "returns"),
+        ("setup", "camera", "charging"),
+        ("camera", "battery", "screen"),
+        ("software_update", "battery", "returns"),
+        ("software_update", "battery", "warranty"),
+    ),
+    "laptops": (
+        ("setup", "wifi", "keyboard"),
+        ("wifi", "setup", "software_update"),
+        ("software_update", "keyboard", "overheating"),
+        ("overheating", "battery", "returns"),
+        ("battery", "software_update", "warranty"),
+    ),
+    "headphones": (
+        ("pairing", "setup", "charging_case"),
+        ("pairing", "fit", "charging_case"),
+        ("fit", "noise_cancelling", "returns"),
+        ("battery", "noise_cancelling", "returns"),
+        ("battery", "charging_case", "warranty"),
+    ),
+    "appliances": (
+        ("app_setup", "setup", "noise"),
+        ("app_setup", "suction", "returns"),
+        ("suction", "filter", "noise"),
+        ("filter", "returns", "battery"),
+        ("filter", "battery", "warranty"),
+    ),
+}
+LAUNCH_WEIGHTS = (1.5, 1.0, 0.6)
+LAUNCH_NOISE = (0.4, 1.6)  # each launch's factor on each pattern weight, uniform
+
+Mix = dict[str, tuple[float, tuple[str, ...], tuple[float, ...]]]  # product -> weight, topics, shares
+
+
+def question_mix(catalog: Catalog, rng: random.Random) -> Mix:
+    """Per product: its weight among products and its steady topic shares (drawn once)."""
+    mix = {}
+    for product in sorted(catalog.products.values(), key=lambda p: p.product_id):
+        topics = CATEGORY_TOPICS.get(product.category, GENERIC_TOPICS)
+        weights = [rng.uniform(0.2, 1.0) for _ in topics]
+        shares = tuple(weight / sum(weights) for weight in weights)
+        mix[product.product_id] = (rng.uniform(0.5, 2.0), topics, shares)
+    return mix
+
+
+def launch_mix(
+    catalog: Catalog, mix: Mix, rng: random.Random
+) -> dict[str, list[tuple[tuple[str, ...], tuple[float, ...]]]]:
+    """Per product of a category with a launch pattern, per age bucket: its topics and their shares,
+    the pattern's weights (each times a noise factor of the product's) over its steady mix."""
+    found = {}
+    for product in sorted(catalog.products.values(), key=lambda p: p.product_id):
+        pattern = LAUNCH_TOPICS.get(product.category)
+        if pattern is None or product.product_id not in mix:
+            continue
+        _, topics, shares = mix[product.product_id]
+        buckets = []
+        for focus in pattern:
+            weights = dict(zip(topics, shares, strict=True))
+            for topic, weight in zip(focus, LAUNCH_WEIGHTS, strict=True):
+                weights[topic] = weights.get(topic, 0.0) + weight * rng.uniform(*LAUNCH_NOISE)
+            total = sum(weights.values())
+            buckets.append((tuple(weights), tuple(weight / total for weight in weights.values())))
+        found[product.product_id] = buckets
+    return found
+
+
+def launch_bucket(age: float) -> int | None:
+    """The age bucket of ``age`` seconds since launch (:data:`LAUNCH_BUCKETS`); None outside them."""
+    if age < 0.0:
+        return None
+    index = bisect.bisect_right(LAUNCH_BUCKETS, age / DAY)
+    return index if index < len(LAUNCH_BUCKETS) else None
+
+
 QUESTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "battery": {
         "en": (
@@ -205,21 +294,37 @@ class SupportQuestions:
         # correlation with the seed's own stream).
         self.random = random.Random(f"{schedule.seed}:questions")
         self.surge_random = random.Random(f"{schedule.seed}:surge")
-        self._mix = self._question_mix() if profile.support_question_rate > 0 else {}
+        self._mix = question_mix(catalog, self.random) if profile.support_question_rate > 0 else {}
+        # Its own stream: the steady stream (and the traffic recorded from it) stays what it was.
+        self._launch_mix = launch_mix(catalog, self._mix, random.Random(f"{schedule.seed}:launch"))
         self._next_question: float | None = None
         self._next_surge: float | None = None
         if profile.surge is not None:
             check_surge(profile.surge, profile, catalog)
 
     def topic_rate(self, product_id: str, topic: str, at: float) -> float:
-        """The steady rate (questions per second) of ``topic`` on ``product_id`` at ``at``."""
+        """The rate (questions per second) of ``topic`` on ``product_id`` at ``at``, the surge aside."""
         launched = [p.product_id for p in launched_products(self.catalog, at)]
         if product_id not in launched or product_id not in self._mix:
             return 0.0
-        weight, topics, shares = self._mix[product_id]
         total = sum(self._mix[p][0] for p in launched)
-        share = shares[topics.index(topic)] if topic in topics else 0.0
-        return self.schedule.profile.support_question_rate * weight / total * share
+        share = self.true_mix(product_id, at).get(topic, 0.0)
+        return self.schedule.profile.support_question_rate * self._mix[product_id][0] / total * share
+
+    def true_mix(self, product_id: str, at: float) -> dict[str, float]:
+        """The topic shares of ``product_id``'s questions at ``at``: its launch bucket's in its first
+        30 days, else its steady mix (empty without questions)."""
+        if product_id not in self._mix:
+            return {}
+        topics, shares = self._topics(self.catalog.products[product_id], at)
+        return dict(zip(topics, shares, strict=True))
+
+    def _topics(self, product: Product, at: float) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        bucket = launch_bucket(at - product.launched_at)
+        if bucket is not None and product.product_id in self._launch_mix:
+            return self._launch_mix[product.product_id][bucket]
+        _, topics, shares = self._mix[product.product_id]
+        return topics, shares
 
     def surge_window(self, start: float | None) -> tuple[float, float] | None:
         """When the planted surge of traffic started at ``start`` runs (epoch seconds); None without
@@ -254,17 +359,6 @@ class SupportQuestions:
             self._ask(self._next_surge, self.catalog.products[surge.product_id], surge.topic)
             self._next_surge += self.surge_random.expovariate(extra)
 
-    def _question_mix(self) -> dict[str, tuple[float, tuple[str, ...], tuple[float, ...]]]:
-        """Per product: its weight among products and its steady topic shares (drawn once)."""
-        rng = self.random
-        mix = {}
-        for product in sorted(self.catalog.products.values(), key=lambda p: p.product_id):
-            topics = CATEGORY_TOPICS.get(product.category, GENERIC_TOPICS)
-            weights = [rng.uniform(0.2, 1.0) for _ in topics]
-            shares = tuple(weight / sum(weights) for weight in weights)
-            mix[product.product_id] = (rng.uniform(0.5, 2.0), topics, shares)
-        return mix
-
     def _ask(self, time: float, product: Product | None = None, topic: str = "") -> None:
         """A steady question (a product and topic of the mix), or with ``product`` and ``topic`` a
         question of the planted surge (from the surge's own random stream)."""
@@ -273,7 +367,7 @@ class SupportQuestions:
             rng = self.random
             launched = launched_products(self.catalog, time)
             product = rng.choices(launched, weights=[self._mix[p.product_id][0] for p in launched])[0]
-            _, topics, shares = self._mix[product.product_id]
+            topics, shares = self._topics(product, time)
             topic = rng.choices(topics, weights=shares)[0]
             schedule.stats.support_questions += 1
         else:

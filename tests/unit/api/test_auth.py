@@ -69,8 +69,9 @@ def test_the_routes_require_the_documented_scopes() -> None:
         ("PUT", "/api/v1/users/{user_id}/preferences"): "write:preferences",
         ("POST", "/api/v1/users/{user_id}/erasure"): "admin",
         ("POST", "/api/v1/crm/{user_id}"): "admin",
+        ("GET", "/api/v1/products/{product_id}/faq-forecast"): "read:forecasts",
     }
-    assert SCOPES == ("read:scores", "write:preferences", "admin")
+    assert SCOPES == ("read:scores", "write:preferences", "admin", "read:forecasts")
 
 
 @pytest.mark.parametrize(("name", "route"), list(ALLOWED))

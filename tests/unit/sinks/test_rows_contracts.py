@@ -8,20 +8,24 @@ either side, a type the column refuses, or a raw user id left in a JSON column f
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from models.surge import CategoryIssues, Question, SurgeRules, observe
+from models.launch_faq import forecast
+from models.surge import CategoryIssues, LaunchProfile, ProductInfo, Question, SurgeRules, observe
 from models.tagger import FeedbackTagger, tag_feedback
 from sinks.clickhouse import ClickHouseStore
 from sinks.rows import (
     API_AUDIT,
     FEEDBACK_TAGS,
     HOT_ISSUES,
+    LAUNCH_FAQ_FORECAST,
     ORDER_COMMANDS,
     ORDER_REJECTIONS,
     SUPPORT_QUESTIONS,
@@ -227,6 +231,52 @@ def test_support_questions_and_hot_issues(store: ClickHouseStore) -> None:
     assert row["observed"] >= 5 and row["statistic"] < 1e-4 and row["expected"] > 0
     assert str(row["alert_id"]) == alerts[0].alert_id
     assert orjson.loads(row["alert"])["top_questions"]
+    assert row["forecast"] is None  # not made through observe_question: no forecast field given
+    named = replace(
+        alerts[0], alert_id=str(uuid.uuid4()), forecast={"forecast": True, "rank": 2, "expected": 3.5}
+    )
+    row = HOT_ISSUES.to_row(orjson.dumps(named.to_wire(WALL)), [], 3, 1)
+    store.insert(HOT_ISSUES.table, HOT_ISSUES.columns, [row], token="hot-issues-forecast-test")
+    [(forecast_column, alert)] = store.query(
+        f"SELECT forecast, alert FROM hot_issues WHERE alert_id = '{named.alert_id}'"
+    )
+    row = {"forecast": forecast_column, "alert": alert}
+    assert row["forecast"] == 1 and orjson.loads(row["alert"])["forecast"]["rank"] == 2
+
+
+def test_launch_faq_forecast(store: ClickHouseStore) -> None:
+    """A forecast's rows (one per bucket and topic, rank 0 for a bucket without topics), and the view
+    of each product's latest forecast that ``forewarn faq`` reads."""
+    catalog = load_catalog()
+    old, new = catalog.product("phone-aster-3"), catalog.product("phone-aster-4")
+    buckets = [{"setup": 30.0, "camera": 10.0}, {"battery": 5.0}, {}, {}, {}]
+    profiles = {
+        old.product_id: LaunchProfile(
+            old.launched_at, buckets, [sum(b.values()) for b in buckets], {"setup": ["how do i set up"]}
+        )
+    }
+    launches = [ProductInfo(p.product_id, p.category, p.launched_at) for p in (old, new)]
+    made = [forecast(launches[1], launches, profiles, new.launched_at - days * 86400) for days in (3, 2)]
+    rows = []
+    for offset, wire in enumerate(item.to_wire(WALL) for item in made):
+        found, unreadable = LAUNCH_FAQ_FORECAST.to_rows(orjson.dumps(wire), [], 1, offset)
+        assert not unreadable and all(len(row) == len(LAUNCH_FAQ_FORECAST.columns) for row in found)
+        rows += found
+    assert len({LAUNCH_FAQ_FORECAST.row_id(row) for row in rows}) == len(rows) == 2 * (2 + 1 + 3)
+    store.insert(LAUNCH_FAQ_FORECAST.table, LAUNCH_FAQ_FORECAST.columns, rows, token="faq-test")
+    latest = store.query(
+        "SELECT toString(forecast_id), bucket, rank, topic, expected_count, examples, based_on, reason"
+        " FROM launch_faq_latest WHERE product_id = 'phone-aster-4' ORDER BY bucket_index, rank"
+    )
+    assert {row[0] for row in latest} == {made[1].forecast_id}
+    assert latest[:3] == [
+        (made[1].forecast_id, "0-1", 1, "setup", 30.0, ["how do i set up"], ["phone-aster-3"], ""),
+        (made[1].forecast_id, "0-1", 2, "camera", 10.0, [], ["phone-aster-3"], ""),
+        (made[1].forecast_id, "1-3", 1, "battery", 5.0, [], ["phone-aster-3"], "few_questions"),
+    ]
+    assert [(row[1], row[2], row[7]) for row in latest[3:]] == [
+        ("3-7", 0, "no_questions"), ("7-14", 0, "no_questions"), ("14-30", 0, "no_questions")
+    ]  # fmt: skip
 
 
 def test_api_audit(store: ClickHouseStore) -> None:

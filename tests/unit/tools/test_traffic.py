@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import random
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from streams.contracts.time import DAY, HOUR
 from streams.domain.policy import load_policy
 from streams.domain.state import UserState
 from streams.domain.triggers import check_payment_dwell, check_timers, process_event
+from streams.processes.catalog import load_catalog
 from streams.processes.orders import (
     INVALID_QUANTITY,
     QUANTITY_LIMIT,
@@ -47,7 +49,13 @@ from streams.tools.traffic.generator import PROCESS_TOPICS, TrafficGenerator
 from streams.tools.traffic.profile import USER_TYPES, Surge, TrafficProfile
 from streams.tools.traffic.repairs import DISPATCH_MAX_KM
 from streams.tools.traffic.schedule import Outgoing
-from streams.tools.traffic.support_questions import CATEGORY_TOPICS
+from streams.tools.traffic.support_questions import (
+    CATEGORY_TOPICS,
+    LAUNCH_TOPICS,
+    launch_bucket,
+    launch_mix,
+    question_mix,
+)
 
 START = 1_764_000_000.0
 
@@ -690,7 +698,7 @@ def test_support_questions_have_steady_topic_mixes_and_the_planted_surge(process
     for question in questions:
         product = catalog.products[question.attrs["product_id"]]
         assert product.launched_at <= question.event_time
-        assert question.attrs["topic"] in CATEGORY_TOPICS[product.category]
+        assert question.attrs["topic"] in generator.true_mix(product.product_id, question.event_time)
         assert product.name in question.attrs["text"]
         chinese += any("\u4e00" <= char <= "\u9fff" for char in question.attrs["text"])
     assert abs(chinese / len(questions) - generator.profile.text_zh_share) < 0.04
@@ -877,3 +885,35 @@ def test_chats_carry_their_users_planted_emotions_and_needs(process_run: Process
     assert share["at_risk"] == 1.0 and share["help_seeker"] > 0.5
     assert share["buyer"] == share["browser"] == 0.0
     assert any(p.needed_product_id != p.product_id for p in truth.values() if p.user_type == "buyer")
+
+
+def test_launches_share_their_categorys_age_pattern_with_noise_of_their_own() -> None:
+    """Each launch's first 30 days follow the category's pattern (its top topic in each age bucket is
+    one of the pattern's, most of its top three are), with shares of its own; after them its steady mix."""
+    catalog = load_catalog()
+    mix = question_mix(catalog, random.Random(1))
+    launches = launch_mix(catalog, mix, random.Random(2))
+    for category, pattern in LAUNCH_TOPICS.items():
+        products = catalog.launches(category)
+        for bucket, focus in enumerate(pattern):
+            mixes = [dict(zip(*launches[p.product_id][bucket], strict=True)) for p in products]
+            for shares in mixes:
+                assert sum(shares.values()) == pytest.approx(1.0)
+                ranked = sorted(shares, key=shares.__getitem__, reverse=True)
+                assert ranked[0] in focus and len(set(ranked[:3]) & set(focus)) >= 2, (category, bucket)
+            assert mixes[0] != mixes[1]  # noise per launch
+    assert [launch_bucket(days * DAY) for days in (0, 0.99, 1, 6.5, 29.9, 30, -1)] == [
+        0,
+        0,
+        1,
+        2,
+        4,
+        None,
+        None,
+    ]
+    generator = TrafficGenerator(TrafficProfile(support_question_rate=1.0), seed=3, start=START)
+    product = catalog.products["appliance-breeze-air"]  # 20 days old at START
+    young = generator.true_mix(product.product_id, product.launched_at + 0.5 * DAY)
+    assert "app_setup" in sorted(young, key=young.__getitem__)[-3:]
+    steady = generator.true_mix(product.product_id, product.launched_at + 40 * DAY)
+    assert set(steady) == set(CATEGORY_TOPICS["appliances"]) and young != steady
