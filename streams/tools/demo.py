@@ -833,6 +833,8 @@ def _departments(store: ClickHouseStore, tally: _Tally) -> list[str]:
     )
     [(share,)] = store.query("SELECT sum(automated) / sum(cases) FROM automation_share")
     lines.append(f"    end-to-end automation share (automation_share view, history included): {share:.1%}")
+
+
 def _launch_faq(store: ClickHouseStore, generator: TrafficGenerator) -> list[str]:
     """The latest FAQ forecast of :data:`FAQ_PRODUCT` for its first two age buckets, against the topics
     the traffic gives it there (its true mix) and those asked, and what the category's all-time top
