@@ -33,12 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.readme import publish  # noqa: E402
-from models.load_forecast import SLOT_SECONDS, LoadForecaster  # noqa: E402
-from streams.contracts.time import DAY  # noqa: E402
-from streams.domain.policy import load_policy  # noqa: E402
-from streams.processes.support_load import Campaign, agents_needed, calendar  # noqa: E402
-from streams.tools.traffic.contacts import ContactShape, PlantedCampaign, contact_times  # noqa: E402
+from benchmarks.readme import publish
+from models.load_forecast import SLOT_SECONDS, LoadForecaster
+from streams.contracts.time import DAY
+from streams.domain.policy import load_policy
+from streams.processes.support_load import Campaign, agents_needed, calendar
+from streams.tools.traffic.contacts import ContactShape, PlantedCampaign, contact_times
 
 MARKERS = ("<!-- support-load-benchmark:start -->", "<!-- support-load-benchmark:end -->")
 START = 1_767_571_200.0  # Monday 2026-01-05 00:00 UTC
@@ -114,13 +114,13 @@ def run(weeks: int, seed: int) -> dict:
                 if target >= slots or target < first_measured:
                     continue
 
-                def predict(slot: int, method: str) -> float:
+                def predict(slot: int, method: str, model=model, channel=channel, y=y, last=recent) -> float:
                     if method == "model":
                         at = START + slot * SLOT_SECONDS
                         return model.predict_one(at, calendar(at, channel, campaigns, launches))
                     if method == "seasonal-naive":
                         return float(y[slot - 7 * 96])
-                    return recent
+                    return last
 
                 actual = y[target]
                 for method in METHODS:

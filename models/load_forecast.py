@@ -2,13 +2,13 @@
 seasonality and the known calendar (campaigns, launches).
 
 :class:`LoadForecaster` is a multiplicative double-seasonal exponential smoothing model (Holt-Winters
-with two seasons, level × slot of the day × day of the week) times a calendar factor:
+with two seasons, level * slot of the day * day of the week) times a calendar factor:
 
-    expected(t) = level × daily[slot of day(t)] × weekly[day of week(t)] × campaign(t) × launch(t)
+    expected(t) = level * daily[slot of day(t)] * weekly[day of week(t)] * campaign(t) * launch(t)
 
 ``campaign(t)`` is ``1 + uplift`` while a campaign of the channel runs: the uplift the campaign stated,
 else the uplift learned from earlier campaigns' slots (``campaign_uplift``, which starts at
-:data:`CAMPAIGN_PRIOR`); ``launch(t)`` is ``1 + launch_uplift × weight``, ``weight`` the calendar's launch
+:data:`CAMPAIGN_PRIOR`); ``launch(t)`` is ``1 + launch_uplift * weight``, ``weight`` the calendar's launch
 weight (1 on launch day, decaying). :meth:`LoadForecaster.learn_one` takes one closed slot's count;
 the seasonal parts learn from the count with the calendar taken out, the uplifts from what the seasonal
 parts leave unexplained. Daily and weekly factors are kept at a mean of 1, their scale in ``level``

@@ -3,11 +3,11 @@ and a launch: the traffic the support-load forecast (:mod:`streams.processes.sup
 
 :class:`ContactShape` is the ground truth, the rate of contacts per channel at any time:
 
-    rate(channel, t) = per_hour[channel] × daily(hour of day) × weekly[weekday] × campaigns × launch
+    rate(channel, t) = per_hour[channel] * daily(hour of day) * weekly[weekday] * campaigns * launch
 
 ``daily`` is two bumps (late morning, mid afternoon) over a night floor; ``weekly`` runs from Monday's
 1.2 down to Sunday's 0.5; a campaign multiplies its channels by ``1 + uplift`` while it runs; a launch
-by ``1 + launch_uplift × exp(-age / 7 days)`` for 30 days. :class:`ContactTraffic` draws the contacts
+by ``1 + launch_uplift * exp(-age / 7 days)`` for 30 days. :class:`ContactTraffic` draws the contacts
 (``support_contact`` events on ``clickstream``, with their ``channel``) as a Poisson process of that
 rate, on a random stream of its own, and publishes each campaign on the ``campaigns`` topic
 ``announce`` seconds before it starts. ``benchmarks/support_load.py`` draws its series from the same
@@ -15,12 +15,12 @@ shape.
 
 >>> shape = ContactShape(per_hour={"chat": 10.0})
 >>> monday_11h = 1_764_547_200.0 + 11 * 3600
->>> round(shape.rate("chat", monday_11h) * 3600, 1), round(shape.rate("chat", monday_11h + 16 * 3600) * 3600, 1)
-(19.7, 1.9)
+>>> [round(shape.rate("chat", t) * 3600, 1) for t in (monday_11h, monday_11h + 16 * 3600)]
+[13.8, 1.3]
 >>> campaign = PlantedCampaign("c1", "Winter sale", monday_11h, monday_11h + 3600, ("chat",), uplift=1.0)
 >>> shape = ContactShape(per_hour={"chat": 10.0}, campaigns=(campaign,))
 >>> round(shape.rate("chat", monday_11h) * 3600, 1)
-39.4
+27.6
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def contact_times(
     """The contacts of ``channel`` from ``start`` to ``end``, a Poisson process of ``shape``'s rate.
 
     >>> times = contact_times(ContactShape(), "chat", 0.0, 7 * DAY, random.Random(1))
-    >>> 1500 < len(times) < 2600, times == sorted(times)
+    >>> 500 < len(times) < 1500, times == sorted(times)
     (True, True)
     """
     peak = shape.peak_rate(channel)
