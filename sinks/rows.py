@@ -759,7 +759,8 @@ API_AUDIT = _spec(
 # The support-load forecast: no user data (counts per channel and slot), so no user column.
 SUPPORT_LOAD_FORECAST = _spec(
     "support_load_forecast",
-    "made_at channel slot_start horizon_minutes forecast agents_needed agents_on_shift contacts_per_agent_hour",
+    "made_at channel slot_start horizon_minutes forecast agents_needed agents_on_shift"
+    " contacts_per_agent_hour",
     support_load_row,
     id_column=("made_at", "channel", "slot_start"),
     id_sql="concat(toString(toUnixTimestamp64Milli(made_at)), ':', channel, ':',"

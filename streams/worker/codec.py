@@ -7,8 +7,8 @@ events) and ``user_state`` for the per-user table, whose values decode straight 
 
 ``product_issues`` and ``launch_profile`` hold a product's hot-issue counts and its launch profile
 (:mod:`models.surge`) as JSON, and so do ``support_load`` and ``load_models``, the support-load
-forecast's counts and forecasters (:mod:`streams.processes.support_load`). Every JSON value is read back only if each of its fields has its
-declared type (:class:`DataclassCodec`).
+forecast's counts and forecasters (:mod:`streams.processes.support_load`). Every JSON value is read
+back only if each of its fields has its declared type (:class:`DataclassCodec`).
 
 ``partition_models`` holds a partition's River models (:class:`models.learners.PartitionModels`) as a
 checkpoint signed with the deployment's cluster secret (:mod:`streams.worker.checkpoints`): a record that
@@ -36,11 +36,11 @@ import orjson
 from faust.serializers import codecs
 
 from models.surge import LaunchProfile, ProductIssues
-from streams.processes.support_load import ModelsOf, SupportLoad
 from streams.contracts import metrics
 from streams.contracts.deadletters import DeadLetterQueue
 from streams.contracts.typed import type_error
 from streams.domain.state import UserState
+from streams.processes.support_load import ModelsOf, SupportLoad
 from streams.worker.checkpoints import MALFORMED, CheckpointRefused, open_sealed, seal
 
 log = logging.getLogger(__name__)

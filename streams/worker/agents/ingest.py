@@ -4,8 +4,8 @@ It takes the source topics' messages in batches (what waits to be read, up to
 ``FOREWARN_INGEST_BATCH_EVENTS``: :func:`streams.worker.guard.each_batch`), validates each message on its own
 (:func:`streams.contracts.events.parse_event`; a bad one is dead-lettered alone with its original bytes),
 sends support questions to the questions topic keyed by product category, every support contact
-(:func:`streams.processes.support_load.contact_channel`) to the contacts topic, and sends each partition of the
-events topic one envelope of the batch's events of its users, in the order they were read
+(:func:`streams.processes.support_load.contact_channel`) to the contacts topic, and sends each
+partition of the events topic one envelope of the batch's events of its users, in the order they were read
 (:mod:`streams.contracts.envelopes`). The batch's source records are acknowledged only once the broker took
 its envelopes (sent again until it does), so no source offset is committed past an event not yet on the
 events topic.
