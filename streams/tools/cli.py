@@ -10,6 +10,8 @@ forewarn schema                apply the ClickHouse schema migrations
 forewarn config                print the settings table (Markdown)
 forewarn report [--days N]     print the value metrics of interventions (each arm against the holdout) and
                                what shadow triggers would have done
+forewarn forecast [--channel C]  print the support-load forecast: each hour of the next 24 h, contacts,
+                               agents needed and on shift, per channel
 forewarn doctor                check the broker, the topics and ClickHouse, and say what is wrong
 forewarn traffic               stream synthetic web, logistics and process traffic into the broker
 forewarn notifier              the example notifier: consume interventions, report outcomes
@@ -118,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="shadow decisions of the last DAYS before the latest event (default: since the first one)",
     )
+    forecast = commands.add_parser(
+        "forecast", help="print the latest support-load forecast per hour: contacts, agents needed, on shift"
+    )
+    forecast.add_argument("--channel", default=None, help="one channel (chat, phone, email, other)")
     commands.add_parser("doctor", help="check the broker, topics and ClickHouse; exit 1 if anything is wrong")
     traffic = commands.add_parser("traffic", help="stream synthetic traffic into the broker until stopped")
     traffic.add_argument("--sessions-per-second", type=float, default=5.0, help="new web sessions per second")
@@ -231,6 +237,16 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             if shadows:
                 print("\nShadow triggers: what they would have done (sent nothing)\n")
                 print(format_shadow_report(shadows, churn_horizon=horizon))
+        finally:
+            store.close()
+    elif args.command == "forecast":
+        from sinks.clickhouse import ClickHouseStore
+        from sinks.support_load import format_forecast, hourly, latest_forecast
+
+        store = ClickHouseStore(settings.clickhouse_dsn)
+        try:
+            store.apply_schema(settings.clickhouse_cluster)
+            print(format_forecast(hourly(latest_forecast(store, args.channel))))
         finally:
             store.close()
     return 0
