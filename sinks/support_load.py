@@ -103,9 +103,8 @@ def format_forecast(plans: Sequence[HourPlan]) -> str:
                 "| --- | ---: | ---: | ---: | --- |",
             ]
         hour = datetime.fromtimestamp(plan.hour / 1000, UTC).strftime("%Y-%m-%d %H:%M")
-        lines.append(
-            f"| {hour} | {plan.contacts:.1f} | {plan.agents_needed} | {plan.agents_on_shift} | {plan.status} |"
-        )
+        needed, on_shift = plan.agents_needed, plan.agents_on_shift
+        lines.append(f"| {hour} | {plan.contacts:.1f} | {needed} | {on_shift} | {plan.status} |")
     return "\n".join(lines)
 
 
