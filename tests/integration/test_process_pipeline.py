@@ -356,6 +356,35 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
             )
         ]
 
+        # Support load: a campaign, and one that ends before it starts (dead-lettered); then phone
+        # contacts later than every question, one user's (in order on one partition), the last one in
+        # a later slot, so that event time closes the slots of the others.
+        campaign = {"campaign_id": "cmp-1", "name": "Sale", "starts_at": now_ms, "channels": ["phone"]}
+        asyncio.run(
+            produce(
+                broker.bootstrap,
+                [
+                    ("campaigns", b"cmp-1", orjson.dumps({**campaign, "ends_at": now_ms + 6 * HOUR_MS})),
+                    ("campaigns", b"cmp-2", orjson.dumps({**campaign, "ends_at": now_ms - HOUR_MS})),
+                ],
+            )
+        )
+        load_at = now_ms - 30 * 60_000
+        contact_times = [load_at, load_at + 600_000, load_at + 600_000, now_ms + 30 * 60_000]
+        contacts = [
+            message("clickstream", "pl", f"sc-{n}", "support_contact", contact_at, channel="phone")
+            for n, contact_at in enumerate(contact_times)
+        ]
+        asyncio.run(produce(broker.bootstrap, contacts))
+        asyncio.run(
+            read_until(
+                broker.bootstrap,
+                "support_load_forecasts",
+                lambda ms: any(orjson.loads(m.value)["channel"] == "phone" for m in ms),
+                timeout=30,
+            )
+        )
+
         # Everything of the user to erase is out; now the erasure.
         asyncio.run(
             produce(
@@ -380,10 +409,12 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
         final_metrics = worker.metrics()
         learned = metric(final_metrics, "forewarn_feedback_corrections_learned_total")
         dead_letters = metric(final_metrics, "forewarn_dead_letters_total")
+        campaigns = metric(final_metrics, "forewarn_campaigns_total")
     finally:
         assert worker.stop() == 0
 
-    assert dead_letters == 0  # every message was valid: none failed in processing either
+    # Every message was valid but the campaign that ends before it starts: none failed in processing.
+    assert dead_letters == 1 and campaigns == 1
     # Tickets: dispatched to the nearest point, or manual with the most specific reason; once per request.
     by_request = {ticket["request_id"]: ticket for ticket in tickets}
     assert len(tickets) == 4 and set(by_request) == {"r1", "r2", "r3", "r4"}
@@ -448,6 +479,16 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
     top = rows(dsn, "SELECT question FROM rising_questions WHERE product_id = 'phone-aster-2' LIMIT 1")
     assert top == [("battery drains overnight",)]
     assert rows(dsn, "SELECT request_id, requested_by FROM erasures") == [("gdpr-1", "dpo")]
+    # Support load: the phone contacts of the closed slots, and 96-slot forecasts 15 min to 24 h ahead.
+    assert rows(dsn, "SELECT sum(contacts) FROM support_load_actual FINAL WHERE channel = 'phone'") == [(3,)]
+    assert rows(
+        dsn,
+        "SELECT min(horizon_minutes), max(horizon_minutes), count() % 96 FROM support_load_forecast FINAL"
+        " WHERE channel = 'phone'",
+    ) == [(15, 1440, 0)]
+    assert rows(dsn, "SELECT reason FROM dead_letters WHERE source_topic = 'campaigns'") == [
+        ("invalid_value",)
+    ]
     client = clickhouse_connect.get_client(dsn=dsn)
     try:
         assert traces(client, [ERASED, pseudonym(ERASED)]) == {}
