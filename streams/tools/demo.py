@@ -34,7 +34,7 @@ import time
 import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,6 +64,7 @@ from streams.tools.broker import free_port, start_broker
 from streams.tools.compat_listener import CompatListener
 from streams.tools.demo_truth import TriggerTruth, model_triggers, roc_auc, scores_by_type, trigger_truth
 from streams.tools.notifier import run_notifier
+from streams.tools.traffic.contacts import ContactShape, ContactTraffic, PlantedCampaign
 from streams.tools.traffic.feedback import FEEDBACK_LABELS
 from streams.tools.traffic.generator import TrafficGenerator
 from streams.tools.traffic.history import VISIT_GAP_DAYS, HistoryPlan, plan_history, replay_history
@@ -122,6 +123,34 @@ DEMO_AT_RISK_SESSION_FACTOR = 0.75
 # steady rate of a few a day; rising far above its baseline, it is what the detector should report.
 SURGE_PRODUCT, SURGE_TOPIC = "headphones-echo-2", "pairing"
 SURGE_PER_SECOND = 2.0
+
+
+# --- the support-load forecast's planted campaigns (streams.tools.traffic.contacts)
+
+CAMPAIGN_HOURS = 6.0
+CAMPAIGN_UPLIFT = 1.5  # 2.5 times the contacts on chat and phone while it runs; not stated in its message
+
+
+def demo_contacts(end: float) -> ContactShape:
+    """Support contacts for a history ending at ``end``: seasonal per channel, with two campaigns on
+    chat and phone, the same hours a week apart, the second ending at least 2 hours before ``end`` (so
+    that its peak is in the history, and forecast before it came). Neither states its uplift: the
+    forecast learns it from the first.
+
+    >>> shape = demo_contacts(1_767_571_200.0 + 14 * DAY + 5 * 3600)  # a Monday 05:00 UTC
+    >>> [(c.campaign_id, (c.starts_at - 1_767_571_200.0) / DAY) for c in shape.campaigns]
+    [('autumn-sale', 6.375), ('winter-sale', 13.375)]
+    """
+    start = (end // DAY - 1) * DAY + 9 * 3600  # 09:00 UTC the day before
+    if start + CAMPAIGN_HOURS * 3600 > end - 2 * 3600:
+        start -= DAY
+    hours = CAMPAIGN_HOURS * 3600
+    campaigns = (
+        PlantedCampaign("autumn-sale", "Autumn sale", start - 7 * DAY, start - 7 * DAY + hours,
+                        ("chat", "phone"), CAMPAIGN_UPLIFT),
+        PlantedCampaign("winter-sale", "Winter sale", start, start + hours, ("chat", "phone"), CAMPAIGN_UPLIFT),
+    )  # fmt: skip
+    return ContactShape(campaigns=campaigns)
 
 
 def demo_profile(sessions_per_second: float, policy: Policy, history_days: float) -> TrafficProfile:
@@ -690,6 +719,47 @@ def _hot_issues(store: ClickHouseStore, generator: TrafficGenerator, tally: _Tal
     return lines
 
 
+def _support_load(store: ClickHouseStore, generator: TrafficGenerator) -> list[str]:
+    """The planted campaign's peak slot on chat: the forecast made at least an hour before it, against
+    the contacts counted and the traffic's expected count (with and without the campaign)."""
+    from sinks.support_load import forecast_against_actual
+
+    shape = generator.profile.contacts
+    counted = store.query(
+        "SELECT channel, sum(contacts), count() FROM support_load_actual FINAL"
+        " GROUP BY channel ORDER BY channel"
+    )
+    lines = [
+        "  support load: contacts counted per channel in closed 15-minute slots: "
+        + (", ".join(f"{channel} {n} in {slots} slots" for channel, n, slots in counted) or "none")
+    ]
+    if shape is None or not shape.campaigns:
+        return lines
+    campaign = shape.campaigns[-1]
+    truth = ContactTraffic(None, shape, 0)
+    quiet = ContactTraffic(None, dataclasses.replace(shape, campaigns=()), 0)
+    slots = [
+        campaign.starts_at + k * 900.0 for k in range(int((campaign.ends_at - campaign.starts_at) // 900))
+    ]
+    peak = max(slots, key=lambda t: truth.slot_truth("chat", t))
+    found = forecast_against_actual(store, "chat", round(peak * 1000), 60)
+    when = datetime.fromtimestamp(peak, UTC).strftime("%a %H:%M UTC")
+    lines.append(
+        f"    planted: campaign {campaign.campaign_id!r} on chat and phone, {CAMPAIGN_HOURS:g} h, x"
+        f"{1 + campaign.uplift:g} (not stated; a week after the same campaign); its peak chat slot {when}:"
+        f" expected {truth.slot_truth('chat', peak):.1f} contacts ({quiet.slot_truth('chat', peak):.1f}"
+        " without the campaign)"
+    )
+    if found is None:
+        lines.append("    no forecast made an hour or more before that slot, or the slot was not closed")
+    else:
+        forecast, horizon, actual = found
+        lines.append(
+            f"    forecast made {horizon} min before it: {forecast:.1f} contacts; counted: {actual:.0f}"
+        )
+    return lines
+
+
 def _processes(
     store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally, settings: Settings
 ) -> list[str]:
@@ -706,6 +776,7 @@ def _processes(
         ("orders", lambda: _orders(store, generator, tally)),
         ("feedback", lambda: _feedback(store, generator, tally)),
         ("hot issues", lambda: _hot_issues(store, generator, tally)),
+        ("support load", lambda: _support_load(store, generator)),
     ]
     for name, section in sections:
         try:
@@ -883,6 +954,8 @@ def run_demo(
         profile = demo_profile(
             plan.sessions_per_second if plan else sessions_per_second, policy, history_days
         )
+        if plan is not None:
+            profile.contacts = demo_contacts(plan.end)
         generator = TrafficGenerator(profile, seed=seed, start=plan.start if plan else None)
         if plan is None:
             print(
