@@ -148,7 +148,8 @@ def demo_contacts(end: float) -> ContactShape:
     campaigns = (
         PlantedCampaign("autumn-sale", "Autumn sale", start - 7 * DAY, start - 7 * DAY + hours,
                         ("chat", "phone"), CAMPAIGN_UPLIFT),
-        PlantedCampaign("winter-sale", "Winter sale", start, start + hours, ("chat", "phone"), CAMPAIGN_UPLIFT),
+        PlantedCampaign("winter-sale", "Winter sale", start, start + hours,
+                        ("chat", "phone"), CAMPAIGN_UPLIFT),
     )  # fmt: skip
     return ContactShape(campaigns=campaigns)
 
