@@ -11,8 +11,9 @@ at most :data:`MAX_SESSIONS` sessions remembered). A ``support_contact`` channel
 ``phone`` or ``email`` (or none) is ``other``.
 
 **Slots and lateness.** A contact counts in the slot its event time falls in. The slots close in event
-time: once the latest event time seen is :data:`ALLOWED_LATENESS` past a slot's end, the slot is closed
-and learned, with a count of 0 for a channel that had none. A contact for a closed slot is *late*: it
+time: once the :func:`watermark` (the earliest clock of the input partitions heard from lately) is
+:data:`ALLOWED_LATENESS` past a slot's end, the slot is closed and learned, with a count of 0 for a
+channel that had none. A contact for a closed slot is *late*: it
 is counted in ``forewarn_support_contacts_late_total`` and left out (the slot was learned and
 forecast from without it). A gap of more than :data:`MAX_GAP` without any contact is taken for an
 outage of the input, not for quiet: its slots are skipped, not learned as zeros.
@@ -27,11 +28,11 @@ catalog: :func:`calendar`), with the agents needed for that slot's rate against 
 >>> state, start = SupportLoad(), 1_764_547_200.0  # Monday 00:00 UTC
 >>> add_contact(state, "chat", start + 10.0), add_contact(state, "phone", start + 20.0)
 ('counted', 'counted')
->>> refresh(state, ModelsOf(), start + 600.0, [], staffing) is None  # slot 0 not closed yet
+>>> refresh(state, ModelsOf(), 0.0, [], staffing) is None  # slot 0 not closed yet
 True
 >>> add_contact(state, "chat", start + 1300.0)  # 5 minutes past slot 0's end: it closes
 'counted'
->>> done = refresh(state, ModelsOf(), start + 1300.0, [], staffing)
+>>> done = refresh(state, ModelsOf(), 0.0, [], staffing)
 >>> [(a.channel, a.contacts) for a in done.actuals], [f.channel for f in done.forecasts]
 ([('chat', 1), ('phone', 1)], ['chat', 'phone'])
 >>> len(done.forecasts[0].slots), done.forecasts[0].made_at - start
@@ -73,6 +74,8 @@ MAX_GAP = 6 * HOUR  # no contact at all for longer: an outage of the input, its 
 HORIZON_SLOTS = 96  # 24 hours of 15-minute slots after the slot in progress
 SESSION_MEMORY = 2 * HOUR  # a chat session's later messages within this long are the same contact
 MAX_SESSIONS = 5_000
+SOURCE_IDLE = 30.0  # wall seconds: an input partition silent this long holds the watermark back no more
+MAX_SOURCES = 4_096
 LAUNCH_WINDOW = 30 * DAY  # a launch weighs on the load for its first 30 days ...
 LAUNCH_DECAY = 7 * DAY  # ... as exp(-age / 7 days)
 CAMPAIGN_KEEP = 8 * DAY  # campaigns ended longer ago than this are forgotten
@@ -97,8 +100,9 @@ def contact_channel(event: Event) -> str | None:
     return None
 
 
-def contact_record(event: Event, channel: str) -> dict[str, Any]:
-    """What ingest sends on the contacts topic for a contact: its channel, time and chat session."""
+def contact_record(event: Event, channel: str, source: str = "") -> dict[str, Any]:
+    """What ingest sends on the contacts topic for a contact: its channel, time, chat session, and the
+    input partition it was read from (``source``, ``topic:partition``: its event-time clock)."""
     session = event.attrs.get("session_id") if event.source == CONVERSATIONS else None
     return {
         "schema": RECORD_SCHEMA,
@@ -107,6 +111,7 @@ def contact_record(event: Event, channel: str) -> dict[str, Any]:
         "channel": channel,
         "event_time": to_millis(event.event_time),
         "session_id": session,
+        "source": source,
     }
 
 
@@ -218,11 +223,12 @@ def read_load_record(raw: bytes | None, max_bytes: int = 2 * 65536) -> dict[str,
         channel = required_field(data, "channel")
         if channel not in CHANNELS:
             raise InvalidEvent("invalid_value", f"field 'channel' must be one of {CHANNELS}")
-        session = data.get("session_id")
+        session, source = data.get("session_id"), data.get("source") or ""
         return {
             "channel": channel,
             "event_time": parse_time("event_time", required_field(data, "event_time")),
             "session_id": None if session is None else check_identifier("session_id", session),
+            "source": source if source == "" else check_identifier("source", source),
         }
 
 
@@ -237,6 +243,8 @@ class SupportLoad:
 
     cutoff: float = 0.0
     latest: float = 0.0
+    # Input partition (``topic:partition``) -> [its latest event time, wall clock it was last heard from].
+    clocks: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     sessions: dict[str, float] = field(default_factory=dict)
     campaigns: dict[str, Campaign] = field(default_factory=dict)
@@ -246,7 +254,13 @@ class SupportLoad:
     def from_dict(cls, data: dict[str, Any]) -> SupportLoad:
         campaigns = {key: Campaign.from_dict(value) for key, value in data.get("campaigns", {}).items()}
         return cls(
-            data["cutoff"], data["latest"], data["counts"], data["sessions"], campaigns, data["channels"]
+            data["cutoff"],
+            data["latest"],
+            data["clocks"],
+            data["counts"],
+            data["sessions"],
+            campaigns,
+            data["channels"],
         )
 
 
@@ -271,9 +285,22 @@ def slot_start(t: float) -> float:
     return math.floor(t / SLOT_SECONDS) * SLOT_SECONDS
 
 
-def add_contact(state: SupportLoad, channel: str, t: float, session_id: str | None = None) -> str:
+def add_contact(
+    state: SupportLoad,
+    channel: str,
+    t: float,
+    session_id: str | None = None,
+    source: str = "",
+    wall: float = 0.0,
+) -> str:
     """Count a contact: ``counted``, ``late`` (its slot is closed) or ``repeat`` (a chat session counted
-    already)."""
+    already). ``source``: the input partition it was read from (``topic:partition``), whose event-time
+    clock it moves; ``wall``: the wall clock now (which sources are active: :func:`watermark`)."""
+    clock = state.clocks.get(source)
+    state.clocks[source] = [max(t, clock[0]) if clock else t, wall]
+    if len(state.clocks) > MAX_SOURCES:  # the longest silent go
+        ordered = sorted(state.clocks.items(), key=lambda item: item[1][1])
+        state.clocks = dict(ordered[-MAX_SOURCES:])
     if state.cutoff and t < state.cutoff:
         return "late"
     if session_id is not None:
@@ -291,6 +318,22 @@ def add_contact(state: SupportLoad, channel: str, t: float, session_id: str | No
         state.channels = [name for name in CHANNELS if name in state.channels or name == channel]
     state.latest = max(state.latest, t)
     return "counted"
+
+
+def watermark(state: SupportLoad, wall: float) -> float:
+    """How far event time has come for every input: the earliest of the clocks of the sources heard
+    from within :data:`SOURCE_IDLE` (wall clock) of ``wall``; a source silent longer is idle and holds
+    nothing back. Per source, because the inputs are read in no set order between partitions: a
+    partition read behind the others (a backlog, a replay) would otherwise find its contacts' slots
+    closed by another's clock.
+
+    >>> state = SupportLoad(clocks={"clickstream:0": [1000.0, 50.0], "clickstream:1": [400.0, 55.0],
+    ...                             "support:3": [100.0, 10.0]})
+    >>> watermark(state, wall=60.0)  # support:3 was last heard from 50 s ago: idle
+    400.0
+    """
+    active = [clock[0] for clock in state.clocks.values() if wall - clock[1] <= SOURCE_IDLE]
+    return min(active) if active else state.latest
 
 
 def _forget_sessions(state: SupportLoad, t: float) -> None:
@@ -404,14 +447,13 @@ def agents_needed(contacts_per_hour: float, contacts_per_agent_hour: float) -> i
 
 
 def refresh(
-    state: SupportLoad, models: ModelsOf, now: float, launches: Sequence[float], staffing: StaffingRules
+    state: SupportLoad, models: ModelsOf, wall: float, launches: Sequence[float], staffing: StaffingRules
 ) -> Refresh | None:
-    """Close the slots event time ``now`` has passed (by :data:`ALLOWED_LATENESS`), learn them and
-    forecast; None when no slot closed. ``now``: the latest event time seen."""
+    """Close the slots the :func:`watermark` has passed (by :data:`ALLOWED_LATENESS`), learn them and
+    forecast; None when no slot closed. ``wall``: the wall clock now."""
     if not state.cutoff:
         return None
-    state.latest = max(state.latest, now)
-    closable_until = slot_start(state.latest - ALLOWED_LATENESS)  # slots before this one close
+    closable_until = slot_start(watermark(state, wall) - ALLOWED_LATENESS)  # slots before this one close
     if closable_until <= state.cutoff:
         return None
     campaigns = list(state.campaigns.values())

@@ -72,7 +72,9 @@ async def ingest_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> No
             metrics.OUTCOMES.labels(parsed.event_type).inc()
         if (channel := contact_channel(parsed)) is not None:
             # Counted per channel for the load forecast, all under one key (one event-time clock).
-            await ctx.send(settings.topic_contacts, LOAD_KEY, orjson.dumps(contact_record(parsed, channel)))
+            source = f"{message.topic}:{message.partition}"  # its event-time clock
+            record = contact_record(parsed, channel, source)
+            await ctx.send(settings.topic_contacts, LOAD_KEY, orjson.dumps(record))
         if question is not None:
             await ctx.send(settings.topic_questions, question["category"].encode(), orjson.dumps(question))
             continue

@@ -82,17 +82,13 @@ async def count_contact(ctx: WorkerContext, event: faust.EventT) -> None:
             metrics.CAMPAIGNS.inc()
             tables.support_load[STATE_KEY] = state
         return
-    channel = record["channel"]
-    how = add_contact(state, channel, record["event_time"], record["session_id"])
+    channel, wall = record["channel"], time.time()
+    how = add_contact(state, channel, record["event_time"], record["session_id"], record["source"], wall)
     metrics.SUPPORT_CONTACTS.labels(channel, how).inc()
-    if how == "late":
-        return
-    if how == "repeat":  # the session's last message time moved
-        tables.support_load[STATE_KEY] = state
-        return
+    # Whatever it was, its source's clock moved: slots may close.
     models = tables.load_models.get(STATE_KEY) or ModelsOf()
     launches = [product.launched_at for product in ctx.references.catalog.products.values()]
-    done = refresh(state, models, record["event_time"], launches, ctx.policy.staffing)
+    done = refresh(state, models, wall, launches, ctx.policy.staffing)
     tables.support_load[STATE_KEY] = state
     if done is not None:
         tables.load_models[STATE_KEY] = models

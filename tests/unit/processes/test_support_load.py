@@ -63,7 +63,7 @@ def test_each_source_maps_to_a_channel(made: Event, channel: str | None) -> None
 def test_a_contact_record_reads_back() -> None:
     made = event("conversations", "message", session_id="s1", role="customer", channel="chat", text="hi")
     record = read_load_record(orjson.dumps(contact_record(made, "chat")))
-    assert record == {"channel": "chat", "event_time": MONDAY, "session_id": "s1"}
+    assert record == {"channel": "chat", "event_time": MONDAY, "session_id": "s1", "source": ""}
     with pytest.raises(InvalidEvent) as caught:
         read_load_record(b'{"kind": "contact", "channel": "fax", "event_time": 1}')
     assert caught.value.reason == "invalid_internal"
@@ -74,8 +74,10 @@ def test_slots_close_after_the_lateness_and_learn_zeros_for_quiet_channels() -> 
     for t, channel in [(10, "chat"), (20, "chat"), (30, "phone"), (SLOT + 5, "chat")]:
         assert add_contact(state, channel, MONDAY + t) == "counted"
     # Slot 0 ends at 900 s; it closes only once event time is ALLOWED_LATENESS past that.
-    assert refresh(state, models, MONDAY + SLOT + ALLOWED_LATENESS - 1, [], STAFFING) is None
-    done = refresh(state, models, MONDAY + SLOT + ALLOWED_LATENESS, [], STAFFING)
+    add_contact(state, "chat", MONDAY + SLOT + ALLOWED_LATENESS - 1)
+    assert refresh(state, models, 0.0, [], STAFFING) is None
+    add_contact(state, "chat", MONDAY + SLOT + ALLOWED_LATENESS)
+    done = refresh(state, models, 0.0, [], STAFFING)
     assert [(a.slot_start - MONDAY, a.channel, a.contacts) for a in done.actuals] == [
         (0.0, "chat", 2),
         (0.0, "phone", 1),
@@ -87,8 +89,8 @@ def test_slots_close_after_the_lateness_and_learn_zeros_for_quiet_channels() -> 
     assert forecast.slots[-1].slot_start == MONDAY + SLOT + 24 * 3600
     # The next slot: phone had none and learns a zero.
     add_contact(state, "chat", MONDAY + 2 * SLOT + ALLOWED_LATENESS)
-    done = refresh(state, models, MONDAY + 2 * SLOT + ALLOWED_LATENESS, [], STAFFING)
-    assert [(a.channel, a.contacts) for a in done.actuals] == [("chat", 1), ("phone", 0)]
+    done = refresh(state, models, 0.0, [], STAFFING)
+    assert [(a.channel, a.contacts) for a in done.actuals] == [("chat", 3), ("phone", 0)]
     assert models.of("phone").learned == 2
 
 
@@ -96,9 +98,26 @@ def test_a_late_contact_is_not_counted() -> None:
     state = SupportLoad()
     add_contact(state, "chat", MONDAY + 10)
     add_contact(state, "chat", MONDAY + SLOT + ALLOWED_LATENESS)
-    refresh(state, ModelsOf(), MONDAY + SLOT + ALLOWED_LATENESS, [], STAFFING)
+    refresh(state, ModelsOf(), 0.0, [], STAFFING)
     assert add_contact(state, "chat", MONDAY + 100) == "late"
     assert str(int(MONDAY)) not in state.counts
+
+
+def test_each_input_partition_keeps_its_clock_and_an_idle_one_holds_nothing_back() -> None:
+    """A partition read behind another (a backlog, a replay) finds its slots still open."""
+    state, models = SupportLoad(), ModelsOf()
+    add_contact(state, "chat", MONDAY + 10, source="clickstream:0", wall=100.0)
+    add_contact(state, "chat", MONDAY + 3 * 3600, source="clickstream:1", wall=100.0)  # ahead by hours
+    assert refresh(state, models, 100.0, [], STAFFING) is None  # clickstream:0 is at MONDAY + 10
+    assert add_contact(state, "phone", MONDAY + 1250, source="clickstream:0", wall=101.0) == "counted"
+    done = refresh(state, models, 101.0, [], STAFFING)
+    assert [(a.slot_start - MONDAY, a.channel, a.contacts) for a in done.actuals] == [
+        (0.0, "chat", 1),
+        (0.0, "phone", 0),
+    ]
+    # clickstream:0 falls silent: 30 s later clickstream:1's clock alone closes the slots up to it.
+    done = refresh(state, models, 101.0 + 31.0, [], STAFFING)
+    assert state.cutoff == MONDAY + 3 * 3600 - SLOT and done.actuals[-1].slot_start == state.cutoff - SLOT
 
 
 def test_a_chat_session_is_one_contact() -> None:
@@ -114,7 +133,7 @@ def test_an_outage_of_the_input_is_skipped_not_learned_as_zeros() -> None:
     add_contact(state, "chat", MONDAY + 10)
     later = MONDAY + 2 * 86400
     add_contact(state, "chat", later)
-    done = refresh(state, models, later, [], STAFFING)
+    done = refresh(state, models, 0.0, [], STAFFING)
     assert done.skipped > 100
     assert models.of("chat").learned == 191 - done.skipped  # the slots closed: up to later - 15 min
 
@@ -185,7 +204,7 @@ def test_agents_needed_against_the_shift() -> None:
     for k in range(40):  # 40 chats in slot 0: 160 an hour
         add_contact(state, "chat", MONDAY + 10 * 3600 + k)
     add_contact(state, "chat", MONDAY + 10 * 3600 + SLOT + ALLOWED_LATENESS)
-    done = refresh(state, models, MONDAY + 10 * 3600 + SLOT + ALLOWED_LATENESS, [], STAFFING)
+    done = refresh(state, models, 0.0, [], STAFFING)
     first = done.forecasts[0].slots[0]
     assert first.agents_needed == math.ceil(first.forecast * 4 / 6 - 1e-9) > first.agents_on_shift == 3
     assert done.forecasts[0].capacity() == 18.0
