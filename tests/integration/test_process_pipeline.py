@@ -358,7 +358,9 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
 
         # Support load: a campaign, and one that ends before it starts (dead-lettered); then phone
         # contacts later than every question, one user's (in order on one partition), the last one in
-        # a later slot, so that event time closes the slots of the others.
+        # a later slot, and a question in that slot on each partition of the questions (every input
+        # partition heard from lately has its clock: the earliest closes slots), so that event time
+        # closes the slots of the others.
         campaign = {"campaign_id": "cmp-1", "name": "Sale", "starts_at": now_ms, "channels": ["phone"]}
         asyncio.run(
             produce(
@@ -375,7 +377,20 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
             message("clickstream", "pl", f"sc-{n}", "support_contact", contact_at, channel="phone")
             for n, contact_at in enumerate(contact_times)
         ]
-        asyncio.run(produce(broker.bootstrap, contacts))
+        closing = [
+            message(
+                "support_questions",
+                f"q{key}",
+                f"q-close-{key}",
+                "question_asked",
+                contact_times[-1],
+                product_id="laptop-lumen-13",
+                text="question about billing",
+                topic="billing",
+            )
+            for key in range(7)
+        ]
+        asyncio.run(produce(broker.bootstrap, contacts + closing))
         asyncio.run(
             read_until(
                 broker.bootstrap,
@@ -475,7 +490,7 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
         ("unknown_sku",),
     ]
     assert rows(dsn, "SELECT product_id, topic FROM hot_issues") == [("phone-aster-2", "battery_drain")]
-    assert rows(dsn, "SELECT count() FROM support_questions") == [(len(questions),)]
+    assert rows(dsn, "SELECT count() FROM support_questions") == [(len(questions) + len(closing),)]
     top = rows(dsn, "SELECT question FROM rising_questions WHERE product_id = 'phone-aster-2' LIMIT 1")
     assert top == [("battery drains overnight",)]
     assert rows(dsn, "SELECT request_id, requested_by FROM erasures") == [("gdpr-1", "dpo")]
