@@ -72,7 +72,9 @@ OTHER = "other"
 ALLOWED_LATENESS = 5 * MINUTE  # a slot closes this long (event time) after its end
 MAX_GAP = 6 * HOUR  # no contact at all for longer: an outage of the input, its slots not learned
 HORIZON_SLOTS = 96  # 24 hours of 15-minute slots after the slot in progress
-SESSION_MEMORY = 2 * HOUR  # a chat session's later messages within this long are the same contact
+# A chat session's later messages within this long are the same contact. Short, since the sessions are
+# part of the state written on every contact.
+SESSION_MEMORY = 30 * MINUTE
 MAX_SESSIONS = 5_000
 SOURCE_IDLE = 30.0  # wall seconds: an input partition silent this long holds the watermark back no more
 MAX_SOURCES = 4_096
@@ -473,6 +475,9 @@ def refresh(
             actuals.append(SlotActual(t, channel, contacts))
         t += SLOT_SECONDS
     state.cutoff = closable_until
+    state.sessions = {
+        key: seen for key, seen in state.sessions.items() if seen >= closable_until - SESSION_MEMORY
+    }
     # Counts of slots already closed cannot be there (late contacts are refused), but be sure.
     for key in [key for key in state.counts if float(key) < closable_until]:
         del state.counts[key]

@@ -126,6 +126,11 @@ def test_a_chat_session_is_one_contact() -> None:
     assert add_contact(state, "chat", MONDAY + 60, "s1") == "repeat"
     assert add_contact(state, "chat", MONDAY + 70, "s2") == "counted"
     assert state.counts[str(int(MONDAY))] == {"chat": 2}
+    # Once slots close 30 minutes past a session's last message, it is forgotten (the state stays small).
+    add_contact(state, "chat", MONDAY + 3600)
+    refresh(state, ModelsOf(), 0.0, [], STAFFING)
+    assert state.sessions == {}
+    assert add_contact(state, "chat", MONDAY + 3600, "s1") == "counted"  # a new conversation
 
 
 def test_an_outage_of_the_input_is_skipped_not_learned_as_zeros() -> None:
