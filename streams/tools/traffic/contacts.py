@@ -28,9 +28,13 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from streams.contracts.events import CLICKSTREAM
 from streams.contracts.time import DAY, HOUR, iso_time
+
+if TYPE_CHECKING:  # the schedule's module reads the profile, which reads this one
+    from streams.tools.traffic.schedule import Schedule
 
 CAMPAIGNS = "campaigns"  # the Outgoing topic of campaign announcements (traffic_topics maps it)
 WEEKLY = (1.2, 1.1, 1.05, 1.0, 0.95, 0.6, 0.5)  # Monday .. Sunday
@@ -131,7 +135,7 @@ class ContactTraffic:
     """The contacts of ``shape`` and its campaigns' announcements, sent into a traffic ``schedule``
     (:class:`streams.tools.traffic.schedule.Schedule`) as its ``due`` is asked up to a time."""
 
-    def __init__(self, schedule: object, shape: ContactShape, seed: int) -> None:
+    def __init__(self, schedule: Schedule | None, shape: ContactShape, seed: int) -> None:
         self.schedule = schedule
         self.shape = shape
         self.random = random.Random(f"{seed}:contacts")
@@ -146,16 +150,17 @@ class ContactTraffic:
         if now <= begin:
             return
         schedule = self.schedule
+        assert schedule is not None, "a ContactTraffic without a schedule only answers slot_truth"
         for campaign in self.shape.campaigns:
             announce_at = campaign.starts_at - campaign.announce
             if campaign.campaign_id not in self._announced and announce_at <= now:
                 self._announced.add(campaign.campaign_id)
                 at = max(begin, announce_at)
-                schedule.push_process(CAMPAIGNS, campaign.campaign_id, at, campaign.message())  # type: ignore[attr-defined]
+                schedule.push_process(CAMPAIGNS, campaign.campaign_id, at, campaign.message())
         for channel in self.shape.per_hour:
             for t in contact_times(self.shape, channel, begin, now, self.random):
                 user = f"c{self.random.randrange(5000):05d}"
-                schedule.send_process(  # type: ignore[attr-defined]
+                schedule.send_process(
                     CLICKSTREAM, user, t, "support_contact", user, id_prefix="sc", channel=channel
                 )
                 self.sent[channel] = self.sent.get(channel, 0) + 1
