@@ -96,6 +96,7 @@ class LoadForecaster:
     campaign_uplift: float = CAMPAIGN_PRIOR
     launch_uplift: float = 0.0
     learned: int = 0  # slots learned
+    campaign_slots: int = 0  # slots learned while a campaign that stated no uplift ran
     # Per weekday, the sum of the squared daily factors of its slots learned: until it is large, the
     # weekday's factor is a (weighted) running mean of what it saw rather than a smoothed one.
     weekly_weight: list[float] = field(default_factory=lambda: [0.0] * DAYS_PER_WEEK)
@@ -134,8 +135,11 @@ class LoadForecaster:
         # The uplifts, from what the seasons leave unexplained (in contacts, scaled by the level, so a
         # quiet night slot weighs as little as it tells).
         if x.campaign and x.stated_uplift is None:
+            # A running mean over the first campaign slots (a campaign is rare: a few dozen slots).
+            self.campaign_slots += 1
+            rate = max(self.eta, 1.0 / (1 + self.campaign_slots))
             error = y - base * campaign * launch
-            self.campaign_uplift = _bounded(self.campaign_uplift + self.eta * error / scale)
+            self.campaign_uplift = _bounded(self.campaign_uplift + rate * error / scale)
             campaign = 1.0 + self.campaign_uplift
         if x.launch > 0.0:
             error = y - base * campaign * launch
@@ -170,6 +174,7 @@ class LoadForecaster:
             "campaign_uplift": self.campaign_uplift,
             "launch_uplift": self.launch_uplift,
             "learned": self.learned,
+            "campaign_slots": self.campaign_slots,
             "weekly_weight": list(self.weekly_weight),
         }
 

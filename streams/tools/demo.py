@@ -137,12 +137,14 @@ def demo_contacts(end: float) -> ContactShape:
     that its peak is in the history, and forecast before it came). Neither states its uplift: the
     forecast learns it from the first.
 
-    >>> shape = demo_contacts(1_767_571_200.0 + 14 * DAY + 5 * 3600)  # a Monday 05:00 UTC
+    >>> shape = demo_contacts(1_767_571_200.0 + 14 * DAY + 5 * 3600)  # a Monday 05:00 UTC: Thursdays
     >>> [(c.campaign_id, (c.starts_at - 1_767_571_200.0) / DAY) for c in shape.campaigns]
-    [('autumn-sale', 6.375), ('winter-sale', 13.375)]
+    [('autumn-sale', 3.375), ('winter-sale', 10.375)]
     """
-    start = (end // DAY - 1) * DAY + 9 * 3600  # 09:00 UTC the day before
-    if start + CAMPAIGN_HOURS * 3600 > end - 2 * 3600:
+    # The latest Tuesday, Wednesday or Thursday at 09:00 UTC ending 2 hours before the history does:
+    # mid-week, where the weekly season is near 1 (the history's one week of it has not taught it yet).
+    start = (end // DAY) * DAY + 9 * 3600
+    while start + CAMPAIGN_HOURS * 3600 > end - 2 * 3600 or (int(start // DAY) + 3) % 7 not in (1, 2, 3):
         start -= DAY
     hours = CAMPAIGN_HOURS * 3600
     campaigns = (
