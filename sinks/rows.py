@@ -14,6 +14,7 @@ also has a ``to_rows`` function giving the message's rows in a list.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable, Sequence
@@ -705,6 +706,52 @@ def feedback_update_row(value: bytes, headers: Headers, partition: int, offset: 
     )
 
 
+def support_load_rows(
+    value: bytes, headers: Headers, partition: int, offset: int
+) -> tuple[list[tuple[Any, ...]], list[UnreadableItem]]:
+    """The rows of one channel's support-load forecast (the ``support_load`` topic,
+    :meth:`streams.processes.support_load.ChannelForecast.to_wire`): one per 15-minute slot."""
+    data = orjson.loads(value)
+    made_at, channel = iso_millis(data["made_at"]), data["channel"]
+    per_agent = float(data["contacts_per_agent_hour"])
+    rows = []
+    for slot_start, forecast, needed, on_shift in data["slots"]:
+        start = iso_millis(slot_start)
+        rows.append(
+            (
+                made_at,
+                channel,
+                start,
+                (start - made_at) // 60_000,
+                float(forecast),
+                int(needed),
+                int(on_shift),
+                per_agent,
+                partition,
+                offset,
+            )
+        )
+    return rows, []
+
+
+def support_load_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """The first row of :func:`support_load_rows` (the spec's single-row form)."""
+    return support_load_rows(value, headers, partition, offset)[0][0]
+
+
+def support_load_actual_row(value: bytes, headers: Headers, partition: int, offset: int) -> tuple[Any, ...]:
+    """One channel's contacts in one closed slot (the ``support_load_actuals`` topic)."""
+    data = orjson.loads(value)
+    return (
+        iso_millis(data["slot_start"]),
+        data["channel"],
+        int(data["contacts"]),
+        iso_millis(data["closed_at"]),
+        partition,
+        offset,
+    )
+
+
 def _spec(
     table: str,
     columns: str,
@@ -833,6 +880,28 @@ FEEDBACK_UPDATES = _spec(
     user_column="user_id",
     time_column="updated_at",
 )
+# The support-load forecast: no user data (counts per channel and slot), so no user column.
+SUPPORT_LOAD_FORECAST = _spec(
+    "support_load_forecast",
+    "made_at channel slot_start horizon_minutes forecast agents_needed agents_on_shift"
+    " contacts_per_agent_hour",
+    support_load_row,
+    id_column=("made_at", "channel", "slot_start"),
+    id_sql="concat(toString(toUnixTimestamp64Milli(made_at)), ':', channel, ':',"
+    " toString(toUnixTimestamp64Milli(slot_start)))",
+    user_column=None,
+    time_column="made_at",
+)
+SUPPORT_LOAD_FORECAST = dataclasses.replace(SUPPORT_LOAD_FORECAST, to_rows=support_load_rows)
+SUPPORT_LOAD_ACTUAL = _spec(
+    "support_load_actual",
+    "slot_start channel contacts closed_at",
+    support_load_actual_row,
+    id_column=("slot_start", "channel"),
+    id_sql="concat(toString(toUnixTimestamp64Milli(slot_start)), ':', channel)",
+    user_column=None,
+    time_column="slot_start",
+)
 
 # Every table the sink stores a topic in, by name (the registry names each topic's table).
 TABLE_SPECS = {
@@ -853,6 +922,8 @@ TABLE_SPECS = {
         API_AUDIT,
         TICKET_UPDATES,
         FEEDBACK_UPDATES,
+        SUPPORT_LOAD_FORECAST,
+        SUPPORT_LOAD_ACTUAL,
     )
 }
 

@@ -605,6 +605,45 @@ GROUP BY time, series
 ORDER BY time
 """
 
+# The support-load forecast (streams.processes.support_load): per channel, the contacts counted in each
+# closed 15-minute slot against the forecast made at least an hour before the slot and the latest one.
+SUPPORT_LOAD = """
+SELECT slot_start AS time, series, value FROM (
+    SELECT slot_start, 'actual' AS series, toFloat64(any(contacts)) AS value
+    FROM support_load_actual
+    WHERE channel = '{channel}' AND $__timeFilter(slot_start)
+    GROUP BY slot_start
+    UNION ALL
+    SELECT slot_start, 'forecast made 1 h before' AS series, argMin(forecast, horizon_minutes) AS value
+    FROM support_load_forecast
+    WHERE channel = '{channel}' AND horizon_minutes >= 60 AND $__timeFilter(slot_start)
+    GROUP BY slot_start
+    UNION ALL
+    SELECT slot_start, 'latest forecast' AS series, argMax(forecast, made_at) AS value
+    FROM support_load_forecast
+    WHERE channel = '{channel}' AND $__timeFilter(slot_start)
+    GROUP BY slot_start
+)
+ORDER BY time
+"""
+SUPPORT_CHANNELS = ("chat", "phone", "email", "other")
+
+
+def support_load_panels() -> list[timeseries.Panel]:
+    """One panel per support channel: actual contacts per 15 minutes against the forecast."""
+    return [
+        graph(
+            f"Support load, {channel}: actual against forecast",
+            f"Contacts on {channel} per 15-minute slot (event time; late ones left out) against the"
+            " forecast made at least an hour before the slot and the latest forecast (ahead of now: the"
+            " next 24 hours). `forewarn forecast` prints the agents needed per hour.",
+            "none",
+            SQL(SUPPORT_LOAD.replace("{channel}", channel)),
+        )
+        for channel in SUPPORT_CHANNELS
+    ]
+
+
 RATES = ("response_rate", "adoption_rate", "complaint_rate", "conversion_rate", "churn_rate")
 DIFFERENCES = (
     "conversion_uplift",
@@ -674,6 +713,7 @@ def business() -> schema.Dashboard:
             SQL(REVENUE_BY_ARM),
             bars=True,
         ),
+        *support_load_panels(),
         time_from="now-30d",
         refresh="5m",
     )

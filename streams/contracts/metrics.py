@@ -186,6 +186,28 @@ LAUNCH_FAQ_FORECASTS = Counter(
     "FAQ forecasts of launches sent (launch_faq_forecasts), by product category.",
     ["category"],
 )
+# The support-load forecast (streams.processes.support_load).
+SUPPORT_CONTACTS = Counter(
+    "forewarn_support_contacts_total",
+    "Support contacts counted for the load forecast, by channel and how: counted, late (their slot was"
+    " closed: left out) or repeat (a later message of a chat already counted).",
+    ["channel", "how"],
+)
+SUPPORT_LOAD_NEXT_HOUR = Gauge(
+    "forewarn_support_load_next_hour_forecast",
+    "Contacts forecast for the next hour, by channel (set at each refresh, every 15 minutes of event time).",
+    ["channel"],
+)
+SUPPORT_LOAD_CAPACITY = Gauge(
+    "forewarn_support_load_capacity",
+    "Contacts per hour the agents on shift take in the next hour, by channel ([staffing] of the policy).",
+    ["channel"],
+)
+SUPPORT_LOAD_SLOTS_SKIPPED = Counter(
+    "forewarn_support_load_slots_skipped_total",
+    "15-minute slots not learned: more than 6 hours from any contact (an outage of the input).",
+)
+CAMPAIGNS = Counter("forewarn_campaigns_total", "Campaigns received (new or changed) for the load forecast.")
 CRM_SYNCED = Counter("forewarn_crm_sync_total", "Health and tag records sent to the CRM.")
 STATE_WRITES = Counter(
     "forewarn_state_writes_total",

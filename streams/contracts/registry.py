@@ -17,7 +17,7 @@ data, older than this registry, so they stay as they were where they differ from
 >>> TOPICS["crm_updates"].setting, TOPICS["crm_updates"].source, TOPICS["crm_updates"].default
 ('topic_crm_updates', 'crm', 'crm_updates')
 >>> [topic.name for topic in TOPICS.values() if topic.copartitioned]
-['events', 'ticks', 'labels', 'questions']
+['events', 'ticks', 'labels', 'questions', 'contacts']
 """
 
 from __future__ import annotations
@@ -403,6 +403,37 @@ TOPICS: dict[str, Topic] = _topics(
         ("models.health.Scores.to_wire",),
         table="user_scores",
     ),
+    # --- support-load forecast (contacts per channel, campaigns, forecasts: streams.processes.support_load)
+    Topic(
+        "campaigns",
+        "campaigns",
+        SOURCE,
+        "Topic of marketing campaigns (when, which channels, expected uplift) the support-load forecast"
+        " takes as its calendar.",
+        "`campaign_id`",
+        ("streams.processes.support_load.parse_campaign",),
+    ),
+    Topic(
+        "support_load",
+        "support_load_forecasts",
+        OUTPUT,
+        "Topic of support-load forecasts: per channel, the next 24 hours in 15-minute slots with the"
+        " agents needed, made every 15 minutes of event time.",
+        "channel",
+        ("sinks.rows.support_load_rows",),
+        ("streams.processes.support_load.ChannelForecast.to_wire",),
+        table="support_load_forecast",
+    ),
+    Topic(
+        "support_load_actuals",
+        "support_load_actuals",
+        OUTPUT,
+        "Topic of the support contacts counted per channel in each closed 15-minute slot.",
+        "channel",
+        ("sinks.rows.support_load_actual_row",),
+        ("streams.processes.support_load.SlotActual.to_wire",),
+        table="support_load_actual",
+    ),
     Topic(
         "events",
         "forewarn-events",
@@ -447,6 +478,17 @@ TOPICS: dict[str, Topic] = _topics(
         ("streams.processes.run.question_record",),
         copartitioned="the hot-issue tables",
         table="support_questions",
+    ),
+    Topic(
+        "contacts",
+        "forewarn-contacts",
+        INTERNAL,
+        "Internal topic of support contacts per channel and campaigns, all under one key: one partition"
+        " holds every channel's event-time clock.",
+        "`support-load` (one key)",
+        ("streams.processes.support_load.read_load_record",),
+        ("streams.processes.support_load.contact_record", "streams.processes.support_load.Campaign.to_wire"),
+        copartitioned="the support-load tables",
     ),
 )
 

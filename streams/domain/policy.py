@@ -143,12 +143,39 @@ class Experiment:
     arms: tuple[tuple[str, float], ...]  # (arm, share), shares summing to 1
 
 
+# --- staffing: the support-load forecast's capacity (streams.processes.support_load)
+
+
+@dataclass(frozen=True)
+class ChannelStaffing:
+    """One support channel's capacity: contacts an agent handles per hour, and agents on shift per
+    hour of the UTC day (24 values)."""
+
+    contacts_per_agent_hour: float = 0.0
+    agents_on_shift: tuple[int, ...] = (0,) * 24
+
+    def on_shift(self, t: float) -> int:
+        """Agents on shift at ``t`` (epoch seconds)."""
+        return self.agents_on_shift[int((t % DAY) // HOUR)]
+
+
+@dataclass(frozen=True)
+class StaffingRules:
+    """``[staffing.<channel>]`` tables; a channel without one has no capacity (0 agents)."""
+
+    channels: dict[str, ChannelStaffing] = field(default_factory=dict)
+
+    def of(self, channel: str) -> ChannelStaffing:
+        return self.channels.get(channel) or ChannelStaffing()
+
+
 @dataclass(frozen=True)
 class Policy:
     triggers: dict[str, TriggerPolicy]
     contact: ContactRules = field(default_factory=ContactRules)
     experiments: tuple[Experiment, ...] = ()
     models: ModelRules = field(default_factory=ModelRules)
+    staffing: StaffingRules = field(default_factory=StaffingRules)
 
     @cached_property
     def _by_signal(self) -> dict[str, list[TriggerPolicy]]:
@@ -324,7 +351,7 @@ def parse_time_of_day(value: Any) -> int | None:
 
 def build_policy(data: dict[str, Any], source: str) -> Policy:
     top = _Checker(source, "the policy", data)
-    top.known({"contact", "triggers", "experiments", "models"})
+    top.known({"contact", "triggers", "experiments", "models", "staffing"})
     contact = _contact(_Checker(source, "[contact]", top.value("contact", {})))
     models = _models(_Checker(source, "[models]", top.value("models", {})))
     triggers_table = _Checker(source, "[triggers]", top.value("triggers"))
@@ -371,7 +398,36 @@ def build_policy(data: dict[str, Any], source: str) -> Policy:
                     f" {experiment.name!r}; a trigger may be in one experiment at a time"
                 )
             seen[trigger] = experiment.name
-    return Policy(triggers, contact, experiments, models)
+    staffing = _staffing(_Checker(source, "[staffing]", top.value("staffing", {})))
+    return Policy(triggers, contact, experiments, models, staffing)
+
+
+STAFFED_CHANNELS = ("chat", "phone", "email", "other")  # streams.processes.support_load.CHANNELS
+
+
+def _staffing(check: _Checker) -> StaffingRules:
+    check.known(set(STAFFED_CHANNELS))
+    channels = {}
+    for channel in STAFFED_CHANNELS:
+        if channel not in check.table:
+            continue
+        table = _Checker(check.source, f"[staffing.{channel}]", check.table[channel])
+        table.known({"contacts_per_agent_hour", "agents_on_shift"})
+        rate = table.number("contacts_per_agent_hour", low=0.01, high=1000.0)
+        shift = table.value("agents_on_shift")
+        if isinstance(shift, int) and not isinstance(shift, bool):
+            shift = [shift] * 24
+        if (
+            not isinstance(shift, list)
+            or len(shift) != 24
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shift)
+        ):
+            table.fail(
+                "agents_on_shift",
+                f"must be a whole number >= 0, or 24 of them (one per UTC hour), got {shift!r}",
+            )
+        channels[channel] = ChannelStaffing(rate, tuple(shift))
+    return StaffingRules(channels)
 
 
 def _models(check: _Checker) -> ModelRules:

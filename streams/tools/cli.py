@@ -12,6 +12,8 @@ forewarn report [--days N]     print the value metrics of interventions (each ar
                                what shadow triggers would have done, and the cross-department response
                                times and automation share of the latest week against the weeks before
 forewarn faq --product ID      print the latest FAQ forecast of a launch: topics, counts, examples per age
+forewarn forecast [--channel C]  print the support-load forecast: each hour of the next 24 h, contacts,
+                               agents needed and on shift, per channel
 forewarn doctor                check the broker, the topics and ClickHouse, and say what is wrong
 forewarn traffic               stream synthetic web, logistics and process traffic into the broker
 forewarn notifier              the example notifier: consume interventions, report outcomes
@@ -131,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         "faq", help="print the latest FAQ forecast of a product launching or launched lately"
     )
     faq.add_argument("--product", required=True, help="the product id (the catalog's)")
+    forecast = commands.add_parser(
+        "forecast", help="print the latest support-load forecast per hour: contacts, agents needed, on shift"
+    )
+    forecast.add_argument("--channel", default=None, help="one channel (chat, phone, email, other)")
     commands.add_parser("doctor", help="check the broker, topics and ClickHouse; exit 1 if anything is wrong")
     traffic = commands.add_parser("traffic", help="stream synthetic traffic into the broker until stopped")
     traffic.add_argument("--sessions-per-second", type=float, default=5.0, help="new web sessions per second")
@@ -268,6 +274,16 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             store.close()
         return 0 if rows else 1
+    elif args.command == "forecast":
+        from sinks.clickhouse import ClickHouseStore
+        from sinks.support_load import format_forecast, hourly, latest_forecast
+
+        store = ClickHouseStore(settings.clickhouse_dsn)
+        try:
+            store.apply_schema(settings.clickhouse_cluster)
+            print(format_forecast(hourly(latest_forecast(store, args.channel))))
+        finally:
+            store.close()
     return 0
 
 

@@ -36,7 +36,7 @@ import time
 import urllib.request
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,7 @@ from streams.tools.compat_listener import CompatListener
 from streams.tools.demo_truth import TriggerTruth, model_triggers, roc_auc, scores_by_type, trigger_truth
 from streams.tools.notifier import run_notifier
 from streams.tools.service_desk import MANUAL_POINT, DeskProfile, ServiceDesk, respond
+from streams.tools.traffic.contacts import ContactShape, ContactTraffic, PlantedCampaign
 from streams.tools.traffic.feedback import FEEDBACK_LABELS
 from streams.tools.traffic.generator import TrafficGenerator
 from streams.tools.traffic.history import VISIT_GAP_DAYS, HistoryPlan, plan_history, replay_history
@@ -173,6 +174,37 @@ def catalog_json(catalog: Catalog) -> bytes:
             ],
         }
     )  # fmt: skip
+
+
+# --- the support-load forecast's planted campaigns (streams.tools.traffic.contacts)
+
+CAMPAIGN_HOURS = 6.0
+CAMPAIGN_UPLIFT = 1.5  # 2.5 times the contacts on chat and phone while it runs; not stated in its message
+
+
+def demo_contacts(end: float) -> ContactShape:
+    """Support contacts for a history ending at ``end``: seasonal per channel, with two campaigns on
+    chat and phone, the same hours a week apart, the second ending at least 2 hours before ``end`` (so
+    that its peak is in the history, and forecast before it came). Neither states its uplift: the
+    forecast learns it from the first.
+
+    >>> shape = demo_contacts(1_767_571_200.0 + 14 * DAY + 5 * 3600)  # a Monday 05:00 UTC: Thursdays
+    >>> [(c.campaign_id, (c.starts_at - 1_767_571_200.0) / DAY) for c in shape.campaigns]
+    [('autumn-sale', 3.375), ('winter-sale', 10.375)]
+    """
+    # The latest Tuesday, Wednesday or Thursday at 09:00 UTC ending 2 hours before the history does:
+    # mid-week, where the weekly season is near 1 (the history's one week of it has not taught it yet).
+    start = (end // DAY) * DAY + 9 * 3600
+    while start + CAMPAIGN_HOURS * 3600 > end - 2 * 3600 or (int(start // DAY) + 3) % 7 not in (1, 2, 3):
+        start -= DAY
+    hours = CAMPAIGN_HOURS * 3600
+    campaigns = (
+        PlantedCampaign("autumn-sale", "Autumn sale", start - 7 * DAY, start - 7 * DAY + hours,
+                        ("chat", "phone"), CAMPAIGN_UPLIFT),
+        PlantedCampaign("winter-sale", "Winter sale", start, start + hours,
+                        ("chat", "phone"), CAMPAIGN_UPLIFT),
+    )  # fmt: skip
+    return ContactShape(campaigns=campaigns)
 
 
 def demo_profile(sessions_per_second: float, policy: Policy, history_days: float) -> TrafficProfile:
@@ -833,6 +865,7 @@ def _departments(store: ClickHouseStore, tally: _Tally) -> list[str]:
     )
     [(share,)] = store.query("SELECT sum(automated) / sum(cases) FROM automation_share")
     lines.append(f"    end-to-end automation share (automation_share view, history included): {share:.1%}")
+    return lines
 
 
 def _launch_faq(store: ClickHouseStore, generator: TrafficGenerator) -> list[str]:
@@ -881,6 +914,54 @@ def _launch_faq(store: ClickHouseStore, generator: TrafficGenerator) -> list[str
     return lines
 
 
+def _support_load(store: ClickHouseStore, generator: TrafficGenerator) -> list[str]:
+    """The planted campaign's peak hour on chat: the forecast made at least an hour before it, against
+    the contacts counted and the traffic's expected count (with and without the campaign)."""
+    from sinks.support_load import forecast_against_actual
+
+    shape = generator.profile.contacts
+    counted = store.query(
+        "SELECT channel, sum(contacts), count() FROM support_load_actual FINAL"
+        " GROUP BY channel ORDER BY channel"
+    )
+    lines = [
+        "  support load: contacts counted per channel in closed 15-minute slots: "
+        + (", ".join(f"{channel} {n} in {slots} slots" for channel, n, slots in counted) or "none")
+    ]
+    if shape is None or not shape.campaigns:
+        return lines
+    campaign = shape.campaigns[-1]
+    truth = ContactTraffic(None, shape, 0)
+    quiet = ContactTraffic(None, dataclasses.replace(shape, campaigns=()), 0)
+    hours = [campaign.starts_at + k * 3600.0 for k in range(int(CAMPAIGN_HOURS))]
+
+    def expected(traffic: ContactTraffic, hour: float) -> float:
+        return sum(traffic.slot_truth("chat", hour + k * 900.0) for k in range(4))
+
+    peak = max(hours, key=lambda hour: expected(truth, hour))
+    # Each slot of the hour from the latest forecast made at least an hour before the hour started.
+    found = [
+        forecast_against_actual(store, "chat", round((peak + k * 900) * 1000), 60 + 15 * k) for k in range(4)
+    ]
+    when = datetime.fromtimestamp(peak, UTC).strftime("%a %H:%M UTC")
+    lines.append(
+        f"    planted: campaign {campaign.campaign_id!r} on chat and phone, {CAMPAIGN_HOURS:g} h, x"
+        f"{1 + campaign.uplift:g} (its uplift not stated; the same campaign ran a week before); its peak"
+        f" chat hour, {when}: {expected(truth, peak):.1f} contacts expected by the traffic"
+        f" ({expected(quiet, peak):.1f} without the campaign)"
+    )
+    slots = [slot for slot in found if slot is not None]
+    if len(slots) < len(found):
+        lines.append("    no forecast made an hour or more before that hour, or its slots were not closed")
+    else:
+        forecast, actual = sum(slot[0] for slot in slots), sum(slot[2] for slot in slots)
+        lines.append(
+            "    forecast made an hour or more before the hour:"
+            f" {forecast:.1f} contacts; counted: {actual:.0f}"
+        )
+    return lines
+
+
 def _processes(
     store: ClickHouseStore, generator: TrafficGenerator, tally: _Tally, settings: Settings
 ) -> list[str]:
@@ -899,6 +980,7 @@ def _processes(
         ("hot issues", lambda: _hot_issues(store, generator, tally)),
         ("departments", lambda: _departments(store, tally)),
         ("FAQ forecast", lambda: _launch_faq(store, generator)),
+        ("support load", lambda: _support_load(store, generator)),
     ]
     for name, section in sections:
         try:
@@ -1080,6 +1162,8 @@ def run_demo(
             plan.sessions_per_second if plan else sessions_per_second, policy, history_days
         )
         profile.catalog = catalog
+        if plan is not None:
+            profile.contacts = demo_contacts(plan.end)
         generator = TrafficGenerator(profile, seed=seed, start=plan.start if plan else None)
         if plan is None:
             print(

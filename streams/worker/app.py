@@ -17,6 +17,8 @@ agent / timer         module                                    reads -> writes
 ``track_users``       :mod:`streams.worker.agents.users`        events, ticks, labels -> every output
 ``ingest_labels``     :mod:`streams.worker.agents.labels`       feedback_labels -> forewarn-labels
 ``watch_issues``      :mod:`streams.worker.agents.questions`    forewarn-questions -> hot issues, forecasts
+``ingest_campaigns``  :mod:`streams.worker.agents.support_load` campaigns -> forewarn-contacts
+``forecast_load``     :mod:`streams.worker.agents.support_load` forewarn-contacts -> load forecasts
 ``sweep``             :mod:`streams.worker.timers.sweep`        pending timers -> forewarn-ticks
 checkpoints           :mod:`streams.worker.timers.checkpoints`  live models -> the models changelog
 ``reload_policy``     :mod:`streams.worker.timers.policy_reload` the policy file -> ``ctx.policy``
@@ -44,7 +46,7 @@ from faust.worker import Worker
 from streams.contracts.privacy import load_cluster_secret
 from streams.contracts.settings import Settings
 from streams.worker import codec
-from streams.worker.agents import ingest, labels, questions, users
+from streams.worker.agents import ingest, labels, questions, support_load, users
 from streams.worker.context import WorkerContext
 from streams.worker.statewrites import BeforeCommit
 from streams.worker.timers import checkpoints, partitions_report, policy_reload, sweep
@@ -118,6 +120,8 @@ def create_app(settings: Settings) -> faust.App:
     app.agent(topics.user_input, name="track_users")(users.agent(ctx))
     app.agent(topics.feedback_labels, name="ingest_labels")(labels.agent(ctx))
     app.agent(topics.questions, name="watch_issues")(questions.agent(ctx))
+    app.agent(topics.campaigns, name="ingest_campaigns")(support_load.campaigns_agent(ctx))
+    app.agent(topics.contacts, name="forecast_load")(support_load.agent(ctx))
 
     app.timer(settings.sweep_interval_seconds)(sweep.timer(ctx))
     app.timer(settings.model_checkpoint_seconds)(checkpoints.timer(ctx))

@@ -6,8 +6,9 @@ events) and ``user_state`` for the per-user table, whose values decode straight 
 ``table_key`` is the tables' keys (JSON, as Faust writes them).
 
 ``product_issues`` and ``launch_profile`` hold a product's hot-issue counts and its launch profile
-(:mod:`models.surge`) as JSON. Every JSON value is read back only if each of its fields has its
-declared type (:class:`DataclassCodec`).
+(:mod:`models.surge`) as JSON, and so do ``support_load`` and ``load_models``, the support-load
+forecast's counts and forecasters (:mod:`streams.processes.support_load`). Every JSON value is read
+back only if each of its fields has its declared type (:class:`DataclassCodec`).
 
 ``partition_models`` holds a partition's River models (:class:`models.learners.PartitionModels`) as a
 checkpoint signed with the deployment's cluster secret (:mod:`streams.worker.checkpoints`): a record that
@@ -39,6 +40,7 @@ from streams.contracts import metrics
 from streams.contracts.deadletters import DeadLetterQueue
 from streams.contracts.typed import type_error
 from streams.domain.state import UserState
+from streams.processes.support_load import ModelsOf, SupportLoad
 from streams.worker.checkpoints import MALFORMED, CheckpointRefused, open_sealed, seal
 
 log = logging.getLogger(__name__)
@@ -161,3 +163,5 @@ def register(cluster_secret: bytes) -> None:
     codecs.register("partition_models", PartitionModelsCodec(cluster_secret))
     codecs.register("product_issues", DataclassCodec(ProductIssues))
     codecs.register("launch_profile", DataclassCodec(LaunchProfile))
+    codecs.register("support_load", DataclassCodec(SupportLoad))
+    codecs.register("load_models", DataclassCodec(ModelsOf))

@@ -41,6 +41,10 @@ class Topics:
     questions: faust.TopicT  # support questions keyed by product category, raw
     hot_issues: faust.TopicT  # alerts of support topics surging on a product
     launch_faq_forecasts: faust.TopicT  # FAQ forecasts of launches, made where the questions are counted
+    campaigns: faust.TopicT  # campaigns (the load forecast's calendar), raw
+    contacts: faust.TopicT  # support contacts and campaigns under one key, raw
+    support_load: faust.TopicT  # the load forecasts
+    support_load_actuals: faust.TopicT  # the contacts of each closed slot
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -56,6 +60,10 @@ class Topics:
             questions=app.topic(settings.topic_questions, value_serializer="raw"),
             hot_issues=app.topic(settings.topic_hot_issues),
             launch_faq_forecasts=app.topic(settings.topic_launch_faq_forecasts),
+            campaigns=app.topic(settings.topic_campaigns, **raw),
+            contacts=app.topic(settings.topic_contacts, value_serializer="raw"),
+            support_load=app.topic(settings.topic_support_load),
+            support_load_actuals=app.topic(settings.topic_support_load_actuals),
         )
 
 
@@ -71,12 +79,17 @@ class Tables:
     * ``issue_counts`` and ``launch_profiles``: hot-issue detection's counts per product and launch
       profiles per launched product (:mod:`models.surge`), not per category: a category's whole state
       would be one changelog record of megabytes, rewritten on every question.
+    * ``support_load`` and ``load_models``: the support-load forecast's counts (open slots, chat
+      sessions, campaigns; written on every contact) and its forecasters (written when slots close),
+      under the contacts topic's one key (:mod:`streams.processes.support_load`).
     """
 
     users: CheckedTable
     models: CheckedTable
     issue_counts: CheckedTable
     launch_profiles: CheckedTable
+    support_load: CheckedTable
+    load_models: CheckedTable
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Tables:
@@ -88,10 +101,19 @@ class Tables:
             models=table("models", "partition_models"),
             issue_counts=table("issue-counts", "product_issues"),
             launch_profiles=table("launch-profiles", "launch_profile"),
+            support_load=table("support-load", "support_load"),
+            load_models=table("load-models", "load_models"),
         )
 
     def all(self) -> tuple[CheckedTable, ...]:
-        return (self.users, self.models, self.issue_counts, self.launch_profiles)
+        return (
+            self.users,
+            self.models,
+            self.issue_counts,
+            self.launch_profiles,
+            self.support_load,
+            self.load_models,
+        )
 
 
 def changelogged_table(app: faust.App, settings: Settings, name: str, value_codec: str) -> CheckedTable:

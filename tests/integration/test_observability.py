@@ -425,6 +425,24 @@ def department_data(seed: int = 5, tickets: int = 60) -> dict[str, tuple[list[st
     }
 
 
+SUPPORT_LOAD_COLUMNS = ["made_at", "channel", "slot_start", "horizon_minutes", "forecast", "agents_needed",
+                        "agents_on_shift", "contacts_per_agent_hour"]  # fmt: skip
+
+
+def support_load_data() -> tuple[list[list[Any]], list[list[Any]]]:
+    """Forecasts made every 15 minutes for the next 8 slots, of every channel, and the slots' contacts:
+    the forecast of a slot made h before it is 10 + h/15 (so each horizon is told apart)."""
+    forecasts, actuals = [], []
+    slot = timedelta(minutes=15)
+    for channel in ("chat", "phone", "email", "other"):
+        for k in range(16):
+            made = T0 + k * slot
+            actuals.append([made, channel, 10 + k, made + slot])
+            for ahead in range(1, 9):
+                forecasts.append([made, channel, made + ahead * slot, 15 * ahead, 10.0 + ahead, 2, 1, 6.0])
+    return forecasts, actuals
+
+
 @pytest.fixture(scope="module")
 def value_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseStore]:
     """The schema and the seeded experiment in the embedded ClickHouse (one chdb path per process)."""
@@ -453,6 +471,11 @@ def value_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouse
     store.client.insert("events", events, column_names=EVENT_COLUMNS)
     for table, (columns, data) in department_data().items():
         store.client.insert(table, data, column_names=columns)
+    forecasts, actuals = support_load_data()
+    store.client.insert("support_load_forecast", forecasts, column_names=SUPPORT_LOAD_COLUMNS)
+    store.client.insert(
+        "support_load_actual", actuals, column_names=["slot_start", "channel", "contacts", "closed_at"]
+    )
     try:
         yield store
     finally:
@@ -788,3 +811,18 @@ def test_the_alerting_rules_evaluate_against_the_workers_series(live: Live) -> N
     assert not broken
     active = {alert["labels"]["alertname"] for alert in live.api("/api/v1/alerts")["data"]["alerts"]}
     assert "ForewarnWorkerDown" not in active, "the demo's worker is up"
+
+
+def test_the_support_load_queries_read_the_forecasts(value_store: ClickHouseStore) -> None:
+    """``forewarn forecast`` and the demo's figures: the latest forecast per channel, and a slot's
+    forecast made at least an hour ahead against its contacts."""
+    from sinks.support_load import forecast_against_actual, hourly, latest_forecast
+
+    rows = latest_forecast(value_store, "phone")
+    assert {row[0] for row in rows} == {"phone"} and len(rows) == 8
+    assert {row[0] for row in latest_forecast(value_store)} == {"chat", "phone", "email", "other"}
+    # Made at 03:45 for 04:00-05:45: two whole hours, the forecast h ahead being 10 + h/15.
+    assert [plan.contacts for plan in hourly(rows)] == [11.0 + 12.0 + 13.0 + 14.0, 15.0 + 16.0 + 17.0 + 18.0]
+    slot = int((T0 + timedelta(minutes=15 * 10)).timestamp() * 1000)
+    assert forecast_against_actual(value_store, "chat", slot, 60) == (14.0, 60, 20.0)
+    assert forecast_against_actual(value_store, "chat", slot + 3600_000 * 24, 60) is None

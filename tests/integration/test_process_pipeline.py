@@ -444,6 +444,50 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
             read_until(broker.bootstrap, "dead_letters", lambda ms: len(ms) >= 4, timeout=30)
         )
 
+        # Support load: a campaign, and one that ends before it starts (dead-lettered); then phone
+        # contacts later than every question, one user's (in order on one partition), the last one in
+        # a later slot, and a question in that slot on each partition of the questions (every input
+        # partition heard from lately has its clock: the earliest closes slots), so that event time
+        # closes the slots of the others.
+        campaign = {"campaign_id": "cmp-1", "name": "Sale", "starts_at": now_ms, "channels": ["phone"]}
+        asyncio.run(
+            produce(
+                broker.bootstrap,
+                [
+                    ("campaigns", b"cmp-1", orjson.dumps({**campaign, "ends_at": now_ms + 6 * HOUR_MS})),
+                    ("campaigns", b"cmp-2", orjson.dumps({**campaign, "ends_at": now_ms - HOUR_MS})),
+                ],
+            )
+        )
+        load_at = now_ms - 30 * 60_000
+        contact_times = [load_at, load_at + 600_000, load_at + 600_000, now_ms + 30 * 60_000]
+        contacts = [
+            message("clickstream", "pl", f"sc-{n}", "support_contact", contact_at, channel="phone")
+            for n, contact_at in enumerate(contact_times)
+        ]
+        closing = [
+            message(
+                "support_questions",
+                f"q{key}",
+                f"q-close-{key}",
+                "question_asked",
+                contact_times[-1],
+                product_id="laptop-lumen-13",
+                text="question about billing",
+                topic="billing",
+            )
+            for key in range(7)
+        ]
+        asyncio.run(produce(broker.bootstrap, contacts + closing))
+        asyncio.run(
+            read_until(
+                broker.bootstrap,
+                "support_load_forecasts",
+                lambda ms: any(orjson.loads(m.value)["channel"] == "phone" for m in ms),
+                timeout=30,
+            )
+        )
+
         # Everything of the user to erase is out; now the erasure.
         asyncio.run(
             produce(
@@ -468,11 +512,13 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
         final_metrics = worker.metrics()
         learned = metric(final_metrics, "forewarn_feedback_corrections_learned_total")
         dead_letters = metric(final_metrics, "forewarn_dead_letters_total")
+        campaigns = metric(final_metrics, "forewarn_campaigns_total")
     finally:
         assert worker.stop() == 0
 
-    # Every message was valid (none failed in processing either) but the four refused updates.
-    assert dead_letters == 4
+    # Every message was valid (none failed in processing either) but the four refused updates and the
+    # campaign that ends before it starts.
+    assert dead_letters == 5 and campaigns == 1
     assert sorted(read_dead_letter_headers(m.headers).reason for m in refused) == [
         "invalid_transition",
         "out_of_order",
@@ -558,7 +604,7 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
         ("unknown_sku",),
     ]
     assert rows(dsn, "SELECT product_id, topic FROM hot_issues") == [("phone-aster-2", "battery_drain")]
-    assert rows(dsn, "SELECT count() FROM support_questions") == [(len(questions),)]
+    assert rows(dsn, "SELECT count() FROM support_questions") == [(len(questions) + len(closing),)]
     assert rows(dsn, "SELECT forecast FROM hot_issues") == [(None,)]
     latest = "SELECT bucket, rank, topic, based_on, reason FROM launch_faq_latest WHERE product_id = '{}'"
     assert rows(dsn, latest.format("phone-nova-2"))[:2] == [
@@ -582,6 +628,16 @@ def test_processes_end_to_end(broker, tmp_path: Path, start_worker: StartWorker)
     assert rows(
         dsn, "SELECT team, status FROM feedback_response WHERE feedback_id = 'fb-1' AND team = 'marketing'"
     ) == [("marketing", "acknowledged")]
+    # Support load: the phone contacts of the closed slots, and 96-slot forecasts 15 min to 24 h ahead.
+    assert rows(dsn, "SELECT sum(contacts) FROM support_load_actual FINAL WHERE channel = 'phone'") == [(3,)]
+    assert rows(
+        dsn,
+        "SELECT min(horizon_minutes), max(horizon_minutes), count() % 96 FROM support_load_forecast FINAL"
+        " WHERE channel = 'phone'",
+    ) == [(15, 1440, 0)]
+    assert rows(dsn, "SELECT reason FROM dead_letters WHERE source_topic = 'campaigns'") == [
+        ("invalid_value",)
+    ]
     client = clickhouse_connect.get_client(dsn=dsn)
     try:
         assert traces(client, [ERASED, pseudonym(ERASED)]) == {}

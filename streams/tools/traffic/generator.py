@@ -67,6 +67,7 @@ from streams.processes.catalog import load_catalog
 from streams.processes.tickets import ServicePoint, load_service_points
 from streams.tools.traffic.chats import Chats, ChatTruth
 from streams.tools.traffic.clickstream import WebSessions
+from streams.tools.traffic.contacts import ContactShape, ContactTraffic
 from streams.tools.traffic.crm import Crm
 from streams.tools.traffic.feedback import FEEDBACK_LABELS, Feedback, FeedbackTruth
 from streams.tools.traffic.logistics import Shipments
@@ -117,6 +118,7 @@ class TrafficGenerator:
         self.order_requests = OrderRequests(self.schedule, self.catalog)
         self.support_questions = SupportQuestions(self.schedule, self.catalog)
         self.chats = Chats(self.schedule, self.catalog)
+        self.contacts = ContactTraffic(self.schedule, profile.contacts or ContactShape(), seed)
 
     def due(self, now: float) -> list[Outgoing]:
         """Start the sessions due by ``now`` and return every message whose event time has come."""
@@ -129,6 +131,9 @@ class TrafficGenerator:
             self._next_session += self.random.expovariate(self.profile.sessions_per_second)
         if self.profile.support_question_rate > 0:
             self.support_questions.due(self._start, now)
+        if self.profile.contacts is not None:
+            self.contacts.shape = self.profile.contacts
+            self.contacts.due(self._start, now)
         return self.schedule.due(now)
 
     def resume(self, at: float, **changes: Any) -> None:

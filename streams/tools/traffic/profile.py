@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from streams.processes.catalog import Catalog, Product
 from streams.processes.tickets import ServicePoint
+from streams.tools.traffic.contacts import ContactShape
 
 USER_TYPES = ("buyer", "help_seeker", "browser", "at_risk")
 
@@ -181,6 +182,9 @@ class TrafficProfile:
     support_question_rate: float = 0.0
     support_history_seconds: float = 0.0
     surge: Surge | None = None
+    # Support contacts per channel with daily and weekly seasonality and planted campaigns, on their own
+    # clock from the start (streams.tools.traffic.contacts); None: none.
+    contacts: ContactShape | None = None
     # New users whose CRM attributes (tier, lifetime value, sometimes segments) are sent before their
     # first session; crm_update_share of them get an update (more spent, maybe a tier up) later.
     crm_share: float = 0.0

@@ -37,6 +37,7 @@ from streams.domain.experiments import assign_arm
 from streams.domain.policy import HOLDOUT, Policy, load_policy
 from streams.tools.broker_wait import wait_for_topics
 from streams.tools.signals import stopped_by_signals
+from streams.tools.traffic.contacts import CAMPAIGNS
 from streams.tools.traffic.feedback import FEEDBACK_LABELS
 from streams.tools.traffic.generator import TrafficGenerator
 from streams.tools.traffic.profile import TrafficProfile
@@ -60,7 +61,11 @@ def traffic_topics(settings: Settings) -> dict[str, str]:
     >>> topics["logistics"], topics["feedback_labels"]
     ('shipments', 'feedback_labels')
     """
-    return {**settings.source_topics, FEEDBACK_LABELS: settings.topic_feedback_labels}
+    return {
+        **settings.source_topics,
+        FEEDBACK_LABELS: settings.topic_feedback_labels,
+        CAMPAIGNS: settings.topic_campaigns,
+    }
 
 
 def process_traffic_profile(sessions_per_second: float, policy: Policy) -> TrafficProfile:

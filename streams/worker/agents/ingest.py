@@ -3,8 +3,9 @@
 It takes the source topics' messages in batches (what waits to be read, up to
 ``FOREWARN_INGEST_BATCH_EVENTS``: :func:`streams.worker.guard.each_batch`), validates each message on its own
 (:func:`streams.contracts.events.parse_event`; a bad one is dead-lettered alone with its original bytes),
-sends support questions to the questions topic keyed by product category, and sends each partition of the
-events topic one envelope of the batch's events of its users, in the order they were read
+sends support questions to the questions topic keyed by product category, every support contact
+(:func:`streams.processes.support_load.contact_channel`) to the contacts topic, and sends each
+partition of the events topic one envelope of the batch's events of its users, in the order they were read
 (:mod:`streams.contracts.envelopes`). The batch's source records are acknowledged only once the broker took
 its envelopes (sent again until it does), so no source offset is committed past an event not yet on the
 events topic.
@@ -23,6 +24,7 @@ from streams.contracts.deadletters import send_until_taken
 from streams.contracts.envelopes import pack, split_by_partition
 from streams.contracts.events import OUTCOMES, SUPPORT_QUESTIONS, Event, InvalidEvent, parse_event
 from streams.processes.run import question_record
+from streams.processes.support_load import LOAD_KEY, contact_channel, contact_record
 from streams.worker.context import WorkerContext
 from streams.worker.guard import AgentFunction, each_batch
 
@@ -68,6 +70,11 @@ async def ingest_batch(ctx: WorkerContext, events: Sequence[faust.EventT]) -> No
         metrics.EVENTS_IN.labels(message.topic, parsed.event_type).inc()
         if parsed.source == OUTCOMES:
             metrics.OUTCOMES.labels(parsed.event_type).inc()
+        if (channel := contact_channel(parsed)) is not None:
+            # Counted per channel for the load forecast, all under one key (one event-time clock).
+            source = f"{message.topic}:{message.partition}"  # its event-time clock
+            record = contact_record(parsed, channel, source)
+            await ctx.send(settings.topic_contacts, LOAD_KEY, orjson.dumps(record))
         if question is not None:
             await ctx.send(settings.topic_questions, question["category"].encode(), orjson.dumps(question))
             continue

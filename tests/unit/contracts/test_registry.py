@@ -65,9 +65,14 @@ def test_roles_partitions_and_keys_are_stated() -> None:
         "forewarn-ticks",
         "forewarn-labels",
         "forewarn-questions",
+        "forewarn-contacts",
     ]
     assert "stock" not in topic_names(settings)
-    assert set(source_topic_names(settings)) == {*settings.source_topics.values(), "feedback_labels"}
+    assert set(source_topic_names(settings)) == {
+        *settings.source_topics.values(),
+        "feedback_labels",
+        "campaigns",
+    }
 
 
 @pytest.mark.parametrize(
