@@ -36,7 +36,7 @@ def source_topic_names(settings: Settings) -> list[str]:
     """The source topics Forewarn creates: what producers write and the workers read (``stock`` aside).
 
     >>> source_topic_names(Settings.from_env({}))[-3:]
-    ['support_questions', 'conversations', 'feedback_labels']
+    ['ticket_updates', 'feedback_updates', 'campaigns']
     """
     return [topic.name_in(settings) for topic in TOPICS.values() if topic.role == SOURCE and topic.created]
 
@@ -46,7 +46,7 @@ def copartitioned_topics(settings: Settings) -> dict[str, str]:
     tables co-partitioned with it: a table's partition N holds the keys of the topic's partition N.
 
     >>> sorted(copartitioned_topics(Settings.from_env({})).items())[0]
-    ('forewarn-events', 'the user table')
+    ('forewarn-contacts', 'the support-load tables')
     """
     return {topic.name_in(settings): topic.copartitioned for topic in TOPICS.values() if topic.copartitioned}
 
