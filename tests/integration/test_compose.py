@@ -35,8 +35,9 @@ from aiokafka import AIOKafkaConsumer
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from sinks.rows import sink_specs
-from streams.contracts.events import CLICKSTREAM, ERASURE_REQUESTS, OUTCOMES
+from streams.contracts.events import CLICKSTREAM, ERASURE_REQUESTS, FEEDBACK_UPDATES, OUTCOMES, TICKET_UPDATES
 from streams.contracts.interventions import DELAY_NOTICE, PAYMENT_ASSIST, Intervention, intervention_id
+from streams.contracts.registry import SOURCE, TOPICS
 from streams.contracts.settings import PREFIX, Settings
 from streams.contracts.topics import ensure_topics, topic_names
 from streams.domain.policy import load_policy
@@ -660,7 +661,7 @@ def test_the_docs_give_each_principal_the_acls_it_needs_and_no_more() -> None:
     internal = [t for t in internal if t.startswith(f"{settings.app_id}-")]
     assert len(internal) >= 6
     # Whatever the worker consumes (sources, and its sink's topics) it reads; all it emits it writes.
-    sources = [*settings.source_topics.values(), settings.topic_feedback_labels, settings.topic_stock]
+    sources = [topic.name_in(settings) for topic in TOPICS.values() if topic.role == SOURCE]
     sunk = [*sink_specs(settings), settings.topic_erasures]
     emitted = [t for t in topic_names(settings) if t not in sources] + [
         settings.topic_preferences,  # the API's requests
@@ -750,10 +751,13 @@ def test_the_traffic_profile_sends_every_kind_of_traffic_and_lingers_past_the_dw
     profile = process_traffic_profile(5.0, policy)
     start = time.time()
     sent = TrafficGenerator(profile, seed=7, start=start).due(start + 900)
-    # Everything but what the notifier (outcomes) and the erasure requests of the API send.
+    # Everything but what the notifier (outcomes), the erasure requests of the API and the simulated
+    # service desk and teams (streams.tools.service_desk: ticket and feedback updates) send.
     assert {m.topic for m in sent} == set(traffic_topics(Settings.from_env({}))) - {
         OUTCOMES,
         ERASURE_REQUESTS,
+        TICKET_UPDATES,
+        FEEDBACK_UPDATES,
     }
     dwell = policy.for_signal("payment_dwell")
     assert dwell is not None and profile.linger_seconds[0] > dwell.params["dwell"]

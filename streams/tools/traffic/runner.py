@@ -32,12 +32,12 @@ from aiokafka import AIOKafkaProducer
 
 from streams.contracts.interventions import PAYMENT_ASSIST
 from streams.contracts.settings import Settings
-from streams.contracts.time import DAY
+from streams.contracts.time import DAY, HOUR
 from streams.domain.experiments import assign_arm
 from streams.domain.policy import HOLDOUT, Policy, load_policy
 from streams.tools.broker_wait import wait_for_topics
 from streams.tools.signals import stopped_by_signals
-from streams.tools.traffic.contacts import CAMPAIGNS
+from streams.tools.traffic.contacts import CAMPAIGNS, ContactShape, PlantedCampaign
 from streams.tools.traffic.feedback import FEEDBACK_LABELS
 from streams.tools.traffic.generator import TrafficGenerator
 from streams.tools.traffic.profile import TrafficProfile
@@ -68,10 +68,14 @@ def traffic_topics(settings: Settings) -> dict[str, str]:
     }
 
 
-def process_traffic_profile(sessions_per_second: float, policy: Policy) -> TrafficProfile:
+def process_traffic_profile(
+    sessions_per_second: float, policy: Policy, start: float | None = None
+) -> TrafficProfile:
     """Every kind of traffic on, at the generator's default pace. Lingering payment visits stay on the
     page past ``policy``'s payment dwell (a third more, up to three times it), and the users outside
     the holdout arm of its ``payment_assist`` experiment are the treated ones of the planted effect.
+    Support contacts come with one campaign on chat and phone, from an hour after ``start`` (now when
+    None) for two hours, announced at once.
 
     >>> profile = process_traffic_profile(5.0, load_policy(text='[triggers.payment_assist]\\ndwell = "30s"'))
     >>> profile.linger_seconds, profile.devices_share > 0, profile.support_history_seconds / DAY
@@ -95,6 +99,9 @@ def process_traffic_profile(sessions_per_second: float, policy: Policy) -> Traff
         support_history_seconds=QUESTION_HISTORY,
         crm_share=0.3,
     )
+    begins = (time.time() if start is None else start) + HOUR
+    sale = PlantedCampaign("traffic-sale", "Sale", begins, begins + 2 * HOUR, ("chat", "phone"))
+    profile.contacts = ContactShape(campaigns=(sale,))
     if dwell is not None:
         seconds = float(dwell.params["dwell"])
         profile.linger_seconds = (seconds * 4 / 3, seconds * 3)
