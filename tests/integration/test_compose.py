@@ -233,11 +233,15 @@ def test_the_stack_has_its_services_and_the_traffic_is_opt_in() -> None:
         "sink",
         "notifier",
         "traffic",
+        "service-desk",
         "prometheus",
         "grafana",
     }
     assert set(workers()) == {"worker-1", "worker-2"}
-    assert {name: s["profiles"] for name, s in SERVICES.items() if "profiles" in s} == {"traffic": ["demo"]}
+    assert {name: s["profiles"] for name, s in SERVICES.items() if "profiles" in s} == {
+        "traffic": ["demo"],
+        "service-desk": ["demo"],
+    }
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
     assert SERVICES["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     assert SERVICES["prometheus"]["image"].startswith("prom/prometheus:")
@@ -321,6 +325,7 @@ def test_every_forewarn_command_of_the_stack_is_one_the_cli_takes(monkeypatch: p
         ("sink", "sink"),
         ("notifier", "notifier"),
         ("traffic", "traffic"),
+        ("service-desk", "service-desk"),
     }
     assert json.loads(dockerfile_instructions("ENTRYPOINT")[-1]) == ["forewarn"]
     assert PYPROJECT["project"]["scripts"]["forewarn"] == "streams.tools.cli:main"
@@ -332,7 +337,7 @@ def test_the_start_order() -> None:
         assert depends_on(SERVICES[name]).get("setup") == "service_completed_successfully", name
         assert starts_after(name) >= {"setup", "kafka", "clickhouse"}
     assert depends_on(SERVICES["sink"]) == {"setup": "service_completed_successfully"}
-    for name in ("notifier", "traffic", "prometheus"):
+    for name in ("notifier", "traffic", "service-desk", "prometheus"):
         assert {depends_on(SERVICES[name]).get(worker) for worker in workers()} == {"service_healthy"}, name
     assert starts_after("traffic") >= {"setup"}
     assert depends_on(SERVICES["grafana"]) == {
