@@ -281,9 +281,11 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         store = ClickHouseStore(settings.clickhouse_dsn)
         try:
             store.apply_schema(settings.clickhouse_cluster)
-            print(format_forecast(hourly(latest_forecast(store, args.channel))))
+            plans = hourly(latest_forecast(store, args.channel))
+            print(format_forecast(plans))
         finally:
             store.close()
+        return 0 if plans else 1
     return 0
 
 

@@ -3,11 +3,16 @@ sink's rows of a forecast record (no ClickHouse needed)."""
 
 from __future__ import annotations
 
-import orjson
+from pathlib import Path
 
+import orjson
+import pytest
+
+from sinks.clickhouse import ClickHouseStore
 from sinks.rows import SUPPORT_LOAD_ACTUAL, SUPPORT_LOAD_FORECAST, support_load_rows
 from sinks.support_load import format_forecast, hourly, latest_forecast
 from streams.processes.support_load import ChannelForecast, SlotActual, SlotForecast
+from streams.tools.cli import main
 
 HOUR_MS = 3_600_000
 START = 1_764_579_600_000  # 2025-12-01 09:00 UTC
@@ -65,3 +70,37 @@ def test_a_forecast_record_is_a_row_per_slot() -> None:
     assert SUPPORT_LOAD_FORECAST.user_index is None and SUPPORT_LOAD_ACTUAL.user_index is None
     actual = orjson.dumps(SlotActual(1_764_579_600.0, "phone", 4).to_wire(1_764_580_000.0))
     assert SUPPORT_LOAD_ACTUAL.to_row(actual, [], 1, 3)[:3] == (START, "phone", 4)
+
+
+def test_forewarn_forecast_prints_the_latest_forecast_by_hour_and_fails_when_there_is_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn = f"chdb://{tmp_path / 'ch'}"
+    monkeypatch.setenv("FOREWARN_CLICKHOUSE_DSN", dsn)
+    assert main(["forecast"]) == 1
+    assert capsys.readouterr().out.startswith("no forecast yet")
+    made = START / 1000 - 900
+    older = ChannelForecast(
+        made - 900, "chat", 6.0, [SlotForecast(made + 900 * k, 1.0, 1, 1) for k in range(1, 5)]
+    )
+    latest = ChannelForecast(
+        made, "chat", 6.0, [SlotForecast(made + 900 * k, 4.5, 3, 2) for k in range(1, 9)]
+    )
+    rows = [
+        row
+        for offset, forecast in enumerate((older, latest))
+        for row in support_load_rows(orjson.dumps(forecast.to_wire()), [], 0, offset)[0]
+    ]
+    store = ClickHouseStore(dsn)
+    try:
+        store.apply_schema()
+        store.insert(SUPPORT_LOAD_FORECAST.table, SUPPORT_LOAD_FORECAST.columns, rows, token="forecast-cli")
+    finally:
+        store.close()
+    assert main(["forecast", "--channel", "chat"]) == 0
+    printed = capsys.readouterr().out
+    # The latest forecast only (18 contacts an hour, 3 agents needed against 2): two whole hours.
+    assert "| 2025-12-01 09:00 | 18.0 | 3 | 2 | short 1 |" in printed
+    assert "| 2025-12-01 10:00 | 18.0 | 3 | 2 | short 1 |" in printed
+    assert "| 1.0 |" not in printed and "| 4.0 |" not in printed
+    assert main(["forecast", "--channel", "email"]) == 1
