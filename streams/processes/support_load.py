@@ -448,22 +448,29 @@ def agents_needed(contacts_per_hour: float, contacts_per_agent_hour: float) -> i
     return max(0, math.ceil(contacts_per_hour / contacts_per_agent_hour - 1e-9))
 
 
+def closable_until(state: SupportLoad, wall: float) -> float | None:
+    """The start of the first slot that stays open: the slots before it are closable (the
+    :func:`watermark` has passed them by :data:`ALLOWED_LATENESS`); None when none is."""
+    if not state.cutoff:
+        return None
+    until = slot_start(watermark(state, wall) - ALLOWED_LATENESS)
+    return until if until > state.cutoff else None
+
+
 def refresh(
     state: SupportLoad, models: ModelsOf, wall: float, launches: Sequence[float], staffing: StaffingRules
 ) -> Refresh | None:
     """Close the slots the :func:`watermark` has passed (by :data:`ALLOWED_LATENESS`), learn them and
-    forecast; None when no slot closed. ``wall``: the wall clock now."""
-    if not state.cutoff:
-        return None
-    closable_until = slot_start(watermark(state, wall) - ALLOWED_LATENESS)  # slots before this one close
-    if closable_until <= state.cutoff:
+    forecast; None when no slot closed (:func:`closable_until`). ``wall``: the wall clock now."""
+    until = closable_until(state, wall)  # slots before this one close
+    if until is None:
         return None
     campaigns = list(state.campaigns.values())
     actuals: list[SlotActual] = []
     skipped = 0
     starts = sorted(float(key) for key in state.counts)
     t = state.cutoff
-    while t < closable_until:
+    while t < until:
         counts = state.counts.pop(str(int(t)), None)
         if counts is None and not _contacts_within(starts, t, MAX_GAP):
             skipped += 1  # inside an outage of the input
@@ -474,18 +481,14 @@ def refresh(
             models.of(channel).learn_one(t, contacts, calendar(t, channel, campaigns, launches))
             actuals.append(SlotActual(t, channel, contacts))
         t += SLOT_SECONDS
-    state.cutoff = closable_until
-    state.sessions = {
-        key: seen for key, seen in state.sessions.items() if seen >= closable_until - SESSION_MEMORY
-    }
+    state.cutoff = until
+    state.sessions = {key: seen for key, seen in state.sessions.items() if seen >= until - SESSION_MEMORY}
     # Counts of slots already closed cannot be there (late contacts are refused), but be sure.
-    for key in [key for key in state.counts if float(key) < closable_until]:
+    for key in [key for key in state.counts if float(key) < until]:
         del state.counts[key]
-    state.campaigns = {
-        key: c for key, c in state.campaigns.items() if c.ends_at >= closable_until - CAMPAIGN_KEEP
-    }
+    state.campaigns = {key: c for key, c in state.campaigns.items() if c.ends_at >= until - CAMPAIGN_KEEP}
     forecasts = [
-        forecast_channel(models.of(channel), channel, closable_until, campaigns, launches, staffing)
+        forecast_channel(models.of(channel), channel, until, campaigns, launches, staffing)
         for channel in state.channels
     ]
     return Refresh(actuals, forecasts, skipped)

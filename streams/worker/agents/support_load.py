@@ -27,6 +27,7 @@ from streams.processes.support_load import (
     SupportLoad,
     add_campaign,
     add_contact,
+    closable_until,
     parse_campaign,
     read_load_record,
     refresh,
@@ -85,10 +86,13 @@ async def count_contact(ctx: WorkerContext, event: faust.EventT) -> None:
     channel, wall = record["channel"], time.time()
     how = add_contact(state, channel, record["event_time"], record["session_id"], record["source"], wall)
     metrics.SUPPORT_CONTACTS.labels(channel, how).inc()
-    # Whatever it was, its source's clock moved: slots may close.
-    models = tables.load_models.get(STATE_KEY) or ModelsOf()
-    launches = [product.launched_at for product in ctx.references.catalog.products.values()]
-    done = refresh(state, models, wall, launches, ctx.policy.staffing)
+    # Whatever it was, its source's clock moved: slots may close. Only then are the models and the
+    # catalog's launches read (most contacts close nothing).
+    done = None
+    if closable_until(state, wall) is not None:
+        models = tables.load_models.get(STATE_KEY) or ModelsOf()
+        launches = [product.launched_at for product in ctx.references.catalog.products.values()]
+        done = refresh(state, models, wall, launches, ctx.policy.staffing)
     tables.support_load[STATE_KEY] = state
     if done is not None:
         tables.load_models[STATE_KEY] = models
