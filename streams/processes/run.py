@@ -121,7 +121,7 @@ def run_process(
                 state.desk,
                 done.ticket.ticket_id,
                 done.ticket.created_at,
-                "assigned" if dispatch.assigned else "manual",
+                dispatch.kind,
                 dispatch.point_id or "",
             )
         mark_active(

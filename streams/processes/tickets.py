@@ -283,6 +283,11 @@ class Dispatch:
     def assigned(self) -> bool:
         return self.point_id is not None
 
+    @property
+    def kind(self) -> str:
+        """``assigned`` (to a service point) or ``manual``: the ticket's ``dispatch`` on the wire."""
+        return "assigned" if self.assigned else "manual"
+
     def service_point(self) -> dict[str, Any] | None:
         if self.point_id is None:
             return None
@@ -431,7 +436,7 @@ class Ticket:
             "fault": self.fault,
             "latitude": self.latitude,
             "longitude": self.longitude,
-            "dispatch": "assigned" if self.dispatch.assigned else "manual",
+            "dispatch": self.dispatch.kind,
             "service_point": self.dispatch.service_point(),
             "manual_reason": self.dispatch.manual_reason,
             "source_event_id": self.source_event_id,
@@ -482,7 +487,7 @@ def open_ticket(
                 "created_at": time,
                 "fault": ticket.fault[:MAX_HISTORY_FAULT],
                 "service_point_id": dispatch.point_id,
-                "dispatch": "assigned" if dispatch.assigned else "manual",
+                "dispatch": dispatch.kind,
             }
         )
         device.history.sort(key=lambda entry: (entry["created_at"], entry["ticket_id"]))  # late ones too
