@@ -28,12 +28,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.contracts.settings import Settings
 from streams.contracts.time import iso_time
 from streams.contracts.topics import for_the_broker
 from streams.tools.broker_wait import wait_for_topics
+from streams.tools.example_clients import example_clients
 from streams.tools.signals import stopped_by_signals
 
 log = logging.getLogger(__name__)
@@ -94,16 +94,9 @@ async def run_notifier(
     partition's event-time clock to now while the history is still being read, and fire every timer
     of the partition's users at once."""
     rng, rates = random.Random(seed), rates or OutcomeRates()
-    consumer = AIOKafkaConsumer(
-        settings.topic_interventions,
-        bootstrap_servers=bootstrap,
-        group_id=f"{settings.app_id}-example-notifier",
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        **settings.aiokafka_group_timeouts(),
-        **settings.aiokafka_security(),
+    consumer, producer = example_clients(
+        bootstrap, settings, "example-notifier", settings.topic_interventions
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **settings.aiokafka_security())
     reported = Counter() if reported is None else reported
     await consumer.start()
     await producer.start()

@@ -46,12 +46,12 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.contracts.settings import Settings
 from streams.contracts.time import HOUR, iso_time
 from streams.contracts.topics import for_the_broker
 from streams.tools.broker_wait import wait_for_topics
+from streams.tools.example_clients import example_clients
 from streams.tools.signals import stopped_by_signals
 
 log = logging.getLogger(__name__)
@@ -346,17 +346,9 @@ async def respond(
 ) -> ServiceDesk:
     """Until ``stop``: take every ticket and tagged feedback and send the departments' updates as they
     fall due (by the wall clock). Returns ``desk``, whose :meth:`ServiceDesk.truth` is what was sent."""
-    consumer = AIOKafkaConsumer(
-        settings.topic_tickets,
-        settings.topic_feedback_tagged,
-        bootstrap_servers=bootstrap,
-        group_id=f"{settings.app_id}-example-service-desk",
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        **settings.aiokafka_group_timeouts(),
-        **settings.aiokafka_security(),
+    consumer, producer = example_clients(
+        bootstrap, settings, "example-service-desk", settings.topic_tickets, settings.topic_feedback_tagged
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **settings.aiokafka_security())
     topics = {
         "ticket_updates": settings.topic_ticket_updates,
         "feedback_updates": settings.topic_feedback_updates,
