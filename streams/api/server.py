@@ -293,22 +293,22 @@ def user_reply(user_id: str, state: UserState | None) -> Reply:
 def faq_reply(
     product_id: str,
     catalog: Catalog,
-    profiles: Callable[[str], LaunchProfile | None],
+    profiles: Mapping[str, LaunchProfile],
     now: float,
     rules: FaqRules,
 ) -> Reply:
-    """The FAQ forecast of ``product_id`` made at ``now`` from the launch profiles (``profiles``: a
-    product id's profile, as the ``launch-profiles`` table gives it): the ``launch_faq_forecasts``
-    record, ``decided_at`` the call's time. 404 for a product the catalog does not know, or outside its
+    """The FAQ forecast of ``product_id`` made at ``now`` from the launch profiles (``profiles``: by
+    product id, the ``launch-profiles`` table): the ``launch_faq_forecasts`` record, ``decided_at`` the
+    call's time. 404 for a product the catalog does not know, or outside its
     launch window (from ``faq_ahead_days`` before its launch to 30 days after)."""
     product = catalog.product(product_id)
     if product is None:
         raise ApiError(404, f"product {product_id!r} is not in the catalog")
     if not in_window(product, now, rules):
         raise ApiError(404, f"product {product_id!r} is not in its launch window: no FAQ forecast")
-    launches = catalog.launches(product.category)
-    known = {launch.product_id: found for launch in launches if (found := profiles(launch.product_id))}
-    made = forecast(product, launches, known, now, rules, product.expected_volume)
+    made = forecast(
+        product, catalog.launches(product.category), profiles, now, rules, product.expected_volume
+    )
     return Reply(200, made.to_wire(now), f"forecast {made.forecast_id}")
 
 
@@ -631,7 +631,7 @@ class _Api:
             request,
             caller,
             forward,
-            lambda: faq_reply(product_id, self.catalog, profiles.get, time.time(), self.faq_rules),
+            lambda: faq_reply(product_id, self.catalog, profiles, time.time(), self.faq_rules),
         )
 
     async def _read_on(

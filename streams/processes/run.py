@@ -306,7 +306,6 @@ def due_forecasts(
     launches = catalog.launches(category)
     edges = rules.edges[1:]
     due: list[LaunchForecast] = []
-    known: dict[str, LaunchProfile] | None = None  # read only when a forecast is due
     for product in launches:
         if not in_window(product, now, rules):
             continue
@@ -320,9 +319,5 @@ def due_forecasts(
         if made.get(product.product_id) == key:
             continue
         made[product.product_id] = key
-        if known is None:
-            known = {
-                launch.product_id: found for launch in launches if (found := profiles.get(launch.product_id))
-            }
-        due.append(forecast(product, launches, known, now, rules, product.expected_volume))
+        due.append(forecast(product, launches, profiles, now, rules, product.expected_volume))
     return due

@@ -93,7 +93,7 @@ def test_the_reply_is_the_forecast_made_now_or_404(tmp_path: Path) -> None:
     now = 1_790_000_000.0
     catalog = load_catalog(str(write_catalog(tmp_path / "c.json", now)))
     found = profiles(now)
-    reply = faq_reply("buds-3", catalog, found.get, now, FaqRules())
+    reply = faq_reply("buds-3", catalog, found, now, FaqRules())
     assert reply.status == 200 and reply.body["product_id"] == "buds-3" and reply.body["volume"] == 2.0
     first = reply.body["buckets"][0]
     assert [(t["topic"], t["expected_count"]) for t in first["topics"]] == [("pairing", 60.0), ("fit", 20.0)]
@@ -104,7 +104,7 @@ def test_the_reply_is_the_forecast_made_now_or_404(tmp_path: Path) -> None:
         ("buds-2", now, "product 'buds-2' is not in its launch window: no FAQ forecast"),
     ]:
         with pytest.raises(ApiError) as raised:
-            faq_reply(product, catalog, found.get, now_at, FaqRules())
+            faq_reply(product, catalog, found, now_at, FaqRules())
         assert (raised.value.status, raised.value.detail) == (404, detail)
 
 
